@@ -1,0 +1,169 @@
+//! Talking to the Docker engine: where it is, connecting as the docker CLI
+//! does, and turning engine answers into our records.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::{InspectContainerOptions, ListContainersOptionsBuilder, StatsOptionsBuilder};
+use bollard::Docker;
+use futures::StreamExt;
+
+use crate::memory::MemoryReading;
+use crate::store::ContainerRecord;
+
+pub const DEFAULT_ADDRESS: &str = "unix:///var/run/docker.sock";
+/// Requests (not streams) that take longer than this are treated as a sick engine.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The address the docker CLI would use: an explicit one, else `DOCKER_HOST`, else the local socket.
+pub fn resolve_address(explicit: Option<&str>) -> String {
+    explicit
+        .map(str::to_string)
+        .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| DEFAULT_ADDRESS.to_string())
+}
+
+/// A connected engine: the client (API version negotiated once) and what it said about itself.
+#[derive(Clone)]
+pub struct Connection {
+    pub docker: Docker,
+    pub engine_version: String,
+    pub api_version: String,
+}
+
+/// Connects and negotiates the API version. `DOCKER_TLS_VERIFY` and
+/// `DOCKER_CERT_PATH` select TLS for `tcp://` addresses, as with the docker CLI.
+pub async fn connect(address: &str) -> Result<Connection, String> {
+    let docker = Docker::connect_with_host(address)
+        .map_err(|e| format!("cannot use address {address}: {e}"))?
+        .with_timeout(REQUEST_TIMEOUT);
+    let docker = docker.negotiate_version().await.map_err(|e| describe_error(address, &e))?;
+    let version = docker.version().await.map_err(|e| describe_error(address, &e))?;
+    Ok(Connection {
+        engine_version: version.version.unwrap_or_else(|| "unknown".into()),
+        api_version: docker.client_version().to_string(),
+        docker,
+    })
+}
+
+/// Engine errors in words a person can act on: for the local socket, say whether it is missing or forbidden.
+pub fn describe_error(address: &str, error: &bollard::errors::Error) -> String {
+    if let Some(path) = address.strip_prefix("unix://") {
+        let path = Path::new(path);
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return format!("socket {} does not exist; is dockerd running?", path.display());
+            }
+            _ => {
+                if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+                    return match e.kind() {
+                        std::io::ErrorKind::PermissionDenied => format!(
+                            "permission denied on {}; run Leakscope as a member of the docker group or as root",
+                            path.display()
+                        ),
+                        std::io::ErrorKind::ConnectionRefused => {
+                            format!("nothing listens on {}; is dockerd running?", path.display())
+                        }
+                        _ => format!("cannot connect to {}: {e}", path.display()),
+                    };
+                }
+            }
+        }
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Ids of all containers, running or not.
+pub async fn list_container_ids(docker: &Docker) -> Result<Vec<String>, bollard::errors::Error> {
+    let options = ListContainersOptionsBuilder::default().all(true).build();
+    let list = docker.list_containers(Some(options)).await?;
+    Ok(list.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// Inspects one container; `Ok(None)` when it no longer exists.
+pub async fn inspect(docker: &Docker, id: &str) -> Result<Option<ContainerRecord>, bollard::errors::Error> {
+    match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+        Ok(response) => Ok(record_from_inspect(response)),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Our record of a container from its inspect answer; `None` when the answer lacks an id.
+pub fn record_from_inspect(response: ContainerInspectResponse) -> Option<ContainerRecord> {
+    let id = response.id?;
+    let config = response.config.unwrap_or_default();
+    let labels: HashMap<String, String> = config.labels.unwrap_or_default();
+    let state = response
+        .state
+        .and_then(|s| s.status)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    // HostConfig.Memory == 0 means no limit (stats then report host RAM).
+    let limit_bytes = response
+        .host_config
+        .and_then(|h| h.memory)
+        .filter(|&m| m > 0)
+        .map(|m| m as u64);
+    Some(ContainerRecord {
+        name: response
+            .name
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| id.chars().take(12).collect()),
+        image: config.image.unwrap_or_default(),
+        compose_project: labels.get("com.docker.compose.project").cloned(),
+        compose_service: labels.get("com.docker.compose.service").cloned(),
+        state,
+        limit_bytes,
+        id,
+    })
+}
+
+/// One reading through the Engine API (`stream=false&one-shot=true`).
+pub async fn api_reading(docker: &Docker, id: &str) -> Result<Option<MemoryReading>, bollard::errors::Error> {
+    let options = StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+    match docker.stats(id, Some(options)).next().await {
+        Some(Ok(stats)) => Ok(MemoryReading::from_api(&stats)),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspect_without_limit_reports_none() {
+        let json = r#"{"Id":"abc","Name":"/web","State":{"Status":"running"},
+            "HostConfig":{"Memory":0},"Config":{"Image":"nginx","Labels":{"com.docker.compose.service":"web"}}}"#;
+        let response: ContainerInspectResponse = serde_json::from_str(json).unwrap();
+        let record = record_from_inspect(response).unwrap();
+        assert_eq!(record.name, "web");
+        assert_eq!(record.limit_bytes, None);
+        assert_eq!(record.compose_service.as_deref(), Some("web"));
+        assert_eq!(record.state, "running");
+    }
+
+    #[test]
+    fn address_prefers_explicit_then_env() {
+        assert_eq!(resolve_address(Some("tcp://1.2.3.4:2375")), "tcp://1.2.3.4:2375");
+    }
+
+    #[test]
+    fn missing_socket_is_described_plainly() {
+        let err = bollard::errors::Error::DockerResponseServerError { status_code: 500, message: "x".into() };
+        let text = describe_error("unix:///nonexistent/docker.sock", &err);
+        assert!(text.contains("does not exist"), "{text}");
+    }
+}

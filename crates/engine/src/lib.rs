@@ -1,0 +1,347 @@
+//! The Leakscope backend: Docker access, memory sampling, storage and the
+//! queries pages and the API make. No web framework in here.
+//!
+//! Architecture invariant: the engine never blocks the async runtime on
+//! SQLite or the filesystem; those calls run on the blocking pool.
+
+pub mod cgroup;
+pub mod docker;
+mod error;
+pub mod memory;
+mod sampler;
+mod sparkline;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use leakscope_model::{ContainerDetail, ContainerInfo, EngineStatus, MemorySeries, MemorySnapshot, Overview};
+use tokio::sync::watch;
+
+pub use error::EngineError;
+pub use store::{ContainerRecord, SeriesSource, Store};
+
+use cgroup::CgroupReader;
+use sparkline::Sparkline;
+
+/// Where memory numbers come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatsSource {
+    /// Host cgroup files when they can be found for a container, else the Engine API.
+    Auto,
+    /// Always the Engine API (portable; each call waits for the engine's 1-s tick).
+    Api,
+    /// Only host cgroup files.
+    Cgroup,
+}
+
+impl std::str::FromStr for StatsSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(StatsSource::Auto),
+            "api" => Ok(StatsSource::Api),
+            "cgroup" => Ok(StatsSource::Cgroup),
+            other => Err(format!("unknown stats source '{other}': use auto, api or cgroup")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// `None`: `DOCKER_HOST`, else the local socket.
+    pub docker_host: Option<String>,
+    pub sample_interval: Duration,
+    pub raw_retention: Duration,
+    pub rollup_retention: Duration,
+    pub stats_source: StatsSource,
+    pub cgroup_root: PathBuf,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            docker_host: None,
+            sample_interval: Duration::from_secs(2),
+            raw_retention: Duration::from_secs(48 * 3600),
+            rollup_retention: Duration::from_secs(90 * 86400),
+            stats_source: StatsSource::Auto,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        }
+    }
+}
+
+/// A container the engine currently knows about.
+struct Tracked {
+    key: i64,
+    record: ContainerRecord,
+    cgroup_dir: Option<PathBuf>,
+    latest: Option<MemorySnapshot>,
+    sparkline: Sparkline,
+}
+
+struct Inner {
+    config: EngineConfig,
+    address: String,
+    /// Written only by the sampler and discovery.
+    writer: Mutex<Store>,
+    /// A second connection so chart queries never wait for a write (WAL allows both).
+    reader: Mutex<Store>,
+    containers: RwLock<HashMap<String, Tracked>>,
+    connection: RwLock<Option<docker::Connection>>,
+    status: RwLock<EngineStatus>,
+    overview: watch::Sender<Arc<Overview>>,
+    cgroup: Option<CgroupReader>,
+}
+
+/// Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the dashboard down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Engine {
+    /// Opens the store under the data dir and starts discovery, sampling and
+    /// maintenance in the background. Never fails because the engine is down.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let engine = Self::open(config)?;
+        sampler::spawn_all(engine.clone());
+        Ok(engine)
+    }
+
+    /// Opens everything without starting background work (for tests and CLI tools).
+    pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| EngineError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        std::fs::create_dir_all(config.data_dir.join("dumps")).map_err(|source| EngineError::DataDir {
+            path: config.data_dir.join("dumps").display().to_string(),
+            source,
+        })?;
+        let db = config.data_dir.join("leakscope.db");
+        let writer = Store::open(&db)?;
+        let reader = Store::open(&db)?;
+        let address = docker::resolve_address(config.docker_host.as_deref());
+        let cgroup = match config.stats_source {
+            StatsSource::Api => None,
+            _ if !address.starts_with("unix://") => None, // a remote engine's cgroups are not ours
+            _ => CgroupReader::detect(&config.cgroup_root),
+        };
+        let status = EngineStatus {
+            address: address.clone(),
+            connected: false,
+            error: Some("connecting".into()),
+            ..Default::default()
+        };
+        let (overview, _) = watch::channel(Arc::new(Overview {
+            engine: status.clone(),
+            sample_interval_ms: config.sample_interval.as_millis() as u64,
+            ..Default::default()
+        }));
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                config,
+                address,
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+                containers: RwLock::new(HashMap::new()),
+                connection: RwLock::new(None),
+                status: RwLock::new(status),
+                overview,
+                cgroup,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.config.data_dir
+    }
+
+    pub fn status(&self) -> EngineStatus {
+        read(&self.inner.status).clone()
+    }
+
+    /// The connected client, or a 503-worthy error saying where we tried and why it failed.
+    pub fn docker(&self) -> Result<bollard::Docker, EngineError> {
+        match &*read(&self.inner.connection) {
+            Some(c) => Ok(c.docker.clone()),
+            None => Err(self.unreachable()),
+        }
+    }
+
+    fn unreachable(&self) -> EngineError {
+        let status = self.status();
+        EngineError::EngineUnreachable {
+            address: status.address,
+            reason: status.error.unwrap_or_else(|| "not connected".into()),
+        }
+    }
+
+    /// The latest overview (pushed on every tick).
+    pub fn overview(&self) -> Arc<Overview> {
+        self.inner.overview.borrow().clone()
+    }
+
+    /// Live overviews, one per sampling tick or engine change.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Overview>> {
+        self.inner.overview.subscribe()
+    }
+
+    /// Every container, or 503 while the engine is unreachable.
+    pub fn containers(&self) -> Result<Vec<ContainerInfo>, EngineError> {
+        let overview = self.overview();
+        if !overview.engine.connected {
+            return Err(self.unreachable());
+        }
+        Ok(overview.containers.clone())
+    }
+
+    /// One container by id, id prefix or name; from history when it is gone.
+    pub async fn container(&self, id_or_name: &str) -> Result<ContainerDetail, EngineError> {
+        let engine = self.status();
+        if let Some(info) = self.find_live(id_or_name) {
+            return Ok(ContainerDetail { info, engine, present: true });
+        }
+        let this = self.clone();
+        let query = id_or_name.to_string();
+        let found = tokio::task::spawn_blocking(move || lock(&this.inner.reader).find_container(&query))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))??;
+        match found {
+            Some((_, record)) => Ok(ContainerDetail {
+                info: ContainerInfo {
+                    id: record.id,
+                    name: record.name,
+                    image: record.image,
+                    compose_project: record.compose_project,
+                    compose_service: record.compose_service,
+                    state: if engine.connected { "removed".into() } else { "unknown".into() },
+                    limit_bytes: record.limit_bytes,
+                    memory: None,
+                    sparkline: Vec::new(),
+                },
+                engine,
+                present: false,
+            }),
+            None if !engine.connected => Err(self.unreachable()),
+            None => Err(EngineError::UnknownContainer(id_or_name.to_string())),
+        }
+    }
+
+    fn find_live(&self, id_or_name: &str) -> Option<ContainerInfo> {
+        let overview = self.overview();
+        let name = id_or_name.trim_start_matches('/');
+        let by_id = overview.containers.iter().find(|c| c.id == id_or_name);
+        let by_name = || overview.containers.iter().find(|c| c.name == name);
+        let by_prefix = || {
+            (id_or_name.len() >= 12)
+                .then(|| overview.containers.iter().find(|c| c.id.starts_with(id_or_name)))
+                .flatten()
+        };
+        by_id.or_else(by_name).or_else(by_prefix).cloned()
+    }
+
+    /// Memory of a container (by name, so history spans re-creation) over a window.
+    /// `step_seconds` picks the resolution; without it about 600 points are returned.
+    /// Steps under a minute read raw samples, longer ones (or windows older than
+    /// the raw retention) read minute rollups.
+    pub async fn series(
+        &self,
+        id_or_name: &str,
+        from_ms: i64,
+        to_ms: i64,
+        step_seconds: Option<u64>,
+    ) -> Result<MemorySeries, EngineError> {
+        if from_ms >= to_ms {
+            return Err(EngineError::BadRequest("'from' must be before 'to'".into()));
+        }
+        let name = self.container(id_or_name).await?.info.name;
+        let interval_ms = self.inner.config.sample_interval.as_millis().max(1) as i64;
+        let raw_start = now_ms() - self.inner.config.raw_retention.as_millis() as i64;
+        let auto_step_ms = ((to_ms - from_ms) / 600).max(interval_ms);
+        let mut step_ms = match step_seconds {
+            Some(0) => return Err(EngineError::BadRequest("'step' must be at least 1 second".into())),
+            Some(s) => i64::try_from(s).unwrap_or(i64::MAX / 2_000).saturating_mul(1000),
+            None => auto_step_ms,
+        };
+        // Refuse answers that would be millions of points.
+        if (to_ms - from_ms) / step_ms > 100_000 {
+            return Err(EngineError::BadRequest(
+                "that step would return over 100 000 points; choose a larger step or a shorter range".into(),
+            ));
+        }
+        let source = if step_ms < 60_000 && from_ms >= raw_start {
+            SeriesSource::Raw
+        } else {
+            step_ms = ((step_ms + 59_999) / 60_000) * 60_000;
+            SeriesSource::Rollup1m
+        };
+        let this = self.clone();
+        let query_name = name.clone();
+        let points = tokio::task::spawn_blocking(move || {
+            lock(&this.inner.reader).series(&query_name, from_ms, to_ms, step_ms, source)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+        Ok(MemorySeries {
+            container: name,
+            from_ms,
+            to_ms,
+            step_seconds: (step_ms / 1000) as u64,
+            source: source.as_str().into(),
+            points,
+        })
+    }
+
+    fn publish(&self, updated_ms: i64) {
+        let containers = read(&self.inner.containers);
+        let mut list: Vec<ContainerInfo> = containers
+            .values()
+            .map(|t| ContainerInfo {
+                id: t.record.id.clone(),
+                name: t.record.name.clone(),
+                image: t.record.image.clone(),
+                compose_project: t.record.compose_project.clone(),
+                compose_service: t.record.compose_service.clone(),
+                state: t.record.state.clone(),
+                limit_bytes: t.record.limit_bytes,
+                memory: if t.record.state == "running" { t.latest.clone() } else { None },
+                sparkline: t.sparkline.values(updated_ms),
+            })
+            .collect();
+        drop(containers);
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        self.inner.overview.send_replace(Arc::new(Overview {
+            engine: self.status(),
+            containers: list,
+            updated_ms,
+            sample_interval_ms: self.inner.config.sample_interval.as_millis() as u64,
+        }));
+    }
+}

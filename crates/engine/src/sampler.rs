@@ -1,0 +1,348 @@
+//! Background work: keep a connection to the engine (reconnecting by itself),
+//! follow containers through the events stream, sample memory on a fixed
+//! interval, and prune old data.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::EventsOptionsBuilder;
+use futures::StreamExt;
+use leakscope_model::MemorySnapshot;
+use tokio::time::MissedTickBehavior;
+
+use crate::docker::{self, Connection};
+use crate::memory::MemoryReading;
+use crate::sparkline::{Sparkline, SPARKLINE_MINUTES};
+use crate::store::{ContainerRecord, SampleRow};
+use crate::{lock, now_ms, read, write, Engine, StatsSource, Tracked};
+
+const RECONNECT_EVERY: Duration = Duration::from_secs(2);
+const RESYNC_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Engine API stats calls in flight at once: each waits ~1 s for the engine's collector tick.
+const API_CONCURRENCY: usize = 128;
+
+pub(crate) fn spawn_all(engine: Engine) {
+    tokio::spawn(supervise_connection(engine.clone()));
+    tokio::spawn(sample_forever(engine.clone()));
+    tokio::spawn(prune_forever(engine));
+}
+
+async fn supervise_connection(engine: Engine) {
+    loop {
+        match docker::connect(&engine.inner.address).await {
+            Ok(connection) => {
+                tracing::info!(address = %engine.inner.address, version = %connection.engine_version,
+                    api = %connection.api_version, "connected to the Docker engine");
+                *write(&engine.inner.connection) = Some(connection.clone());
+                let error = follow_engine(&engine, &connection).await;
+                tracing::warn!(address = %engine.inner.address, %error, "lost the Docker engine");
+                *write(&engine.inner.connection) = None;
+                set_status(&engine, None, Some(error));
+            }
+            Err(error) => {
+                let changed = read(&engine.inner.status).error.as_deref() != Some(error.as_str());
+                if changed {
+                    tracing::warn!(address = %engine.inner.address, %error, "Docker engine unreachable; retrying every 2 s");
+                }
+                set_status(&engine, None, Some(error));
+            }
+        }
+        tokio::time::sleep(RECONNECT_EVERY).await;
+    }
+}
+
+fn set_status(engine: &Engine, connection: Option<&Connection>, error: Option<String>) {
+    {
+        let mut status = write(&engine.inner.status);
+        status.connected = connection.is_some();
+        status.engine_version = connection.map(|c| c.engine_version.clone());
+        status.api_version = connection.map(|c| c.api_version.clone());
+        status.error = error;
+        status.stats_source = Some(match (&engine.inner.cgroup, engine.inner.config.stats_source) {
+            (Some(reader), _) => match reader.layout() {
+                crate::cgroup::CgroupLayout::V1 { .. } => "cgroup v1 files".to_string(),
+                crate::cgroup::CgroupLayout::V2 { .. } => "cgroup v2 files".to_string(),
+            },
+            (None, StatsSource::Cgroup) => "cgroup files not found".to_string(),
+            (None, _) => "engine stats API".to_string(),
+        });
+    }
+    engine.publish(now_ms());
+}
+
+/// Discovers containers, then follows the events stream. Returns why the engine was lost.
+async fn follow_engine(engine: &Engine, connection: &Connection) -> String {
+    let docker = &connection.docker;
+    let mut last_sync = tokio::time::Instant::now() - RESYNC_EVERY;
+    let mut since_secs = now_ms() / 1000;
+    loop {
+        if last_sync.elapsed() >= RESYNC_EVERY {
+            if let Err(e) = resync(engine, docker).await {
+                return docker::describe_error(&engine.inner.address, &e);
+            }
+            set_status(engine, Some(connection), None);
+            last_sync = tokio::time::Instant::now();
+        }
+        let mut filters = HashMap::new();
+        filters.insert("type", vec!["container"]);
+        let options = EventsOptionsBuilder::default()
+            .since(&since_secs.to_string())
+            .filters(&filters)
+            .build();
+        let mut events = docker.events(Some(options));
+        let deadline = tokio::time::sleep(RESYNC_EVERY);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                next = events.next() => match next {
+                    Some(Ok(event)) => {
+                        if let Some(t) = event.time {
+                            since_secs = since_secs.max(t);
+                        }
+                        let action = event.action.unwrap_or_default();
+                        let id = event.actor.and_then(|a| a.id).unwrap_or_default();
+                        if let Err(e) = on_event(engine, docker, &id, &action).await {
+                            return docker::describe_error(&engine.inner.address, &e);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        // A dropped stream is not yet a lost engine: ask it.
+                        if let Err(ping) = docker.ping().await {
+                            return format!("{} (events: {})", docker::describe_error(&engine.inner.address, &ping), e);
+                        }
+                        break;
+                    }
+                    None => {
+                        if let Err(ping) = docker.ping().await {
+                            return docker::describe_error(&engine.inner.address, &ping);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn on_event(
+    engine: &Engine,
+    docker: &bollard::Docker,
+    id: &str,
+    action: &str,
+) -> Result<(), bollard::errors::Error> {
+    // exec_*, health_status and similar do not change what we track.
+    let relevant = matches!(
+        action,
+        "create" | "start" | "restart" | "die" | "stop" | "kill" | "oom" | "destroy" | "rename" | "update" | "pause" | "unpause"
+    );
+    if !relevant || id.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(%id, %action, "container event");
+    if action == "destroy" {
+        forget(engine, id).await;
+    } else {
+        match docker::inspect(docker, id).await? {
+            Some(record) => track(engine, record).await,
+            None => forget(engine, id).await,
+        }
+    }
+    engine.publish(now_ms());
+    Ok(())
+}
+
+/// Lists every container and reconciles the tracked set with it.
+async fn resync(engine: &Engine, docker: &bollard::Docker) -> Result<(), bollard::errors::Error> {
+    let ids = docker::list_container_ids(docker).await?;
+    let records: Vec<_> = futures::stream::iter(ids.into_iter().map(|id| {
+        let docker = docker.clone();
+        async move { docker::inspect(&docker, &id).await }
+    }))
+    .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut seen = Vec::new();
+    for record in records {
+        if let Some(record) = record? {
+            seen.push(record.id.clone());
+            track(engine, record).await;
+        }
+    }
+    let gone: Vec<String> = read(&engine.inner.containers)
+        .keys()
+        .filter(|id| !seen.contains(id))
+        .cloned()
+        .collect();
+    for id in gone {
+        forget(engine, &id).await;
+    }
+    Ok(())
+}
+
+async fn track(engine: &Engine, record: ContainerRecord) {
+    let known = read(&engine.inner.containers).get(&record.id).map(|t| (t.key, t.record.clone()));
+    if let Some((_, ref old)) = known {
+        if *old == record {
+            return;
+        }
+    }
+    let store_engine = engine.clone();
+    let rec = record.clone();
+    let fresh = known.is_none();
+    let result = tokio::task::spawn_blocking(move || {
+        let now = now_ms();
+        let store = lock(&store_engine.inner.writer);
+        let key = store.upsert_container(&rec, now)?;
+        let recent = if fresh {
+            store.recent_minutes(key, now - SPARKLINE_MINUTES * 60_000)?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, rusqlite::Error>((key, recent))
+    })
+    .await;
+    let (key, recent) = match result {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!(id = %record.id, error = %e, "cannot record container");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storage task failed");
+            return;
+        }
+    };
+    let cgroup_dir = engine.inner.cgroup.as_ref().and_then(|c| c.locate(&record.id));
+    let mut containers = write(&engine.inner.containers);
+    let tracked = containers.entry(record.id.clone()).or_insert_with(|| {
+        let mut sparkline = Sparkline::default();
+        for (minute, mean) in &recent {
+            sparkline.seed(*minute, *mean);
+        }
+        Tracked { key, record: record.clone(), cgroup_dir: None, latest: None, sparkline }
+    });
+    if record.state != "running" {
+        tracked.latest = None;
+    }
+    tracked.key = key;
+    tracked.record = record;
+    tracked.cgroup_dir = cgroup_dir;
+}
+
+async fn forget(engine: &Engine, id: &str) {
+    if write(&engine.inner.containers).remove(id).is_none() {
+        return;
+    }
+    let store_engine = engine.clone();
+    let id = id.to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = lock(&store_engine.inner.writer).mark_removed(&id) {
+            tracing::error!(%id, error = %e, "cannot mark container removed");
+        }
+    })
+    .await;
+}
+
+async fn sample_forever(engine: Engine) {
+    let mut ticker = tokio::time::interval(engine.inner.config.sample_interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        sample_once(&engine).await;
+    }
+}
+
+/// One sweep: read every running container, write one transaction, publish.
+pub(crate) async fn sample_once(engine: &Engine) {
+    let Ok(docker) = engine.docker() else {
+        // No engine, no samples: the chart shows the gap.
+        engine.publish(now_ms());
+        return;
+    };
+    let targets: Vec<(String, i64, Option<std::path::PathBuf>, Option<u64>)> = read(&engine.inner.containers)
+        .values()
+        .filter(|t| t.record.state == "running")
+        .map(|t| (t.record.id.clone(), t.key, t.cgroup_dir.clone(), t.record.limit_bytes))
+        .collect();
+    let time_ms = now_ms();
+    let use_api = engine.inner.config.stats_source != StatsSource::Cgroup;
+    let mut readings: Vec<(String, i64, Option<u64>, MemoryReading)> = Vec::with_capacity(targets.len());
+    let mut via_api = Vec::new();
+    for (id, key, dir, limit) in targets {
+        let from_file = match (&engine.inner.cgroup, &dir) {
+            (Some(reader), Some(dir)) => reader.read(dir).ok(),
+            _ => None,
+        };
+        match from_file {
+            Some(reading) => readings.push((id, key, limit, reading)),
+            None if use_api => via_api.push((id, key, limit)),
+            None => {}
+        }
+    }
+    if !via_api.is_empty() {
+        let answers: Vec<_> = futures::stream::iter(via_api.into_iter().map(|(id, key, limit)| {
+            let docker = docker.clone();
+            async move {
+                let reading = docker::api_reading(&docker, &id).await;
+                (id, key, limit, reading)
+            }
+        }))
+        .buffer_unordered(API_CONCURRENCY)
+        .collect()
+        .await;
+        for (id, key, limit, reading) in answers {
+            match reading {
+                Ok(Some(r)) => readings.push((id, key, limit, r)),
+                Ok(None) => {}
+                Err(e) => tracing::debug!(%id, error = %e, "stats call failed"),
+            }
+        }
+    }
+    let rows: Vec<SampleRow> = readings
+        .iter()
+        .map(|(_, key, limit, reading)| SampleRow { container_key: *key, time_ms, reading: *reading, limit_bytes: *limit })
+        .collect();
+    let store_engine = engine.clone();
+    let written = tokio::task::spawn_blocking(move || lock(&store_engine.inner.writer).write_tick(&rows, time_ms)).await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "cannot write samples (disk full?); they stay in memory only"),
+        Err(e) => tracing::error!(error = %e, "storage task failed"),
+    }
+    {
+        let mut containers = write(&engine.inner.containers);
+        for (id, _, limit, reading) in readings {
+            if let Some(t) = containers.get_mut(&id) {
+                t.sparkline.push(time_ms, reading.working_set);
+                t.latest = Some(MemorySnapshot {
+                    time_ms,
+                    working_set_bytes: reading.working_set,
+                    usage_bytes: reading.usage,
+                    rss_bytes: reading.rss,
+                    cache_bytes: reading.cache,
+                    limit_bytes: limit,
+                    limit_set: limit.is_some(),
+                });
+            }
+        }
+    }
+    engine.publish(time_ms);
+}
+
+async fn prune_forever(engine: Engine) {
+    let mut ticker = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        ticker.tick().await;
+        let e = engine.clone();
+        let raw = e.inner.config.raw_retention.as_millis() as i64;
+        let rolled = e.inner.config.rollup_retention.as_millis() as i64;
+        let result = tokio::task::spawn_blocking(move || lock(&e.inner.writer).prune(now_ms(), raw, rolled)).await;
+        match result {
+            Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned old samples"),
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
+            _ => {}
+        }
+    }
+}

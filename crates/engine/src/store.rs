@@ -1,0 +1,331 @@
+//! SQLite storage: containers seen, raw samples (kept 48 h by default) and
+//! 1-minute rollups (kept 90 days). WAL mode: a `kill -9` loses at most the
+//! tick being written, never a committed one.
+
+use std::path::Path;
+
+use leakscope_model::MemoryPoint;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::EngineError;
+use crate::memory::MemoryReading;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS containers (
+    key INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    image TEXT NOT NULL,
+    compose_project TEXT,
+    compose_service TEXT,
+    state TEXT NOT NULL,
+    limit_bytes INTEGER,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS containers_by_name ON containers(name, last_seen_ms);
+CREATE TABLE IF NOT EXISTS samples (
+    ckey INTEGER NOT NULL,
+    t INTEGER NOT NULL,
+    ws INTEGER NOT NULL,
+    usage INTEGER NOT NULL,
+    rss INTEGER NOT NULL,
+    cache INTEGER NOT NULL,
+    lim INTEGER,
+    PRIMARY KEY (ckey, t)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_1m (
+    ckey INTEGER NOT NULL,
+    minute_ms INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    ws_min INTEGER NOT NULL,
+    ws_avg INTEGER NOT NULL,
+    ws_max INTEGER NOT NULL,
+    usage_avg INTEGER NOT NULL,
+    lim INTEGER,
+    PRIMARY KEY (ckey, minute_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+/// Everything the store keeps about a container besides its samples.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub compose_project: Option<String>,
+    pub compose_service: Option<String>,
+    pub state: String,
+    pub limit_bytes: Option<u64>,
+}
+
+/// One sample ready to be written.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleRow {
+    pub container_key: i64,
+    pub time_ms: i64,
+    pub reading: MemoryReading,
+    pub limit_bytes: Option<u64>,
+}
+
+/// Which table a series was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeriesSource {
+    Raw,
+    Rollup1m,
+}
+
+impl SeriesSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeriesSource::Raw => "raw",
+            SeriesSource::Rollup1m => "rollup_1m",
+        }
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+const MINUTE_MS: i64 = 60_000;
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, EngineError> {
+        let conn = Connection::open(path).map_err(|e| EngineError::store(path, e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        )
+        .map_err(|e| EngineError::store(path, e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| EngineError::store(path, e))?;
+        Ok(Store { conn })
+    }
+
+    /// Records a container (new or changed) and returns its key.
+    pub fn upsert_container(&self, c: &ContainerRecord, now_ms: i64) -> rusqlite::Result<i64> {
+        self.conn.query_row(
+            "INSERT INTO containers (id, name, image, compose_project, compose_service, state, limit_bytes, first_seen_ms, last_seen_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT(id) DO UPDATE SET name = excluded.name, image = excluded.image,
+                compose_project = excluded.compose_project, compose_service = excluded.compose_service,
+                state = excluded.state, limit_bytes = excluded.limit_bytes, last_seen_ms = excluded.last_seen_ms, removed = 0
+             RETURNING key",
+            params![c.id, c.name, c.image, c.compose_project, c.compose_service, c.state, c.limit_bytes.map(to_i64), now_ms],
+            |row| row.get(0),
+        )
+    }
+
+    pub fn mark_removed(&self, id: &str) -> rusqlite::Result<()> {
+        self.conn.execute("UPDATE containers SET removed = 1, state = 'removed' WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// The most recently seen container with this id, id prefix (12+ chars) or name.
+    pub fn find_container(&self, id_or_name: &str) -> rusqlite::Result<Option<(i64, ContainerRecord)>> {
+        let name = id_or_name.trim_start_matches('/');
+        let prefix = if id_or_name.len() >= 12 && id_or_name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            format!("{id_or_name}%")
+        } else {
+            // A value that no id can match.
+            String::from("\u{0}")
+        };
+        self.conn
+            .query_row(
+                "SELECT key, id, name, image, compose_project, compose_service, state, limit_bytes
+                 FROM containers WHERE id = ?1 OR id LIKE ?2 OR name = ?3
+                 ORDER BY last_seen_ms DESC LIMIT 1",
+                params![id_or_name, prefix, name],
+                |row| {
+                    Ok((
+                        row.get(0)?,
+                        ContainerRecord {
+                            id: row.get(1)?,
+                            name: row.get(2)?,
+                            image: row.get(3)?,
+                            compose_project: row.get(4)?,
+                            compose_service: row.get(5)?,
+                            state: row.get(6)?,
+                            limit_bytes: row.get::<_, Option<i64>>(7)?.map(to_u64),
+                        },
+                    ))
+                },
+            )
+            .optional()
+    }
+
+    /// Writes one tick's samples and rolls up every minute completed since the
+    /// last roll-up, all in one transaction.
+    pub fn write_tick(&mut self, rows: &[SampleRow], now_ms: i64) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO samples (ckey, t, ws, usage, rss, cache, lim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for row in rows {
+                let r = row.reading;
+                insert.execute(params![
+                    row.container_key,
+                    row.time_ms,
+                    to_i64(r.working_set),
+                    to_i64(r.usage),
+                    to_i64(r.rss),
+                    to_i64(r.cache),
+                    row.limit_bytes.map(to_i64)
+                ])?;
+            }
+        }
+        let watermark: Option<i64> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark_ms'", [], |r| r.get(0))
+            .optional()?;
+        let current_minute = now_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let start = match watermark {
+            Some(w) => w,
+            None => tx
+                .query_row("SELECT min(t) FROM samples", [], |r| r.get::<_, Option<i64>>(0))?
+                .map(|t| t.div_euclid(MINUTE_MS) * MINUTE_MS)
+                .unwrap_or(current_minute),
+        };
+        if start < current_minute {
+            tx.execute(
+                "INSERT OR REPLACE INTO rollup_1m (ckey, minute_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
+                 SELECT ckey, (t / 60000) * 60000, count(*), min(ws), CAST(avg(ws) AS INTEGER), max(ws),
+                        CAST(avg(usage) AS INTEGER), max(lim)
+                 FROM samples WHERE t >= ?1 AND t < ?2 GROUP BY ckey, t / 60000",
+                params![start, current_minute],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_watermark_ms', ?1)",
+                [current_minute],
+            )?;
+        }
+        tx.commit()
+    }
+
+    /// Drops raw samples and rollups older than their retention.
+    pub fn prune(&self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64) -> rusqlite::Result<usize> {
+        let raw = self.conn.execute("DELETE FROM samples WHERE t < ?1", [now_ms - raw_keep_ms])?;
+        let rolled = self.conn.execute("DELETE FROM rollup_1m WHERE minute_ms < ?1", [now_ms - rollup_keep_ms])?;
+        Ok(raw + rolled)
+    }
+
+    /// Memory of every container that ever had this name (history survives
+    /// re-creation), in buckets of `step_ms`.
+    pub fn series(
+        &self,
+        name: &str,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+        source: SeriesSource,
+    ) -> rusqlite::Result<Vec<MemoryPoint>> {
+        let step_ms = step_ms.max(1);
+        let sql = match source {
+            SeriesSource::Raw => {
+                "SELECT (t / ?4) * ?4 AS b, CAST(avg(ws) AS INTEGER), min(ws), max(ws), CAST(avg(usage) AS INTEGER), max(lim)
+                 FROM samples WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND t >= ?2 AND t < ?3
+                 GROUP BY b ORDER BY b"
+            }
+            SeriesSource::Rollup1m => {
+                "SELECT (minute_ms / ?4) * ?4 AS b, CAST(sum(ws_avg * n) / sum(n) AS INTEGER), min(ws_min), max(ws_max),
+                        CAST(sum(usage_avg * n) / sum(n) AS INTEGER), max(lim)
+                 FROM rollup_1m WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND minute_ms >= ?2 AND minute_ms < ?3
+                 GROUP BY b ORDER BY b"
+            }
+        };
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![name, from_ms, to_ms, step_ms], |row| {
+            Ok(MemoryPoint {
+                time_ms: row.get(0)?,
+                working_set_bytes: to_u64(row.get(1)?),
+                working_set_min_bytes: to_u64(row.get(2)?),
+                working_set_max_bytes: to_u64(row.get(3)?),
+                usage_bytes: to_u64(row.get(4)?),
+                limit_bytes: row.get::<_, Option<i64>>(5)?.map(to_u64),
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Per-minute working set of one container since `since_ms` (seeds sparklines after a restart).
+    pub fn recent_minutes(&self, key: i64, since_ms: i64) -> rusqlite::Result<Vec<(i64, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS INTEGER) FROM samples WHERE ckey = ?1 AND t >= ?2 GROUP BY m ORDER BY m",
+        )?;
+        let rows = stmt.query_map(params![key, since_ms], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
+        rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            name: name.into(),
+            image: "img".into(),
+            compose_project: None,
+            compose_service: None,
+            state: "running".into(),
+            limit_bytes: Some(1 << 27),
+        }
+    }
+
+    fn reading(ws: u64) -> MemoryReading {
+        MemoryReading { usage: ws + 10, working_set: ws, rss: ws, cache: 10 }
+    }
+
+    fn temp_store() -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!(
+            "leakscope-store-{}-{}.db",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        (Store::open(&path).unwrap(), path)
+    }
+
+    #[test]
+    fn samples_roll_up_per_minute_and_series_span_recreated_containers() {
+        let (mut store, path) = temp_store();
+        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
+        let a = store.upsert_container(&record("aaaaaaaaaaaaaaaa", "web"), t0).unwrap();
+        // Two ticks in the first minute, one in the second, written as separate transactions.
+        store.write_tick(&[SampleRow { container_key: a, time_ms: t0, reading: reading(100), limit_bytes: Some(1000) }], t0).unwrap();
+        store.write_tick(&[SampleRow { container_key: a, time_ms: t0 + 30_000, reading: reading(300), limit_bytes: Some(1000) }], t0 + 30_000).unwrap();
+        // The container is re-created under the same name.
+        let b = store.upsert_container(&record("bbbbbbbbbbbbbbbb", "web"), t0 + 60_000).unwrap();
+        assert_ne!(a, b);
+        store.write_tick(&[SampleRow { container_key: b, time_ms: t0 + 60_000, reading: reading(500), limit_bytes: None }], t0 + 61_000).unwrap();
+
+        let raw = store.series("web", t0, t0 + 120_000, 1, SeriesSource::Raw).unwrap();
+        assert_eq!(raw.iter().map(|p| p.working_set_bytes).collect::<Vec<_>>(), vec![100, 300, 500]);
+        assert_eq!(raw[2].limit_bytes, None);
+
+        let rolled = store.series("web", t0, t0 + 120_000, MINUTE_MS, SeriesSource::Rollup1m).unwrap();
+        assert_eq!(rolled.len(), 1, "only the completed minute is rolled up: {rolled:?}");
+        assert_eq!((rolled[0].working_set_min_bytes, rolled[0].working_set_bytes, rolled[0].working_set_max_bytes), (100, 200, 300));
+
+        // Reopening (as after kill -9) keeps everything committed.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.series("web", t0, t0 + 120_000, 1, SeriesSource::Raw).unwrap().len(), 3);
+        let (key, found) = store.find_container("web").unwrap().unwrap();
+        assert_eq!((key, found.id.as_str()), (b, "bbbbbbbbbbbbbbbb"));
+        assert_eq!(store.find_container("aaaaaaaaaaaa").unwrap().unwrap().0, a);
+        assert!(store.find_container("nope").unwrap().is_none());
+
+        assert_eq!(store.prune(t0 + 120_000, 60_000, 1_000_000).unwrap(), 2);
+        let _ = std::fs::remove_file(&path);
+    }
+}

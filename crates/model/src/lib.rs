@@ -1,0 +1,129 @@
+//! Types that cross the wire: between the server and the browser (Leptos
+//! server functions, the SSE stream) and in the `/api/v1` JSON API.
+//!
+//! Architecture invariant: this crate compiles for `wasm32-unknown-unknown`
+//! and never reads a clock; callers pass `now` in.
+
+mod format;
+mod range;
+
+pub use format::{format_bytes, format_percent};
+pub use range::{parse_time_ms, RangeError, RangePreset, TimeRange, DEFAULT_PRESET, PRESETS};
+
+use serde::{Deserialize, Serialize};
+
+/// How Leakscope sees its Docker engine right now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineStatus {
+    /// The address tried, as the docker CLI would name it (`unix:///var/run/docker.sock`).
+    pub address: String,
+    pub connected: bool,
+    /// Engine version and negotiated API version, once connected.
+    pub engine_version: Option<String>,
+    pub api_version: Option<String>,
+    /// Why the last attempt failed, in words a person can act on.
+    pub error: Option<String>,
+    /// Where memory numbers come from: `cgroup` (host files) or `api` (Engine stats API).
+    pub stats_source: Option<String>,
+}
+
+/// The latest memory reading of one container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemorySnapshot {
+    /// Unix milliseconds of the reading.
+    pub time_ms: i64,
+    /// What `docker stats` shows: usage minus inactive file cache.
+    pub working_set_bytes: u64,
+    pub usage_bytes: u64,
+    pub rss_bytes: u64,
+    pub cache_bytes: u64,
+    /// The configured memory limit; `None` when the container has none.
+    pub limit_bytes: Option<u64>,
+    /// False when `HostConfig.Memory` is 0: the kernel then reports host RAM as the limit.
+    pub limit_set: bool,
+}
+
+impl MemorySnapshot {
+    /// Working set as a share of the limit (0.0..), when a limit is set.
+    pub fn limit_fraction(&self) -> Option<f64> {
+        match self.limit_bytes {
+            Some(limit) if limit > 0 => Some(self.working_set_bytes as f64 / limit as f64),
+            _ => None,
+        }
+    }
+}
+
+/// One container as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub compose_project: Option<String>,
+    pub compose_service: Option<String>,
+    /// Docker's state word: `running`, `exited`, `paused`, `restarting`, `created`, `dead`.
+    pub state: String,
+    /// The configured memory limit, known even while the container is stopped.
+    pub limit_bytes: Option<u64>,
+    /// Latest reading; `None` while not running or before the first sample.
+    pub memory: Option<MemorySnapshot>,
+    /// Working set over the last hour, one value per minute (oldest first); `None` for minutes without samples.
+    pub sparkline: Vec<Option<u64>>,
+}
+
+impl ContainerInfo {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+}
+
+/// Everything the dashboard needs, pushed whole on every sampling tick.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    pub engine: EngineStatus,
+    pub containers: Vec<ContainerInfo>,
+    /// Unix milliseconds of the sampling tick this overview reflects.
+    pub updated_ms: i64,
+    pub sample_interval_ms: u64,
+}
+
+/// One point of a memory series. Raw samples have min == avg == max.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryPoint {
+    /// Unix milliseconds (start of the bucket for aggregated points).
+    pub time_ms: i64,
+    /// Mean working set over the bucket.
+    pub working_set_bytes: u64,
+    pub working_set_min_bytes: u64,
+    pub working_set_max_bytes: u64,
+    pub usage_bytes: u64,
+    pub limit_bytes: Option<u64>,
+}
+
+/// A memory series answer: the points plus how they were made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemorySeries {
+    pub container: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Width of one bucket in seconds.
+    pub step_seconds: u64,
+    /// `raw` (samples) or `rollup_1m` (minute rollups).
+    pub source: String,
+    pub points: Vec<MemoryPoint>,
+}
+
+/// A container page: the container (live or historical) and where it stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerDetail {
+    pub info: ContainerInfo,
+    pub engine: EngineStatus,
+    /// False when the container no longer exists on the engine (history only).
+    pub present: bool,
+}
+
+/// The body of every JSON error answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
