@@ -1,0 +1,73 @@
+//! The Leakscope UI: routes, pages, components and the server functions they
+//! call. Built twice: with `ssr` into the server, with `hydrate` into the
+//! browser bundle.
+//!
+//! Architecture invariant: with `hydrate`, this crate links `leakscope-model`
+//! and Leptos only; engine, bollard and SQLite are behind `ssr`.
+
+pub mod components;
+mod live;
+pub mod pages;
+pub mod server_fns;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes, A},
+    path, SsrMode,
+};
+
+pub use live::LiveOverview;
+
+/// The HTML document around the app (server side only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    live::provide_live_overview();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/leakscope.css"/>
+        <Title formatter=|text: String| if text.is_empty() { "Leakscope".to_string() } else { format!("{text} · Leakscope") }/>
+        <Router>
+            <header class="topbar">
+                <A href="/" attr:class="brand">"Leakscope"</A>
+                <nav>
+                    <A href="/">"Containers"</A>
+                </nav>
+                <live::LiveIndicator/>
+            </header>
+            <components::EngineBanner/>
+            <main>
+                <Routes fallback=|| view! { <pages::NotFound/> }>
+                    <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::InOrder/>
+                    <Route path=path!("/containers/:name") view=pages::container::ContainerPage ssr=SsrMode::InOrder/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(App);
+}

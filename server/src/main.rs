@@ -1,1 +1,91 @@
-fn main(){}
+//! `leakscope`: the one binary. `serve` runs the dashboard; more subcommands
+//! arrive with later capabilities.
+
+mod api;
+mod charts;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "leakscope", version, about = "Find memory leaks in Docker containers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the dashboard (and the sampler) against a Docker engine.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "LEAKSCOPE_BIND")]
+    pub bind: SocketAddr,
+    /// Where the SQLite database and the dump folder live.
+    #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Docker engine address (defaults to DOCKER_HOST, then the local socket).
+    #[arg(long, env = "LEAKSCOPE_DOCKER_HOST")]
+    pub docker_host: Option<String>,
+    /// How often every container's memory is sampled.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// How long raw samples are kept.
+    #[arg(long, default_value = "48h", value_parser = parse_duration)]
+    pub raw_retention: Duration,
+    /// How long 1-minute rollups are kept.
+    #[arg(long, default_value = "90days", value_parser = parse_duration)]
+    pub rollup_retention: Duration,
+    /// Where memory numbers come from: auto (host cgroup files when found, else the Engine API), api, cgroup.
+    #[arg(long, default_value = "auto")]
+    pub stats_source: leakscope_engine::StatsSource,
+    /// The host's cgroup filesystem (mount it into a container to use the fast path there).
+    #[arg(long, default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// The built site (WASM bundle, CSS, public files); defaults to `site/` beside the binary's target dir.
+    #[arg(long, env = "LEAKSCOPE_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(value).map_err(|e| format!("'{value}': {e} (examples: 2s, 500ms, 48h, 90days)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => runtime.block_on(serve::run(args)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

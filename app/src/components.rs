@@ -1,0 +1,120 @@
+//! Small pieces shared by pages.
+
+use leakscope_model::{format_bytes, format_percent, ContainerInfo, EngineStatus};
+use leptos::prelude::*;
+
+use crate::live::current_overview;
+use crate::server_fns::get_overview;
+
+/// A red bar on every page while the engine is unreachable: which address was
+/// tried, why it failed, and that Leakscope keeps retrying.
+#[component]
+pub fn EngineBanner() -> impl IntoView {
+    let overview = Resource::new(|| (), |_| get_overview());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || {
+                let engine = current_overview(overview.get().and_then(Result::ok)).map(|o| o.engine);
+                engine.filter(|e| !e.connected).map(|e| view! { <EngineDown engine=e/> })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn EngineDown(engine: EngineStatus) -> impl IntoView {
+    view! {
+        <div class="banner error" role="alert" id="engine-banner">
+            <strong>"Docker engine unreachable. "</strong>
+            "Tried " <code>{engine.address}</code> ": "
+            {engine.error.unwrap_or_else(|| "not connected".into())}
+            ". Leakscope retries every 2 s; charts show the gap. Set DOCKER_HOST to use another engine."
+        </div>
+    }
+}
+
+/// Docker's state word as a coloured badge.
+#[component]
+pub fn StateBadge(state: String) -> impl IntoView {
+    let class = match state.as_str() {
+        "running" => "badge ok",
+        "restarting" | "paused" => "badge warn",
+        "exited" | "dead" | "removed" => "badge muted",
+        _ => "badge",
+    };
+    let label = if state == "exited" { "stopped".to_string() } else { state };
+    let data_state = label.clone();
+    view! { <span class=class data-state=data_state>{label}</span> }
+}
+
+/// The limit, or a visible warning that there is none.
+#[component]
+pub fn LimitCell(limit: Option<u64>) -> impl IntoView {
+    match limit {
+        Some(bytes) => view! { <span>{format_bytes(bytes)}</span> }.into_any(),
+        None => view! {
+            <span class="badge warn no-limit" title="Without a memory limit a leak eats the host's memory before anything stops it">
+                "no limit"
+            </span>
+        }
+        .into_any(),
+    }
+}
+
+/// Working set as a share of the limit, with a bar.
+#[component]
+pub fn PercentOfLimit(container: ContainerInfo) -> impl IntoView {
+    match container.memory.as_ref().and_then(|m| m.limit_fraction()) {
+        Some(fraction) => {
+            let class = if fraction >= 0.9 {
+                "meter danger"
+            } else if fraction >= 0.75 {
+                "meter warn"
+            } else {
+                "meter"
+            };
+            let width = format!("width: {:.1}%", (fraction * 100.0).min(100.0));
+            view! {
+                <span class=class>
+                    <span class="meter-fill" style=width></span>
+                    <span class="meter-text">{format_percent(fraction)}</span>
+                </span>
+            }
+            .into_any()
+        }
+        None => view! { <span class="muted">"–"</span> }.into_any(),
+    }
+}
+
+/// The last hour as a tiny line; breaks where minutes have no samples.
+#[component]
+pub fn Sparkline(values: Vec<Option<u64>>, limit: Option<u64>) -> impl IntoView {
+    const W: f64 = 120.0;
+    const H: f64 = 24.0;
+    let max = values.iter().flatten().copied().max().unwrap_or(0);
+    // Scale to the limit when close to it, so nearness to the limit is visible.
+    let top = match limit {
+        Some(l) if max as f64 > l as f64 * 0.5 => l.max(max),
+        _ => max,
+    }
+    .max(1) as f64;
+    let n = values.len().max(2) as f64;
+    let mut d = String::new();
+    let mut pen_down = false;
+    for (i, v) in values.iter().enumerate() {
+        match v {
+            Some(v) => {
+                let x = i as f64 * W / (n - 1.0);
+                let y = H - 1.0 - (*v as f64 / top) * (H - 2.0);
+                d.push_str(&format!("{}{x:.1},{y:.1} ", if pen_down { "L" } else { "M" }));
+                pen_down = true;
+            }
+            None => pen_down = false,
+        }
+    }
+    view! {
+        <svg class="sparkline" width="120" height="24" viewBox="0 0 120 24" role="img" aria-label="working set, last hour">
+            <path d=d fill="none" stroke="currentColor" stroke-width="1.5"/>
+        </svg>
+    }
+}

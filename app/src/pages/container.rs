@@ -1,0 +1,173 @@
+//! `/containers/<name>`: the memory chart over a range kept in the URL.
+
+use leakscope_model::{format_bytes, ContainerDetail, ContainerInfo, TimeRange, PRESETS};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::components::{LimitCell, PercentOfLimit, StateBadge};
+use crate::live::{current_overview, LiveOverview};
+use crate::server_fns::get_container;
+
+/// The viewer's offset from UTC in minutes (east positive); 0 on the server.
+fn browser_tz_offset() -> i32 {
+    #[cfg(feature = "hydrate")]
+    {
+        -(js_sys::Date::new_0().get_timezone_offset() as i32)
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        0
+    }
+}
+
+#[component]
+pub fn ContainerPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let name = Memo::new(move |_| params.read().get("name").unwrap_or_default());
+    let detail = Resource::new(move || name.get(), get_container);
+
+    view! {
+        <Title text=move || name.get()/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                detail.get().map(|result| match result {
+                    Ok(Some(detail)) => view! { <ContainerView detail query/> }.into_any(),
+                    Ok(None) => view! {
+                        <section class="empty">
+                            <h1>"No such container"</h1>
+                            <p>"Leakscope has never seen a container named " <code>{name.get()}</code> "."</p>
+                            <p><a href="/">"All containers"</a></p>
+                        </section>
+                    }.into_any(),
+                    Err(e) => view! { <div class="banner error">"Cannot load this container: " {e.to_string()}</div> }.into_any(),
+                })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::ParamsMap>) -> impl IntoView {
+    let name = detail.info.name.clone();
+    let LiveOverview(live) = expect_context::<LiveOverview>();
+    let initial = detail.info.clone();
+    // Live numbers from the stream once it speaks, else what the page loaded with.
+    let info = Memo::new(move |_| {
+        live.get()
+            .and_then(|o| o.containers.into_iter().find(|c| c.id == initial.id))
+            .unwrap_or_else(|| initial.clone())
+    });
+    let interval_ms = Memo::new(move |_| current_overview(None).map(|o| o.sample_interval_ms).unwrap_or(2000));
+
+    // Client-side only values: the viewer's zone and a tick that refreshes a live chart.
+    let tz = RwSignal::new(0i32);
+    let tick = RwSignal::new(0u64);
+    Effect::new(move |_| tz.set(browser_tz_offset()));
+    Effect::new(move |_| {
+        if let Some(o) = live.get() {
+            tick.set(o.updated_ms as u64 / interval_ms.get_untracked().max(1000) / 3);
+        }
+    });
+
+    let range_query = Memo::new(move |_| {
+        let q = query.read();
+        let tz_offset = q.get("tz").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let range = TimeRange::from_query(q.get("range").as_deref(), q.get("from").as_deref(), q.get("to").as_deref(), tz_offset, 0);
+        match range {
+            Ok(r) if r.preset.is_some() => (r.to_query(), r.preset.clone(), None),
+            Ok(r) => (r.to_query(), None, None),
+            Err(e) => ("range=1h".to_string(), Some("1h".to_string()), Some(e.to_string())),
+        }
+    });
+    let is_preset = move || range_query.get().1.is_some();
+    let chart_src = {
+        let name = name.clone();
+        move |theme: &str, ext: &str| {
+            let (q, _, _) = range_query.get();
+            let live_tick = if is_preset() { format!("&v={}", tick.get()) } else { String::new() };
+            format!("/containers/{name}/memory.{ext}?{q}&tz={}&theme={theme}{live_tick}", tz.get())
+        }
+    };
+    let src_light = {
+        let f = chart_src.clone();
+        move || f("light", "svg")
+    };
+    let src_dark = {
+        let f = chart_src.clone();
+        move || f("dark", "svg")
+    };
+    let png_href = {
+        let f = chart_src.clone();
+        move || f("light", "png")
+    };
+    let presets = {
+        let name = name.clone();
+        PRESETS
+            .iter()
+            .map(|p| {
+                let href = format!("/containers/{name}?range={}", p.key);
+                let key = p.key;
+                view! {
+                    <a href=href class="range" class:active=move || range_query.get().1.as_deref() == Some(key) data-range=key>{key}</a>
+                }
+            })
+            .collect_view()
+    };
+    let api_href = {
+        let name = name.clone();
+        move || format!("/api/v1/containers/{name}/memory?{}", range_query.get().0)
+    };
+    let form_action = format!("/containers/{name}");
+    let present = detail.present;
+
+    view! {
+        <section class="container-head">
+            <div>
+                <h1>{name.clone()}</h1>
+                <p class="muted">
+                    {detail.info.image.clone()}
+                    {detail.info.compose_service.clone().map(|s| format!(" · compose service {s}"))}
+                    " · " <code class="id">{detail.info.id.chars().take(12).collect::<String>()}</code>
+                </p>
+            </div>
+            {move || {
+                let c: ContainerInfo = info.get();
+                let ws = c.memory.as_ref().map(|m| format_bytes(m.working_set_bytes)).unwrap_or_else(|| "–".into());
+                let usage = c.memory.as_ref().map(|m| format_bytes(m.usage_bytes)).unwrap_or_else(|| "–".into());
+                view! {
+                    <dl class="facts">
+                        <div><dt>"State"</dt><dd><StateBadge state=c.state.clone()/></dd></div>
+                        <div><dt>"Working set"</dt><dd class="ws">{ws}</dd></div>
+                        <div><dt>"Usage"</dt><dd>{usage}</dd></div>
+                        <div><dt>"Limit"</dt><dd><LimitCell limit=c.limit_bytes/></dd></div>
+                        <div><dt>"% of limit"</dt><dd><PercentOfLimit container=c.clone()/></dd></div>
+                    </dl>
+                }
+            }}
+        </section>
+        {(!present).then(|| view! { <div class="banner">"This container no longer exists on the engine; its recorded history is shown."</div> })}
+        {move || range_query.get().2.map(|e| view! { <div class="banner error">{e} " Showing the last hour."</div> })}
+        <section class="chart-panel">
+            <div class="range-bar">
+                <nav class="presets" aria-label="Time range">{presets}</nav>
+                <form class="custom-range" method="get" action=form_action>
+                    <label>"From " <input type="datetime-local" name="from"/></label>
+                    <label>"To " <input type="datetime-local" name="to"/></label>
+                    <input type="hidden" name="tz" prop:value=move || tz.get().to_string()/>
+                    <button type="submit">"Apply"</button>
+                </form>
+                <span class="live-note">{move || if is_preset() { "live · updates as samples arrive" } else { "fixed range" }}</span>
+            </div>
+            <picture>
+                <source media="(prefers-color-scheme: dark)" srcset=src_dark/>
+                <img id="memory-chart" class="chart" src=src_light width="1000" height="320" alt="Memory over the chosen range: working set, usage and limit"/>
+            </picture>
+            <p class="chart-links muted">
+                <a href=png_href>"PNG"</a> " · " <a href=api_href>"JSON API"</a>
+                " · times in your zone; the band shows min–max working set per point"
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,170 @@
+//! `/`: every container with its memory, limit and last hour; sortable, live.
+
+use leakscope_model::{format_bytes, ContainerInfo, Overview};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::components::{LimitCell, PercentOfLimit, Sparkline, StateBadge};
+use crate::live::current_overview;
+use crate::server_fns::get_overview;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SortKey {
+    Name,
+    Image,
+    Service,
+    State,
+    WorkingSet,
+    Limit,
+    Percent,
+}
+
+const COLUMNS: [(SortKey, &str, &str); 7] = [
+    (SortKey::Name, "name", "Name"),
+    (SortKey::Image, "image", "Image"),
+    (SortKey::Service, "service", "Compose"),
+    (SortKey::State, "state", "State"),
+    (SortKey::WorkingSet, "ws", "Working set"),
+    (SortKey::Limit, "limit", "Limit"),
+    (SortKey::Percent, "pct", "% of limit"),
+];
+
+fn sort_key(value: Option<String>) -> SortKey {
+    COLUMNS
+        .iter()
+        .find(|(_, key, _)| Some(*key) == value.as_deref())
+        .map(|(k, _, _)| *k)
+        .unwrap_or(SortKey::Name)
+}
+
+fn compose_label(c: &ContainerInfo) -> String {
+    match (&c.compose_project, &c.compose_service) {
+        (Some(p), Some(s)) => format!("{p}/{s}"),
+        (None, Some(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+fn sort_containers(list: &mut [ContainerInfo], key: SortKey, descending: bool) {
+    let ws = |c: &ContainerInfo| c.memory.as_ref().map(|m| m.working_set_bytes);
+    let pct = |c: &ContainerInfo| c.memory.as_ref().and_then(|m| m.limit_fraction()).unwrap_or(-1.0);
+    list.sort_by(|a, b| {
+        let order = match key {
+            SortKey::Name => a.name.cmp(&b.name),
+            SortKey::Image => a.image.cmp(&b.image),
+            SortKey::Service => compose_label(a).cmp(&compose_label(b)),
+            SortKey::State => a.state.cmp(&b.state),
+            SortKey::WorkingSet => ws(a).cmp(&ws(b)),
+            // "No limit" sorts as the largest: it is the riskiest.
+            SortKey::Limit => a.limit_bytes.unwrap_or(u64::MAX).cmp(&b.limit_bytes.unwrap_or(u64::MAX)),
+            SortKey::Percent => pct(a).total_cmp(&pct(b)),
+        };
+        let order = order.then_with(|| a.name.cmp(&b.name));
+        if descending {
+            order.reverse()
+        } else {
+            order
+        }
+    });
+}
+
+#[component]
+pub fn DashboardPage() -> impl IntoView {
+    let overview = Resource::new(|| (), |_| get_overview());
+    let query = use_query_map();
+    let sort = Memo::new(move |_| sort_key(query.read().get("sort")));
+    let descending = Memo::new(move |_| query.read().get("dir").as_deref() == Some("desc"));
+
+    view! {
+        <Title text="Containers"/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading containers…"</p> }>
+            {move || {
+                let resource = overview.get().map(|r| r.map_err(|e| e.to_string()));
+                match resource {
+                    None => None,
+                    Some(Err(e)) => Some(view! { <div class="banner error">"Cannot load containers: " {e}</div> }.into_any()),
+                    Some(Ok(first)) => {
+                        let data = current_overview(Some(first)).unwrap_or_default();
+                        Some(view! { <Dashboard data sort=sort.get() descending=descending.get()/> }.into_any())
+                    }
+                }
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
+    let mut containers = data.containers;
+    sort_containers(&mut containers, sort, descending);
+    let running = containers.iter().filter(|c| c.is_running()).count();
+    let unlimited = containers.iter().filter(|c| c.is_running() && c.limit_bytes.is_none()).count();
+    let near_limit = containers
+        .iter()
+        .filter(|c| c.memory.as_ref().and_then(|m| m.limit_fraction()).is_some_and(|f| f >= 0.8))
+        .count();
+    let total = containers.len();
+    let headers = COLUMNS
+        .iter()
+        .map(|(key, param, label)| {
+            let active = *key == sort;
+            // Clicking the active column flips the direction; numbers start largest-first.
+            let numeric = matches!(key, SortKey::WorkingSet | SortKey::Limit | SortKey::Percent);
+            let next_desc = if active { !descending } else { numeric };
+            let href = format!("/?sort={param}&dir={}", if next_desc { "desc" } else { "asc" });
+            let arrow = if active { if descending { " ▼" } else { " ▲" } } else { "" };
+            let class = if numeric { "num" } else { "" };
+            view! {
+                <th class=class aria-sort=if active { if descending { "descending" } else { "ascending" } } else { "none" }>
+                    <a href=href data-sort=*param>{*label}{arrow}</a>
+                </th>
+            }
+        })
+        .collect_view();
+    let rows = containers.into_iter().map(|c| view! { <ContainerRow c/> }).collect_view();
+    view! {
+        <section class="summary">
+            <div class="stat"><span class="stat-value">{running}</span><span class="stat-label">"running"</span></div>
+            <div class="stat"><span class="stat-value">{total}</span><span class="stat-label">"containers"</span></div>
+            <div class="stat" class:warn=unlimited.gt(&0)><span class="stat-value">{unlimited}</span><span class="stat-label">"running without a limit"</span></div>
+            <div class="stat" class:danger=near_limit.gt(&0)><span class="stat-value">{near_limit}</span><span class="stat-label">"at 80 % of limit or more"</span></div>
+        </section>
+        <table class="grid" id="containers">
+            <thead><tr>{headers}<th>"Last hour"</th></tr></thead>
+            <tbody>
+                {rows}
+            </tbody>
+        </table>
+        {(total == 0).then(|| view! { <p class="empty">"No containers on this engine yet. Start one and it appears here within seconds."</p> })}
+    }
+}
+
+#[component]
+fn ContainerRow(c: ContainerInfo) -> impl IntoView {
+    let href = format!("/containers/{}", c.name);
+    let working_set = c
+        .memory
+        .as_ref()
+        .map(|m| format_bytes(m.working_set_bytes))
+        .unwrap_or_else(|| "–".into());
+    let compose = compose_label(&c);
+    let limit = c.limit_bytes;
+    let sparkline = c.sparkline.clone();
+    let name = c.name.clone();
+    let image = c.image.clone();
+    let state = c.state.clone();
+    let (data_name, data_state, image_title) = (name.clone(), state.clone(), image.clone());
+    view! {
+        <tr data-name=data_name data-state=data_state>
+            <td><a href=href class="name">{name}</a></td>
+            <td class="image" title=image_title>{image}</td>
+            <td>{compose}</td>
+            <td><StateBadge state/></td>
+            <td class="num ws">{working_set}</td>
+            <td class="num"><LimitCell limit/></td>
+            <td class="num"><PercentOfLimit container=c/></td>
+            <td><Sparkline values=sparkline limit=limit/></td>
+        </tr>
+    }
+}

@@ -1,0 +1,118 @@
+//! `leakscope serve`: wires the engine into the Leptos app and the JSON API.
+
+use std::path::PathBuf;
+
+use axum::extract::FromRef;
+use axum::http::{header, HeaderValue};
+use axum::Router;
+use leakscope_app::{shell, App};
+use leakscope_engine::{Engine, EngineConfig};
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use tower_http::compression::CompressionLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::ServeArgs;
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub engine: Engine,
+}
+
+/// The site directory: explicit, else `../site` next to the binary (the
+/// layout `./dev build` produces under `target/`), else `target/site`.
+fn site_root(explicit: Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = explicit {
+        return dir;
+    }
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(|d| d.parent()).map(|d| d.join("site")));
+    match beside_binary {
+        Some(dir) if dir.join("pkg").is_dir() => dir,
+        _ => PathBuf::from("target/site"),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let mut config = EngineConfig::new(&args.data_dir);
+    config.docker_host = args.docker_host.clone();
+    config.sample_interval = args.interval;
+    config.raw_retention = args.raw_retention;
+    config.rollup_retention = args.rollup_retention;
+    config.stats_source = args.stats_source;
+    config.cgroup_root = args.cgroup_root.clone();
+    let engine = Engine::start(config).map_err(|e| e.to_string())?;
+
+    let site = site_root(args.site_root.clone());
+    if !site.join("pkg").join("leakscope.js").is_file() {
+        tracing::warn!(site = %site.display(), "UI bundle not found: pages render but do not hydrate; build it with `./dev build`");
+    }
+    let leptos_options = LeptosOptions::builder()
+        .output_name("leakscope")
+        .site_root(site.display().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(args.bind)
+        .build();
+    let app = router(AppState { leptos_options, engine });
+
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.bind))?;
+    tracing::info!(
+        "Leakscope listening on http://{} (data in {})",
+        args.bind,
+        args.data_dir.display()
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let engine = state.engine.clone();
+    let options = state.leptos_options.clone();
+    let pkg_dir = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    Router::new()
+        .nest_service("/pkg", ServeDir::new(pkg_dir).precompressed_gzip())
+        .merge(crate::api::routes())
+        .merge(crate::charts::routes())
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(engine.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(CompressionLayer::new().no_br().no_zstd())
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .with_state(state)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
