@@ -57,8 +57,8 @@ pub fn App() -> impl IntoView {
             <components::EngineBanner/>
             <main>
                 <Routes fallback=|| view! { <pages::NotFound/> }>
-                    <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::InOrder/>
-                    <Route path=path!("/containers/:name") view=pages::container::ContainerPage ssr=SsrMode::InOrder/>
+                    <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>
+                    <Route path=path!("/containers/:name") view=pages::container::ContainerPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -1,0 +1,209 @@
+//! Helpers for whole-system tests: the docker CLI, test images built locally
+//! (no registry is reachable), and a `leakscope serve` child process.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Runs the docker CLI; panics with its stderr on failure (tests only).
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A unique, recognisable name for a test container.
+pub fn unique_name(what: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("lstest-{what}-{}-{nanos:x}", std::process::id())
+}
+
+/// `FROM scratch` + Debian's static busybox, tagged by a hash of its inputs so
+/// the second run finds it built.
+pub fn busybox_image() -> String {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .expect("busybox-static is installed (./dev test installs it)");
+    let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n";
+    let binary = std::fs::read(busybox).expect("read busybox");
+    let mut hash = Sha256::new();
+    hash.update(dockerfile.as_bytes());
+    hash.update(&binary);
+    let tag = format!("leakscope-test/busybox:{}", &format!("{:x}", hash.finalize())[..16]);
+    if Command::new("docker").args(["image", "inspect", &tag]).output().map(|o| o.status.success()).unwrap_or(false) {
+        return tag;
+    }
+    let dir = std::env::temp_dir().join(format!("leakscope-busybox-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+    std::fs::write(dir.join("busybox"), &binary).unwrap();
+    let mut perms = std::fs::metadata(dir.join("busybox")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(dir.join("busybox"), perms).unwrap();
+    docker(&["build", "-q", "-t", &tag, dir.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    tag
+}
+
+/// A container removed when the test ends, pass or fail.
+pub struct TestContainer {
+    pub name: String,
+    pub id: String,
+}
+
+impl TestContainer {
+    /// `docker run -d --name <name> <options> <image> <command>`.
+    pub fn run(what: &str, options: &[&str], command: &[&str]) -> TestContainer {
+        let name = unique_name(what);
+        let image = busybox_image();
+        let mut args = vec!["run", "-d", "--name", name.as_str(), "--label", "io.leakscope.test=true"];
+        args.extend_from_slice(options);
+        args.push(&image);
+        args.extend_from_slice(command);
+        let id = docker(&args);
+        TestContainer { name, id }
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
+    }
+}
+
+/// The binary under test: `LEAKSCOPE_BIN`, else the workspace's release then debug build.
+pub fn leakscope_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LEAKSCOPE_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("target");
+    ["release", "debug"]
+        .into_iter()
+        .map(|p| root.join(p).join("leakscope"))
+        .find(|p| p.is_file())
+        .expect("build leakscope first (./dev test does)")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `leakscope serve` on a free port with its own data dir.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Server {
+    pub fn start(extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("leakscope-test-{}", unique_name("data")));
+        Self::start_with_data(data_dir, extra_args, env)
+    }
+
+    pub fn start_with_data(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let bind = format!("127.0.0.1:{port}");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log = data_dir.join("serve.log");
+        let mut cmd = Command::new(leakscope_bin());
+        cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap(), "--interval", "1s"])
+            .args(extra_args)
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn leakscope serve");
+        let server = Server { child, base: format!("http://{bind}"), data_dir, log };
+        server.wait_until(Duration::from_secs(30), "the server answers", || {
+            ureq::get(&format!("{}/api/v1/engine", server.base)).call().is_ok()
+        });
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// GET returning (status, body) for any status.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&self.url(path)).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (status, body) = self.get(path);
+        let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// The container as `/api/v1/containers` lists it, if listed.
+    pub fn listed(&self, name: &str) -> Option<serde_json::Value> {
+        let (status, list) = self.get_json("/api/v1/containers");
+        if status != 200 {
+            return None;
+        }
+        list.as_array()?.iter().find(|c| c["name"] == name).cloned()
+    }
+
+    pub fn wait_until(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("timed out waiting until {what}; server log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Parses docker CLI sizes such as `41.7MiB`, `556KiB`, `1.2GiB`, `0B`.
+pub fn parse_docker_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.trim().parse().ok()?;
+    let factor = match unit {
+        "B" => 1.0,
+        "KiB" | "kB" | "KB" => 1024.0,
+        "MiB" | "MB" => 1024.0 * 1024.0,
+        "GiB" | "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((value * factor) as u64)
+}
+
+/// Working set as `docker stats --no-stream` shows it for one container.
+pub fn docker_stats_working_set(name: &str) -> u64 {
+    let usage = docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", name]);
+    let first = usage.split('/').next().unwrap_or("");
+    parse_docker_size(first).unwrap_or_else(|| panic!("cannot read docker stats output '{usage}'"))
+}

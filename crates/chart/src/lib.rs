@@ -6,7 +6,7 @@
 mod downsample;
 
 use chrono::{FixedOffset, TimeZone};
-use leakscope_model::{format_bytes, MemoryPoint};
+use leakscope_model::MemoryPoint;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -168,13 +168,23 @@ where
     let step_ms = spec.step_ms.max(1).max((to - from) / plot_columns as i64);
     let max_gap = step_ms.saturating_mul(3);
 
-    let top = points
+    let top_bytes = points
         .iter()
         .map(|p| p.working_set_max_bytes.max(p.usage_bytes).max(p.limit_bytes.unwrap_or(0)))
         .max()
         .unwrap_or(0)
         .max(1 << 20) as f64
         * 1.08;
+    // Plot in a binary unit so that ticks land on round numbers of MiB or GiB.
+    let (unit, unit_name) = if top_bytes >= (2u64 << 30) as f64 {
+        ((1u64 << 30) as f64, "GiB")
+    } else if top_bytes >= (2u64 << 20) as f64 {
+        ((1u64 << 20) as f64, "MiB")
+    } else {
+        (1024.0, "KiB")
+    };
+    let top = top_bytes / unit;
+    let y = |bytes: u64| bytes as f64 / unit;
     let offset = FixedOffset::east_opt(spec.tz_offset_minutes.clamp(-1440, 1440) * 60)
         .unwrap_or(FixedOffset::east_opt(0).expect("zero offset is valid"));
     let zone = if spec.tz_offset_minutes == 0 {
@@ -188,11 +198,19 @@ where
     let mut chart = ChartBuilder::on(root)
         .margin(8)
         .x_label_area_size(24)
-        .y_label_area_size(64)
+        .y_label_area_size(72)
         .build_cartesian_2d(from..to, 0f64..top)
         .map_err(err)?;
     let x_fmt = |t: &i64| time_label(*t, span, offset);
-    let y_fmt = |b: &f64| format_bytes(*b as u64);
+    let y_fmt = |v: &f64| {
+        if *v == 0.0 {
+            "0".to_string()
+        } else if v.fract() == 0.0 {
+            format!("{v:.0} {unit_name}")
+        } else {
+            format!("{v:.1} {unit_name}")
+        }
+    };
     chart
         .configure_mesh()
         .bold_line_style(colors.grid)
@@ -210,30 +228,30 @@ where
     for run in segments(&points, max_gap) {
         if run.len() > 1 && run.iter().any(|p| p.working_set_min_bytes != p.working_set_max_bytes) {
             // Min..max band: shows a GC sawtooth that the mean would hide.
-            let mut band: Vec<(i64, f64)> = run.iter().map(|p| (p.time_ms, p.working_set_max_bytes as f64)).collect();
-            band.extend(run.iter().rev().map(|p| (p.time_ms, p.working_set_min_bytes as f64)));
+            let mut band: Vec<(i64, f64)> = run.iter().map(|p| (p.time_ms, y(p.working_set_max_bytes))).collect();
+            band.extend(run.iter().rev().map(|p| (p.time_ms, y(p.working_set_min_bytes))));
             chart
                 .draw_series(std::iter::once(Polygon::new(band, colors.working_set.mix(0.18).filled())))
                 .map_err(err)?;
         }
         chart
-            .draw_series(LineSeries::new(run.iter().map(|p| (p.time_ms, p.usage_bytes as f64)), colors.usage.stroke_width(1)))
+            .draw_series(LineSeries::new(run.iter().map(|p| (p.time_ms, y(p.usage_bytes))), colors.usage.stroke_width(1)))
             .map_err(err)?;
         chart
             .draw_series(LineSeries::new(
-                run.iter().map(|p| (p.time_ms, p.working_set_bytes as f64)),
+                run.iter().map(|p| (p.time_ms, y(p.working_set_bytes))),
                 colors.working_set.stroke_width(2),
             ))
             .map_err(err)?;
         if run.len() == 1 {
             let p = run[0];
             chart
-                .draw_series(std::iter::once(Circle::new((p.time_ms, p.working_set_bytes as f64), 2, colors.working_set.filled())))
+                .draw_series(std::iter::once(Circle::new((p.time_ms, y(p.working_set_bytes)), 2, colors.working_set.filled())))
                 .map_err(err)?;
         }
         let limits: Vec<(i64, f64)> = run
             .iter()
-            .filter_map(|p| p.limit_bytes.map(|l| (p.time_ms, l as f64)))
+            .filter_map(|p| p.limit_bytes.map(|l| (p.time_ms, y(l))))
             .collect();
         if limits.len() > 1 {
             chart

@@ -36,6 +36,9 @@ pub struct Connection {
 /// Connects and negotiates the API version. `DOCKER_TLS_VERIFY` and
 /// `DOCKER_CERT_PATH` select TLS for `tcp://` addresses, as with the docker CLI.
 pub async fn connect(address: &str) -> Result<Connection, String> {
+    if let Some(problem) = local_socket_problem(address) {
+        return Err(problem);
+    }
     let docker = Docker::connect_with_host(address)
         .map_err(|e| format!("cannot use address {address}: {e}"))?
         .with_timeout(REQUEST_TIMEOUT);
@@ -50,27 +53,8 @@ pub async fn connect(address: &str) -> Result<Connection, String> {
 
 /// Engine errors in words a person can act on: for the local socket, say whether it is missing or forbidden.
 pub fn describe_error(address: &str, error: &bollard::errors::Error) -> String {
-    if let Some(path) = address.strip_prefix("unix://") {
-        let path = Path::new(path);
-        match std::fs::metadata(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return format!("socket {} does not exist; is dockerd running?", path.display());
-            }
-            _ => {
-                if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
-                    return match e.kind() {
-                        std::io::ErrorKind::PermissionDenied => format!(
-                            "permission denied on {}; run Leakscope as a member of the docker group or as root",
-                            path.display()
-                        ),
-                        std::io::ErrorKind::ConnectionRefused => {
-                            format!("nothing listens on {}; is dockerd running?", path.display())
-                        }
-                        _ => format!("cannot connect to {}: {e}", path.display()),
-                    };
-                }
-            }
-        }
+    if let Some(problem) = local_socket_problem(address) {
+        return problem;
     }
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
@@ -80,6 +64,26 @@ pub fn describe_error(address: &str, error: &bollard::errors::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// For a `unix://` address: why its socket cannot be used (missing,
+/// forbidden, nobody listening), or `None` when it answers.
+fn local_socket_problem(address: &str) -> Option<String> {
+    let path = Path::new(address.strip_prefix("unix://")?);
+    if let Err(e) = std::fs::metadata(path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Some(format!("socket {} does not exist; is dockerd running?", path.display()));
+        }
+    }
+    let e = std::os::unix::net::UnixStream::connect(path).err()?;
+    Some(match e.kind() {
+        std::io::ErrorKind::PermissionDenied => format!(
+            "permission denied on {}; run Leakscope as a member of the docker group or as root",
+            path.display()
+        ),
+        std::io::ErrorKind::ConnectionRefused => format!("nothing listens on {}; is dockerd running?", path.display()),
+        _ => format!("cannot connect to {}: {e}", path.display()),
+    })
 }
 
 /// Ids of all containers, running or not.
