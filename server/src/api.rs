@@ -57,16 +57,29 @@ pub struct RangeQuery {
     pub range: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
-    pub tz: Option<i32>,
+    /// Kept as text: numbers inside `#[serde(flatten)]` do not deserialize from query strings.
+    pub tz: Option<String>,
 }
 
 impl RangeQuery {
+    /// The viewer's zone in minutes east of UTC (0 when absent).
+    pub fn tz_minutes(&self) -> Result<i32, HttpError> {
+        match self.tz.as_deref().filter(|t| !t.is_empty()) {
+            None => Ok(0),
+            Some(t) => t
+                .parse::<i32>()
+                .ok()
+                .filter(|m| m.abs() <= 24 * 60)
+                .ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, format!("'tz' must be minutes east of UTC, got '{t}'"))),
+        }
+    }
+
     pub fn resolve(&self) -> Result<TimeRange, HttpError> {
         TimeRange::from_query(
             self.range.as_deref(),
             self.from.as_deref(),
             self.to.as_deref(),
-            self.tz.unwrap_or(0),
+            self.tz_minutes()?,
             now_ms(),
         )
         .map_err(|e| HttpError(StatusCode::BAD_REQUEST, e.to_string()))

@@ -60,7 +60,7 @@ async fn chart(
         step_ms: (series.step_seconds as i64 * 1000).max(engine.config().sample_interval.as_millis() as i64),
         width,
         height,
-        tz_offset_minutes: query.range.tz.unwrap_or(0),
+        tz_offset_minutes: query.range.tz_minutes()?,
         theme: Theme::parse(query.theme.as_deref()),
     };
     let internal = |e: leakscope_chart::ChartError| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());

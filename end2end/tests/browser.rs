@@ -1,0 +1,176 @@
+//! Headless Chromium clicks through the UI (Debian's chromium + chromedriver).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use end2end::{Server, TestContainer};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+struct Driver(Child, u16);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_chromedriver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is installed (./dev test installs chromium-driver)");
+    Driver(child, port)
+}
+
+async fn browser(driver: &Driver, javascript: bool) -> Client {
+    let profile = std::env::temp_dir().join(format!("leakscope-chromium-{}-{javascript}", std::process::id()));
+    let mut options = json!({
+        "args": [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-dev-shm-usage", "--no-first-run", "--disable-component-update", "--disable-sync",
+            "--window-size=1400,1000", format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        options["binary"] = json!("/usr/bin/chromium");
+    }
+    if !javascript {
+        options["prefs"] = json!({ "profile.managed_default_content_settings.javascript": 2 });
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), options);
+    let url = format!("http://127.0.0.1:{}", driver.1);
+    let start = Instant::now();
+    loop {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(caps.clone()).connect(&url).await {
+            Ok(client) => return client,
+            Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("cannot start Chromium through chromedriver: {e}"),
+        }
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn wait_listed(server: &Server, name: &str) {
+    server.wait_until(Duration::from_secs(30), "the container is sampled", || {
+        server.listed(name).is_some_and(|c| !c["memory"].is_null())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dashboard_lists_container_and_its_page_charts_it() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run(
+        "browser",
+        &["--memory", "128m"],
+        &["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; sleep 100000"],
+    );
+    wait_listed(&server, &c.name);
+    let driver = start_chromedriver();
+    let client = browser(&driver, true).await;
+
+    client.goto(&server.url("/")).await.unwrap();
+    let row = format!("tr[data-name='{}']", c.name);
+    client.wait().for_element(Locator::Css(&row)).await.expect("the dashboard lists the container");
+    // Hydrated and connected to the live stream.
+    eventually("the live stream connects", || async {
+        client.find(Locator::Css(".live-indicator.on")).await.is_ok()
+    })
+    .await;
+    let ws_text = client.find(Locator::Css(&format!("{row} td.ws"))).await.unwrap().text().await.unwrap();
+    assert!(ws_text.contains("MiB"), "working set shown in MiB: {ws_text}");
+
+    // Sorting by working set changes the URL.
+    client.find(Locator::Css("th a[data-sort='ws']")).await.unwrap().click().await.unwrap();
+    eventually("the sort lands in the URL", || async {
+        client.current_url().await.map(|u| u.as_str().contains("sort=ws")).unwrap_or(false)
+    })
+    .await;
+
+    // Open the container page.
+    client.find(Locator::Css(&format!("{row} a.name"))).await.unwrap().click().await.unwrap();
+    eventually("the container page opens", || async {
+        client.current_url().await.map(|u| u.path() == format!("/containers/{}", c.name)).unwrap_or(false)
+    })
+    .await;
+    let chart_loaded = || async {
+        client
+            .execute("const i = document.getElementById('memory-chart'); return i && i.complete ? i.naturalWidth : 0;", vec![])
+            .await
+            .ok()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            > 0
+    };
+    eventually("the chart image loads", chart_loaded).await;
+
+    // Changing the range changes the URL and the chart.
+    client.find(Locator::Css("a.range[data-range='6h']")).await.unwrap().click().await.unwrap();
+    eventually("the range lands in the URL", || async {
+        client.current_url().await.map(|u| u.as_str().contains("range=6h")).unwrap_or(false)
+    })
+    .await;
+    eventually("the chart follows the range", || async {
+        match client.find(Locator::Id("memory-chart")).await {
+            Ok(img) => img.attr("src").await.ok().flatten().is_some_and(|s| s.contains("range=6h")),
+            Err(_) => false,
+        }
+    })
+    .await;
+    eventually("the 6h chart loads", chart_loaded).await;
+    // A copied link shows the same view.
+    let url = client.current_url().await.unwrap();
+    client.goto(url.as_str()).await.unwrap();
+    let active = client.find(Locator::Css("a.range.active")).await.unwrap().text().await.unwrap();
+    assert_eq!(active, "6h");
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_are_readable_with_javascript_off() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run("nojs", &[], &["sleep", "100000"]);
+    wait_listed(&server, &c.name);
+    let driver = start_chromedriver();
+    let client = browser(&driver, false).await;
+
+    client.goto(&server.url("/")).await.unwrap();
+    let row = client.find(Locator::Css(&format!("tr[data-name='{}']", c.name))).await.expect("listed without JS");
+    let text = row.text().await.unwrap();
+    assert!(text.contains("no limit"), "{text}");
+    assert!(client.find(Locator::Css(".live-indicator.on")).await.is_err(), "no JS, no live stream");
+
+    client.goto(&server.url(&format!("/containers/{}?range=15m", c.name))).await.unwrap();
+    let h1 = client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(h1, c.name);
+    let src = client.find(Locator::Id("memory-chart")).await.unwrap().attr("src").await.unwrap().unwrap();
+    assert!(src.contains("range=15m"), "{src}");
+    // The image the page points at is a chart, served without any script.
+    let (status, svg) = server.get(&src);
+    assert_eq!(status, 200);
+    assert!(svg.starts_with("<svg"));
+    assert!(client.find(Locator::Css("a.range.active[data-range='15m']")).await.is_ok());
+    client.close().await.unwrap();
+}
