@@ -319,6 +319,16 @@ impl Engine {
         })
     }
 
+    /// One sampling sweep now, outside the timer (benchmarks and tests).
+    pub async fn sample_now(&self) {
+        sampler::sample_once(self).await;
+    }
+
+    /// How many containers are tracked, running or not.
+    pub fn tracked_count(&self) -> usize {
+        read(&self.inner.containers).len()
+    }
+
     fn publish(&self, updated_ms: i64) {
         let containers = read(&self.inner.containers);
         let mut list: Vec<ContainerInfo> = containers
