@@ -1,6 +1,7 @@
 //! `leakscope`: the one binary. `serve` runs the dashboard; more subcommands
 //! arrive with later capabilities.
 
+mod analyze;
 mod api;
 mod charts;
 mod serve;
@@ -22,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the dashboard (and the sampler) against a Docker engine.
     Serve(ServeArgs),
+    /// Analyse a heap dump offline: histogram, dominators, retained sizes, leak suspects.
+    Analyze(analyze::AnalyzeArgs),
+    /// What grew between two heap dumps of the same service.
+    Diff(analyze::DiffArgs),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -80,6 +85,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Analyze(args) => analyze::analyze(args),
+        Command::Diff(args) => analyze::diff(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

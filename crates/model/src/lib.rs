@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate compiles for `wasm32-unknown-unknown`
 //! and never reads a clock; callers pass `now` in.
 
+pub mod analysis;
 mod format;
 mod range;
 

@@ -1,0 +1,325 @@
+//! From graph and dominators to what a person reads: histogram with
+//! retained sizes, biggest objects, leak suspects with their paths.
+
+use std::collections::{HashMap, VecDeque};
+
+use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, HistogramEntry, PathStep, Suspect};
+use leakscope_model::{format_bytes, format_percent};
+
+use crate::dominators::{Dominators, NONE};
+use crate::graph::Graph;
+use crate::hprof::{root_kind_name, Kind};
+use crate::names::short_name;
+
+pub struct Options {
+    /// How many biggest objects to list.
+    pub top_dominators: usize,
+    /// A suspect retains at least this share of the reachable heap.
+    pub suspect_threshold: f64,
+    pub max_suspects: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { top_dominators: 100, suspect_threshold: 0.10, max_suspects: 5 }
+    }
+}
+
+pub fn hex(id: u64) -> String {
+    format!("0x{id:x}")
+}
+
+pub struct Computed {
+    pub retained: Vec<u64>,
+    pub virtual_root_retained: u64,
+}
+
+/// Retained size per node: its shallow size plus what it dominates.
+pub fn retained_sizes(graph: &Graph, dom: &Dominators) -> Computed {
+    let n = graph.len();
+    let mut retained = vec![0u64; n + 1];
+    for &v in &dom.preorder[1..] {
+        retained[v as usize] = graph.shallow[v as usize];
+    }
+    // Children come after their dominator in preorder, so one reverse sweep suffices.
+    for &v in dom.preorder[1..].iter().rev() {
+        let d = dom.idom[v as usize];
+        retained[d as usize] += retained[v as usize];
+    }
+    let virtual_root_retained = retained[n];
+    retained.truncate(n);
+    Computed { retained, virtual_root_retained }
+}
+
+/// Children lists of the dominator tree in CSR form (virtual root = n).
+fn dominator_children(n: usize, dom: &Dominators) -> (Vec<u32>, Vec<u32>) {
+    let mut start = vec![0u32; n + 2];
+    for &v in &dom.preorder[1..] {
+        start[dom.idom[v as usize] as usize + 1] += 1;
+    }
+    for i in 0..=n {
+        start[i + 1] += start[i];
+    }
+    let mut fill = start.clone();
+    let mut children = vec![0u32; start[n + 1] as usize];
+    for &v in &dom.preorder[1..] {
+        let d = dom.idom[v as usize] as usize;
+        children[fill[d] as usize] = v;
+        fill[d] += 1;
+    }
+    (start, children)
+}
+
+pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std::time::Instant) -> Analysis {
+    let n = graph.len();
+    let computed = retained_sizes(graph, dom);
+    let retained = &computed.retained;
+    let (child_start, children) = dominator_children(n, dom);
+    let kids = |v: u32| &children[child_start[v as usize] as usize..child_start[v as usize + 1] as usize];
+
+    // Histogram, with retained per class counting nested instances once:
+    // walk the dominator tree keeping, per class, how many ancestors are instances of it.
+    let classes = graph.class_names.len();
+    let mut instances = vec![0u64; classes];
+    let mut shallow = vec![0u64; classes];
+    let mut class_retained = vec![0u64; classes];
+    for v in 0..n {
+        let c = graph.class_of[v] as usize;
+        instances[c] += 1;
+        shallow[c] += graph.shallow[v];
+    }
+    let mut open = vec![0u32; classes];
+    let mut stack: Vec<(u32, bool)> = kids(n as u32).iter().rev().map(|&c| (c, false)).collect();
+    while let Some((v, leaving)) = stack.pop() {
+        let c = graph.class_of[v as usize] as usize;
+        if leaving {
+            open[c] -= 1;
+            continue;
+        }
+        if open[c] == 0 {
+            class_retained[c] += retained[v as usize];
+        }
+        open[c] += 1;
+        stack.push((v, true));
+        stack.extend(kids(v).iter().rev().map(|&k| (k, false)));
+    }
+    let mut histogram: Vec<HistogramEntry> = (0..classes)
+        .filter(|&c| instances[c] > 0)
+        .map(|c| HistogramEntry {
+            class: graph.class_names[c].clone(),
+            instances: instances[c],
+            shallow_bytes: shallow[c],
+            retained_bytes: class_retained[c],
+        })
+        .collect();
+    histogram.sort_by(|a, b| {
+        b.retained_bytes.cmp(&a.retained_bytes).then(b.shallow_bytes.cmp(&a.shallow_bytes)).then(a.class.cmp(&b.class))
+    });
+
+    // Depth in the dominator tree (preorder visits a dominator before what it dominates).
+    let mut depth = vec![0u32; n + 1];
+    for &v in &dom.preorder[1..] {
+        depth[v as usize] = depth[dom.idom[v as usize] as usize] + 1;
+    }
+    let mut reachable: Vec<u32> = dom.preorder[1..].to_vec();
+    let top = options.top_dominators.min(reachable.len());
+    if top > 0 {
+        reachable.select_nth_unstable_by(top - 1, |&a, &b| retained[b as usize].cmp(&retained[a as usize]));
+    }
+    let mut biggest: Vec<u32> = reachable[..top].to_vec();
+    biggest.sort_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]).then(a.cmp(&b)));
+    let dominators = biggest
+        .iter()
+        .map(|&v| DominatorEntry {
+            object_id: hex(graph.ids[v as usize]),
+            class: graph.display_class(v),
+            shallow_bytes: graph.shallow[v as usize],
+            retained_bytes: retained[v as usize],
+            depth: depth[v as usize],
+        })
+        .collect();
+
+    let suspects = find_suspects(graph, dom, retained, computed.virtual_root_retained, &kids, options);
+
+    let reachable_objects = (dom.preorder.len() - 1) as u64;
+    Analysis {
+        summary: HeapSummary {
+            format: "hprof".into(),
+            id_size: graph.parsed.id_size as u32,
+            timestamp_ms: graph.parsed.timestamp_ms,
+            objects: n as u64,
+            reachable_objects,
+            classes: graph.parsed.classes.len() as u64,
+            heap_bytes: graph.shallow.iter().sum(),
+            reachable_bytes: computed.virtual_root_retained,
+            gc_roots: graph.roots.len() as u64,
+            object_header_bytes: graph.model.header as u32,
+            reference_bytes: graph.model.reference as u32,
+            compressed_oops: graph.model.compressed_oops,
+            analysis_millis: started.elapsed().as_millis() as u64,
+        },
+        histogram,
+        dominators,
+        suspects,
+    }
+}
+
+/// Shortest path from any GC root to `target` (BFS over references).
+pub fn path_from_roots(graph: &Graph, target: u32) -> Vec<u32> {
+    let n = graph.len();
+    let mut parent = vec![NONE; n];
+    let mut queue = VecDeque::new();
+    for &(r, _) in &graph.roots {
+        if parent[r as usize] == NONE {
+            parent[r as usize] = r;
+            queue.push_back(r);
+        }
+    }
+    while let Some(v) = queue.pop_front() {
+        if v == target {
+            break;
+        }
+        for &w in graph.successors(v) {
+            if parent[w as usize] == NONE {
+                parent[w as usize] = v;
+                queue.push_back(w);
+            }
+        }
+    }
+    if parent[target as usize] == NONE {
+        return Vec::new();
+    }
+    let mut path = vec![target];
+    let mut v = target;
+    while parent[v as usize] != v {
+        v = parent[v as usize];
+        path.push(v);
+    }
+    path.reverse();
+    path
+}
+
+fn find_suspects<'k>(
+    graph: &Graph,
+    dom: &Dominators,
+    retained: &[u64],
+    total: u64,
+    kids: &dyn Fn(u32) -> &'k [u32],
+    options: &Options,
+) -> Vec<Suspect> {
+    let n = graph.len() as u32;
+    if total == 0 {
+        return Vec::new();
+    }
+    let threshold = (total as f64 * options.suspect_threshold) as u64;
+    let mut top: Vec<u32> = kids(n).iter().copied().filter(|&v| retained[v as usize] >= threshold.max(1)).collect();
+    top.sort_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]));
+    top.truncate(options.max_suspects);
+    let _ = dom;
+    top.into_iter()
+        .map(|suspect| {
+            // Descend while one child holds most of what its parent retains.
+            let mut point = suspect;
+            loop {
+                let biggest = kids(point).iter().copied().max_by_key(|&k| retained[k as usize]);
+                match biggest {
+                    Some(k) if retained[k as usize] as f64 >= 0.6 * retained[point as usize] as f64 => point = k,
+                    _ => break,
+                }
+            }
+            // What accumulates there: the most common class among what it dominates.
+            let mut counts: HashMap<u32, (u64, u64)> = HashMap::new();
+            for &k in kids(point) {
+                let e = counts.entry(graph.class_of[k as usize]).or_default();
+                e.0 += 1;
+                e.1 += retained[k as usize];
+            }
+            let accumulated = counts.into_iter().max_by_key(|&(_, (count, bytes))| (count, bytes));
+            let path_nodes = path_from_roots(graph, point);
+            let path: Vec<PathStep> = path_nodes
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| PathStep {
+                    object_id: hex(graph.ids[v as usize]),
+                    class: graph.display_class(v),
+                    field: path_nodes.get(i + 1).and_then(|&next| graph.field_name(v, next)),
+                    root_kind: (i == 0).then(|| {
+                        graph
+                            .roots
+                            .binary_search_by_key(&v, |r| r.0)
+                            .ok()
+                            .map(|k| root_kind_name(graph.roots[k].1).to_string())
+                            .unwrap_or_default()
+                    }),
+                })
+                .collect();
+            let bytes = retained[suspect as usize];
+            let share = bytes as f64 / total as f64;
+            let point_bytes = retained[point as usize];
+            let description = describe(graph, &path_nodes, point, point_bytes, total, accumulated.map(|(c, (count, _))| (c, count)));
+            Suspect {
+                description,
+                object_id: hex(graph.ids[suspect as usize]),
+                class: graph.display_class(suspect),
+                retained_bytes: bytes,
+                retained_share: share,
+                accumulation_object_id: hex(graph.ids[point as usize]),
+                accumulation_class: graph.display_class(point),
+                accumulated_class: accumulated.map(|(c, _)| graph.class_names[c as usize].clone()),
+                accumulated_instances: accumulated.map(|(_, (count, _))| count).unwrap_or(0),
+                path,
+            }
+        })
+        .collect()
+}
+
+/// `Main.SESSIONS -> ArrayList.elementData -> Object[200000] holds 200 000 Main$Session retaining 140 MiB (63 %)`
+fn describe(graph: &Graph, path: &[u32], point: u32, bytes: u64, total: u64, accumulated: Option<(u32, u64)>) -> String {
+    // Start the chain at the last class object (a static field) when there is one: that is where people look.
+    let start = path.iter().rposition(|&v| graph.kinds[v as usize] == Kind::Class).unwrap_or(0);
+    let mut parts: Vec<String> = Vec::new();
+    for w in path[start..].windows(2) {
+        let (v, next) = (w[0], w[1]);
+        let field = graph.field_name(v, next).unwrap_or_else(|| "?".into());
+        let owner = match graph.kinds[v as usize] {
+            Kind::Class => short_name(graph.display_class(v).trim_start_matches("class ")).to_string(),
+            _ => short_name(graph.class_name(v)).to_string(),
+        };
+        if field.starts_with('[') {
+            parts.push(format!("{owner}{field}"));
+        } else {
+            parts.push(format!("{owner}.{field}"));
+        }
+    }
+    let last = match graph.kinds[point as usize] {
+        Kind::ObjectArray | Kind::PrimitiveArray(_) => {
+            let name = short_name(graph.class_name(point));
+            format!("{}{}]", name.trim_end_matches(']'), graph.lens[point as usize])
+        }
+        _ => short_name(&graph.display_class(point)).to_string(),
+    };
+    parts.push(last);
+    let chain = parts.join(" -> ");
+    let share = format_percent(bytes as f64 / total as f64);
+    match accumulated {
+        Some((class, count)) if count >= 2 => format!(
+            "{chain} holds {} {} retaining {} ({share})",
+            group_thousands(count),
+            short_name(&graph.class_names[class as usize]),
+            format_bytes(bytes)
+        ),
+        _ => format!("{chain} retains {} ({share})", format_bytes(bytes)),
+    }
+}
+
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(ch);
+    }
+    out
+}

@@ -1,0 +1,445 @@
+//! The object graph in compact arrays: object ids sorted and mapped to dense
+//! u32 indices, outgoing references in CSR form, shallow sizes as the JVM
+//! counts them.
+
+use std::collections::HashMap;
+
+use crate::hprof::{primitive_array_name, value_size, Kind, Parsed, T_OBJECT};
+use crate::names::source_name;
+use crate::reader::read_id;
+use crate::HeapError;
+
+/// How the JVM lays objects out; the HPROF file does not say, so it is
+/// implied: 4-byte ids mean a 32-bit VM; 8-byte ids mean a 64-bit VM with
+/// compressed oops and class pointers unless the heap is too big for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeModel {
+    pub header: u64,
+    pub array_header: u64,
+    pub reference: u64,
+    pub compressed_oops: bool,
+}
+
+const ALIGN: u64 = 8;
+
+fn align(n: u64) -> u64 {
+    n.div_ceil(ALIGN) * ALIGN
+}
+
+impl SizeModel {
+    pub fn for_dump(id_size: usize, compressed_oops: bool) -> Self {
+        match (id_size, compressed_oops) {
+            (4, _) => SizeModel { header: 8, array_header: 12, reference: 4, compressed_oops: false },
+            (_, true) => SizeModel { header: 12, array_header: 16, reference: 4, compressed_oops: true },
+            (_, false) => SizeModel { header: 16, array_header: 20, reference: 8, compressed_oops: false },
+        }
+    }
+
+    fn array(&self, element: u64, n: u64) -> u64 {
+        // Elements start aligned to their own size (matters only without compressed class pointers).
+        let base = self.array_header.div_ceil(element.clamp(1, 8)) * element.clamp(1, 8);
+        align(base + element * n)
+    }
+}
+
+/// Flattened instance layout of one class (own fields, then superclasses').
+#[derive(Clone, Debug, Default)]
+pub struct Layout {
+    /// (byte offset in the dump's instance data, field name string id).
+    pub refs: Vec<(u32, u64)>,
+    /// Bytes of instance data in the dump.
+    pub dump_bytes: u64,
+    /// Every field in dump order: (offset, name id, type).
+    pub fields: Vec<(u32, u64, u8)>,
+    /// Superclass id (0 for java.lang.Object).
+    pub super_id: u64,
+    /// This class's own fields only: primitive bytes and reference count.
+    pub own_primitive_bytes: u64,
+    pub own_refs: u64,
+    /// What HotSpot adds for this class itself (see `VM_EXTRAS`).
+    pub own_extra: VmExtra,
+}
+
+/// Bytes HotSpot adds that the dump does not list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmExtra {
+    /// VM-injected fields of fixed size and of reference size.
+    pub bytes: u64,
+    pub refs: u64,
+    /// `@Contended` groups pad the class out to an aligned end that subclasses start after.
+    pub aligned_end: bool,
+}
+
+/// HotSpot's injected instance fields and contended padding, by the class
+/// that declares them (inherited by subclasses). Checked against
+/// `jmap -histo:live` on JDK 17.
+const VM_EXTRAS: &[(&str, VmExtra)] = &[
+    ("java/lang/ClassLoader", VmExtra { bytes: 8, refs: 0, aligned_end: false }), // loader_data
+    ("java/lang/Module", VmExtra { bytes: 8, refs: 0, aligned_end: false }),      // module_entry
+    ("java/lang/invoke/MemberName", VmExtra { bytes: 8, refs: 0, aligned_end: false }), // vmindex
+    ("java/lang/invoke/ResolvedMethodName", VmExtra { bytes: 8, refs: 1, aligned_end: false }), // vmtarget, vmholder
+    ("java/lang/invoke/MethodHandleNatives$CallSiteContext", VmExtra { bytes: 16, refs: 0, aligned_end: false }),
+    // @Contended("tlr"): 128 bytes of padding on each side of the group.
+    ("java/lang/Thread", VmExtra { bytes: 256, refs: 0, aligned_end: true }),
+];
+
+/// Unaligned end of an instance of `class_id`: where its last field ends, as HotSpot lays it out.
+fn instance_end(class_id: u64, layouts: &HashMap<u64, Layout>, model: &SizeModel, memo: &mut HashMap<u64, u64>, depth: u32) -> u64 {
+    if let Some(&end) = memo.get(&class_id) {
+        return end;
+    }
+    let Some(layout) = layouts.get(&class_id) else { return model.header };
+    let base = if layout.super_id == 0 || depth > 1000 {
+        model.header
+    } else {
+        let end = instance_end(layout.super_id, layouts, model, memo, depth + 1);
+        let super_aligned = layouts.get(&layout.super_id).is_some_and(|l| l.own_extra.aligned_end);
+        if super_aligned { align(end) } else { end }
+    };
+    let extra = layout.own_extra;
+    let mut end = base + layout.own_primitive_bytes + (layout.own_refs + extra.refs) * model.reference + extra.bytes;
+    if extra.aligned_end {
+        end = align(end);
+    }
+    memo.insert(class_id, end);
+    end
+}
+
+pub struct Graph<'a> {
+    pub parsed: Parsed<'a>,
+    pub model: SizeModel,
+    /// Sorted object ids; a node's index is its position here.
+    pub ids: Vec<u64>,
+    pub kinds: Vec<Kind>,
+    /// Payload offset in the file (instances, arrays) per node.
+    pub offsets: Vec<u64>,
+    pub lens: Vec<u32>,
+    /// Class id of instances and object arrays (0 otherwise).
+    pub class_ids: Vec<u64>,
+    /// Histogram class per node.
+    pub class_of: Vec<u32>,
+    pub class_names: Vec<String>,
+    pub shallow: Vec<u64>,
+    pub edge_start: Vec<u64>,
+    pub edges: Vec<u32>,
+    pub roots: Vec<(u32, u8)>,
+    pub layouts: HashMap<u64, Layout>,
+}
+
+impl<'a> Graph<'a> {
+    pub fn index_of(&self, id: u64) -> Option<u32> {
+        self.ids.binary_search(&id).ok().map(|i| i as u32)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn successors(&self, node: u32) -> &[u32] {
+        let s = self.edge_start[node as usize] as usize;
+        let e = self.edge_start[node as usize + 1] as usize;
+        &self.edges[s..e]
+    }
+
+    pub fn class_name(&self, node: u32) -> &str {
+        &self.class_names[self.class_of[node as usize] as usize]
+    }
+
+    pub fn build(mut parsed: Parsed<'a>, compressed_oops: Option<bool>) -> Result<Self, HeapError> {
+        let id_size = parsed.id_size;
+        let mut objects = std::mem::take(&mut parsed.objects);
+        objects.sort_unstable_by_key(|o| o.id);
+        objects.dedup_by_key(|o| o.id);
+        let n = objects.len();
+        if n >= u32::MAX as usize {
+            return Err(HeapError::Corrupt { offset: 0, reason: format!("{n} objects exceed this analyser's 4 billion limit") });
+        }
+
+        // Histogram classes: one per class id, plus primitive arrays by name.
+        let mut table = ClassTable::default();
+        let mut dumped: Vec<u64> = parsed.classes.keys().copied().collect();
+        dumped.sort_unstable();
+        for &cid in &dumped {
+            table.by_id(cid, &parsed);
+        }
+        let java_lang_class = table.by_name("java.lang.Class");
+
+        // Layouts per class (flattened through superclasses).
+        let layouts = build_layouts(&parsed);
+        let total_dump_bytes: u64 = objects.iter().map(|o| o.len as u64).sum();
+        // Heaps over ~32 GiB cannot use compressed oops.
+        let compressed = compressed_oops.unwrap_or(id_size == 8 && total_dump_bytes < 30 << 30);
+        let model = SizeModel::for_dump(id_size, compressed);
+        let mut ends: HashMap<u64, u64> = HashMap::new();
+        let class_instance_bytes = parsed
+            .class_names
+            .iter()
+            .find(|(_, &sid)| parsed.string(sid) == Some("java/lang/Class"))
+            .map(|(&cid, _)| instance_end(cid, &layouts, &model, &mut ends, 0) - model.header)
+            .unwrap_or(0);
+
+        let mut ids = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut offsets = Vec::with_capacity(n);
+        let mut lens = Vec::with_capacity(n);
+        let mut obj_class_ids = Vec::with_capacity(n);
+        let mut class_of = Vec::with_capacity(n);
+        let mut shallow = Vec::with_capacity(n);
+        for o in &objects {
+            ids.push(o.id);
+            kinds.push(o.kind);
+            offsets.push(o.offset);
+            lens.push(o.len);
+            obj_class_ids.push(o.class_id);
+            let (class, size) = match o.kind {
+                Kind::Instance => {
+                    let c = table.by_id(o.class_id, &parsed);
+                    let end = if layouts.contains_key(&o.class_id) {
+                        instance_end(o.class_id, &layouts, &model, &mut ends, 0)
+                    } else {
+                        model.header + o.len as u64
+                    };
+                    (c, align(end))
+                }
+                Kind::ObjectArray => {
+                    let c = table.by_id(o.class_id, &parsed);
+                    (c, model.array(model.reference, o.len as u64))
+                }
+                Kind::PrimitiveArray(t) => {
+                    let name = primitive_array_name(t);
+                    let c = table.by_name(name);
+                    (c, model.array(value_size(t, id_size).unwrap_or(1) as u64, o.len as u64))
+                }
+                Kind::Class => {
+                    let dump = &parsed.classes[&o.id];
+                    let statics = dump.static_value_bytes + dump.static_ref_count * model.reference;
+                    (java_lang_class, align(model.header + class_instance_bytes + statics))
+                }
+            };
+            class_of.push(class);
+            shallow.push(size);
+        }
+        drop(objects);
+
+        let mut graph = Graph {
+            parsed,
+            model,
+            ids,
+            kinds,
+            offsets,
+            lens,
+            class_ids: obj_class_ids,
+            class_of,
+            class_names: table.names,
+            shallow,
+            edge_start: Vec::with_capacity(n + 1),
+            edges: Vec::new(),
+            roots: Vec::new(),
+            layouts,
+        };
+        graph.build_edges();
+        let mut roots: Vec<(u32, u8)> =
+            graph.parsed.roots.iter().filter_map(|&(id, kind)| graph.index_of(id).map(|i| (i, kind))).collect();
+        roots.sort_unstable_by_key(|r| r.0);
+        roots.dedup_by_key(|r| r.0);
+        graph.roots = roots;
+        Ok(graph)
+    }
+
+    /// Outgoing references of every node, read from the mapped file.
+    fn build_edges(&mut self) {
+        let mut edges: Vec<u32> = Vec::new();
+        let mut starts: Vec<u64> = Vec::with_capacity(self.ids.len() + 1);
+        let mut scratch: Vec<u64> = Vec::new();
+        for i in 0..self.ids.len() {
+            starts.push(edges.len() as u64);
+            scratch.clear();
+            self.references(i as u32, &mut scratch);
+            for &target in &scratch {
+                if target != 0 {
+                    if let Ok(t) = self.ids.binary_search(&target) {
+                        edges.push(t as u32);
+                    }
+                }
+            }
+        }
+        starts.push(edges.len() as u64);
+        self.edge_start = starts;
+        self.edges = edges;
+    }
+
+    /// Raw referenced ids of one node (0 and dangling ids included).
+    pub fn references(&self, node: u32, out: &mut Vec<u64>) {
+        let i = node as usize;
+        let id_size = self.parsed.id_size;
+        let data = self.parsed.data;
+        match self.kinds[i] {
+            Kind::Instance => {
+                out.push(self.class_ids[i]);
+                if let Some(layout) = self.layouts.get(&self.class_ids[i]) {
+                    let base = self.offsets[i] as usize;
+                    let len = self.lens[i] as usize;
+                    for &(off, _) in &layout.refs {
+                        let off = off as usize;
+                        if off + id_size <= len {
+                            out.push(read_id(&data[base + off..], id_size));
+                        }
+                    }
+                }
+            }
+            Kind::ObjectArray => {
+                out.push(self.class_ids[i]);
+                let base = self.offsets[i] as usize;
+                for k in 0..self.lens[i] as usize {
+                    out.push(read_id(&data[base + k * id_size..], id_size));
+                }
+            }
+            Kind::PrimitiveArray(_) => {}
+            Kind::Class => {
+                if let Some(dump) = self.parsed.classes.get(&self.ids[i]) {
+                    out.extend([dump.super_id, dump.loader_id, dump.signers_id, dump.protection_domain_id]);
+                    out.extend(dump.static_refs.iter().map(|&(_, v)| v));
+                }
+            }
+        }
+    }
+
+    /// The field of `from` (or its array index, or static field) that refers to `to`.
+    pub fn field_name(&self, from: u32, to: u32) -> Option<String> {
+        let i = from as usize;
+        let target = self.ids[to as usize];
+        let id_size = self.parsed.id_size;
+        let data = self.parsed.data;
+        match self.kinds[i] {
+            Kind::Instance => {
+                let layout = self.layouts.get(&self.class_ids[i])?;
+                let base = self.offsets[i] as usize;
+                layout
+                    .refs
+                    .iter()
+                    .find(|&&(off, _)| {
+                        (off as usize + id_size) <= self.lens[i] as usize
+                            && read_id(&data[base + off as usize..], id_size) == target
+                    })
+                    .map(|&(_, name)| self.parsed.string(name).unwrap_or("?").to_string())
+            }
+            Kind::ObjectArray => {
+                let base = self.offsets[i] as usize;
+                (0..self.lens[i] as usize)
+                    .find(|&k| read_id(&data[base + k * id_size..], id_size) == target)
+                    .map(|k| format!("[{k}]"))
+            }
+            Kind::Class => {
+                let dump = self.parsed.classes.get(&self.ids[i])?;
+                dump.static_refs
+                    .iter()
+                    .find(|&&(_, v)| v == target)
+                    .map(|&(name, _)| self.parsed.string(name).unwrap_or("?").to_string())
+                    .or_else(|| (dump.loader_id == target).then(|| "<classloader>".to_string()))
+                    .or_else(|| (dump.super_id == target).then(|| "<super>".to_string()))
+            }
+            Kind::PrimitiveArray(_) => None,
+        }
+    }
+
+    /// For class objects, the class they represent; for others, their class.
+    pub fn display_class(&self, node: u32) -> String {
+        match self.kinds[node as usize] {
+            Kind::Class => {
+                let id = self.ids[node as usize];
+                let name = self
+                    .parsed
+                    .class_names
+                    .get(&id)
+                    .and_then(|&sid| self.parsed.string(sid))
+                    .map(source_name)
+                    .unwrap_or_else(|| format!("0x{id:x}"));
+                format!("class {name}")
+            }
+            _ => self.class_name(node).to_string(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct ClassTable {
+    names: Vec<String>,
+    ids: HashMap<u64, u32>,
+    by_name: HashMap<String, u32>,
+}
+
+impl ClassTable {
+    fn by_id(&mut self, class_id: u64, parsed: &Parsed) -> u32 {
+        if let Some(&i) = self.ids.get(&class_id) {
+            return i;
+        }
+        let name = parsed
+            .class_names
+            .get(&class_id)
+            .and_then(|&sid| parsed.string(sid))
+            .map(source_name)
+            .unwrap_or_else(|| format!("unknown class 0x{class_id:x}"));
+        let i = self.names.len() as u32;
+        self.ids.insert(class_id, i);
+        self.by_name.entry(name.clone()).or_insert(i);
+        self.names.push(name);
+        i
+    }
+
+    /// The first class of this name (primitive arrays name their class only by element type).
+    fn by_name(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.by_name.get(name) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.by_name.insert(name.to_string(), i);
+        i
+    }
+}
+
+fn build_layouts(parsed: &Parsed) -> HashMap<u64, Layout> {
+    let id_size = parsed.id_size;
+    let mut layouts = HashMap::with_capacity(parsed.classes.len());
+    for (&cid, _) in parsed.classes.iter() {
+        let mut layout = Layout::default();
+        if let Some(dump) = parsed.classes.get(&cid) {
+            layout.super_id = dump.super_id;
+            layout.own_refs = dump.fields.iter().filter(|f| f.1 == T_OBJECT).count() as u64;
+            layout.own_primitive_bytes = dump
+                .fields
+                .iter()
+                .filter(|f| f.1 != T_OBJECT)
+                .map(|f| value_size(f.1, id_size).unwrap_or(0) as u64)
+                .sum();
+            let name = parsed.class_names.get(&cid).and_then(|&sid| parsed.string(sid));
+            layout.own_extra = VM_EXTRAS.iter().find(|(n, _)| Some(*n) == name).map(|(_, e)| *e).unwrap_or_default();
+        }
+        let mut offset: u64 = 0;
+        let mut current = cid;
+        let mut guard = 0;
+        // Instance data lists the class's own fields first, then each superclass's.
+        while let Some(dump) = parsed.classes.get(&current) {
+            for &(name, t) in &dump.fields {
+                let size = value_size(t, id_size).unwrap_or(0) as u64;
+                if t == T_OBJECT {
+                    layout.refs.push((offset as u32, name));
+                }
+                layout.fields.push((offset as u32, name, t));
+                offset += size;
+            }
+            current = dump.super_id;
+            guard += 1;
+            if current == 0 || guard > 10_000 {
+                break;
+            }
+        }
+        layout.dump_bytes = offset;
+        layouts.insert(cid, layout);
+    }
+    layouts
+}

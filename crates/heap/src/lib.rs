@@ -1,0 +1,91 @@
+//! What is in a heap dump: HPROF parsing, the object graph, dominator tree,
+//! retained sizes, histogram, leak suspects and the diff of two dumps.
+//!
+//! Architecture invariant: synchronous, no network, no I/O beyond reading
+//! the dump (and unpacking a gzipped one to a temporary file next to it).
+
+mod analysis;
+pub mod diff;
+pub mod dominators;
+pub mod graph;
+pub mod hprof;
+mod names;
+mod reader;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Instant;
+
+pub use analysis::{path_from_roots, retained_sizes, Options};
+pub use leakscope_model::analysis::{Analysis, HeapDiff};
+pub use names::source_name;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeapError {
+    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x')")]
+    NotHprof,
+    #[error("the dump is truncated at byte {offset}: expected {what}")]
+    Truncated { offset: u64, what: &'static str },
+    #[error("the dump is corrupt at byte {offset}: {reason}")]
+    Corrupt { offset: u64, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("the gzip stream is damaged: {0}")]
+    Gzip(std::io::Error),
+}
+
+/// A dump mapped into memory (unpacked first when gzipped).
+pub struct DumpFile {
+    map: memmap2::Mmap,
+    _unpacked: Option<tempfile::NamedTempFile>,
+}
+
+impl DumpFile {
+    pub fn open(path: &Path) -> Result<Self, HeapError> {
+        let io = |source| HeapError::Io { path: path.display().to_string(), source };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mut magic = [0u8; 2];
+        let n = file.read(&mut magic).map_err(io)?;
+        if n == 2 && magic == [0x1f, 0x8b] {
+            // Stream the gzip into a temporary file beside the dump (never into memory), then map it.
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".leakscope-unpacked-")
+                .tempfile_in(dir)
+                .or_else(|_| tempfile::NamedTempFile::new())
+                .map_err(io)?;
+            let file = std::fs::File::open(path).map_err(io)?;
+            let mut decoder = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            std::io::copy(&mut decoder, tmp.as_file_mut()).map_err(HeapError::Gzip)?;
+            // SAFETY: the temporary file is ours and nobody else writes to it.
+            let map = unsafe { memmap2::Mmap::map(tmp.as_file()) }.map_err(io)?;
+            return Ok(DumpFile { map, _unpacked: Some(tmp) });
+        }
+        // SAFETY: a dump being rewritten while we read it yields parse errors, not UB in practice;
+        // Leakscope never modifies stored dumps.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Ok(DumpFile { map, _unpacked: None })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// Full analysis of HPROF bytes.
+pub fn analyze_bytes(data: &[u8], options: &Options) -> Result<Analysis, HeapError> {
+    let started = Instant::now();
+    let parsed = hprof::parse(data)?;
+    let graph = graph::Graph::build(parsed, None)?;
+    let dom = dominators::compute(graph.len(), &roots_of(&graph), |v| graph.successors(v));
+    Ok(analysis::analyze(&graph, &dom, options, started))
+}
+
+pub fn analyze_file(path: &Path, options: &Options) -> Result<Analysis, HeapError> {
+    let dump = DumpFile::open(path)?;
+    analyze_bytes(dump.bytes(), options)
+}
+
+fn roots_of(graph: &graph::Graph) -> Vec<u32> {
+    graph.roots.iter().map(|r| r.0).collect()
+}

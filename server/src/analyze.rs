@@ -1,0 +1,114 @@
+//! `leakscope analyze FILE` and `leakscope diff A B`: the same analysis the
+//! server runs, offline, with the API's JSON under `--json`.
+
+use std::path::PathBuf;
+
+use leakscope_heap::{analyze_file, Analysis, HeapDiff, Options};
+use leakscope_model::{format_bytes, format_percent};
+
+#[derive(clap::Args, Debug)]
+pub struct AnalyzeArgs {
+    /// An HPROF dump (`.hprof` or gzipped `.hprof.gz`).
+    pub file: PathBuf,
+    /// Print the analysis as JSON (the same document as the API).
+    #[arg(long)]
+    pub json: bool,
+    /// How many of the biggest objects to list.
+    #[arg(long, default_value_t = 100)]
+    pub top: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DiffArgs {
+    /// The earlier dump.
+    pub before: PathBuf,
+    /// The later dump.
+    pub after: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_analysis(file: &PathBuf, top: usize) -> Result<Analysis, String> {
+    let options = Options { top_dominators: top, ..Options::default() };
+    analyze_file(file, &options).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
+    let analysis = run_analysis(&args.file, args.top)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&analysis).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let s = &analysis.summary;
+    println!(
+        "{}: {} objects ({} reachable), {} classes, {} heap ({} reachable), {} GC roots, {}-byte ids, analysed in {} ms",
+        args.file.display(),
+        s.objects,
+        s.reachable_objects,
+        s.classes,
+        format_bytes(s.heap_bytes),
+        format_bytes(s.reachable_bytes),
+        s.gc_roots,
+        s.id_size,
+        s.analysis_millis
+    );
+    println!();
+    if analysis.suspects.is_empty() {
+        println!("No leak suspects: nothing retains 10 % of the heap on its own.");
+    }
+    for (i, suspect) in analysis.suspects.iter().enumerate() {
+        println!("Suspect {}: {}", i + 1, suspect.description);
+        let path: Vec<String> = suspect
+            .path
+            .iter()
+            .map(|p| match &p.field {
+                Some(f) => format!("{} .{f}", p.class),
+                None => p.class.clone(),
+            })
+            .collect();
+        if !path.is_empty() {
+            println!("  path from GC root ({}): {}", suspect.path[0].root_kind.clone().unwrap_or_default(), path.join(" -> "));
+        }
+    }
+    println!();
+    println!("{:>12} {:>14} {:>14}  class", "instances", "shallow", "retained");
+    for e in analysis.histogram.iter().take(25) {
+        println!("{:>12} {:>14} {:>14}  {}", e.instances, format_bytes(e.shallow_bytes), format_bytes(e.retained_bytes), e.class);
+    }
+    println!();
+    println!("Biggest objects by retained size:");
+    for d in analysis.dominators.iter().take(15) {
+        println!(
+            "{:>14} {:>7}  {} {}",
+            format_bytes(d.retained_bytes),
+            format_percent(d.retained_bytes as f64 / s.reachable_bytes.max(1) as f64),
+            d.class,
+            d.object_id
+        );
+    }
+    Ok(())
+}
+
+pub fn diff(args: DiffArgs) -> Result<(), String> {
+    let before = run_analysis(&args.before, 20)?;
+    let after = run_analysis(&args.after, 20)?;
+    let diff: HeapDiff = leakscope_heap::diff::diff(&before, &after);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&diff).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!(
+        "heap {} -> {} ({:+} bytes)",
+        format_bytes(diff.before.heap_bytes),
+        format_bytes(diff.after.heap_bytes),
+        diff.heap_bytes_delta
+    );
+    println!("{:>12} {:>16}  class (grew most first)", "instances", "shallow bytes");
+    for c in diff.classes.iter().take(25) {
+        println!("{:>+12} {:>+16}  {}", c.instances_delta, c.shallow_bytes_delta, c.class);
+    }
+    for s in &diff.suspects {
+        println!("suspect: {} ({:+} bytes since the earlier dump)", s.description, s.retained_bytes_delta);
+    }
+    Ok(())
+}
