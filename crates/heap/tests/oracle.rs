@@ -1,0 +1,177 @@
+//! Retained sizes against a brute-force oracle (remove an object, count what
+//! becomes unreachable), 4-byte ids, and bad input that must fail cleanly.
+
+mod support;
+
+use leakscope_heap::dominators;
+use leakscope_heap::graph::Graph;
+use leakscope_heap::hprof;
+use leakscope_heap::{analyze_bytes, retained_sizes, HeapError, Options};
+use support::Writer;
+
+const CLASS: u64 = 0x100;
+const OBJ_NAME: u64 = 0x1;
+const FIELD_NAMES: [u64; 3] = [0x2, 0x3, 0x4];
+
+/// A tiny deterministic generator (no dependency needed for test data).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// `n` instances of one class with three reference fields each, random edges, a few roots.
+fn random_heap(seed: u64, n: u64, id_size: usize) -> (Vec<u8>, Vec<Vec<u64>>, Vec<u64>) {
+    let mut rng = Lcg(seed);
+    let ids: Vec<u64> = (0..n).map(|i| 0x1000 + i * 16).collect();
+    let mut w = Writer::new(id_size);
+    w.string(OBJ_NAME, "Obj");
+    for (k, &f) in FIELD_NAMES.iter().enumerate() {
+        w.string(f, &format!("f{k}"));
+    }
+    w.load_class(CLASS, OBJ_NAME);
+    w.class_dump(CLASS, 0, &[], &FIELD_NAMES.map(|f| (f, 2)));
+    let mut refs = Vec::new();
+    for &id in &ids {
+        let fields: Vec<u64> = (0..3).map(|_| if rng.next(4) == 0 { 0 } else { ids[rng.next(n) as usize] }).collect();
+        w.instance(id, CLASS, &fields);
+        refs.push(fields);
+    }
+    let roots: Vec<u64> = (0..3).map(|_| ids[rng.next(n) as usize]).collect();
+    for &r in &roots {
+        w.root(0x08, r);
+    }
+    w.root(0x05, CLASS);
+    (w.finish(), refs, roots)
+}
+
+/// Objects reachable from the roots without passing through `removed`.
+fn reachable(ids: &[u64], refs: &[Vec<u64>], roots: &[u64], removed: Option<u64>) -> Vec<bool> {
+    let index = |id: u64| ids.iter().position(|&x| x == id);
+    let mut seen = vec![false; ids.len()];
+    let mut stack: Vec<usize> = roots.iter().filter(|&&r| Some(r) != removed).filter_map(|&r| index(r)).collect();
+    while let Some(i) = stack.pop() {
+        if seen[i] {
+            continue;
+        }
+        seen[i] = true;
+        for &t in &refs[i] {
+            if t != 0 && Some(t) != removed {
+                if let Some(j) = index(t) {
+                    stack.push(j);
+                }
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn retained_sizes_match_brute_force_on_random_heaps() {
+    for (seed, id_size) in [(1, 8), (2, 8), (3, 4), (4, 4), (5, 8), (6, 8)] {
+        let n = 60;
+        let (bytes, refs, roots) = random_heap(seed, n, id_size);
+        let ids: Vec<u64> = (0..n).map(|i| 0x1000 + i * 16).collect();
+        let parsed = hprof::parse(&bytes).unwrap();
+        let graph = Graph::build(parsed, None).unwrap();
+        let root_nodes: Vec<u32> = graph.roots.iter().map(|r| r.0).collect();
+        let dom = dominators::compute(graph.len(), &root_nodes, |v| graph.successors(v));
+        let retained = retained_sizes(&graph, &dom).retained;
+        // Every Obj has the same shallow size; the class object is a root of its own.
+        let size = graph.shallow[graph.index_of(ids[0]).unwrap() as usize];
+        let live = reachable(&ids, &refs, &roots, None);
+        for (i, &id) in ids.iter().enumerate() {
+            let node = graph.index_of(id).unwrap() as usize;
+            let expected = if live[i] {
+                let without = reachable(&ids, &refs, &roots, Some(id));
+                live.iter().zip(&without).filter(|(a, b)| **a && !**b).count() as u64 * size
+            } else {
+                0
+            };
+            assert_eq!(retained[node], expected, "seed {seed}, id size {id_size}, object 0x{id:x}");
+        }
+    }
+}
+
+#[test]
+fn four_byte_ids_use_the_32_bit_layout() {
+    let (bytes, _, _) = random_heap(9, 10, 4);
+    let analysis = analyze_bytes(&bytes, &Options::default()).unwrap();
+    assert_eq!(analysis.summary.id_size, 4);
+    assert_eq!(analysis.summary.object_header_bytes, 8);
+    let obj = analysis.histogram.iter().find(|e| e.class == "Obj").unwrap();
+    // 8-byte header + three 4-byte references = 20, aligned to 24.
+    assert_eq!(obj.shallow_bytes, obj.instances * 24);
+}
+
+#[test]
+fn a_list_of_known_shape_retains_exactly_its_nodes_and_arrays() {
+    // Holder.LIST -> node0 -> node1 -> ... each node holding a byte[K].
+    let (n, k) = (500u64, 40usize);
+    let mut w = Writer::new(8);
+    w.string(1, "Node");
+    w.string(2, "next");
+    w.string(3, "data");
+    w.string(4, "Holder");
+    w.string(5, "LIST");
+    w.string(6, "[B");
+    w.load_class(0x10, 1);
+    w.load_class(0x20, 4);
+    w.class_dump(0x10, 0, &[], &[(2, 2), (3, 2)]);
+    w.class_dump(0x20, 0, &[(5, 0x1000)], &[]);
+    for i in 0..n {
+        let id = 0x1000 + i * 0x100;
+        let next = if i + 1 < n { id + 0x100 } else { 0 };
+        w.instance(id, 0x10, &[next, id + 0x80]);
+        w.byte_array(id + 0x80, k);
+    }
+    // Both classes are system classes (sticky roots), as a JVM's would be reachable through their loader.
+    w.root(0x05, 0x20);
+    w.root(0x05, 0x10);
+    let analysis = analyze_bytes(&w.finish(), &Options::default()).unwrap();
+    // Node: 12 header + 2 x 4 refs = 20 -> 24; byte[40]: 16 + 40 = 56.
+    let head = analysis.dominators.iter().find(|d| d.class == "Node").unwrap();
+    assert_eq!(head.retained_bytes, n * (24 + 56));
+    let s = &analysis.suspects[0];
+    assert!(s.description.starts_with("Holder.LIST -> Node"), "{}", s.description);
+}
+
+fn expect_error(bytes: &[u8]) -> HeapError {
+    match analyze_bytes(bytes, &Options::default()) {
+        Err(e) => e,
+        Ok(_) => panic!("bad input was accepted"),
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_with_the_offset() {
+    let (good, _, _) = random_heap(7, 20, 8);
+    assert!(matches!(expect_error(b"PK\x03\x04 not a dump"), HeapError::NotHprof));
+    assert!(matches!(expect_error(b""), HeapError::NotHprof));
+    // Truncated anywhere: an error naming a byte offset, never a panic.
+    for cut in [19, 25, good.len() / 3, good.len() / 2, good.len() - 1] {
+        let e = expect_error(&good[..cut]);
+        assert!(e.to_string().contains("byte"), "cut at {cut}: {e}");
+    }
+    // An absurd record length.
+    let mut absurd = good.clone();
+    let first_record = 19 + 4 + 8;
+    absurd[first_record + 5..first_record + 9].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert!(matches!(expect_error(&absurd), HeapError::Truncated { .. }));
+    // A bad id size in the header.
+    let mut bad_id = good.clone();
+    bad_id[19..23].copy_from_slice(&3u32.to_be_bytes());
+    assert!(matches!(expect_error(&bad_id), HeapError::Corrupt { .. }));
+    // Random corruption never panics.
+    let mut rng = Lcg(42);
+    for _ in 0..2000 {
+        let mut bytes = good.clone();
+        for _ in 0..1 + rng.next(4) {
+            let at = rng.next(bytes.len() as u64) as usize;
+            bytes[at] = rng.next(256) as u8;
+        }
+        let _ = analyze_bytes(&bytes, &Options::default());
+    }
+}
