@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use crate::hprof::{primitive_array_name, value_size, Kind, Parsed, T_OBJECT};
 use crate::names::source_name;
 use crate::reader::read_id;
-use crate::HeapError;
+use crate::{HeapError, IdMap};
 
 /// How the JVM lays objects out; the HPROF file does not say, so it is
 /// implied: 4-byte ids mean a 32-bit VM; 8-byte ids mean a 64-bit VM with
@@ -84,7 +84,7 @@ const VM_EXTRAS: &[(&str, VmExtra)] = &[
 ];
 
 /// Unaligned end of an instance of `class_id`: where its last field ends, as HotSpot lays it out.
-fn instance_end(class_id: u64, layouts: &HashMap<u64, Layout>, model: &SizeModel, memo: &mut HashMap<u64, u64>, depth: u32) -> u64 {
+fn instance_end(class_id: u64, layouts: &IdMap<Layout>, model: &SizeModel, memo: &mut IdMap<u64>, depth: u32) -> u64 {
     if let Some(&end) = memo.get(&class_id) {
         return end;
     }
@@ -123,7 +123,7 @@ pub struct Graph<'a> {
     pub edge_start: Vec<u64>,
     pub edges: Vec<u32>,
     pub roots: Vec<(u32, u8)>,
-    pub layouts: HashMap<u64, Layout>,
+    pub layouts: IdMap<Layout>,
 }
 
 impl<'a> Graph<'a> {
@@ -174,7 +174,7 @@ impl<'a> Graph<'a> {
         // Heaps over ~32 GiB cannot use compressed oops.
         let compressed = compressed_oops.unwrap_or(id_size == 8 && total_dump_bytes < 30 << 30);
         let model = SizeModel::for_dump(id_size, compressed);
-        let mut ends: HashMap<u64, u64> = HashMap::new();
+        let mut ends: IdMap<u64> = IdMap::default();
         let class_instance_bytes = parsed
             .class_names
             .iter()
@@ -368,7 +368,7 @@ impl<'a> Graph<'a> {
 #[derive(Default)]
 struct ClassTable {
     names: Vec<String>,
-    ids: HashMap<u64, u32>,
+    ids: IdMap<u32>,
     by_name: HashMap<String, u32>,
 }
 
@@ -402,9 +402,9 @@ impl ClassTable {
     }
 }
 
-fn build_layouts(parsed: &Parsed) -> HashMap<u64, Layout> {
+fn build_layouts(parsed: &Parsed) -> IdMap<Layout> {
     let id_size = parsed.id_size;
-    let mut layouts = HashMap::with_capacity(parsed.classes.len());
+    let mut layouts = IdMap::with_capacity_and_hasher(parsed.classes.len(), Default::default());
     for (&cid, _) in parsed.classes.iter() {
         let mut layout = Layout::default();
         if let Some(dump) = parsed.classes.get(&cid) {

@@ -4,10 +4,8 @@
 //! (id, kind, class, payload offset) per object; object payloads stay in the
 //! file and are read again when edges are built.
 
-use std::collections::HashMap;
-
 use crate::reader::Cursor;
-use crate::HeapError;
+use crate::{HeapError, IdMap};
 
 pub const TAG_UTF8: u8 = 0x01;
 pub const TAG_LOAD_CLASS: u8 = 0x02;
@@ -100,10 +98,10 @@ pub struct Parsed<'a> {
     pub id_size: usize,
     pub timestamp_ms: i64,
     /// String id → (offset, length) of its UTF-8 bytes in the file.
-    pub strings: HashMap<u64, (usize, usize)>,
+    pub strings: IdMap<(usize, usize)>,
     /// Class object id → name string id (LOAD CLASS).
-    pub class_names: HashMap<u64, u64>,
-    pub classes: HashMap<u64, ClassDump>,
+    pub class_names: IdMap<u64>,
+    pub classes: IdMap<ClassDump>,
     pub objects: Vec<RawObject>,
     pub roots: Vec<(u64, u8)>,
 }
@@ -137,9 +135,9 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
         data,
         id_size,
         timestamp_ms,
-        strings: HashMap::new(),
-        class_names: HashMap::new(),
-        classes: HashMap::new(),
+        strings: IdMap::default(),
+        class_names: IdMap::default(),
+        classes: IdMap::default(),
         objects: Vec::new(),
         roots: Vec::new(),
     };
