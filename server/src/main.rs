@@ -4,6 +4,7 @@
 mod analyze;
 mod api;
 mod charts;
+mod dumps_api;
 mod serve;
 
 use std::net::SocketAddr;

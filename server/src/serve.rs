@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .nest_service("/pkg", ServeDir::new(pkg_dir).precompressed_gzip())
         .merge(crate::api::routes())
         .merge(crate::charts::routes())
+        .merge(crate::dumps_api::routes())
         .leptos_routes_with_context(
             &state,
             routes,

@@ -5,6 +5,12 @@ use std::path::Path;
 pub enum EngineError {
     #[error("no container named or with id '{0}' is known to Leakscope")]
     UnknownContainer(String),
+    #[error("no heap dump with id '{0}'")]
+    UnknownDump(String),
+    #[error("the analysis of dump {id} failed: {reason}")]
+    AnalysisFailed { id: String, reason: String },
+    #[error("the analysis of dump {0} is not ready yet; try again in a few seconds")]
+    AnalysisPending(String),
     #[error("the Docker engine at {address} is unreachable: {reason}")]
     EngineUnreachable { address: String, reason: String },
     #[error("storage error in {path}: {source}")]
@@ -13,6 +19,8 @@ pub enum EngineError {
     Query(#[from] rusqlite::Error),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    NoSpace(String),
     #[error("cannot use data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error("internal error: {0}")]

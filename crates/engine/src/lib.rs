@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 pub mod docker;
+pub mod dumps;
 mod error;
 pub mod memory;
 mod sampler;
@@ -96,6 +97,9 @@ struct Inner {
     status: RwLock<EngineStatus>,
     overview: watch::Sender<Arc<Overview>>,
     cgroup: Option<CgroupReader>,
+    dumps: Mutex<dumps::DumpStore>,
+    /// One analysis at a time: they are memory-hungry.
+    analysis_slot: tokio::sync::Semaphore,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -127,6 +131,10 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let engine = Self::open(config)?;
         sampler::spawn_all(engine.clone());
+        // Analyses cut short by a stop are finished now.
+        for id in lock(&engine.inner.dumps).unfinished()? {
+            engine.spawn_analysis(id);
+        }
         Ok(engine)
     }
 
@@ -143,6 +151,7 @@ impl Engine {
         let db = config.data_dir.join("leakscope.db");
         let writer = Store::open(&db)?;
         let reader = Store::open(&db)?;
+        let dump_store = dumps::DumpStore::open(&db, &config.data_dir.join("dumps"))?;
         let address = docker::resolve_address(config.docker_host.as_deref());
         let cgroup = match config.stats_source {
             StatsSource::Api => None,
@@ -171,6 +180,8 @@ impl Engine {
                 status: RwLock::new(status),
                 overview,
                 cgroup,
+                dumps: Mutex::new(dump_store),
+                analysis_slot: tokio::sync::Semaphore::new(1),
             }),
         })
     }
@@ -317,6 +328,106 @@ impl Engine {
             source: source.as_str().into(),
             points,
         })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this)).await.map_err(|e| EngineError::Internal(e.to_string()))?
+    }
+
+    /// Stores a dump (plain or gzipped HPROF) streamed from `source`, then
+    /// analyses it in the background.
+    pub async fn import_dump(
+        &self,
+        source: impl std::io::Read + Send + 'static,
+        meta: dumps::NewDump,
+    ) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {
+        let info = self.blocking(move |e| lock(&e.inner.dumps).import(source, meta, now_ms())).await?;
+        self.spawn_analysis(info.id.clone());
+        Ok(info)
+    }
+
+    fn spawn_analysis(&self, id: String) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let _slot = engine.inner.analysis_slot.acquire().await;
+            let job_id = id.clone();
+            let result = engine
+                .blocking(move |e| {
+                    let (stored, dir) = {
+                        let store = lock(&e.inner.dumps);
+                        store.set_state(&job_id, "running", None)?;
+                        (store.file_of(&job_id), e.inner.config.data_dir.join("dumps"))
+                    };
+                    let unpacked = dumps::unpack(&stored, &dir)?;
+                    let outcome = leakscope_heap::analyze_file(unpacked.path(), &leakscope_heap::Options::default());
+                    let store = lock(&e.inner.dumps);
+                    match outcome {
+                        Ok(analysis) => store.save_analysis(&job_id, &analysis),
+                        Err(err) => store.set_state(&job_id, "failed", Some(&err.to_string())),
+                    }
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(dump = %id, error = %e, "analysis failed");
+                let _ = lock(&engine.inner.dumps).set_state(&id, "failed", Some(&e.to_string()));
+            }
+        });
+    }
+
+    pub async fn dumps(&self, service: Option<String>, container: Option<String>) -> Result<Vec<leakscope_model::dumps::DumpInfo>, EngineError> {
+        self.blocking(move |e| lock(&e.inner.dumps).list(service.as_deref(), container.as_deref())).await
+    }
+
+    pub async fn dump(&self, id: &str) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {
+        if !dumps::valid_id(id) {
+            return Err(EngineError::UnknownDump(id.to_string()));
+        }
+        let key = id.to_string();
+        self.blocking(move |e| lock(&e.inner.dumps).get(&key))
+            .await?
+            .ok_or_else(|| EngineError::UnknownDump(id.to_string()))
+    }
+
+    /// The stored analysis, or why there is none yet.
+    pub async fn dump_analysis(&self, id: &str) -> Result<leakscope_heap::Analysis, EngineError> {
+        let info = self.dump(id).await?;
+        match info.analysis_state.as_str() {
+            "done" => {
+                let key = id.to_string();
+                self.blocking(move |e| lock(&e.inner.dumps).analysis(&key))
+                    .await?
+                    .ok_or_else(|| EngineError::Internal("analysis missing from the store".into()))
+            }
+            "failed" => Err(EngineError::AnalysisFailed {
+                id: id.to_string(),
+                reason: info.analysis_error.unwrap_or_else(|| "unknown".into()),
+            }),
+            _ => Err(EngineError::AnalysisPending(id.to_string())),
+        }
+    }
+
+    pub async fn dump_diff(&self, before: &str, after: &str) -> Result<leakscope_heap::HeapDiff, EngineError> {
+        let a = self.dump_analysis(before).await?;
+        let b = self.dump_analysis(after).await?;
+        Ok(leakscope_heap::diff::diff(&a, &b))
+    }
+
+    pub async fn delete_dump(&self, id: &str) -> Result<(), EngineError> {
+        self.dump(id).await?;
+        let key = id.to_string();
+        self.blocking(move |e| lock(&e.inner.dumps).delete(&key).map(|_| ())).await
+    }
+
+    /// The original dump, decompressed as it is read.
+    pub async fn dump_reader(&self, id: &str) -> Result<impl std::io::Read + Send + 'static, EngineError> {
+        self.dump(id).await?;
+        let path = lock(&self.inner.dumps).file_of(id);
+        let file = std::fs::File::open(&path).map_err(|e| EngineError::Internal(format!("opening {}: {e}", path.display())))?;
+        zstd::Decoder::new(file).map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     /// One sampling sweep now, outside the timer (benchmarks and tests).

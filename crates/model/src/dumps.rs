@@ -1,0 +1,33 @@
+//! Heap dumps as the history lists them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::HeapSummary;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DumpInfo {
+    /// Random id; used in URLs (never a path).
+    pub id: String,
+    pub created_ms: i64,
+    /// The name it was uploaded or captured under.
+    pub file_name: String,
+    /// `hprof` (Java).
+    pub format: String,
+    /// History groups by this: the compose service, else the image, else the container or file.
+    pub service: String,
+    pub container_name: Option<String>,
+    pub container_id: Option<String>,
+    pub image: Option<String>,
+    /// Uncompressed size (what a download returns).
+    pub size_bytes: u64,
+    /// Size at rest (zstd).
+    pub stored_bytes: u64,
+    /// SHA-256 of the uncompressed dump, hex.
+    pub sha256: String,
+    /// `upload` or `capture`.
+    pub trigger: String,
+    /// `pending`, `running`, `done` or `failed`.
+    pub analysis_state: String,
+    pub analysis_error: Option<String>,
+    pub summary: Option<HeapSummary>,
+}
