@@ -5,6 +5,8 @@
 //! Architecture invariant: with `hydrate`, this crate links `leakscope-model`
 //! and Leptos only; engine, bollard and SQLite are behind `ssr`.
 
+#![recursion_limit = "256"]
+
 pub mod components;
 mod live;
 pub mod pages;
@@ -51,6 +53,7 @@ pub fn App() -> impl IntoView {
                 <A href="/" attr:class="brand">"Leakscope"</A>
                 <nav>
                     <A href="/">"Containers"</A>
+                    <A href="/dumps">"Heap dumps"</A>
                 </nav>
                 <live::LiveIndicator/>
             </header>
@@ -59,6 +62,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/containers/:name") view=pages::container::ContainerPage ssr=SsrMode::Async/>
+                    <Route path=path!("/dumps") view=pages::dumps::DumpsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/dumps/:id") view=pages::dumps::DumpPage ssr=SsrMode::Async/>
+                    <Route path=path!("/dumps/:a/diff/:b") view=pages::dumps::DiffPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>

@@ -30,3 +30,50 @@ pub async fn get_container(name: String) -> Result<Option<ContainerDetail>, Serv
         Err(e) => Err(ServerFnError::new(e.to_string())),
     }
 }
+
+/// Every dump, newest first, optionally narrowed to a service or container.
+#[server]
+pub async fn list_dumps(
+    service: Option<String>,
+    container: Option<String>,
+) -> Result<Vec<leakscope_model::dumps::DumpInfo>, ServerFnError> {
+    engine()?.dumps(service, container).await.map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// A dump and, once ready, its analysis.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct DumpPage {
+    pub info: leakscope_model::dumps::DumpInfo,
+    pub analysis: Option<leakscope_model::analysis::Analysis>,
+    /// Dumps of the same service, newest first (for diffs).
+    pub siblings: Vec<leakscope_model::dumps::DumpInfo>,
+}
+
+#[server]
+pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
+    let engine = engine()?;
+    let info = match engine.dump(&id).await {
+        Ok(info) => info,
+        Err(leakscope_engine::EngineError::UnknownDump(_)) => {
+            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                response.set_status(http::StatusCode::NOT_FOUND);
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(ServerFnError::new(e.to_string())),
+    };
+    let analysis = engine.dump_analysis(&id).await.ok();
+    let siblings = engine
+        .dumps(Some(info.service.clone()), None)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?
+        .into_iter()
+        .filter(|d| d.id != info.id)
+        .collect();
+    Ok(Some(DumpPage { info, analysis, siblings }))
+}
+
+#[server]
+pub async fn get_diff(before: String, after: String) -> Result<leakscope_model::analysis::HeapDiff, ServerFnError> {
+    engine()?.dump_diff(&before, &after).await.map_err(|e| ServerFnError::new(e.to_string()))
+}

@@ -207,3 +207,40 @@ pub fn docker_stats_working_set(name: &str) -> u64 {
     let first = usage.split('/').next().unwrap_or("");
     parse_docker_size(first).unwrap_or_else(|| panic!("cannot read docker stats output '{usage}'"))
 }
+
+/// A heap dump of the repo's `LeakMain` fixture from the host JDK: `sessions`
+/// leaked sessions of `payload` bytes each. Returns the `.hprof` path.
+pub fn java_heap_dump(sessions: u32, payload: u32) -> PathBuf {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(unique_name("java"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/heap/tests/java/LeakMain.java");
+    assert!(Command::new("javac").arg("-d").arg(&dir).arg(&src).status().expect("javac is installed").success());
+    let mut child = Command::new("java")
+        .args(["-Xmx256m", "-cp"])
+        .arg(&dir)
+        .args(["LeakMain", &sessions.to_string(), &payload.to_string(), "10", "8"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let dump = dir.join("dump.hprof");
+    let out = Command::new("jcmd")
+        .args([&child.id().to_string(), "GC.heap_dump", dump.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Heap dump file created"));
+    dump
+}
+
+/// POST bytes; returns (status, body).
+pub fn post_bytes(url: &str, body: &[u8]) -> (u16, String) {
+    match ureq::post(url).send_bytes(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}

@@ -1,5 +1,6 @@
 pub mod container;
 pub mod dashboard;
+pub mod dumps;
 
 use leptos::prelude::*;
 

@@ -1,0 +1,412 @@
+//! `/dumps`, `/dumps/<id>` and `/dumps/<a>/diff/<b>`: the dump history and
+//! what the server found in each dump.
+
+use leakscope_model::analysis::{Analysis, HeapDiff};
+use leakscope_model::dumps::DumpInfo;
+use leakscope_model::{format_bytes, format_percent};
+use leptos::prelude::*;
+use leptos_meta::{Meta, Title};
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::server_fns::{get_diff, get_dump, list_dumps, DumpPage};
+
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since the epoch (no clock or zone database needed in WASM).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn state_badge(state: &str) -> impl IntoView {
+    let class = match state {
+        "done" => "badge ok",
+        "failed" => "badge danger",
+        _ => "badge warn",
+    };
+    let label = match state {
+        "done" => "analysed",
+        "failed" => "analysis failed",
+        "running" => "analysing",
+        _ => "queued",
+    };
+    view! { <span class=class>{label}</span> }
+}
+
+#[component]
+pub fn DumpsPage() -> impl IntoView {
+    let query = use_query_map();
+    let filter = Memo::new(move |_| {
+        let q = query.read();
+        (q.get("service").filter(|s| !s.is_empty()), q.get("container").filter(|s| !s.is_empty()))
+    });
+    let dumps = Resource::new(move || filter.get(), |(service, container)| list_dumps(service, container));
+    view! {
+        <Title text="Heap dumps"/>
+        <section class="container-head">
+            <div>
+                <h1>"Heap dumps"</h1>
+                <p class="muted">"Grouped by compose service (or image), so history survives container re-creation. Dumps hold secrets: downloads are never cached."</p>
+            </div>
+            <form class="upload" method="post" action="/dumps/upload" enctype="multipart/form-data">
+                <input type="text" name="service" placeholder="service (optional)"/>
+                <input type="file" name="file" accept=".hprof,.gz" required/>
+                <button type="submit">"Upload .hprof"</button>
+            </form>
+        </section>
+        <form class="filters" method="get" action="/dumps">
+            <input type="text" name="service" placeholder="service" prop:value=move || filter.get().0.unwrap_or_default()/>
+            <input type="text" name="container" placeholder="container" prop:value=move || filter.get().1.unwrap_or_default()/>
+            <button type="submit">"Filter"</button>
+            <a href="/dumps">"clear"</a>
+        </form>
+        <Suspense fallback=|| view! { <p class="muted">"Loading dumps…"</p> }>
+            {move || dumps.get().map(|r| match r {
+                Ok(list) => view! { <DumpGroups list/> }.into_any(),
+                Err(e) => view! { <div class="banner error">"Cannot list dumps: " {e.to_string()}</div> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn DumpGroups(list: Vec<DumpInfo>) -> impl IntoView {
+    if list.is_empty() {
+        return view! { <p class="empty">"No heap dumps yet. Upload one above, or POST it to /api/v1/dumps."</p> }.into_any();
+    }
+    let mut groups: Vec<(String, Vec<DumpInfo>)> = Vec::new();
+    for d in list {
+        match groups.iter_mut().find(|(s, _)| *s == d.service) {
+            Some((_, v)) => v.push(d),
+            None => groups.push((d.service.clone(), vec![d])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(service, dumps)| {
+            let rows = dumps
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    // Newest first: the next row is the previous dump of this service.
+                    let previous = dumps.get(i + 1).map(|p| format!("/dumps/{}/diff/{}", p.id, d.id));
+                    let href = format!("/dumps/{}", d.id);
+                    let download = format!("/dumps/{}/download", d.id);
+                    let delete = format!("/dumps/{}/delete", d.id);
+                    view! {
+                        <tr data-dump=d.id.clone()>
+                            <td><a href=href.clone()>{utc(d.created_ms)}</a></td>
+                            <td>{d.file_name.clone()}</td>
+                            <td>{d.container_name.clone().unwrap_or_default()}</td>
+                            <td class="num">{format_bytes(d.size_bytes)}</td>
+                            <td>{d.trigger.clone()}</td>
+                            <td>{state_badge(&d.analysis_state)}</td>
+                            <td class="actions">
+                                <a href=href>"analysis"</a>
+                                {previous.map(|p| view! { " · " <a href=p>"diff vs previous"</a> })}
+                                " · " <a href=download>"download"</a>
+                                <form method="post" action=delete class="inline">
+                                    <button type="submit" class="link danger">"delete"</button>
+                                </form>
+                            </td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <h2 class="group">{service}</h2>
+                <table class="grid dumps">
+                    <thead><tr><th>"Captured"</th><th>"File"</th><th>"Container"</th><th class="num">"Size"</th><th>"Trigger"</th><th>"Analysis"</th><th></th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            }
+        })
+        .collect_view()
+        .into_any()
+}
+
+#[component]
+pub fn DumpPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    let page = Resource::new(move || id.get(), get_dump);
+    view! {
+        <Title text="Heap dump analysis"/>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || page.get().map(|r| match r {
+                Ok(Some(p)) => view! { <DumpView page=p query/> }.into_any(),
+                Ok(None) => view! { <section class="empty"><h1>"No such dump"</h1><p><a href="/dumps">"All dumps"</a></p></section> }.into_any(),
+                Err(e) => view! { <div class="banner error">{e.to_string()}</div> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> impl IntoView {
+    let info = page.info;
+    let head = view! {
+        <section class="container-head">
+            <div>
+                <h1>{info.file_name.clone()}</h1>
+                <p class="muted">
+                    {info.service.clone()} " · " {utc(info.created_ms)} " · " {format_bytes(info.size_bytes)}
+                    " (" {format_bytes(info.stored_bytes)} " stored) · sha256 " <code>{info.sha256.chars().take(16).collect::<String>()}</code>
+                </p>
+            </div>
+            <p class="actions">
+                <a href=format!("/dumps/{}/download", info.id)>"Download .hprof"</a>
+                " (opens in Eclipse MAT or VisualVM) · "
+                <a href=format!("/api/v1/dumps/{}/analysis", info.id)>"JSON"</a>
+            </p>
+        </section>
+    };
+    let body = match (page.analysis, info.analysis_state.as_str()) {
+        (Some(analysis), _) => {
+            view! { <AnalysisView analysis siblings=page.siblings id=info.id.clone() created_ms=info.created_ms query/> }.into_any()
+        }
+        (None, "failed") => view! {
+            <div class="banner error">"The analysis failed: " {info.analysis_error.clone().unwrap_or_default()}
+            ". The dump itself is kept; download it to inspect it elsewhere."</div>
+        }
+        .into_any(),
+        (None, _) => view! {
+            <Meta http_equiv="refresh" content="3"/>
+            <div class="banner">"Analysing this dump… the page refreshes by itself."</div>
+        }
+        .into_any(),
+    };
+    view! { {head} {body} }
+}
+
+#[component]
+fn AnalysisView(
+    analysis: Analysis,
+    siblings: Vec<DumpInfo>,
+    id: String,
+    created_ms: i64,
+    query: Memo<leptos_router::params::ParamsMap>,
+) -> impl IntoView {
+    let s = analysis.summary.clone();
+    let total = s.reachable_bytes.max(1);
+    let suspects = analysis
+        .suspects
+        .iter()
+        .map(|sus| {
+            let path = sus
+                .path
+                .iter()
+                .map(|step| {
+                    view! {
+                        <li>
+                            <span class="cls">{step.class.clone()}</span>
+                            {step.root_kind.clone().filter(|k| !k.is_empty()).map(|k| view! { <span class="badge">{k}</span> })}
+                            {step.field.clone().map(|f| view! { <span class="field">" ." {f}</span> })}
+                        </li>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="suspect">
+                    <p class="suspect-text">{sus.description.clone()}</p>
+                    <details>
+                        <summary>"Path from a GC root"</summary>
+                        <ol class="path">{path}</ol>
+                    </details>
+                </div>
+            }
+        })
+        .collect_view();
+    let diff_links = siblings
+        .iter()
+        .take(5)
+        .map(|o| {
+            // The earlier dump goes first, so the diff reads as growth.
+            let (before, after) = if o.created_ms <= created_ms { (o.id.clone(), id.clone()) } else { (id.clone(), o.id.clone()) };
+            view! { <li><a href=format!("/dumps/{before}/diff/{after}")>{format!("diff with {}", utc(o.created_ms))}</a></li> }
+        })
+        .collect_view();
+
+    // Histogram: filter (?q=) and sort (?sort=) from the URL.
+    let filter = query.read_untracked().get("q").unwrap_or_default();
+    let sort = query.read_untracked().get("sort").unwrap_or_else(|| "retained".into());
+    let needle = filter.to_lowercase();
+    let mut rows: Vec<_> = analysis.histogram.iter().filter(|e| needle.is_empty() || e.class.to_lowercase().contains(&needle)).cloned().collect();
+    match sort.as_str() {
+        "shallow" => rows.sort_by(|a, b| b.shallow_bytes.cmp(&a.shallow_bytes)),
+        "instances" => rows.sort_by(|a, b| b.instances.cmp(&a.instances)),
+        "class" => rows.sort_by(|a, b| a.class.cmp(&b.class)),
+        _ => {}
+    }
+    let shown = rows.len().min(300);
+    let histogram = rows
+        .into_iter()
+        .take(300)
+        .map(|e| {
+            view! {
+                <tr>
+                    <td class="cls">{e.class}</td>
+                    <td class="num">{e.instances}</td>
+                    <td class="num">{format_bytes(e.shallow_bytes)}</td>
+                    <td class="num">{format_bytes(e.retained_bytes)}</td>
+                    <td class="num">{format_percent(e.retained_bytes as f64 / total as f64)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let sort_link = move |key: &str, label: &'static str| {
+        view! { <a href=format!("?sort={key}&q={}#histogram", filter.clone())>{label}</a> }
+    };
+    let dominators = analysis
+        .dominators
+        .iter()
+        .take(100)
+        .map(|d| {
+            let indent = format!("padding-left: {}px", (d.depth.saturating_sub(1).min(12)) * 14);
+            view! {
+                <tr>
+                    <td class="cls" style=indent>{d.class.clone()} " " <code class="muted">{d.object_id.clone()}</code></td>
+                    <td class="num">{format_bytes(d.shallow_bytes)}</td>
+                    <td class="num">{format_bytes(d.retained_bytes)}</td>
+                    <td class="num">{format_percent(d.retained_bytes as f64 / total as f64)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="summary">
+            <div class="stat"><span class="stat-value">{format_bytes(s.reachable_bytes)}</span><span class="stat-label">"reachable heap"</span></div>
+            <div class="stat"><span class="stat-value">{s.objects}</span><span class="stat-label">"objects"</span></div>
+            <div class="stat"><span class="stat-value">{s.classes}</span><span class="stat-label">"classes"</span></div>
+            <div class="stat"><span class="stat-value">{s.gc_roots}</span><span class="stat-label">"GC roots"</span></div>
+            <div class="stat"><span class="stat-value">{format!("{} B", s.id_size)}</span><span class="stat-label">"ids"</span></div>
+            <div class="stat"><span class="stat-value">{utc(s.timestamp_ms)}</span><span class="stat-label">"dumped at"</span></div>
+        </section>
+        <section class="panel">
+            <h2>"Leak suspects"</h2>
+            {if analysis.suspects.is_empty() { Some(view! { <p class="muted">"Nothing retains 10 % of the heap on its own."</p> }) } else { None }}
+            {suspects}
+            {(!siblings.is_empty()).then(|| view! { <h3>"Compare"</h3><ul>{diff_links}</ul> })}
+        </section>
+        <section class="panel" id="histogram">
+            <h2>"Class histogram"</h2>
+            <form method="get" class="filters">
+                <input type="text" name="q" placeholder="filter classes" prop:value=filter_value(query)/>
+                <input type="hidden" name="sort" prop:value=sort.clone()/>
+                <button type="submit">"Filter"</button>
+                <span class="muted">{format!("{shown} shown")}</span>
+            </form>
+            <table class="grid">
+                <thead><tr>
+                    <th>{sort_link("class", "Class")}</th>
+                    <th class="num">{sort_link("instances", "Instances")}</th>
+                    <th class="num">{sort_link("shallow", "Shallow")}</th>
+                    <th class="num">{sort_link("retained", "Retained")}</th>
+                    <th class="num">"% of heap"</th>
+                </tr></thead>
+                <tbody>{histogram}</tbody>
+            </table>
+        </section>
+        <section class="panel">
+            <h2>"Biggest objects (dominator tree)"</h2>
+            <p class="muted">"Largest retained sizes first; indentation is depth in the dominator tree."</p>
+            <table class="grid">
+                <thead><tr><th>"Object"</th><th class="num">"Shallow"</th><th class="num">"Retained"</th><th class="num">"% of heap"</th></tr></thead>
+                <tbody>{dominators}</tbody>
+            </table>
+        </section>
+    }
+}
+
+fn filter_value(query: Memo<leptos_router::params::ParamsMap>) -> String {
+    query.read_untracked().get("q").unwrap_or_default()
+}
+
+#[component]
+pub fn DiffPage() -> impl IntoView {
+    let params = use_params_map();
+    let ids = Memo::new(move |_| {
+        let p = params.read();
+        (p.get("a").unwrap_or_default(), p.get("b").unwrap_or_default())
+    });
+    let diff = Resource::new(move || ids.get(), |(a, b)| get_diff(a, b));
+    view! {
+        <Title text="Heap dump diff"/>
+        <Suspense fallback=|| view! { <p class="muted">"Comparing…"</p> }>
+            {move || diff.get().map(|r| match r {
+                Ok(d) => view! { <DiffView diff=d/> }.into_any(),
+                Err(e) => view! { <div class="banner error">"Cannot compare: " {e.to_string()}</div> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn DiffView(diff: HeapDiff) -> impl IntoView {
+    let rows = diff
+        .classes
+        .iter()
+        .take(100)
+        .map(|c| {
+            let class = if c.shallow_bytes_delta > 0 { "grew" } else { "" };
+            view! {
+                <tr class=class>
+                    <td class="cls">{c.class.clone()}</td>
+                    <td class="num">{format!("{:+}", c.instances_delta)}</td>
+                    <td class="num">{c.instances_after}</td>
+                    <td class="num">{signed_bytes(c.shallow_bytes_delta)}</td>
+                    <td class="num">{signed_bytes(c.retained_bytes_delta)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let suspects = diff
+        .suspects
+        .iter()
+        .map(|s| view! { <li>{s.description.clone()} " — " <strong>{signed_bytes(s.retained_bytes_delta)}</strong> " since the earlier dump"</li> })
+        .collect_view();
+    view! {
+        <section class="container-head">
+            <div>
+                <h1>"What grew"</h1>
+                <p class="muted">{format!("{} → {} ({})", format_bytes(diff.before.heap_bytes), format_bytes(diff.after.heap_bytes), signed_bytes(diff.heap_bytes_delta))}
+                    " between " {utc(diff.before.timestamp_ms)} " and " {utc(diff.after.timestamp_ms)}</p>
+            </div>
+        </section>
+        <section class="panel">
+            <h2>"Suspects in the later dump"</h2>
+            <ul>{suspects}</ul>
+        </section>
+        <section class="panel">
+            <h2>"Classes by growth"</h2>
+            <table class="grid" id="diff">
+                <thead><tr><th>"Class"</th><th class="num">"Δ instances"</th><th class="num">"Instances now"</th><th class="num">"Δ shallow"</th><th class="num">"Δ retained"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+    }
+}
+
+fn signed_bytes(delta: i64) -> String {
+    let sign = if delta < 0 { "−" } else { "+" };
+    format!("{sign}{}", format_bytes(delta.unsigned_abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_civil_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(1_767_225_600_000), "2026-01-01 00:00:00 UTC");
+    }
+}

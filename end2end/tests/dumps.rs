@@ -1,0 +1,116 @@
+//! Dump history and server-side analysis through the API and the pages.
+
+use std::time::Duration;
+
+use end2end::{java_heap_dump, post_bytes, Server};
+
+fn wait_analysed(server: &Server, id: &str) -> serde_json::Value {
+    let mut analysis = serde_json::Value::Null;
+    server.wait_until(Duration::from_secs(60), "the analysis is done", || {
+        let (status, body) = server.get_json(&format!("/api/v1/dumps/{id}/analysis"));
+        analysis = body;
+        status == 200
+    });
+    analysis
+}
+
+#[test]
+fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
+    let server = Server::start(&[], &[]);
+    let small = java_heap_dump(2_000, 100);
+    let big = java_heap_dump(20_000, 100);
+    let small_bytes = std::fs::read(&small).unwrap();
+
+    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=before.hprof&service=shop"), &small_bytes);
+    assert_eq!(status, 201, "{body}");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let first_id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["size_bytes"].as_u64().unwrap(), small_bytes.len() as u64);
+    assert!(first["stored_bytes"].as_u64().unwrap() < small_bytes.len() as u64, "zstd at rest");
+
+    // A gzipped upload (as `jcmd GC.heap_dump -gz` writes) is accepted too.
+    let gz = std::process::Command::new("gzip").arg("-c").arg(&big).output().unwrap().stdout;
+    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=after.hprof.gz&service=shop"), &gz);
+    assert_eq!(status, 201, "{body}");
+    let second_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+
+    let analysis = wait_analysed(&server, &second_id);
+    let suspect = analysis["suspects"][0]["description"].as_str().unwrap();
+    assert!(suspect.starts_with("LeakMain.SESSIONS -> ArrayList.elementData -> Object["), "{suspect}");
+    assert!(analysis["histogram"].as_array().unwrap().iter().any(|e| e["class"] == "LeakMain$Session" && e["instances"] == 20_000));
+    for key in ["summary", "histogram", "dominators", "suspects"] {
+        assert!(!analysis[key].is_null(), "analysis JSON has {key}");
+    }
+    wait_analysed(&server, &first_id);
+
+    let (status, diff) = server.get_json(&format!("/api/v1/dumps/{first_id}/diff/{second_id}"));
+    assert_eq!(status, 200);
+    let top = &diff["classes"][0];
+    assert!(top["shallow_bytes_delta"].as_i64().unwrap() > 0);
+    let session = diff["classes"].as_array().unwrap().iter().find(|c| c["class"] == "LeakMain$Session").unwrap();
+    assert_eq!(session["instances_delta"], 18_000);
+
+    // History grouped by service, newest first.
+    let (_, list) = server.get_json("/api/v1/dumps?service=shop");
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![second_id.as_str(), first_id.as_str()]);
+
+    // Download: the original bytes, never cached.
+    let response = ureq::get(&server.url(&format!("/api/v1/dumps/{first_id}/download"))).call().unwrap();
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+    assert!(response.header("content-disposition").unwrap().starts_with("attachment"));
+    let mut downloaded = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut downloaded).unwrap();
+    assert!(downloaded == small_bytes, "download is byte-exact");
+
+    // Pages render on the server.
+    let (status, html) = server.get("/dumps");
+    assert_eq!(status, 200);
+    assert!(html.contains("shop") && html.contains("after.hprof.gz"));
+    let (status, html) = server.get(&format!("/dumps/{second_id}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("holds 20 000 LeakMain$Session"), "the suspect is on the page");
+    assert!(html.contains("Class histogram") && html.contains("LeakMain$Session"));
+    let (status, html) = server.get(&format!("/dumps/{first_id}/diff/{second_id}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("What grew") && html.contains("LeakMain$Session"));
+
+    // Delete removes record and file.
+    let response = ureq::delete(&server.url(&format!("/api/v1/dumps/{first_id}"))).call().unwrap();
+    assert_eq!(response.status(), 204);
+    let (status, _) = server.get_json(&format!("/api/v1/dumps/{first_id}"));
+    assert_eq!(status, 404);
+    assert!(!server.data_dir.join("dumps").join(format!("{first_id}.hprof.zst")).exists());
+}
+
+#[test]
+fn bad_dumps_get_clear_errors_and_lose_nothing() {
+    let server = Server::start(&[], &[]);
+    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=notes.txt"), b"this is not a heap dump at all");
+    assert_eq!(status, 400);
+    assert!(body.contains("not an HPROF heap dump"), "{body}");
+
+    // A truncated dump is stored (it is what the user has) but its analysis fails with the offset.
+    let dump = std::fs::read(java_heap_dump(100, 10)).unwrap();
+    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=cut.hprof"), &dump[..dump.len() / 2]);
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let mut answer = serde_json::Value::Null;
+    server.wait_until(Duration::from_secs(30), "the analysis fails", || {
+        let (status, body) = server.get_json(&format!("/api/v1/dumps/{id}/analysis"));
+        answer = body;
+        status == 422
+    });
+    assert!(answer["error"].as_str().unwrap().contains("truncated at byte"), "{answer}");
+    let (status, html) = server.get(&format!("/dumps/{id}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("The analysis failed"));
+
+    // Ids are ids, not paths.
+    for bad in ["../../etc/passwd", "%2e%2e%2fetc", "zzzz"] {
+        let (status, _) = server.get(&format!("/api/v1/dumps/{bad}/download"));
+        assert_eq!(status, 404, "{bad}");
+    }
+    let (status, _) = server.get("/dumps/000000000000000000000000");
+    assert_eq!(status, 404);
+}
