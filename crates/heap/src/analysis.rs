@@ -131,7 +131,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
     let dominators = biggest
         .iter()
         .map(|&v| DominatorEntry {
-            object_id: hex(graph.ids[v as usize]),
+            object_id: hex(graph.id(v)),
             class: graph.display_class(v),
             shallow_bytes: graph.shallow[v as usize],
             retained_bytes: retained[v as usize],
@@ -240,7 +240,7 @@ fn find_suspects<'k>(
                 .iter()
                 .enumerate()
                 .map(|(i, &v)| PathStep {
-                    object_id: hex(graph.ids[v as usize]),
+                    object_id: hex(graph.id(v)),
                     class: graph.display_class(v),
                     field: path_nodes.get(i + 1).and_then(|&next| graph.field_name(v, next)),
                     root_kind: (i == 0).then(|| {
@@ -259,11 +259,11 @@ fn find_suspects<'k>(
             let description = describe(graph, &path_nodes, point, point_bytes, total, accumulated.map(|(c, (count, _))| (c, count)));
             Suspect {
                 description,
-                object_id: hex(graph.ids[suspect as usize]),
+                object_id: hex(graph.id(suspect)),
                 class: graph.display_class(suspect),
                 retained_bytes: bytes,
                 retained_share: share,
-                accumulation_object_id: hex(graph.ids[point as usize]),
+                accumulation_object_id: hex(graph.id(point)),
                 accumulation_class: graph.display_class(point),
                 accumulated_class: accumulated.map(|(c, _)| graph.class_names[c as usize].clone()),
                 accumulated_instances: accumulated.map(|(_, (count, _))| count).unwrap_or(0),

@@ -51,6 +51,8 @@ pub struct Layout {
     pub dump_bytes: u64,
     /// Every field in dump order: (offset, name id, type).
     pub fields: Vec<(u32, u64, u8)>,
+    /// The class this layout belongs to.
+    pub class_id: u64,
     /// Superclass id (0 for java.lang.Object).
     pub super_id: u64,
     /// This class's own fields only: primitive bytes and reference count.
@@ -105,38 +107,90 @@ fn instance_end(class_id: u64, layouts: &IdMap<Layout>, model: &SizeModel, memo:
     end
 }
 
+/// Sorted object ids with a bucket table over the id range: a lookup is one
+/// table read plus a binary search over a few neighbouring ids, instead of a
+/// cache-missing search over all of them (HotSpot ids are addresses, so they
+/// spread evenly over the heap's range).
+pub struct IdIndex {
+    pub ids: Vec<u64>,
+    min: u64,
+    shift: u32,
+    buckets: Vec<u32>,
+}
+
+impl IdIndex {
+    pub fn new(ids: Vec<u64>) -> Self {
+        let (min, max) = (ids.first().copied().unwrap_or(0), ids.last().copied().unwrap_or(0));
+        let span = max - min;
+        let target = (ids.len() as u64 / 4).max(1);
+        let mut shift = 0;
+        while (span >> shift) > target {
+            shift += 1;
+        }
+        let nb = (span >> shift) as usize + 2;
+        let mut buckets = vec![0u32; nb];
+        for &id in &ids {
+            buckets[((id - min) >> shift) as usize + 1] += 1;
+        }
+        for b in 1..nb {
+            buckets[b] += buckets[b - 1];
+        }
+        IdIndex { ids, min, shift, buckets }
+    }
+
+    #[inline]
+    pub fn lookup(&self, id: u64) -> Option<u32> {
+        if id < self.min {
+            return None;
+        }
+        let b = ((id - self.min) >> self.shift) as usize;
+        if b + 1 >= self.buckets.len() {
+            return None;
+        }
+        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+        self.ids[lo..hi].binary_search(&id).ok().map(|i| (lo + i) as u32)
+    }
+}
+
 pub struct Graph<'a> {
     pub parsed: Parsed<'a>,
     pub model: SizeModel,
     /// Sorted object ids; a node's index is its position here.
-    pub ids: Vec<u64>,
+    pub index: IdIndex,
     pub kinds: Vec<Kind>,
     /// Payload offset in the file (instances, arrays) per node.
     pub offsets: Vec<u64>,
     pub lens: Vec<u32>,
-    /// Class id of instances and object arrays (0 otherwise).
-    pub class_ids: Vec<u64>,
     /// Histogram class per node.
     pub class_of: Vec<u32>,
     pub class_names: Vec<String>,
+    /// Instance layout per histogram class (classes that have a class dump).
+    pub class_layouts: Vec<Option<Layout>>,
     pub shallow: Vec<u64>,
-    pub edge_start: Vec<u64>,
+    pub edge_start: Vec<u32>,
     pub edges: Vec<u32>,
     pub roots: Vec<(u32, u8)>,
-    pub layouts: IdMap<Layout>,
 }
 
 impl<'a> Graph<'a> {
     pub fn index_of(&self, id: u64) -> Option<u32> {
-        self.ids.binary_search(&id).ok().map(|i| i as u32)
+        self.index.lookup(id)
+    }
+
+    pub fn id(&self, node: u32) -> u64 {
+        self.index.ids[node as usize]
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.index.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.index.ids.is_empty()
+    }
+
+    fn layout(&self, node: usize) -> Option<&Layout> {
+        self.class_layouts.get(self.class_of[node] as usize)?.as_ref()
     }
 
     pub fn successors(&self, node: u32) -> &[u32] {
@@ -186,7 +240,6 @@ impl<'a> Graph<'a> {
         let mut kinds = Vec::with_capacity(n);
         let mut offsets = Vec::with_capacity(n);
         let mut lens = Vec::with_capacity(n);
-        let mut obj_class_ids = Vec::with_capacity(n);
         let mut class_of = Vec::with_capacity(n);
         let mut shallow = Vec::with_capacity(n);
         for o in &objects {
@@ -194,7 +247,6 @@ impl<'a> Graph<'a> {
             kinds.push(o.kind);
             offsets.push(o.offset);
             lens.push(o.len);
-            obj_class_ids.push(o.class_id);
             let (class, size) = match o.kind {
                 Kind::Instance => {
                     let c = table.by_id(o.class_id, &parsed);
@@ -224,24 +276,28 @@ impl<'a> Graph<'a> {
             shallow.push(size);
         }
         drop(objects);
+        let mut class_layouts: Vec<Option<Layout>> = vec![None; table.names.len()];
+        let mut layouts = layouts;
+        for (&cid, &ci) in &table.ids {
+            class_layouts[ci as usize] = layouts.remove(&cid);
+        }
 
         let mut graph = Graph {
             parsed,
             model,
-            ids,
+            index: IdIndex::new(ids),
             kinds,
             offsets,
             lens,
-            class_ids: obj_class_ids,
             class_of,
             class_names: table.names,
+            class_layouts,
             shallow,
-            edge_start: Vec::with_capacity(n + 1),
+            edge_start: Vec::new(),
             edges: Vec::new(),
             roots: Vec::new(),
-            layouts,
         };
-        graph.build_edges();
+        graph.build_edges()?;
         let mut roots: Vec<(u32, u8)> =
             graph.parsed.roots.iter().filter_map(|&(id, kind)| graph.index_of(id).map(|i| (i, kind))).collect();
         roots.sort_unstable_by_key(|r| r.0);
@@ -251,25 +307,43 @@ impl<'a> Graph<'a> {
     }
 
     /// Outgoing references of every node, read from the mapped file.
-    fn build_edges(&mut self) {
-        let mut edges: Vec<u32> = Vec::new();
-        let mut starts: Vec<u64> = Vec::with_capacity(self.ids.len() + 1);
+    fn build_edges(&mut self) -> Result<(), HeapError> {
+        let n = self.len();
+        let mut edges: Vec<u32> = Vec::with_capacity(n * 2);
+        let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
         let mut scratch: Vec<u64> = Vec::new();
-        for i in 0..self.ids.len() {
-            starts.push(edges.len() as u64);
+        for i in 0..n {
+            starts.push(u32::try_from(edges.len()).map_err(|_| HeapError::Corrupt {
+                offset: 0,
+                reason: "more than 4 billion references exceed this analyser's limit".into(),
+            })?);
             scratch.clear();
             self.references(i as u32, &mut scratch);
             for &target in &scratch {
                 if target != 0 {
-                    if let Ok(t) = self.ids.binary_search(&target) {
-                        edges.push(t as u32);
+                    if let Some(t) = self.index.lookup(target) {
+                        edges.push(t);
                     }
                 }
             }
         }
-        starts.push(edges.len() as u64);
+        starts.push(u32::try_from(edges.len()).map_err(|_| HeapError::Corrupt {
+            offset: 0,
+            reason: "more than 4 billion references exceed this analyser's limit".into(),
+        })?);
+        edges.shrink_to_fit();
         self.edge_start = starts;
         self.edges = edges;
+        Ok(())
+    }
+
+    /// The class id of an instance or object array (from its histogram class).
+    fn class_id_of(&self, node: usize) -> u64 {
+        self.parsed_class_id(self.class_of[node])
+    }
+
+    fn parsed_class_id(&self, class: u32) -> u64 {
+        self.class_layouts.get(class as usize).and_then(|l| l.as_ref()).map(|l| l.class_id).unwrap_or(0)
     }
 
     /// Raw referenced ids of one node (0 and dangling ids included).
@@ -279,8 +353,8 @@ impl<'a> Graph<'a> {
         let data = self.parsed.data;
         match self.kinds[i] {
             Kind::Instance => {
-                out.push(self.class_ids[i]);
-                if let Some(layout) = self.layouts.get(&self.class_ids[i]) {
+                out.push(self.class_id_of(i));
+                if let Some(layout) = self.layout(i) {
                     let base = self.offsets[i] as usize;
                     let len = self.lens[i] as usize;
                     for &(off, _) in &layout.refs {
@@ -292,7 +366,7 @@ impl<'a> Graph<'a> {
                 }
             }
             Kind::ObjectArray => {
-                out.push(self.class_ids[i]);
+                out.push(self.class_id_of(i));
                 let base = self.offsets[i] as usize;
                 for k in 0..self.lens[i] as usize {
                     out.push(read_id(&data[base + k * id_size..], id_size));
@@ -300,7 +374,7 @@ impl<'a> Graph<'a> {
             }
             Kind::PrimitiveArray(_) => {}
             Kind::Class => {
-                if let Some(dump) = self.parsed.classes.get(&self.ids[i]) {
+                if let Some(dump) = self.parsed.classes.get(&self.id(node)) {
                     out.extend([dump.super_id, dump.loader_id, dump.signers_id, dump.protection_domain_id]);
                     out.extend(dump.static_refs.iter().map(|&(_, v)| v));
                 }
@@ -311,12 +385,12 @@ impl<'a> Graph<'a> {
     /// The field of `from` (or its array index, or static field) that refers to `to`.
     pub fn field_name(&self, from: u32, to: u32) -> Option<String> {
         let i = from as usize;
-        let target = self.ids[to as usize];
+        let target = self.id(to);
         let id_size = self.parsed.id_size;
         let data = self.parsed.data;
         match self.kinds[i] {
             Kind::Instance => {
-                let layout = self.layouts.get(&self.class_ids[i])?;
+                let layout = self.layout(i)?;
                 let base = self.offsets[i] as usize;
                 layout
                     .refs
@@ -334,7 +408,7 @@ impl<'a> Graph<'a> {
                     .map(|k| format!("[{k}]"))
             }
             Kind::Class => {
-                let dump = self.parsed.classes.get(&self.ids[i])?;
+                let dump = self.parsed.classes.get(&self.id(from))?;
                 dump.static_refs
                     .iter()
                     .find(|&&(_, v)| v == target)
@@ -350,7 +424,7 @@ impl<'a> Graph<'a> {
     pub fn display_class(&self, node: u32) -> String {
         match self.kinds[node as usize] {
             Kind::Class => {
-                let id = self.ids[node as usize];
+                let id = self.id(node);
                 let name = self
                     .parsed
                     .class_names
@@ -406,7 +480,7 @@ fn build_layouts(parsed: &Parsed) -> IdMap<Layout> {
     let id_size = parsed.id_size;
     let mut layouts = IdMap::with_capacity_and_hasher(parsed.classes.len(), Default::default());
     for (&cid, _) in parsed.classes.iter() {
-        let mut layout = Layout::default();
+        let mut layout = Layout { class_id: cid, ..Layout::default() };
         if let Some(dump) = parsed.classes.get(&cid) {
             layout.super_id = dump.super_id;
             layout.own_refs = dump.fields.iter().filter(|f| f.1 == T_OBJECT).count() as u64;

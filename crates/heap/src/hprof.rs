@@ -138,7 +138,9 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
         strings: IdMap::default(),
         class_names: IdMap::default(),
         classes: IdMap::default(),
-        objects: Vec::new(),
+        // Room for the most objects the file could hold at ~40 bytes each: pages never
+        // touched cost nothing, and no doubling copies the index as it grows.
+        objects: Vec::with_capacity(data.len() / 40),
         roots: Vec::new(),
     };
     let mut c = Cursor::new(data, start, id_size);
