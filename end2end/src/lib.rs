@@ -181,7 +181,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.data_dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
@@ -242,5 +244,17 @@ pub fn post_bytes(url: &str, body: &[u8]) -> (u16, String) {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
         Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+impl Server {
+    /// Kills the server with SIGKILL (no chance to flush anything) and starts
+    /// a new one on the same data directory.
+    pub fn kill9_and_restart(mut self) -> Server {
+        let data = std::mem::take(&mut self.data_dir);
+        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        drop(self);
+        Server::start_with_data(data, &[], &[])
     }
 }

@@ -145,3 +145,22 @@ fn serve_starts_without_an_engine_and_says_why() {
     // Start the test image once so its cost is not charged to a later test.
     let _ = busybox_image();
 }
+
+#[test]
+fn samples_survive_kill_9() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run("kill9", &["--memory", "64m"], &["sleep", "100000"]);
+    server.wait_until(Duration::from_secs(30), "sampled a few times", || {
+        let (status, series) = server.get_json(&format!("/api/v1/containers/{}/memory?range=15m&step=1", c.name));
+        status == 200 && series["points"].as_array().is_some_and(|p| p.len() >= 3)
+    });
+    let (_, before) = server.get_json(&format!("/api/v1/containers/{}/memory?range=15m&step=1", c.name));
+    let before: Vec<i64> = before["points"].as_array().unwrap().iter().map(|p| p["time_ms"].as_i64().unwrap()).collect();
+    let server = server.kill9_and_restart();
+    let (status, after) = server.get_json(&format!("/api/v1/containers/{}/memory?range=15m&step=1", c.name));
+    assert_eq!(status, 200);
+    let after: Vec<i64> = after["points"].as_array().unwrap().iter().map(|p| p["time_ms"].as_i64().unwrap()).collect();
+    for t in &before {
+        assert!(after.contains(t), "sample at {t} survived kill -9");
+    }
+}
