@@ -16,6 +16,9 @@ pub struct AnalyzeArgs {
     /// How many of the biggest objects to list.
     #[arg(long, default_value_t = 100)]
     pub top: usize,
+    /// Only the class histogram (instances and shallow bytes): one fast pass, no graph.
+    #[arg(long)]
+    pub histogram: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -33,7 +36,34 @@ fn run_analysis(file: &PathBuf, top: usize) -> Result<Analysis, String> {
     analyze_file(file, &options).map_err(|e| format!("{}: {e}", file.display()))
 }
 
+fn histogram_only(args: &AnalyzeArgs) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let dump = leakscope_heap::DumpFile::open(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let histogram = leakscope_heap::histogram::histogram_only(dump.bytes()).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    if args.json {
+        let doc = serde_json::json!({ "histogram": histogram });
+        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{}: {} in {:.0} ms ({:.2} GB/s)",
+        args.file.display(),
+        format_bytes(dump.bytes().len() as u64),
+        secs * 1000.0,
+        dump.bytes().len() as f64 / secs / 1e9
+    );
+    println!("{:>12} {:>14}  class", "instances", "shallow");
+    for e in histogram.iter().take(40) {
+        println!("{:>12} {:>14}  {}", e.instances, format_bytes(e.shallow_bytes), e.class);
+    }
+    Ok(())
+}
+
 pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
+    if args.histogram {
+        return histogram_only(&args);
+    }
     let analysis = run_analysis(&args.file, args.top)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&analysis).map_err(|e| e.to_string())?);

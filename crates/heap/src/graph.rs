@@ -22,7 +22,7 @@ pub struct SizeModel {
 
 const ALIGN: u64 = 8;
 
-fn align(n: u64) -> u64 {
+pub(crate) fn align(n: u64) -> u64 {
     n.div_ceil(ALIGN) * ALIGN
 }
 
@@ -35,7 +35,7 @@ impl SizeModel {
         }
     }
 
-    fn array(&self, element: u64, n: u64) -> u64 {
+    pub(crate) fn array(&self, element: u64, n: u64) -> u64 {
         // Elements start aligned to their own size (matters only without compressed class pointers).
         let base = self.array_header.div_ceil(element.clamp(1, 8)) * element.clamp(1, 8);
         align(base + element * n)
@@ -86,7 +86,7 @@ const VM_EXTRAS: &[(&str, VmExtra)] = &[
 ];
 
 /// Unaligned end of an instance of `class_id`: where its last field ends, as HotSpot lays it out.
-fn instance_end(class_id: u64, layouts: &IdMap<Layout>, model: &SizeModel, memo: &mut IdMap<u64>, depth: u32) -> u64 {
+pub(crate) fn instance_end(class_id: u64, layouts: &IdMap<Layout>, model: &SizeModel, memo: &mut IdMap<u64>, depth: u32) -> u64 {
     if let Some(&end) = memo.get(&class_id) {
         return end;
     }
@@ -476,7 +476,7 @@ impl ClassTable {
     }
 }
 
-fn build_layouts(parsed: &Parsed) -> IdMap<Layout> {
+pub(crate) fn build_layouts(parsed: &Parsed) -> IdMap<Layout> {
     let id_size = parsed.id_size;
     let mut layouts = IdMap::with_capacity_and_hasher(parsed.classes.len(), Default::default());
     for (&cid, _) in parsed.classes.iter() {

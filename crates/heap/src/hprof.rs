@@ -130,6 +130,15 @@ fn header(data: &[u8]) -> Result<(usize, i64, usize), HeapError> {
 }
 
 pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
+    let mut objects = Vec::with_capacity(data.len() / 40);
+    let mut parsed = parse_with(data, &mut |o| objects.push(o))?;
+    parsed.objects = objects;
+    Ok(parsed)
+}
+
+/// Parses, handing every object to `sink` instead of keeping an index
+/// (the histogram-only pass counts them and keeps nothing).
+pub fn parse_with<'a>(data: &'a [u8], sink: &mut dyn FnMut(RawObject)) -> Result<Parsed<'a>, HeapError> {
     let (id_size, timestamp_ms, start) = header(data)?;
     let mut parsed = Parsed {
         data,
@@ -138,9 +147,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
         strings: IdMap::default(),
         class_names: IdMap::default(),
         classes: IdMap::default(),
-        // Room for the most objects the file could hold at ~40 bytes each: pages never
-        // touched cost nothing, and no doubling copies the index as it grows.
-        objects: Vec::with_capacity(data.len() / 40),
+        objects: Vec::new(),
         roots: Vec::new(),
     };
     let mut c = Cursor::new(data, start, id_size);
@@ -170,7 +177,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
             }
             TAG_HEAP_DUMP | TAG_HEAP_DUMP_SEGMENT => {
                 let body = &data[body_start..body_start + len];
-                heap_segment(&mut parsed, body, body_start)?;
+                heap_segment(&mut parsed, body, body_start, sink)?;
             }
             _ => {}
         }
@@ -179,7 +186,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
     Ok(parsed)
 }
 
-fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize) -> Result<(), HeapError> {
+fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize, sink: &mut dyn FnMut(RawObject)) -> Result<(), HeapError> {
     let id_size = parsed.id_size;
     let mut c = Cursor::new(body, 0, id_size);
     let at = |c: &Cursor| (base + c.pos()) as u64;
@@ -213,7 +220,7 @@ fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize) -> Result<(), Hea
                 c.u32("stack serial")?;
                 parsed.roots.push((id, sub));
             }
-            0x20 => class_dump(parsed, &mut c, base)?,
+            0x20 => sink(class_dump(parsed, &mut c, base)?),
             0x21 => {
                 let id = c.id("instance id")?;
                 c.u32("stack serial")?;
@@ -221,7 +228,7 @@ fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize) -> Result<(), Hea
                 let n = c.u32("instance data length")?;
                 let offset = at(&c);
                 c.skip(n as usize, "instance data")?;
-                parsed.objects.push(RawObject { id, offset, class_id, len: n, kind: Kind::Instance });
+                sink(RawObject { id, offset, class_id, len: n, kind: Kind::Instance });
             }
             0x22 => {
                 let id = c.id("array id")?;
@@ -234,7 +241,7 @@ fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize) -> Result<(), Hea
                     reason: format!("object array length {n} overflows"),
                 })?;
                 c.skip(bytes, "object array elements")?;
-                parsed.objects.push(RawObject { id, offset, class_id, len: n, kind: Kind::ObjectArray });
+                sink(RawObject { id, offset, class_id, len: n, kind: Kind::ObjectArray });
             }
             0x23 => {
                 let id = c.id("array id")?;
@@ -251,7 +258,7 @@ fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize) -> Result<(), Hea
                     reason: format!("primitive array length {n} overflows"),
                 })?;
                 c.skip(bytes, "primitive array elements")?;
-                parsed.objects.push(RawObject { id, offset, class_id: 0, len: n, kind: Kind::PrimitiveArray(t) });
+                sink(RawObject { id, offset, class_id: 0, len: n, kind: Kind::PrimitiveArray(t) });
             }
             other => {
                 return Err(HeapError::Corrupt { offset: sub_start, reason: format!("unknown heap dump sub-record tag 0x{other:02x}") });
@@ -261,7 +268,7 @@ fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize) -> Result<(), Hea
     Ok(())
 }
 
-fn class_dump(parsed: &mut Parsed, c: &mut Cursor, base: usize) -> Result<(), HeapError> {
+fn class_dump(parsed: &mut Parsed, c: &mut Cursor, base: usize) -> Result<RawObject, HeapError> {
     let id_size = parsed.id_size;
     let start = (base + c.pos()) as u64;
     let class_id = c.id("class id")?;
@@ -312,6 +319,5 @@ fn class_dump(parsed: &mut Parsed, c: &mut Cursor, base: usize) -> Result<(), He
         dump.fields.push((name, t));
     }
     parsed.classes.insert(class_id, dump);
-    parsed.objects.push(RawObject { id: class_id, offset: start, class_id: 0, len: 0, kind: Kind::Class });
-    Ok(())
+    Ok(RawObject { id: class_id, offset: start, class_id: 0, len: 0, kind: Kind::Class })
 }

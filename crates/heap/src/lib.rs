@@ -8,6 +8,7 @@ mod analysis;
 pub mod diff;
 pub mod dominators;
 pub mod graph;
+pub mod histogram;
 pub mod hprof;
 mod names;
 mod reader;

@@ -49,6 +49,16 @@ fn histogram_equals_jmap_histo_live_and_finds_the_leak() {
     let head = analysis.dominators.iter().find(|d| d.class == "LeakMain$Node").expect("the chain head is a big object");
     assert_eq!(head.retained_bytes, 1000 * (24 + 80));
 
+    // The histogram-only pass agrees with the full analysis class for class.
+    let quick = leakscope_heap::histogram::histogram_only(leakscope_heap::DumpFile::open(&dump).unwrap().bytes()).unwrap();
+    let mut quick_map: HashMap<String, (u64, u64)> = HashMap::new();
+    for e in &quick {
+        let v = quick_map.entry(e.class.clone()).or_default();
+        v.0 += e.instances;
+        v.1 += e.shallow_bytes;
+    }
+    assert_eq!(quick_map, ours, "histogram-only pass equals the full histogram");
+
     let suspect = &analysis.suspects[0];
     assert!(
         suspect.description.starts_with("LeakMain.SESSIONS -> ArrayList.elementData -> Object["),
