@@ -174,3 +174,46 @@ async fn pages_are_readable_with_javascript_off() {
     assert!(client.find(Locator::Css("a.range.active[data-range='15m']")).await.is_ok());
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dump_analysis_page_shows_the_suspect_and_sorts_the_histogram() {
+    let server = Server::start(&[], &[]);
+    let dump = std::fs::read(end2end::java_heap_dump(5_000, 50)).unwrap();
+    let (status, body) = end2end::post_bytes(&server.url("/api/v1/dumps?name=shop.hprof&service=shop"), &dump);
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    server.wait_until(Duration::from_secs(60), "analysed", || server.get(&format!("/api/v1/dumps/{id}/analysis")).0 == 200);
+
+    let driver = start_chromedriver();
+    let client = browser(&driver, true).await;
+    client.goto(&server.url("/dumps")).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css(&format!("tr[data-dump='{id}'] a")))
+        .await
+        .expect("the dump is listed")
+        .click()
+        .await
+        .unwrap();
+    let suspect = client.wait().for_element(Locator::Css(".suspect-text")).await.unwrap().text().await.unwrap();
+    assert!(suspect.contains("holds 5 000 LeakMain$Session"), "{suspect}");
+    // Sorting by instances (client-side navigation) re-renders the histogram.
+    client.find(Locator::LinkText("Instances")).await.unwrap().click().await.unwrap();
+    eventually("the sort lands in the URL", || async {
+        client.current_url().await.map(|u| u.as_str().contains("sort=instances")).unwrap_or(false)
+    })
+    .await;
+    let analysis: serde_json::Value = serde_json::from_str(&server.get(&format!("/api/v1/dumps/{id}/analysis")).1).unwrap();
+    let most = analysis["histogram"].as_array().unwrap().iter().max_by_key(|e| e["instances"].as_u64().unwrap()).unwrap()["class"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("the class with most instances comes first", || async {
+        match client.find(Locator::Css("#histogram tbody tr td.cls")).await {
+            Ok(cell) => cell.text().await.map(|t| t == most).unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await;
+    client.close().await.unwrap();
+}

@@ -143,11 +143,15 @@ pub fn DumpPage() -> impl IntoView {
     view! {
         <Title text="Heap dump analysis"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || page.get().map(|r| match r {
+            {move || {
+                // Sort and filter links change only the query: render again with them.
+                query.track();
+                page.get().map(|r| match r {
                 Ok(Some(p)) => view! { <DumpView page=p query/> }.into_any(),
                 Ok(None) => view! { <section class="empty"><h1>"No such dump"</h1><p><a href="/dumps">"All dumps"</a></p></section> }.into_any(),
                 Err(e) => view! { <div class="banner error">{e.to_string()}</div> }.into_any(),
-            })}
+                })
+            }}
         </Suspense>
     }
 }
