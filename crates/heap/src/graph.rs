@@ -306,35 +306,53 @@ impl<'a> Graph<'a> {
         Ok(graph)
     }
 
-    /// Outgoing references of every node, read from the mapped file.
+    /// Outgoing references of every node, read from the mapped file; the
+    /// nodes are split into one contiguous range per core.
     fn build_edges(&mut self) -> Result<(), HeapError> {
         let n = self.len();
-        let mut edges: Vec<u32> = Vec::with_capacity(n * 2);
-        let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
-        let mut scratch: Vec<u64> = Vec::new();
-        for i in 0..n {
-            starts.push(u32::try_from(edges.len()).map_err(|_| HeapError::Corrupt {
-                offset: 0,
-                reason: "more than 4 billion references exceed this analyser's limit".into(),
-            })?);
-            scratch.clear();
-            self.references(i as u32, &mut scratch);
-            for &target in &scratch {
-                if target != 0 {
-                    if let Some(t) = self.index.lookup(target) {
-                        edges.push(t);
-                    }
-                }
-            }
+        let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).clamp(1, 8);
+        let chunk = n.div_ceil(threads).max(1);
+        let this = &*self;
+        let parts: Vec<(Vec<u64>, Vec<u32>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|start| {
+                    let end = (start + chunk).min(n);
+                    scope.spawn(move || this.edges_of_range(start, end))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        });
+        let total: usize = parts.iter().map(|p| p.1.len()).sum();
+        let too_many = || HeapError::Corrupt { offset: 0, reason: "more than 4 billion references exceed this analyser's limit".into() };
+        if total >= u32::MAX as usize {
+            return Err(too_many());
         }
-        starts.push(u32::try_from(edges.len()).map_err(|_| HeapError::Corrupt {
-            offset: 0,
-            reason: "more than 4 billion references exceed this analyser's limit".into(),
-        })?);
-        edges.shrink_to_fit();
+        let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
+        let mut edges: Vec<u32> = Vec::with_capacity(total);
+        for (local_starts, local_edges) in parts {
+            let base = edges.len() as u64;
+            starts.extend(local_starts.iter().map(|&s| (base + s) as u32));
+            edges.extend_from_slice(&local_edges);
+        }
+        starts.push(edges.len() as u32);
         self.edge_start = starts;
         self.edges = edges;
         Ok(())
+    }
+
+    /// Edge starts (relative to this range) and targets for nodes `start..end`.
+    fn edges_of_range(&self, start: usize, end: usize) -> (Vec<u64>, Vec<u32>) {
+        let mut starts = Vec::with_capacity(end - start);
+        let mut edges = Vec::with_capacity((end - start) * 2);
+        let mut scratch: Vec<u64> = Vec::new();
+        for i in start..end {
+            starts.push(edges.len() as u64);
+            scratch.clear();
+            self.references(i as u32, &mut scratch);
+            edges.extend(scratch.iter().filter(|&&t| t != 0).filter_map(|&t| self.index.lookup(t)));
+        }
+        (starts, edges)
     }
 
     /// The class id of an instance or object array (from its histogram class).
