@@ -271,8 +271,16 @@ pub(crate) async fn sample_once(engine: &Engine) {
     let mut readings: Vec<(String, i64, Option<u64>, MemoryReading)> = Vec::with_capacity(targets.len());
     let mut via_api = Vec::new();
     for (id, key, dir, limit) in targets {
-        let from_file = match (&engine.inner.cgroup, &dir) {
-            (Some(reader), Some(dir)) => reader.read(dir).ok(),
+        let from_file = match (&engine.inner.cgroup, dir) {
+            (Some(reader), Some(dir)) => reader.read(&dir).ok(),
+            // The cgroup may not have existed yet when the container was first seen.
+            (Some(reader), None) => reader.locate(&id).and_then(|found| {
+                let reading = reader.read(&found).ok();
+                if let Some(t) = write(&engine.inner.containers).get_mut(&id) {
+                    t.cgroup_dir = Some(found);
+                }
+                reading
+            }),
             _ => None,
         };
         match from_file {
