@@ -114,3 +114,33 @@ fn bad_dumps_get_clear_errors_and_lose_nothing() {
     let (status, _) = server.get("/dumps/000000000000000000000000");
     assert_eq!(status, 404);
 }
+
+#[test]
+fn the_upload_form_accepts_a_multipart_file_and_redirects_to_the_analysis() {
+    let server = Server::start(&[], &[]);
+    let dump = std::fs::read(java_heap_dump(300, 10)).unwrap();
+    let boundary = "leakscope-test-boundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"service\"\r\n\r\nbilling\r\n").as_bytes());
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"billing.hprof\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(&dump);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let response = agent
+        .post(&server.url("/dumps/upload"))
+        .set("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
+        .send_bytes(&body)
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.header("location").unwrap().to_string();
+    assert!(location.starts_with("/dumps/"), "{location}");
+    let id = location.trim_start_matches("/dumps/").to_string();
+    let (status, info) = server.get_json(&format!("/api/v1/dumps/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(info["service"], "billing");
+    assert_eq!(info["file_name"], "billing.hprof");
+    assert_eq!(info["size_bytes"].as_u64().unwrap(), dump.len() as u64);
+}
