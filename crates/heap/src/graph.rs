@@ -47,10 +47,6 @@ impl SizeModel {
 pub struct Layout {
     /// (byte offset in the dump's instance data, field name string id).
     pub refs: Vec<(u32, u64)>,
-    /// Bytes of instance data in the dump.
-    pub dump_bytes: u64,
-    /// Every field in dump order: (offset, name id, type).
-    pub fields: Vec<(u32, u64, u8)>,
     /// The class this layout belongs to.
     pub class_id: u64,
     /// Superclass id (0 for java.lang.Object).
@@ -224,9 +220,8 @@ impl<'a> Graph<'a> {
 
         // Layouts per class (flattened through superclasses).
         let layouts = build_layouts(&parsed);
-        let total_dump_bytes: u64 = objects.iter().map(|o| o.len as u64).sum();
-        // Heaps over ~32 GiB cannot use compressed oops.
-        let compressed = compressed_oops.unwrap_or(id_size == 8 && total_dump_bytes < 30 << 30);
+        // Heaps over ~32 GiB cannot use compressed oops; the dump's size bounds the heap's.
+        let compressed = compressed_oops.unwrap_or(id_size == 8 && (parsed.data.len() as u64) < 30 << 30);
         let model = SizeModel::for_dump(id_size, compressed);
         let mut ends: IdMap<u64> = IdMap::default();
         let class_instance_bytes = parsed
@@ -521,7 +516,6 @@ pub(crate) fn build_layouts(parsed: &Parsed) -> IdMap<Layout> {
                 if t == T_OBJECT {
                     layout.refs.push((offset as u32, name));
                 }
-                layout.fields.push((offset as u32, name, t));
                 offset += size;
             }
             current = dump.super_id;
@@ -530,7 +524,6 @@ pub(crate) fn build_layouts(parsed: &Parsed) -> IdMap<Layout> {
                 break;
             }
         }
-        layout.dump_bytes = offset;
         layouts.insert(cid, layout);
     }
     layouts
