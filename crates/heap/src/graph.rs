@@ -201,8 +201,14 @@ impl<'a> Graph<'a> {
 
     pub fn build(mut parsed: Parsed<'a>, compressed_oops: Option<bool>) -> Result<Self, HeapError> {
         let id_size = parsed.id_size;
+        let t0 = std::time::Instant::now();
+        let timing = std::env::var_os("LEAKSCOPE_TIMING").is_some();
         let mut objects = std::mem::take(&mut parsed.objects);
-        objects.sort_unstable_by_key(|o| o.id);
+        // Stable sort: it finds the sorted runs a dump is made of and merges them.
+        objects.sort_by_key(|o| o.id);
+        if timing {
+            eprintln!("  sorted: {} ms", t0.elapsed().as_millis());
+        }
         objects.dedup_by_key(|o| o.id);
         let n = objects.len();
         if n >= u32::MAX as usize {
@@ -237,6 +243,8 @@ impl<'a> Graph<'a> {
         let mut lens = Vec::with_capacity(n);
         let mut class_of = Vec::with_capacity(n);
         let mut shallow = Vec::with_capacity(n);
+        let mut instance_cache = [(0u64, 0u32, 0u64); 256];
+        let mut primitive_classes: [Option<u32>; 12] = [None; 12];
         for o in &objects {
             ids.push(o.id);
             kinds.push(o.kind);
@@ -244,21 +252,29 @@ impl<'a> Graph<'a> {
             lens.push(o.len);
             let (class, size) = match o.kind {
                 Kind::Instance => {
-                    let c = table.by_id(o.class_id, &parsed);
-                    let end = if layouts.contains_key(&o.class_id) {
-                        instance_end(o.class_id, &layouts, &model, &mut ends, 0)
-                    } else {
-                        model.header + o.len as u64
-                    };
-                    (c, align(end))
+                    // Instances of a few classes dominate a heap: a small direct-mapped
+                    // cache saves two hash lookups for most objects.
+                    let slot = (o.class_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+                    match instance_cache[slot] {
+                        (cid, c, size) if cid == o.class_id && cid != 0 => (c, size),
+                        _ => {
+                            let c = table.by_id(o.class_id, &parsed);
+                            let end = if layouts.contains_key(&o.class_id) {
+                                instance_end(o.class_id, &layouts, &model, &mut ends, 0)
+                            } else {
+                                model.header + o.len as u64
+                            };
+                            instance_cache[slot] = (o.class_id, c, align(end));
+                            (c, align(end))
+                        }
+                    }
                 }
                 Kind::ObjectArray => {
                     let c = table.by_id(o.class_id, &parsed);
                     (c, model.array(model.reference, o.len as u64))
                 }
                 Kind::PrimitiveArray(t) => {
-                    let name = primitive_array_name(t);
-                    let c = table.by_name(name);
+                    let c = *primitive_classes[t as usize % 12].get_or_insert_with(|| table.by_name(primitive_array_name(t)));
                     (c, model.array(value_size(t, id_size).unwrap_or(1) as u64, o.len as u64))
                 }
                 Kind::Class => {
@@ -271,6 +287,9 @@ impl<'a> Graph<'a> {
             shallow.push(size);
         }
         drop(objects);
+        if timing {
+            eprintln!("  sized: {} ms", t0.elapsed().as_millis());
+        }
         let mut class_layouts: Vec<Option<Layout>> = vec![None; table.names.len()];
         let mut layouts = layouts;
         for (&cid, &ci) in &table.ids {
@@ -292,7 +311,13 @@ impl<'a> Graph<'a> {
             edges: Vec::new(),
             roots: Vec::new(),
         };
+        if timing {
+            eprintln!("  indexed: {} ms", t0.elapsed().as_millis());
+        }
         graph.build_edges()?;
+        if timing {
+            eprintln!("  edges: {} ms", t0.elapsed().as_millis());
+        }
         let mut roots: Vec<(u32, u8)> =
             graph.parsed.roots.iter().filter_map(|&(id, kind)| graph.index_of(id).map(|i| (i, kind))).collect();
         roots.sort_unstable_by_key(|r| r.0);
