@@ -138,7 +138,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
 
 /// Parses, handing every object to `sink` instead of keeping an index
 /// (the histogram-only pass counts them and keeps nothing).
-pub fn parse_with<'a>(data: &'a [u8], sink: &mut dyn FnMut(RawObject)) -> Result<Parsed<'a>, HeapError> {
+pub fn parse_with<'a, F: FnMut(RawObject)>(data: &'a [u8], sink: &mut F) -> Result<Parsed<'a>, HeapError> {
     let (id_size, timestamp_ms, start) = header(data)?;
     let mut parsed = Parsed {
         data,
@@ -186,7 +186,7 @@ pub fn parse_with<'a>(data: &'a [u8], sink: &mut dyn FnMut(RawObject)) -> Result
     Ok(parsed)
 }
 
-fn heap_segment(parsed: &mut Parsed, body: &[u8], base: usize, sink: &mut dyn FnMut(RawObject)) -> Result<(), HeapError> {
+fn heap_segment<F: FnMut(RawObject)>(parsed: &mut Parsed, body: &[u8], base: usize, sink: &mut F) -> Result<(), HeapError> {
     let id_size = parsed.id_size;
     let mut c = Cursor::new(body, 0, id_size);
     let at = |c: &Cursor| (base + c.pos()) as u64;
