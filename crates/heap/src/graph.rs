@@ -81,6 +81,21 @@ const VM_EXTRAS: &[(&str, VmExtra)] = &[
     ("java/lang/Thread", VmExtra { bytes: 256, refs: 0, aligned_end: true }),
 ];
 
+/// Field bytes of a `java.lang.Class` instance (0 when the dump lacks the class).
+pub(crate) fn class_mirror_field_bytes(parsed: &Parsed, layouts: &IdMap<Layout>, model: &SizeModel, memo: &mut IdMap<u64>) -> u64 {
+    parsed
+        .class_names
+        .iter()
+        .find(|(_, &sid)| parsed.string(sid) == Some("java/lang/Class"))
+        .map(|(&cid, _)| instance_end(cid, layouts, model, memo, 0) - model.header)
+        .unwrap_or(0)
+}
+
+/// A class object's shallow size: its mirror plus the class's static fields, as HotSpot stores them.
+pub(crate) fn class_object_size(model: &SizeModel, mirror_field_bytes: u64, dump: &crate::hprof::ClassDump) -> u64 {
+    align(model.header + mirror_field_bytes + dump.static_value_bytes + dump.static_ref_count * model.reference)
+}
+
 /// Unaligned end of an instance of `class_id`: where its last field ends, as HotSpot lays it out.
 pub(crate) fn instance_end(class_id: u64, layouts: &IdMap<Layout>, model: &SizeModel, memo: &mut IdMap<u64>, depth: u32) -> u64 {
     if let Some(&end) = memo.get(&class_id) {
@@ -230,12 +245,7 @@ impl<'a> Graph<'a> {
         let compressed = compressed_oops.unwrap_or(id_size == 8 && (parsed.data.len() as u64) < 30 << 30);
         let model = SizeModel::for_dump(id_size, compressed);
         let mut ends: IdMap<u64> = IdMap::default();
-        let class_instance_bytes = parsed
-            .class_names
-            .iter()
-            .find(|(_, &sid)| parsed.string(sid) == Some("java/lang/Class"))
-            .map(|(&cid, _)| instance_end(cid, &layouts, &model, &mut ends, 0) - model.header)
-            .unwrap_or(0);
+        let mirror_bytes = class_mirror_field_bytes(&parsed, &layouts, &model, &mut ends);
 
         let mut ids = Vec::with_capacity(n);
         let mut kinds = Vec::with_capacity(n);
@@ -277,11 +287,7 @@ impl<'a> Graph<'a> {
                     let c = *primitive_classes[t as usize % 12].get_or_insert_with(|| table.by_name(primitive_array_name(t)));
                     (c, model.array(value_size(t, id_size).unwrap_or(1) as u64, o.len as u64))
                 }
-                Kind::Class => {
-                    let dump = &parsed.classes[&o.id];
-                    let statics = dump.static_value_bytes + dump.static_ref_count * model.reference;
-                    (java_lang_class, align(model.header + class_instance_bytes + statics))
-                }
+                Kind::Class => (java_lang_class, class_object_size(&model, mirror_bytes, &parsed.classes[&o.id])),
             };
             class_of.push(class);
             shallow.push(size);

@@ -3,7 +3,7 @@
 
 use leakscope_model::analysis::HistogramEntry;
 
-use crate::graph::{align, build_layouts, instance_end, SizeModel};
+use crate::graph::{align, build_layouts, class_mirror_field_bytes, class_object_size, instance_end, SizeModel};
 use crate::hprof::{parse_with, primitive_array_name, value_size, Kind};
 use crate::names::source_name;
 use crate::{HeapError, IdMap};
@@ -62,17 +62,8 @@ pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
         }
     }
     if classes > 0 {
-        let java_lang_class = parsed
-            .class_names
-            .iter()
-            .find(|(_, &sid)| parsed.string(sid) == Some("java/lang/Class"))
-            .map(|(&cid, _)| instance_end(cid, &layouts, &model, &mut ends, 0) - model.header)
-            .unwrap_or(0);
-        let class_bytes: u64 = parsed
-            .classes
-            .values()
-            .map(|d| align(model.header + java_lang_class + d.static_value_bytes + d.static_ref_count * model.reference))
-            .sum();
+        let mirror = class_mirror_field_bytes(&parsed, &layouts, &model, &mut ends);
+        let class_bytes: u64 = parsed.classes.values().map(|d| class_object_size(&model, mirror, d)).sum();
         out.push(HistogramEntry { class: "java.lang.Class".into(), instances: classes, shallow_bytes: class_bytes, retained_bytes: 0 });
     }
     out.sort_by(|a, b| b.shallow_bytes.cmp(&a.shallow_bytes).then(a.class.cmp(&b.class)));
