@@ -107,10 +107,7 @@ fn io(what: &str, e: std::io::Error) -> EngineError {
 
 impl DumpStore {
     pub fn open(db: &Path, dir: &Path) -> Result<Self, EngineError> {
-        let conn = Connection::open(db).map_err(|e| EngineError::store(db, e))?;
-        conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000;").map_err(|e| EngineError::store(db, e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| EngineError::store(db, e))?;
-        Ok(DumpStore { conn, dir: dir.to_path_buf() })
+        Ok(DumpStore { conn: crate::store::open_sqlite(db, SCHEMA)?, dir: dir.to_path_buf() })
     }
 
     pub fn file_of(&self, id: &str) -> PathBuf {

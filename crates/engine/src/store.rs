@@ -90,6 +90,16 @@ pub struct Store {
     conn: Connection,
 }
 
+/// A connection in WAL mode (readers never block the writer; a crash loses at
+/// most the transaction in flight) with `schema` applied.
+pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, EngineError> {
+    let conn = Connection::open(path).map_err(|e| EngineError::store(path, e))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+        .map_err(|e| EngineError::store(path, e))?;
+    conn.execute_batch(schema).map_err(|e| EngineError::store(path, e))?;
+    Ok(conn)
+}
+
 const MINUTE_MS: i64 = 60_000;
 
 fn to_i64(v: u64) -> i64 {
@@ -102,13 +112,7 @@ fn to_u64(v: i64) -> u64 {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Self, EngineError> {
-        let conn = Connection::open(path).map_err(|e| EngineError::store(path, e))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
-        )
-        .map_err(|e| EngineError::store(path, e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| EngineError::store(path, e))?;
-        Ok(Store { conn })
+        Ok(Store { conn: open_sqlite(path, SCHEMA)? })
     }
 
     /// Records a container (new or changed) and returns its key.
