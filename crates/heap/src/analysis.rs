@@ -139,7 +139,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
         })
         .collect();
 
-    let suspects = find_suspects(graph, dom, retained, computed.virtual_root_retained, &kids, options);
+    let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options);
 
     let reachable_objects = (dom.preorder.len() - 1) as u64;
     Analysis {
@@ -201,7 +201,6 @@ pub fn path_from_roots(graph: &Graph, target: u32) -> Vec<u32> {
 
 fn find_suspects<'k>(
     graph: &Graph,
-    dom: &Dominators,
     retained: &[u64],
     total: u64,
     kids: &dyn Fn(u32) -> &'k [u32],
@@ -215,7 +214,6 @@ fn find_suspects<'k>(
     let mut top: Vec<u32> = kids(n).iter().copied().filter(|&v| retained[v as usize] >= threshold.max(1)).collect();
     top.sort_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]));
     top.truncate(options.max_suspects);
-    let _ = dom;
     top.into_iter()
         .map(|suspect| {
             // Descend while one child holds most of what its parent retains.
