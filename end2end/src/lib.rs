@@ -1,7 +1,9 @@
 //! Helpers for whole-system tests: the docker CLI, test images built locally
 //! (no registry is reachable), and a `leakscope serve` child process.
 
+use std::collections::HashMap;
 use std::net::TcpListener;
+use std::sync::OnceLock;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,6 +57,26 @@ pub fn busybox_image() -> String {
     tag
 }
 
+/// The sample-service images (`java`, `java-jre`, `node`, `python`, `native` -> tag),
+/// built by `end2end/fixtures/images.sh` when missing; once per test process.
+pub fn fixture_images() -> &'static HashMap<String, String> {
+    static IMAGES: OnceLock<HashMap<String, String>> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images.sh");
+        let output = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run images.sh");
+        assert!(output.status.success(), "{} failed", script.display());
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+pub fn fixture_image(name: &str) -> String {
+    fixture_images().get(name).unwrap_or_else(|| panic!("images.sh built no '{name}' image")).clone()
+}
+
 /// A container removed when the test ends, pass or fail.
 pub struct TestContainer {
     pub name: String,
@@ -62,13 +84,17 @@ pub struct TestContainer {
 }
 
 impl TestContainer {
-    /// `docker run -d --name <name> <options> <image> <command>`.
+    /// `docker run -d --name <name> <options> <busybox image> <command>`.
     pub fn run(what: &str, options: &[&str], command: &[&str]) -> TestContainer {
+        Self::run_image(what, &busybox_image(), options, command)
+    }
+
+    /// `docker run -d --name <name> <options> <image> <command>`.
+    pub fn run_image(what: &str, image: &str, options: &[&str], command: &[&str]) -> TestContainer {
         let name = unique_name(what);
-        let image = busybox_image();
         let mut args = vec!["run", "-d", "--name", name.as_str(), "--label", "io.leakscope.test=true"];
         args.extend_from_slice(options);
-        args.push(&image);
+        args.push(image);
         args.extend_from_slice(command);
         let id = docker(&args);
         TestContainer { name, id }

@@ -4,6 +4,7 @@
 mod analyze;
 mod api;
 mod charts;
+mod demo;
 mod dumps_api;
 mod serve;
 
@@ -28,6 +29,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// What grew between two heap dumps of the same service.
     Diff(analyze::DiffArgs),
+    /// Start or remove a set of leaky sample containers to try Leakscope on.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -95,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Analyze(args) => analyze::analyze(args),
         Command::Diff(args) => analyze::diff(args),
+        Command::Demo(args) => runtime.block_on(demo::run(args)).map_err(Into::into),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

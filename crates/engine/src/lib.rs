@@ -21,6 +21,7 @@ use std::time::Duration;
 use leakscope_model::{ContainerDetail, ContainerInfo, EngineStatus, MemorySeries, MemorySnapshot, Overview};
 use tokio::sync::watch;
 
+pub use bollard;
 pub use error::EngineError;
 pub use store::{ContainerRecord, SeriesSource, Store};
 
