@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::{Stream, StreamExt};
+use leakscope_engine::channel::channel_reader;
 use leakscope_engine::dumps::NewDump;
 use leakscope_engine::Engine;
 use serde::Deserialize;
@@ -30,33 +31,6 @@ pub fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::disable())
 }
 
-/// A blocking `Read` fed by an async byte stream, so the engine can hash and
-/// compress an upload as it arrives without holding it in memory.
-struct ChannelReader {
-    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
-    current: Bytes,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
-    }
-}
-
-fn channel_reader() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, ChannelReader) {
-    let (tx, rx) = mpsc::channel(16);
-    (tx, ChannelReader { rx, current: Bytes::new() })
-}
 
 fn forward<S, E>(mut stream: S, tx: mpsc::Sender<Result<Bytes, std::io::Error>>)
 where

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod api;
+mod capture_api;
 mod charts;
 mod demo;
 mod dumps_api;
@@ -62,6 +63,9 @@ pub struct ServeArgs {
     /// The built site (WASM bundle, CSS, public files); defaults to `site/` beside the binary's target dir.
     #[arg(long, env = "LEAKSCOPE_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+    /// The static capture helper copied into containers; defaults to `capture/leakscope-agent` beside the site root.
+    #[arg(long, env = "LEAKSCOPE_AGENT")]
+    pub agent: Option<PathBuf>,
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {

@@ -45,9 +45,17 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.rollup_retention = args.rollup_retention;
     config.stats_source = args.stats_source;
     config.cgroup_root = args.cgroup_root.clone();
+    let site = site_root(args.site_root.clone());
+    // Beside the site, not in it: the site root is served over HTTP.
+    let agent = args.agent.clone().unwrap_or_else(|| {
+        site.parent().unwrap_or(std::path::Path::new(".")).join("capture").join("leakscope-agent")
+    });
+    if !agent.is_file() {
+        tracing::warn!(agent = %agent.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
+    }
+    config.agent_path = Some(agent);
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
 
-    let site = site_root(args.site_root.clone());
     if !site.join("pkg").join("leakscope.js").is_file() {
         tracing::warn!(site = %site.display(), "UI bundle not found: pages render but do not hydrate; build it with `./dev build`");
     }
@@ -83,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api::routes())
         .merge(crate::charts::routes())
         .merge(crate::dumps_api::routes())
+        .merge(crate::capture_api::routes())
         .leptos_routes_with_context(
             &state,
             routes,

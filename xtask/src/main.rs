@@ -36,6 +36,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn build(release: bool) -> Result<()> {
     build_site(release)?;
+    build_agent()?;
     let mut args = vec!["build", "-p", "leakscope", "--locked"];
     if release {
         args.push("--release");
@@ -72,6 +73,19 @@ fn build_site(release: bool) -> Result<()> {
     let size = std::fs::metadata(pkg.join("leakscope_bg.wasm"))?.len();
     let gz = std::fs::metadata(pkg.join("leakscope_bg.wasm.gz"))?.len();
     eprintln!("xtask: site ready in {} (wasm {} KiB, {} KiB gzipped)", site.display(), size / 1024, gz / 1024);
+    Ok(())
+}
+
+/// The capture helper, static (musl) so it runs in any image, even one without
+/// a libc; placed in `target/capture/`, beside (not inside) the served site.
+fn build_agent() -> Result<()> {
+    const TARGET: &str = "x86_64-unknown-linux-musl";
+    cargo(&["build", "-p", "leakscope-agent", "--locked", "--release", "--target", TARGET])?;
+    let root = workspace_root();
+    let built = root.join("target").join(TARGET).join("release/leakscope-agent");
+    let dir = root.join("target/capture");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&built, dir.join("leakscope-agent")).with_context(|| format!("copying {}", built.display()))?;
     Ok(())
 }
 

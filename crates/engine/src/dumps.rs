@@ -32,7 +32,11 @@ CREATE TABLE IF NOT EXISTS dumps (
     analysis_state TEXT NOT NULL,
     analysis_error TEXT,
     summary_json TEXT,
-    analysis_json TEXT
+    analysis_json TEXT,
+    pid INTEGER,
+    runtime TEXT,
+    capture_ms INTEGER,
+    requested_by TEXT
 );
 CREATE INDEX IF NOT EXISTS dumps_by_service ON dumps(service, created_ms);
 ";
@@ -48,7 +52,25 @@ pub struct NewDump {
     pub trigger: String,
     /// Expected size when known (uploads with Content-Length), for the free-space check.
     pub expected_bytes: Option<u64>,
+    /// Captures: the JVM's pid in the container, its runtime (`java 17.0.15`), how long it took, who asked.
+    pub pid: Option<u32>,
+    pub runtime: Option<String>,
+    pub capture_ms: Option<u64>,
+    pub requested_by: Option<String>,
 }
+
+/// A dump written to a temporary file in the dump folder, not yet recorded.
+/// Dropping it removes the file, so a failed capture leaves nothing behind.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    pub size_bytes: u64,
+    pub stored_bytes: u64,
+    pub sha256: String,
+}
+
+/// Columns added after the first release; added to older databases on open.
+const ADDED_COLUMNS: &[(&str, &str)] =
+    &[("pid", "INTEGER"), ("runtime", "TEXT"), ("capture_ms", "INTEGER"), ("requested_by", "TEXT")];
 
 pub struct DumpStore {
     conn: Connection,
@@ -58,7 +80,7 @@ pub struct DumpStore {
 /// Keep this much free beyond the dump itself.
 const FREE_SPACE_MARGIN: u64 = 64 << 20;
 
-fn new_id() -> Result<String, EngineError> {
+pub(crate) fn new_id() -> Result<String, EngineError> {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).map_err(|e| EngineError::Internal(format!("no randomness: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -107,58 +129,37 @@ fn io(what: &str, e: std::io::Error) -> EngineError {
 
 impl DumpStore {
     pub fn open(db: &Path, dir: &Path) -> Result<Self, EngineError> {
-        Ok(DumpStore { conn: crate::store::open_sqlite(db, SCHEMA)?, dir: dir.to_path_buf() })
+        let conn = crate::store::open_sqlite(db, SCHEMA)?;
+        for (column, kind) in ADDED_COLUMNS {
+            let present: bool = conn
+                .query_row("SELECT COUNT(*) FROM pragma_table_info('dumps') WHERE name = ?1", [column], |r| r.get::<_, i64>(0))
+                .map(|n| n > 0)?;
+            if !present {
+                conn.execute(&format!("ALTER TABLE dumps ADD COLUMN {column} {kind}"), [])?;
+            }
+        }
+        Ok(DumpStore { conn, dir: dir.to_path_buf() })
     }
 
     pub fn file_of(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.hprof.zst"))
     }
 
-    /// Streams a dump (plain or gzipped HPROF) into the store, compressing
-    /// with zstd and hashing on the way. Never holds the dump in memory.
-    pub fn import(&self, mut source: impl Read, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
-        if let (Some(need), Some(free)) = (meta.expected_bytes, free_bytes(&self.dir)) {
-            if need.saturating_add(FREE_SPACE_MARGIN) > free {
-                return Err(EngineError::NoSpace(format!(
-                    "not enough disk space in {}: the dump needs about {} MiB, {} MiB are free",
-                    self.dir.display(),
-                    need >> 20,
-                    free >> 20
-                )));
-            }
-        }
-        let mut head = [0u8; 2];
-        let got = read_fully(&mut source, &mut head).map_err(|e| io("reading the upload", e))?;
-        let chained = std::io::Cursor::new(head[..got].to_vec()).chain(source);
-        let mut reader: Box<dyn Read> = if got == 2 && head == [0x1f, 0x8b] {
-            Box::new(flate2::read::MultiGzDecoder::new(chained))
-        } else {
-            Box::new(chained)
-        };
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stage and record in one go (uploads).
+    pub fn import(&self, source: impl Read, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
+        let staged = stage(&self.dir, source, meta.expected_bytes)?;
+        self.commit(staged, meta, now_ms)
+    }
+
+    /// Records a staged dump: renames it into place and inserts its row.
+    pub fn commit(&self, staged: Staged, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
         let id = new_id()?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".incoming-")
-            .tempfile_in(&self.dir)
-            .map_err(|e| io("creating a file in the dump folder", e))?;
-        let encoder = zstd::Encoder::new(tmp.as_file(), 3).map_err(|e| io("starting compression", e))?;
-        let mut tee = Tee { inner: encoder, hash: Sha256::new(), bytes: 0 };
-        // Check the magic before accepting the rest.
-        let mut magic = [0u8; 18];
-        let m = read_fully(&mut reader, &mut magic).map_err(|e| io("reading the upload", e))?;
-        if m < 18 || !magic.starts_with(b"JAVA PROFILE 1.0.") {
-            return Err(EngineError::BadRequest(
-                "not an HPROF heap dump (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.')".into(),
-            ));
-        }
-        tee.write_all(&magic).map_err(|e| io("storing the dump", e))?;
-        std::io::copy(&mut reader, &mut tee).map_err(|e| io("storing the dump", e))?;
-        let Tee { inner, hash, bytes } = tee;
-        inner.finish().map_err(|e| io("finishing compression", e))?;
-        let stored_bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-        tmp.as_file().sync_all().map_err(|e| io("syncing the dump", e))?;
-        let sha256 = format!("{:x}", hash.finalize());
         let target = self.file_of(&id);
-        tmp.persist(&target).map_err(|e| io("saving the dump", e.error))?;
+        staged.tmp.persist(&target).map_err(|e| io("saving the dump", e.error))?;
         let service = meta
             .service
             .clone()
@@ -167,10 +168,11 @@ impl DumpStore {
             .unwrap_or_else(|| "uploads".into());
         let inserted = self.conn.execute(
             "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
-                size_bytes, stored_bytes, sha256, trigger, analysis_state)
-             VALUES (?1, ?2, ?3, 'hprof', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending')",
+                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by)
+             VALUES (?1, ?2, ?3, 'hprof', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15)",
             params![id, now_ms, meta.file_name, service, meta.container_name, meta.container_id, meta.image,
-                bytes as i64, stored_bytes as i64, sha256, meta.trigger],
+                staged.size_bytes as i64, staged.stored_bytes as i64, staged.sha256, meta.trigger,
+                meta.pid, meta.runtime, meta.capture_ms.map(|v| v as i64), meta.requested_by],
         );
         if let Err(e) = inserted {
             let _ = std::fs::remove_file(&target);
@@ -197,11 +199,15 @@ impl DumpStore {
             analysis_state: row.get(12)?,
             analysis_error: row.get(13)?,
             summary: summary.and_then(|s| serde_json::from_str::<HeapSummary>(&s).ok()),
+            pid: row.get(15)?,
+            runtime: row.get(16)?,
+            capture_ms: row.get::<_, Option<i64>>(17)?.map(|v| v as u64),
+            requested_by: row.get(18)?,
         })
     }
 
     const COLUMNS: &'static str = "id, created_ms, file_name, format, service, container_name, container_id, image,
-        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json";
+        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by";
 
     pub fn get(&self, id: &str) -> Result<Option<DumpInfo>, EngineError> {
         let sql = format!("SELECT {} FROM dumps WHERE id = ?1", Self::COLUMNS);
@@ -253,6 +259,53 @@ impl DumpStore {
         let _ = std::fs::remove_file(self.file_of(id));
         Ok(n > 0)
     }
+}
+
+
+/// Streams a dump (plain or gzipped HPROF) into a temporary file in `dir`,
+/// compressing with zstd and hashing on the way. Never holds the dump in memory
+/// and takes no lock, so the history stays browsable during a long copy.
+pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> Result<Staged, EngineError> {
+    if let (Some(need), Some(free)) = (expected_bytes, free_bytes(dir)) {
+        if need.saturating_add(FREE_SPACE_MARGIN) > free {
+            return Err(EngineError::NoSpace(format!(
+                "not enough disk space in {}: the dump needs about {} MiB, {} MiB are free",
+                dir.display(),
+                need >> 20,
+                free >> 20
+            )));
+        }
+    }
+    let mut head = [0u8; 2];
+    let got = read_fully(&mut source, &mut head).map_err(|e| io("reading the upload", e))?;
+    let chained = std::io::Cursor::new(head[..got].to_vec()).chain(source);
+    let mut reader: Box<dyn Read> = if got == 2 && head == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(chained))
+    } else {
+        Box::new(chained)
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".incoming-")
+        .tempfile_in(dir)
+        .map_err(|e| io("creating a file in the dump folder", e))?;
+    let encoder = zstd::Encoder::new(tmp.as_file(), 3).map_err(|e| io("starting compression", e))?;
+    let mut tee = Tee { inner: encoder, hash: Sha256::new(), bytes: 0 };
+    // Check the magic before accepting the rest.
+    let mut magic = [0u8; 18];
+    let m = read_fully(&mut reader, &mut magic).map_err(|e| io("reading the upload", e))?;
+    if m < 18 || !magic.starts_with(b"JAVA PROFILE 1.0.") {
+        return Err(EngineError::BadRequest(
+            "not an HPROF heap dump (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.')".into(),
+        ));
+    }
+    tee.write_all(&magic).map_err(|e| io("storing the dump", e))?;
+    std::io::copy(&mut reader, &mut tee).map_err(|e| io("storing the dump", e))?;
+    let Tee { inner, hash, bytes } = tee;
+    inner.finish().map_err(|e| io("finishing compression", e))?;
+    let stored_bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    tmp.as_file().sync_all().map_err(|e| io("syncing the dump", e))?;
+    let sha256 = format!("{:x}", hash.finalize());
+    Ok(Staged { tmp, size_bytes: bytes, stored_bytes, sha256 })
 }
 
 fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -4,7 +4,9 @@
 //! Architecture invariant: the engine never blocks the async runtime on
 //! SQLite or the filesystem; those calls run on the blocking pool.
 
+pub mod capture;
 pub mod cgroup;
+pub mod channel;
 pub mod docker;
 pub mod dumps;
 mod error;
@@ -61,6 +63,8 @@ pub struct EngineConfig {
     pub rollup_retention: Duration,
     pub stats_source: StatsSource,
     pub cgroup_root: PathBuf,
+    /// Our static capture helper (built for x86_64-unknown-linux-musl), copied into containers.
+    pub agent_path: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -73,6 +77,7 @@ impl EngineConfig {
             rollup_retention: Duration::from_secs(90 * 86400),
             stats_source: StatsSource::Auto,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            agent_path: None,
         }
     }
 }
@@ -101,6 +106,7 @@ struct Inner {
     dumps: Mutex<dumps::DumpStore>,
     /// One analysis at a time: they are memory-hungry.
     analysis_slot: tokio::sync::Semaphore,
+    jobs: capture::Jobs,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -183,6 +189,7 @@ impl Engine {
                 cgroup,
                 dumps: Mutex::new(dump_store),
                 analysis_slot: tokio::sync::Semaphore::new(1),
+                jobs: capture::Jobs::default(),
             }),
         })
     }
@@ -346,7 +353,14 @@ impl Engine {
         source: impl std::io::Read + Send + 'static,
         meta: dumps::NewDump,
     ) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {
-        let info = self.blocking(move |e| lock(&e.inner.dumps).import(source, meta, now_ms())).await?;
+        let dir = self.inner.config.data_dir.join("dumps");
+        let info = self
+            .blocking(move |e| {
+                // Only the final insert takes the store's lock; the copy does not.
+                let staged = dumps::stage(&dir, source, meta.expected_bytes)?;
+                lock(&e.inner.dumps).commit(staged, meta, now_ms())
+            })
+            .await?;
         self.spawn_analysis(info.id.clone());
         Ok(info)
     }

@@ -30,4 +30,16 @@ pub struct DumpInfo {
     pub analysis_state: String,
     pub analysis_error: Option<String>,
     pub summary: Option<HeapSummary>,
+    /// Captures: the JVM's pid inside the container.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// `java 17.0.15`, when known.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// How long the capture took, end to end.
+    #[serde(default)]
+    pub capture_ms: Option<u64>,
+    /// Who asked for it.
+    #[serde(default)]
+    pub requested_by: Option<String>,
 }

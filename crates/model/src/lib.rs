@@ -5,6 +5,7 @@
 //! and never reads a clock; callers pass `now` in.
 
 pub mod analysis;
+pub mod capture;
 pub mod dumps;
 mod format;
 mod range;

@@ -1,0 +1,82 @@
+//! Heap dump capture: `POST /api/v1/containers/<id>/dumps` starts (or joins) a
+//! job, `GET /api/v1/jobs/<id>` follows it; `POST /containers/<name>/capture` is
+//! the container page's form (works without JavaScript). Thin: the engine does it.
+
+use axum::body::Bytes;
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use leakscope_engine::capture::CaptureRequest;
+use leakscope_engine::Engine;
+use serde::Deserialize;
+
+use crate::api::HttpError;
+use crate::serve::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/containers/{id}/dumps", post(start).get(list))
+        .route("/api/v1/jobs/{id}", get(job))
+        .route("/containers/{name}/capture", post(start_form))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureBody {
+    pid: Option<u32>,
+}
+
+async fn start(State(engine): State<Engine>, Path(id): Path<String>, body: Bytes) -> Result<impl IntoResponse, HttpError> {
+    let body: CaptureBody = if body.iter().all(u8::is_ascii_whitespace) {
+        CaptureBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| HttpError(StatusCode::BAD_REQUEST, format!("body must be JSON like {{\"pid\": 1}}: {e}")))?
+    };
+    let request = CaptureRequest { container: id, pid: body.pid, trigger: "manual".into(), requested_by: Some("api".into()) };
+    let job_id = engine.start_capture(request).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": job_id }))))
+}
+
+async fn list(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.dumps(None, Some(id)).await?))
+}
+
+async fn job(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
+    engine
+        .capture_job(&id)
+        .map(Json)
+        .ok_or_else(|| HttpError(StatusCode::NOT_FOUND, format!("no capture job with id '{id}'")))
+}
+
+#[derive(Debug, Deserialize)]
+struct CaptureForm {
+    pid: Option<String>,
+}
+
+async fn start_form(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+    Form(form): Form<CaptureForm>,
+) -> Result<impl IntoResponse, HttpError> {
+    let pid = match form.pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(p.parse::<u32>().map_err(|_| HttpError(StatusCode::BAD_REQUEST, format!("not a pid: '{p}'")))?),
+    };
+    let request = CaptureRequest { container: name.clone(), pid, trigger: "manual".into(), requested_by: Some("dashboard".into()) };
+    let job_id = engine.start_capture(request).await?;
+    let name = utf8_percent(&name);
+    Ok(Redirect::to(&format!("/containers/{name}?capture={job_id}")))
+}
+
+/// Container names are `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; escape anything else anyway.
+fn utf8_percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
