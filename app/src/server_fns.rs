@@ -1,6 +1,8 @@
 //! Server functions: thin calls into the engine. The JSON API in the server
 //! crate calls the same engine methods.
 
+use leakscope_model::capture::CaptureJob;
+use leakscope_model::dumps::DumpFilter;
 use leakscope_model::{ContainerDetail, Overview};
 use leptos::prelude::*;
 
@@ -31,13 +33,20 @@ pub async fn get_container(name: String) -> Result<Option<ContainerDetail>, Serv
     }
 }
 
-/// Every dump, newest first, optionally narrowed to a service or container.
+/// Every dump, newest first, narrowed by service, container and runtime.
 #[server]
-pub async fn list_dumps(
-    service: Option<String>,
-    container: Option<String>,
-) -> Result<Vec<leakscope_model::dumps::DumpInfo>, ServerFnError> {
-    engine()?.dumps(service, container).await.map_err(|e| ServerFnError::new(e.to_string()))
+pub async fn list_dumps(filter: DumpFilter) -> Result<Vec<leakscope_model::dumps::DumpInfo>, ServerFnError> {
+    engine()?.dumps(filter).await.map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// A capture job by id, else the latest one for the container (`None` when there is none).
+#[server]
+pub async fn get_capture(container: String, job_id: Option<String>) -> Result<Option<CaptureJob>, ServerFnError> {
+    let engine = engine()?;
+    Ok(match job_id.filter(|j| !j.is_empty()) {
+        Some(id) => engine.capture_job(&id),
+        None => engine.latest_capture(&container),
+    })
 }
 
 /// A dump and, once ready, its analysis.
@@ -64,7 +73,7 @@ pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
     };
     let analysis = engine.dump_analysis(&id).await.ok();
     let siblings = engine
-        .dumps(Some(info.service.clone()), None)
+        .dumps(DumpFilter { service: Some(info.service.clone()), ..Default::default() })
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?
         .into_iter()

@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use leakscope_engine::capture::CaptureRequest;
 use leakscope_engine::Engine;
+use leakscope_model::dumps::DumpFilter;
 use serde::Deserialize;
 
 use crate::api::HttpError;
@@ -41,7 +42,7 @@ async fn start(State(engine): State<Engine>, Path(id): Path<String>, body: Bytes
 }
 
 async fn list(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(engine.dumps(None, Some(id)).await?))
+    Ok(Json(engine.dumps(DumpFilter { container: Some(id), ..Default::default() }).await?))
 }
 
 async fn job(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {

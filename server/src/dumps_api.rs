@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use futures::{Stream, StreamExt};
 use leakscope_engine::channel::channel_reader;
 use leakscope_engine::dumps::NewDump;
+use leakscope_model::dumps::DumpFilter;
 use leakscope_engine::Engine;
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -134,14 +135,8 @@ async fn upload_form(State(engine): State<Engine>, mut form: Multipart) -> Resul
     Err(bad("the form had no file: choose a .hprof or .hprof.gz file".into()))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    service: Option<String>,
-    container: Option<String>,
-}
-
-async fn list(State(engine): State<Engine>, Query(q): Query<ListQuery>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(engine.dumps(clean(q.service), clean(q.container)).await?))
+async fn list(State(engine): State<Engine>, Query(filter): Query<DumpFilter>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.dumps(filter).await?))
 }
 
 async fn info(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {

@@ -1,5 +1,7 @@
 //! `/containers/<name>`: the memory chart over a range kept in the URL.
 
+use leakscope_model::capture::CaptureJob;
+use leakscope_model::dumps::DumpFilter;
 use leakscope_model::{format_bytes, ContainerDetail, ContainerInfo, TimeRange, PRESETS};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -7,7 +9,8 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::components::{LimitCell, PercentOfLimit, StateBadge};
 use crate::live::{current_overview, LiveOverview};
-use crate::server_fns::get_container;
+use crate::pages::dumps::DumpGroups;
+use crate::server_fns::{get_capture, get_container, list_dumps};
 
 /// The viewer's offset from UTC in minutes (east positive); 0 on the server.
 fn browser_tz_offset() -> i32 {
@@ -121,6 +124,7 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
     };
     let form_action = format!("/containers/{name}");
     let present = detail.present;
+    let capture_name = name.clone();
 
     view! {
         <section class="container-head">
@@ -169,5 +173,117 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
                 " · times in your zone; the band shows min–max working set per point"
             </p>
         </section>
+        <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") query/>
+    }
+}
+
+const STAGES: [&str; 5] = ["locating", "dumping", "copying", "storing", "done"];
+
+/// *Capture heap dump*, the job's stages as they happen, and this container's dump history.
+#[component]
+fn CapturePanel(name: String, running: Signal<bool>, query: Memo<leptos_router::params::ParamsMap>) -> impl IntoView {
+    let job_param = Memo::new(move |_| query.read().get("capture"));
+    // Bumped while a job runs, so the job (and then the history) is fetched again.
+    let tick = RwSignal::new(0u32);
+    let job = {
+        let name = name.clone();
+        Resource::new(move || (name.clone(), job_param.get(), tick.get()), |(n, j, _)| get_capture(n, j))
+    };
+    let finished_dump = Memo::new(move |_| job.get().and_then(Result::ok).flatten().and_then(|j| j.dump_id));
+    let dumps = {
+        let name = name.clone();
+        Resource::new(
+            move || (name.clone(), finished_dump.get()),
+            |(n, _)| list_dumps(DumpFilter { container: Some(n), ..Default::default() }),
+        )
+    };
+    Effect::new(move |_| {
+        let still_running = job.get().and_then(Result::ok).flatten().is_some_and(|j| j.state == "running");
+        if still_running {
+            set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_millis(700));
+        }
+    });
+    let action = format!("/containers/{name}/capture");
+    let history_href = format!("/dumps?container={name}");
+    view! {
+        <section class="capture-panel">
+            <div class="capture-head">
+                <h2>"Heap dumps"</h2>
+                <form method="post" action=action.clone()>
+                    <button id="capture-button" type="submit" disabled=move || !running.get()
+                        title="Finds the JVM in the container and writes a heap dump (jcmd, or Leakscope's own helper when the image has no tools)">
+                        "Capture heap dump"
+                    </button>
+                </form>
+                <a href=history_href class="muted">"all dumps of this container"</a>
+            </div>
+            <Transition fallback=|| ()>
+                {move || job.get().and_then(Result::ok).flatten().map(|j| view! { <CaptureStatus job=j action=action.clone()/> })}
+            </Transition>
+            <Transition fallback=|| view! { <p class="muted">"Loading dumps…"</p> }>
+                {move || dumps.get().map(|r| match r {
+                    Ok(list) => view! { <DumpGroups list empty_text="No heap dumps of this container yet."/> }.into_any(),
+                    Err(e) => view! { <div class="banner error">"Cannot list dumps: " {e.to_string()}</div> }.into_any(),
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
+    let current = STAGES.iter().position(|s| *s == job.stage);
+    let stages = STAGES
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            let class = match current {
+                Some(c) if i < c || job.state == "done" => "stage passed",
+                Some(c) if i == c && job.state == "running" => "stage current",
+                Some(c) if i == c => "stage stopped",
+                _ => "stage",
+            };
+            view! { <li class=class>{*stage}</li> }
+        })
+        .collect_view();
+    let copied = (job.bytes_copied > 0).then(|| {
+        let total = job.bytes_total.map(|t| format!(" of {}", format_bytes(t))).unwrap_or_default();
+        format!("{}{total} copied at {}/s", format_bytes(job.bytes_copied), format_bytes(job.rate_bytes_per_sec as u64))
+    });
+    let how = job.recipe.clone().map(|r| match r.as_str() {
+        "jcmd" => "with the image's jcmd".to_string(),
+        _ => "with Leakscope's attach helper (the image has no jcmd)".to_string(),
+    });
+    let choices = job
+        .jvms
+        .iter()
+        .map(|jvm| {
+            let pid = jvm.pid.to_string();
+            view! {
+                <form method="post" action=action.clone() class="jvm-choice">
+                    <input type="hidden" name="pid" value=pid.clone()/>
+                    <button type="submit">"Capture pid " {pid}</button>
+                    " " <code>{jvm.command.clone()}</code>
+                </form>
+            }
+        })
+        .collect_view();
+    let running = job.state == "running";
+    view! {
+        <div id="capture-job" class=format!("capture-job {}", job.state) data-state=job.state.clone() data-stage=job.stage.clone()>
+            {running.then(|| view! { <noscript><meta http-equiv="refresh" content="2"/></noscript> })}
+            <ol class="stages">{stages}</ol>
+            <p class="muted">
+                {job.pid.map(|p| format!("JVM pid {p} "))}
+                {how}
+                {copied.map(|c| format!(" · {c}"))}
+            </p>
+            {job.error.clone().map(|e| view! { <div class="banner error" id="capture-error">"Capture failed: " {e}</div> })}
+            {choices}
+            {job.dump_id.clone().map(|id| view! {
+                <p id="capture-done">"Dump stored. " <a href=format!("/dumps/{id}")>"Open its analysis"</a>
+                " · " <a href=format!("/dumps/{id}/download")>"download .hprof"</a></p>
+            })}
+        </div>
     }
 }

@@ -2,7 +2,7 @@
 //! what the server found in each dump.
 
 use leakscope_model::analysis::{Analysis, HeapDiff};
-use leakscope_model::dumps::DumpInfo;
+use leakscope_model::dumps::{DumpFilter, DumpInfo};
 use leakscope_model::{format_bytes, format_percent};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
@@ -47,9 +47,9 @@ pub fn DumpsPage() -> impl IntoView {
     let query = use_query_map();
     let filter = Memo::new(move |_| {
         let q = query.read();
-        (q.get("service").filter(|s| !s.is_empty()), q.get("container").filter(|s| !s.is_empty()))
+        DumpFilter { service: q.get("service"), container: q.get("container"), runtime: q.get("runtime") }.cleaned()
     });
-    let dumps = Resource::new(move || filter.get(), |(service, container)| list_dumps(service, container));
+    let dumps = Resource::new(move || filter.get(), list_dumps);
     view! {
         <Title text="Heap dumps"/>
         <section class="container-head">
@@ -64,8 +64,9 @@ pub fn DumpsPage() -> impl IntoView {
             </form>
         </section>
         <form class="filters" method="get" action="/dumps">
-            <input type="text" name="service" placeholder="service" prop:value=move || filter.get().0.unwrap_or_default()/>
-            <input type="text" name="container" placeholder="container" prop:value=move || filter.get().1.unwrap_or_default()/>
+            <input type="text" name="service" placeholder="service" prop:value=move || filter.get().service.unwrap_or_default()/>
+            <input type="text" name="container" placeholder="container" prop:value=move || filter.get().container.unwrap_or_default()/>
+            <input type="text" name="runtime" placeholder="runtime (java 17)" prop:value=move || filter.get().runtime.unwrap_or_default()/>
             <button type="submit">"Filter"</button>
             <a href="/dumps">"clear"</a>
         </form>
@@ -78,10 +79,12 @@ pub fn DumpsPage() -> impl IntoView {
     }
 }
 
+/// Dumps grouped by service, newest first, with links; shared by `/dumps` and the container page.
 #[component]
-fn DumpGroups(list: Vec<DumpInfo>) -> impl IntoView {
+pub fn DumpGroups(list: Vec<DumpInfo>, #[prop(optional)] empty_text: Option<&'static str>) -> impl IntoView {
     if list.is_empty() {
-        return view! { <p class="empty">"No heap dumps yet. Upload one above, or POST it to /api/v1/dumps."</p> }.into_any();
+        let text = empty_text.unwrap_or("No heap dumps yet. Upload one above, or POST it to /api/v1/dumps.");
+        return view! { <p class="empty">{text}</p> }.into_any();
     }
     let mut groups: Vec<(String, Vec<DumpInfo>)> = Vec::new();
     for d in list {
@@ -108,7 +111,8 @@ fn DumpGroups(list: Vec<DumpInfo>) -> impl IntoView {
                             <td>{d.file_name.clone()}</td>
                             <td>{d.container_name.clone().unwrap_or_default()}</td>
                             <td class="num">{format_bytes(d.size_bytes)}</td>
-                            <td>{d.trigger.clone()}</td>
+                            <td>{d.runtime.clone().unwrap_or_else(|| "java".into())}{d.pid.map(|p| format!(" · pid {p}"))}</td>
+                            <td>{d.trigger.clone()}{d.requested_by.clone().map(|b| format!(" ({b})"))}</td>
                             <td>{state_badge(&d.analysis_state)}</td>
                             <td class="actions">
                                 <a href=href>"analysis"</a>
@@ -125,7 +129,7 @@ fn DumpGroups(list: Vec<DumpInfo>) -> impl IntoView {
             view! {
                 <h2 class="group">{service}</h2>
                 <table class="grid dumps">
-                    <thead><tr><th>"Captured"</th><th>"File"</th><th>"Container"</th><th class="num">"Size"</th><th>"Trigger"</th><th>"Analysis"</th><th></th></tr></thead>
+                    <thead><tr><th>"Captured"</th><th>"File"</th><th>"Container"</th><th class="num">"Size"</th><th>"Runtime"</th><th>"Trigger"</th><th>"Analysis"</th><th></th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
             }

@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use leakscope_model::analysis::{Analysis, HeapSummary};
-use leakscope_model::dumps::DumpInfo;
+use leakscope_model::dumps::{DumpFilter, DumpInfo};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
@@ -214,15 +214,16 @@ impl DumpStore {
         Ok(self.conn.query_row(&sql, [id], Self::row).optional()?)
     }
 
-    /// Newest first, optionally only one service or container.
-    pub fn list(&self, service: Option<&str>, container: Option<&str>) -> Result<Vec<DumpInfo>, EngineError> {
+    /// Newest first, narrowed by the filter.
+    pub fn list(&self, filter: &DumpFilter) -> Result<Vec<DumpInfo>, EngineError> {
         let sql = format!(
             "SELECT {} FROM dumps WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR container_name = ?2 OR container_id = ?2)
+               AND (?3 IS NULL OR substr(COALESCE(runtime, 'java'), 1, length(?3)) = ?3)
              ORDER BY created_ms DESC",
             Self::COLUMNS
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![service, container], Self::row)?;
+        let rows = stmt.query_map(params![filter.service, filter.container, filter.runtime], Self::row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

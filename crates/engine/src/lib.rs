@@ -393,8 +393,9 @@ impl Engine {
         });
     }
 
-    pub async fn dumps(&self, service: Option<String>, container: Option<String>) -> Result<Vec<leakscope_model::dumps::DumpInfo>, EngineError> {
-        self.blocking(move |e| lock(&e.inner.dumps).list(service.as_deref(), container.as_deref())).await
+    pub async fn dumps(&self, filter: leakscope_model::dumps::DumpFilter) -> Result<Vec<leakscope_model::dumps::DumpInfo>, EngineError> {
+        let filter = filter.cleaned();
+        self.blocking(move |e| lock(&e.inner.dumps).list(&filter)).await
     }
 
     pub async fn dump(&self, id: &str) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {

@@ -43,3 +43,21 @@ pub struct DumpInfo {
     #[serde(default)]
     pub requested_by: Option<String>,
 }
+
+/// Narrows the dump history; empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpFilter {
+    pub service: Option<String>,
+    /// Name or id.
+    pub container: Option<String>,
+    /// Prefix of the runtime, e.g. `java` or `java 17`.
+    pub runtime: Option<String>,
+}
+
+impl DumpFilter {
+    /// Blank fields become `None`.
+    pub fn cleaned(self) -> DumpFilter {
+        let clean = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+        DumpFilter { service: clean(self.service), container: clean(self.container), runtime: clean(self.runtime) }
+    }
+}
