@@ -311,7 +311,7 @@ impl Capture {
             Ok(o) if o.exit_code == 0 => {}
             Ok(o) => {
                 return Err(format!(
-                    "cannot copy the capture helper into {CONTAINER_DIR} (exit {}): {}; /tmp must be writable",
+                    "cannot copy the capture helper into {CONTAINER_DIR} (exit {}): {}; the container needs a writable {CONTAINER_DIR} (the JVM keeps its attach socket there too)",
                     o.exit_code,
                     o.stderr.trim()
                 ))
@@ -469,11 +469,15 @@ impl Capture {
         let StartExecResults::Attached { mut output, input: mut stdin } = started else {
             return Err(format!("the engine detached {what}"));
         };
-        if !input.is_empty() {
-            stdin.write_all(input).await.map_err(|e| format!("writing to {what}: {e}"))?;
-            stdin.shutdown().await.map_err(|e| format!("closing the input of {what}: {e}"))?;
-        }
-        drop(stdin);
+        // Feed stdin while reading the output: a command that fails early stops
+        // reading its input, and its exit code and stderr say why.
+        let writer = (!input.is_empty()).then(|| {
+            let input = input.to_vec();
+            tokio::spawn(async move {
+                stdin.write_all(&input).await?;
+                stdin.shutdown().await
+            })
+        });
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(item) = output.next().await {
             match item.map_err(|e| engine_failure(&format!("running {what}"), &e))? {
@@ -489,6 +493,17 @@ impl Capture {
             .map_err(|e| engine_failure(&format!("running {what}"), &e))?
             .exit_code
             .unwrap_or(-1);
+        if let Some(writer) = writer {
+            let written = if writer.is_finished() {
+                writer.await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()))
+            } else {
+                writer.abort();
+                Err("it exited before reading all its input".into())
+            };
+            if let (Err(e), 0) = (written, exit_code) {
+                return Err(format!("writing to {what}: {e}"));
+            }
+        }
         Ok(ExecOutput {
             exit_code,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -1,0 +1,241 @@
+//! One-click heap dump capture against real JVMs in real containers: the
+//! image's jcmd, our helper in a JRE-only image, a non-root JVM, a read-only
+//! root filesystem, a JVM that is not PID 1, two JVMs, and the failures
+//! (noexec /tmp, attach disabled, no JVM, a container killed mid-capture).
+
+use std::time::{Duration, Instant};
+
+use end2end::{docker, fixture_image, post_bytes, Server, TestContainer};
+use serde_json::Value;
+
+/// A small, slowly leaking JVM: dumps of a few MiB.
+const QUIET: [&str; 4] = ["-e", "LEAK_KIB_PER_SEC=64", "-m", "512m"];
+const SERVICE_JAR: &str = "/app/leak-service.jar";
+
+fn start_capture(server: &Server, container: &str, body: &str) -> (u16, Value) {
+    let (status, text) = post_bytes(&server.url(&format!("/api/v1/containers/{container}/dumps")), body.as_bytes());
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)))
+}
+
+fn capture_job(server: &Server, container: &str, body: &str) -> String {
+    let (status, answer) = start_capture(server, container, body);
+    assert_eq!(status, 202, "{answer}");
+    answer["job_id"].as_str().unwrap().to_string()
+}
+
+fn wait_job(server: &Server, job: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, state) = server.get_json(&format!("/api/v1/jobs/{job}"));
+        assert_eq!(status, 200, "{state}");
+        if state["state"] != "running" {
+            return state;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "job still running: {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until the JVM in the container answers (it has started).
+fn wait_for_jvm(container: &TestContainer) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let logs = std::process::Command::new("docker").args(["logs", &container.name]).output().unwrap();
+        if String::from_utf8_lossy(&logs.stdout).contains("LeakService mode=") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the JVM in {} did not start", container.name);
+}
+
+/// The stored dump downloads as a real HPROF and our parser reads it.
+fn check_dump(server: &Server, dump_id: &str) {
+    let response = ureq::get(&server.url(&format!("/api/v1/dumps/{dump_id}/download"))).call().unwrap();
+    let mut head = vec![0u8; 18];
+    std::io::Read::read_exact(&mut response.into_reader(), &mut head).unwrap();
+    assert_eq!(&head, b"JAVA PROFILE 1.0.2");
+    let started = Instant::now();
+    loop {
+        let (status, analysis) = server.get_json(&format!("/api/v1/dumps/{dump_id}/analysis"));
+        if status == 200 {
+            assert!(analysis["summary"]["objects"].as_u64().unwrap() > 1000, "{}", analysis["summary"]);
+            let classes: Vec<&str> = analysis["histogram"].as_array().unwrap().iter().filter_map(|h| h["class"].as_str()).collect();
+            assert!(classes.contains(&"LeakService$Session"), "the leaking class is missing from the histogram");
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "analysis not ready: {analysis}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Nothing of ours stays in the container's /tmp.
+fn assert_clean(container: &TestContainer) {
+    let listing = docker(&["exec", "-u", "0", &container.name, "ls", "-a", "/tmp"]);
+    assert!(!listing.contains("leakscope"), "files left in the container: {listing}");
+}
+
+fn captured(server: &Server, container: &TestContainer, body: &str) -> Value {
+    wait_for_jvm(container);
+    let job = capture_job(server, &container.name, body);
+    let state = wait_job(server, &job);
+    assert_eq!(state["state"], "done", "{state}");
+    assert_eq!(state["stage"], "done");
+    check_dump(server, state["dump_id"].as_str().unwrap());
+    assert_clean(container);
+    state
+}
+
+#[test]
+fn jdk_image_is_captured_with_its_own_jcmd_and_a_second_click_joins() {
+    let server = Server::start(&[], &[]);
+    let jvm = TestContainer::run_image("cap-jdk", &fixture_image("java"), &QUIET, &[]);
+    wait_for_jvm(&jvm);
+    let first = capture_job(&server, &jvm.name, "");
+    let second = capture_job(&server, &jvm.name, "{}");
+    assert_eq!(first, second, "a second capture while one runs must join it");
+    let state = wait_job(&server, &first);
+    assert_eq!(state["state"], "done", "{state}");
+    assert_eq!(state["recipe"], "jcmd");
+    let dump_id = state["dump_id"].as_str().unwrap();
+    check_dump(&server, dump_id);
+    assert_clean(&jvm);
+    let (_, info) = server.get_json(&format!("/api/v1/dumps/{dump_id}"));
+    assert_eq!(info["container_name"], jvm.name.as_str());
+    assert_eq!(info["trigger"], "manual");
+    assert_eq!(info["pid"], 1);
+    assert!(info["runtime"].as_str().unwrap().starts_with("java 17"), "{info}");
+    assert!(info["capture_ms"].as_u64().is_some());
+    assert_eq!(info["size_bytes"], state["bytes_total"]);
+    let (_, listed) = server.get_json(&format!("/api/v1/dumps?container={}&runtime=java", jvm.name));
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn jre_only_image_with_a_non_root_jvm_is_captured_with_our_helper() {
+    let server = Server::start(&[], &[]);
+    let mut options = QUIET.to_vec();
+    options.extend(["--user", "1000:1000"]);
+    let jvm = TestContainer::run_image("cap-jre", &fixture_image("java-jre"), &options, &[]);
+    let state = captured(&server, &jvm, "");
+    assert_eq!(state["recipe"], "agent");
+}
+
+#[test]
+fn read_only_root_filesystem_streams_through_exec() {
+    let server = Server::start(&[], &[]);
+    let mut options = QUIET.to_vec();
+    options.extend(["--read-only", "--tmpfs", "/tmp:exec"]);
+    let jvm = TestContainer::run_image("cap-ro", &fixture_image("java-jre"), &options, &[]);
+    captured(&server, &jvm, "");
+}
+
+#[test]
+fn a_jvm_that_is_not_pid_1_is_found() {
+    let server = Server::start(&[], &[]);
+    let mut options = QUIET.to_vec();
+    options.push("--init");
+    let jvm = TestContainer::run_image("cap-init", &fixture_image("java-jre"), &options, &[]);
+    let state = captured(&server, &jvm, "");
+    assert_ne!(state["pid"], 1, "with --init the JVM is not PID 1: {state}");
+}
+
+#[test]
+fn two_jvms_ask_for_a_choice_then_capture_the_chosen_one() {
+    let server = Server::start(&[], &[]);
+    let script = format!("java -cp {SERVICE_JAR} LeakService & java -cp {SERVICE_JAR} LeakService & wait");
+    let jvm = TestContainer::run_image("cap-two", &fixture_image("java"), &QUIET, &["sh", "-c", &script]);
+    wait_for_jvm(&jvm);
+    std::thread::sleep(Duration::from_secs(2));
+    let job = capture_job(&server, &jvm.name, "");
+    let state = wait_job(&server, &job);
+    assert_eq!(state["state"], "failed", "{state}");
+    assert!(state["error"].as_str().unwrap().contains("runs 2 JVMs"), "{state}");
+    let jvms = state["jvms"].as_array().unwrap();
+    assert_eq!(jvms.len(), 2);
+    let chosen = jvms[1]["pid"].as_u64().unwrap();
+    let state = captured(&server, &jvm, &format!("{{\"pid\": {chosen}}}"));
+    assert_eq!(state["pid"], chosen);
+}
+
+#[test]
+fn failures_say_why_and_leave_nothing_behind() {
+    let server = Server::start(&[], &[]);
+    let dumps_before = server.get_json("/api/v1/dumps").1.as_array().unwrap().len();
+
+    // /tmp noexec (Docker's default for --tmpfs) and no jcmd in the image.
+    let mut options = QUIET.to_vec();
+    options.extend(["--read-only", "--tmpfs", "/tmp"]);
+    let noexec = TestContainer::run_image("cap-noexec", &fixture_image("java-jre"), &options, &[]);
+    // Attach switched off.
+    let mut options = QUIET.to_vec();
+    options.extend(["-e", "JAVA_TOOL_OPTIONS=-XX:+DisableAttachMechanism"]);
+    let no_attach = TestContainer::run_image("cap-noattach", &fixture_image("java-jre"), &options, &[]);
+    // No JVM at all.
+    let no_jvm = TestContainer::run("cap-nojvm", &[], &["sh", "-c", "mkdir -p /tmp && exec sleep 600"]);
+    // No /tmp at all (a bare scratch image).
+    let no_tmp = TestContainer::run("cap-notmp", &[], &["sleep", "600"]);
+    wait_for_jvm(&noexec);
+    wait_for_jvm(&no_attach);
+
+    let expectations = [(&noexec, "noexec"), (&no_attach, "DisableAttachMechanism"), (&no_jvm, "no JVM runs in this container"), (&no_tmp, "needs a writable /tmp")];
+    for (container, expected) in expectations {
+        let job = capture_job(&server, &container.name, "");
+        let state = wait_job(&server, &job);
+        assert_eq!(state["state"], "failed", "{state}");
+        let error = state["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{}: expected '{expected}' in: {error}", container.name);
+        if container.name != no_tmp.name {
+            assert_clean(container);
+        }
+    }
+
+    // Stopped and unknown containers are refused at once.
+    let stopped = TestContainer::run("cap-stopped", &[], &["true"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(start_capture(&server, &stopped.name, "").0, 400);
+    assert_eq!(start_capture(&server, "no-such-container-anywhere", "").0, 404);
+    assert_eq!(start_capture(&server, &no_jvm.name, "{\"pid\": \"x\"}").0, 400);
+
+    let dumps_after = server.get_json("/api/v1/dumps").1.as_array().unwrap().len();
+    assert_eq!(dumps_before, dumps_after, "a failed capture stored a dump");
+}
+
+#[test]
+fn a_container_killed_mid_capture_fails_the_job_and_stores_nothing() {
+    let server = Server::start(&[], &[]);
+    // A fast leak so the dump is large enough to be caught in flight.
+    let jvm = TestContainer::run_image(
+        "cap-killed",
+        &fixture_image("java-jre"),
+        &["-e", "LEAK_KIB_PER_SEC=262144", "-e", "OBJECT_BYTES=65536", "-m", "1g"],
+        &[],
+    );
+    wait_for_jvm(&jvm);
+    std::thread::sleep(Duration::from_secs(3));
+    let job = capture_job(&server, &jvm.name, "");
+    let started = Instant::now();
+    loop {
+        let (_, state) = server.get_json(&format!("/api/v1/jobs/{job}"));
+        if state["stage"] == "dumping" || state["stage"] == "copying" {
+            break;
+        }
+        assert_eq!(state["state"], "running", "the job ended before it could be interrupted: {state}");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    docker(&["kill", &jvm.name]);
+    let state = wait_job(&server, &job);
+    assert_eq!(state["state"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap();
+    assert!(!error.is_empty());
+    println!("killed mid-capture: {error}");
+    assert!(server.get_json("/api/v1/dumps").1.as_array().unwrap().is_empty(), "a partial dump was stored");
+    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir.join("dumps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("hprof") || n.starts_with(".incoming"))
+        .collect();
+    assert!(leftovers.is_empty(), "files left in the dump folder: {leftovers:?}");
+}
