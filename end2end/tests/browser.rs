@@ -217,3 +217,64 @@ async fn dump_analysis_page_shows_the_suspect_and_sorts_the_histogram() {
     .await;
     client.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
+    let server = Server::start(&[], &[]);
+    // A JRE-only image (no jcmd) with a heap of about 200 MiB, so the stages are visible.
+    let jvm = TestContainer::run_image(
+        "browser-capture",
+        &end2end::fixture_image("java-jre"),
+        &["-e", "MODE=warmup", "-e", "CACHE_MIB=200", "-e", "LEAK_KIB_PER_SEC=262144", "-e", "OBJECT_BYTES=65536", "-m", "1g"],
+        &[],
+    );
+    wait_listed(&server, &jvm.name);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let driver = start_chromedriver();
+    let client = browser(&driver, true).await;
+    client.goto(&server.url(&format!("/containers/{}", jvm.name))).await.unwrap();
+    eventually("the page hydrates and the capture button is enabled", || async {
+        match client.find(Locator::Id("capture-button")).await {
+            Ok(b) => b.attr("disabled").await.ok().flatten().is_none(),
+            Err(_) => false,
+        }
+    })
+    .await;
+    client.find(Locator::Id("capture-button")).await.unwrap().click().await.unwrap();
+
+    // Watch the job box: the stages change live until the job is done.
+    let mut seen: Vec<String> = Vec::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(job) = client.find(Locator::Id("capture-job")).await {
+            if let (Ok(Some(stage)), Ok(Some(state))) = (job.attr("data-stage").await, job.attr("data-state").await) {
+                if seen.last() != Some(&stage) {
+                    seen.push(stage.clone());
+                }
+                if state != "running" {
+                    assert_eq!(state, "done", "the capture failed: {}", job.text().await.unwrap_or_default());
+                    break;
+                }
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "capture did not finish; stages seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.last().map(String::as_str), Some("done"), "{seen:?}");
+    assert!(seen.len() >= 2, "the stages should change while the page is open: {seen:?}");
+    let url = client.current_url().await.unwrap();
+    assert!(url.as_str().contains("capture="), "the job is in the URL: {url}");
+
+    // The history on the same page lists the new dump; its download is a real HPROF.
+    eventually("the dump appears in the container's history", || async {
+        client.find(Locator::Css(".capture-panel tr[data-dump]")).await.is_ok()
+    })
+    .await;
+    let link = client.find(Locator::Css("#capture-done a[href$='/download']")).await.unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    let response = ureq::get(&server.url(&href)).call().unwrap();
+    let mut head = vec![0u8; 18];
+    std::io::Read::read_exact(&mut response.into_reader(), &mut head).unwrap();
+    assert_eq!(&head, b"JAVA PROFILE 1.0.2");
+    client.close().await.unwrap();
+}
