@@ -53,6 +53,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if !agent.is_file() {
         tracing::warn!(agent = %agent.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
     }
+    // Its Java twin, for containers whose /tmp is noexec, lives beside it.
+    config.attach_jar_path = Some(agent.with_file_name("leakscope-attach.jar"));
     config.agent_path = Some(agent);
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
 

@@ -86,6 +86,29 @@ fn build_agent() -> Result<()> {
     let dir = root.join("target/capture");
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(&built, dir.join("leakscope-agent")).with_context(|| format!("copying {}", built.display()))?;
+    build_attach_jar(&root, &dir)
+}
+
+/// The helper's Java twin (for /tmp mounted noexec), when a JDK is present;
+/// without one the server still captures, only not from noexec /tmp.
+fn build_attach_jar(root: &Path, dir: &Path) -> Result<()> {
+    let source = root.join("crates/agent/java/LeakscopeAttach.java");
+    let classes = root.join("target/capture/classes");
+    let _ = std::fs::remove_dir_all(&classes);
+    std::fs::create_dir_all(&classes)?;
+    let javac = Command::new("javac").args(["--release", "17", "-d"]).arg(&classes).arg(&source).status();
+    match javac {
+        Ok(status) if status.success() => {}
+        _ => {
+            eprintln!("xtask: no working javac: skipping leakscope-attach.jar (captures from a noexec /tmp without jcmd will fail)");
+            return Ok(());
+        }
+    }
+    let jar = dir.join("leakscope-attach.jar");
+    let status = Command::new("jar").arg("cf").arg(&jar).arg("-C").arg(&classes).arg(".").status()?;
+    if !status.success() {
+        bail!("jar failed for {}", jar.display());
+    }
     Ok(())
 }
 

@@ -252,6 +252,7 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
     });
     let how = job.recipe.clone().map(|r| match r.as_str() {
         "jcmd" => "with the image's jcmd".to_string(),
+        "java-attach" => "with Leakscope's attach client on the container's own java (no jcmd, /tmp is noexec)".to_string(),
         _ => "with Leakscope's attach helper (the image has no jcmd)".to_string(),
     });
     let choices = job

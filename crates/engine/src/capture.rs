@@ -105,7 +105,7 @@ impl Engine {
         let job = job_id.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let mut capture = Capture { engine: engine.clone(), docker, job: job.clone(), inspect, agent: None, dump_path: None };
+            let mut capture = Capture { engine: engine.clone(), docker, job: job.clone(), inspect, helper: None, placed: Vec::new(), dump_path: None };
             let outcome = capture.run(&request, started).await;
             capture.clean_up().await;
             engine.update_job(&job, |j| {
@@ -143,6 +143,13 @@ impl Engine {
     }
 }
 
+/// Our helper inside the container: the static binary, or the jar run by the container's java.
+struct Helper {
+    prefix: Vec<String>,
+    /// `agent` or `java-attach`: how a dump is taken when the image has no jcmd.
+    recipe: &'static str,
+}
+
 /// Output of a finished exec.
 struct ExecOutput {
     exit_code: i64,
@@ -155,8 +162,10 @@ struct Capture {
     docker: Docker,
     job: String,
     inspect: ContainerInspectResponse,
-    /// The helper's path inside the container, once it runs there.
-    agent: Option<String>,
+    /// How to run our helper inside the container (argv prefix), once it runs there.
+    helper: Option<Helper>,
+    /// Files we put into the container, removed at the end.
+    placed: Vec<String>,
     /// The dump's path inside the container, once asked for.
     dump_path: Option<String>,
 }
@@ -190,7 +199,7 @@ impl Capture {
 
     async fn run(&mut self, request: &CaptureRequest, started: Instant) -> StepResult<String> {
         self.stage("locating");
-        self.install_agent().await?;
+        self.install_helper().await?;
         let jvms = self.list_jvms().await?;
         let jvm = choose_jvm(&jvms, request.pid).map_err(|message| {
             self.engine.update_job(&self.job, |j| j.jvms = jvms.clone());
@@ -208,7 +217,7 @@ impl Capture {
         self.stage("dumping");
         let path = format!("{CONTAINER_DIR}/leakscope-{}.hprof", self.job);
         self.dump_path = Some(path.clone());
-        let recipe = if jvm.jcmd.is_some() { "jcmd" } else { "agent" };
+        let recipe = if jvm.jcmd.is_some() { "jcmd" } else { self.helper.as_ref().map(|h| h.recipe).unwrap_or("agent") };
         self.engine.update_job(&self.job, |j| {
             j.pid = Some(jvm.pid);
             j.recipe = Some(recipe.into());
@@ -217,10 +226,7 @@ impl Capture {
         let pid = jvm.pid.to_string();
         let output = match &jvm.jcmd {
             Some(jcmd) => self.exec(vec![jcmd.clone(), pid, "GC.heap_dump".into(), path.clone()], &user).await?,
-            None => {
-                let agent = self.agent.clone().unwrap_or_default();
-                self.exec(vec![agent, "dump".into(), pid, path.clone()], &user).await?
-            }
+            None => self.exec(self.helper_command(&["dump", &pid, &path]), &user).await?,
         };
         // jcmd exits 0 even when the dump failed; its words are the only proof.
         if !output.stdout.contains("Heap dump file created") {
@@ -282,8 +288,27 @@ impl Capture {
         Ok(())
     }
 
-    /// Puts our static helper into the container's /tmp and checks it runs.
-    async fn install_agent(&mut self) -> StepResult<()> {
+    /// Argv for one helper command.
+    fn helper_command(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = self.helper.as_ref().map(|h| h.prefix.clone()).unwrap_or_default();
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    /// Puts a helper into the container's /tmp that runs there: our static
+    /// binary, else (when /tmp is noexec) our jar run by the container's own java.
+    async fn install_helper(&mut self) -> StepResult<()> {
+        let native = match self.install_native_agent().await {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        match self.install_java_client().await {
+            Ok(()) => Ok(()),
+            Err(java) => Err(format!("{native} (The fallback, Leakscope's attach client run by the container's own java, is not possible either: {java}.)")),
+        }
+    }
+
+    async fn install_native_agent(&mut self) -> StepResult<()> {
         let Some(local) = self.engine.inner.config.agent_path.clone() else {
             return Err("Leakscope's capture helper was not built (run the build, or pass --agent)".into());
         };
@@ -293,7 +318,7 @@ impl Capture {
         let file_name = format!(".leakscope-agent-{}", self.job);
         let path = format!("{CONTAINER_DIR}/{file_name}");
         // Remember it before copying so clean-up removes it whatever happens next.
-        self.agent = Some(path.clone());
+        self.placed.push(path.clone());
         if !self.archive_api_unusable() {
             let tar = single_file_tar(&file_name, &binary, 0o755).map_err(|e| format!("packing the helper: {e}"))?;
             let options = UploadToContainerOptionsBuilder::default().path(CONTAINER_DIR).build();
@@ -301,40 +326,86 @@ impl Capture {
                 tracing::info!(job = %self.job, error = %e, "archive upload refused; copying through exec");
             }
         }
-        if self.exec(vec![path.clone(), "version".into()], "0:0").await.map(|o| o.exit_code == 0).unwrap_or(false) {
+        let helper = Helper { prefix: vec![path.clone()], recipe: "agent" };
+        if self.helper_runs(&helper).await? {
+            self.helper = Some(helper);
             return Ok(());
         }
-        // Through exec: stdin into a file, with the container's own sh and cat.
-        let script = "cat > \"$0\" && chmod 755 \"$0\"";
-        let copied = self.exec_with_input(vec!["sh".into(), "-c".into(), script.into(), path.clone()], "0:0", &binary).await;
-        match copied {
-            Ok(o) if o.exit_code == 0 => {}
-            Ok(o) => {
-                return Err(format!(
-                    "cannot copy the capture helper into {CONTAINER_DIR} (exit {}): {}; the container needs a writable {CONTAINER_DIR} (the JVM keeps its attach socket there too)",
-                    o.exit_code,
-                    o.stderr.trim()
-                ))
-            }
-            Err(e) => return Err(format!("cannot copy the capture helper into the container: {e}")),
-        }
+        self.copy_in(&path, &binary, true).await?;
         let check = self.exec(vec![path.clone(), "version".into()], "0:0").await?;
         if check.exit_code == 0 {
+            self.helper = Some(helper);
             return Ok(());
         }
         if check.exit_code == 126 || check.stderr.contains("permission denied") {
             return Err(format!(
                 "{CONTAINER_DIR} in this container is mounted noexec (Docker's default for --tmpfs), so Leakscope's \
-                 helper cannot run there and the image has no jcmd we could use without it. Mount it with exec \
-                 (--tmpfs /tmp:exec) or add a JDK's jcmd to the image."
+                 helper cannot run there. Mount it with exec (--tmpfs /tmp:exec) or add a JDK's jcmd to the image."
             ));
         }
         Err(format!("the capture helper does not run in this container (exit {}): {}", check.exit_code, check.stderr.trim()))
     }
 
+    /// The jar needs no exec permission: `java -cp /tmp/x.jar` reads it.
+    async fn install_java_client(&mut self) -> StepResult<()> {
+        let Some(local) = self.engine.inner.config.attach_jar_path.clone().filter(|p| p.is_file()) else {
+            return Err("its jar was not built (the build needs a JDK's javac)".into());
+        };
+        let jar = tokio::fs::read(&local).await.map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+        let path = format!("{CONTAINER_DIR}/.leakscope-attach-{}.jar", self.job);
+        self.placed.push(path.clone());
+        self.copy_in(&path, &jar, false).await?;
+        for java in self.java_candidates().await {
+            // Small and quick: this JVM shares the container's memory limit.
+            let prefix = [java.as_str(), "-Xmx24m", "-Xss512k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData", "-cp", &path, "LeakscopeAttach"];
+            let helper = Helper { prefix: prefix.iter().map(|s| s.to_string()).collect(), recipe: "java-attach" };
+            if self.helper_runs(&helper).await? {
+                self.helper = Some(helper);
+                return Ok(());
+            }
+        }
+        Err("no java runs in the container through exec (not on PATH, and no absolute java path in its processes)".into())
+    }
+
+    /// `java` on the image's PATH, then absolute java paths its processes were started with.
+    async fn java_candidates(&self) -> Vec<String> {
+        let mut candidates = vec!["java".to_string()];
+        let options = bollard::query_parameters::TopOptionsBuilder::default().ps_args("-eo args").build();
+        if let Ok(top) = self.docker.top_processes(self.id(), Some(options)).await {
+            for row in top.processes.unwrap_or_default() {
+                let first = row.first().and_then(|args| args.split_whitespace().next()).unwrap_or_default().to_string();
+                if first.starts_with('/') && first.ends_with("/java") && !candidates.contains(&first) {
+                    candidates.push(first);
+                }
+            }
+        }
+        candidates
+    }
+
+    async fn helper_runs(&self, helper: &Helper) -> StepResult<bool> {
+        let mut argv = helper.prefix.clone();
+        argv.push("version".into());
+        Ok(self.exec(argv, "0:0").await.map(|o| o.exit_code == 0).unwrap_or(false))
+    }
+
+    /// Streams `contents` into a new file through exec stdin, with the
+    /// container's own sh and cat (the archive API cannot write to tmpfs).
+    async fn copy_in(&self, path: &str, contents: &[u8], executable: bool) -> StepResult<()> {
+        let script = if executable { "cat > \"$0\" && chmod 755 \"$0\"" } else { "cat > \"$0\"" };
+        let copied = self.exec_with_input(vec!["sh".into(), "-c".into(), script.into(), path.to_string()], "0:0", contents).await;
+        match copied {
+            Ok(o) if o.exit_code == 0 => Ok(()),
+            Ok(o) => Err(format!(
+                "cannot copy the capture helper into {CONTAINER_DIR} (exit {}): {}; the container needs a writable {CONTAINER_DIR} (the JVM keeps its attach socket there too)",
+                o.exit_code,
+                o.stderr.trim()
+            )),
+            Err(e) => Err(format!("cannot copy the capture helper into the container: {e}")),
+        }
+    }
+
     async fn list_jvms(&self) -> StepResult<Vec<JvmProcess>> {
-        let agent = self.agent.clone().unwrap_or_default();
-        let output = self.exec(vec![agent, "jvms".into()], "0:0").await?;
+        let output = self.exec(self.helper_command(&["jvms"]), "0:0").await?;
         if output.exit_code != 0 {
             return Err(format!("listing the processes in the container failed: {}", output.stderr.trim()));
         }
@@ -390,10 +461,9 @@ impl Capture {
     }
 
     async fn stream_exec(&self, path: &str, tx: mpsc::Sender<Chunk>) -> StepResult<()> {
-        let agent = self.agent.clone().unwrap_or_default();
         let exec = self
             .docker
-            .create_exec(self.id(), exec_options(vec![agent, "cat".into(), path.to_string()], "0:0", false))
+            .create_exec(self.id(), exec_options(self.helper_command(&["cat", path]), "0:0", false))
             .await
             .map_err(|e| engine_failure("starting the copy", &e))?;
         let started = self.docker.start_exec(&exec.id, Some(StartExecOptions { detach: false, ..Default::default() })).await;
@@ -430,20 +500,18 @@ impl Capture {
 
     /// Removes the dump and the helper from the container, whatever happened.
     async fn clean_up(&self) {
-        let files: Vec<String> = [self.dump_path.clone(), self.agent.clone()].into_iter().flatten().collect();
+        let files: Vec<String> = self.dump_path.iter().chain(self.placed.iter()).cloned().collect();
         if files.is_empty() {
             return;
         }
         let mut command = vec!["rm".to_string(), "-f".to_string()];
         command.extend(files.iter().cloned());
         let removed = self.exec(command, "0:0").await.map(|o| o.exit_code == 0).unwrap_or(false);
-        if !removed {
+        if !removed && self.helper.is_some() {
             // Images without rm: the helper removes the files (itself included).
-            if let Some(agent) = &self.agent {
-                let mut command = vec![agent.clone(), "rm".to_string()];
-                command.extend(files.iter().cloned());
-                let _ = self.exec(command, "0:0").await;
-            }
+            let mut command = self.helper_command(&["rm"]);
+            command.extend(files.iter().cloned());
+            let _ = self.exec(command, "0:0").await;
         }
     }
 

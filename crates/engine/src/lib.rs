@@ -65,6 +65,8 @@ pub struct EngineConfig {
     pub cgroup_root: PathBuf,
     /// Our static capture helper (built for x86_64-unknown-linux-musl), copied into containers.
     pub agent_path: Option<PathBuf>,
+    /// The same helper as a jar for the container's own java, for /tmp mounted noexec.
+    pub attach_jar_path: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -78,6 +80,7 @@ impl EngineConfig {
             stats_source: StatsSource::Auto,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             agent_path: None,
+            attach_jar_path: None,
         }
     }
 }
