@@ -6,6 +6,7 @@ mod api;
 mod capture_api;
 mod charts;
 mod demo;
+mod detect;
 mod dumps_api;
 mod serve;
 
@@ -30,6 +31,8 @@ enum Command {
     Analyze(analyze::AnalyzeArgs),
     /// What grew between two heap dumps of the same service.
     Diff(analyze::DiffArgs),
+    /// Leak verdict on a memory series from a CSV file (offline).
+    Detect(detect::DetectArgs),
     /// Start or remove a set of leaky sample containers to try Leakscope on.
     Demo(demo::DemoArgs),
 }
@@ -102,6 +105,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Analyze(args) => analyze::analyze(args),
         Command::Diff(args) => analyze::diff(args),
+        Command::Detect(args) => detect::detect(args),
         Command::Demo(args) => runtime.block_on(demo::run(args)).map_err(Into::into),
     };
     match result {
