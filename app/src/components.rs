@@ -1,6 +1,6 @@
 //! Small pieces shared by pages.
 
-use leakscope_model::{format_bytes, format_percent, ContainerInfo, EngineStatus};
+use leakscope_model::{format_bytes, format_percent, ContainerInfo, EngineStatus, LeakStatus};
 use leptos::prelude::*;
 
 use crate::live::current_overview;
@@ -116,5 +116,40 @@ pub fn Sparkline(values: Vec<Option<u64>>, limit: Option<u64>) -> impl IntoView 
         <svg class="sparkline" width="120" height="24" viewBox="0 0 120 24" role="img" aria-label="working set, last hour">
             <path d=d fill="none" stroke="currentColor" stroke-width="1.5"/>
         </svg>
+    }
+}
+
+/// The leak detector's verdict as a badge, with the time left until the limit.
+#[component]
+pub fn LeakBadge(status: Option<LeakStatus>) -> impl IntoView {
+    let Some(status) = status else {
+        return view! { <span class="muted" title="not assessed yet">"–"</span> }.into_any();
+    };
+    let class = match status.verdict.as_str() {
+        "leak" => "badge danger",
+        "growing" => "badge warn",
+        "warming up" => "badge info",
+        "stable" => "badge ok",
+        _ => "badge",
+    };
+    let ttl = status.time_to_limit_seconds.map(|t| format!(" · limit in {}", format_duration(t)));
+    view! {
+        <span class=class data-verdict=status.verdict.clone() title=status.reason.clone()>{status.verdict.clone()}</span>
+        <span class="muted ttl">{ttl}</span>
+    }
+    .into_any()
+}
+
+/// `42 s`, `17 min`, `3.2 h`, `2.5 days`.
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 90.0 * 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 48.0 * 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} days", s / 86400.0)
     }
 }

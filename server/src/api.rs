@@ -22,6 +22,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/containers", get(list_containers))
         .route("/api/v1/containers/{id}", get(container))
         .route("/api/v1/containers/{id}/memory", get(memory))
+        .route("/api/v1/containers/{id}/leak", get(leak))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/{*rest}", get(unknown_route))
 }
@@ -116,6 +117,11 @@ async fn memory(
 ) -> Result<impl IntoResponse, HttpError> {
     let range = query.range.resolve()?;
     Ok(Json(engine.series(&id, range.from_ms, range.to_ms, query.step).await?))
+}
+
+/// The leak verdict, assessed now from the stored series.
+async fn leak(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.assess_container(&id).await?))
 }
 
 /// Server-sent events: the whole overview on every sampling tick.

@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use leakscope_chart::{render_png, render_svg, ChartSpec, Theme};
+use leakscope_chart::{render_png, render_svg, ChartSpec, Theme, Trend};
 use leakscope_engine::Engine;
 use serde::Deserialize;
 
@@ -62,6 +62,14 @@ async fn chart(
         height,
         tz_offset_minutes: query.range.tz_minutes()?,
         theme: Theme::parse(query.theme.as_deref()),
+        trend: engine.leak_status(&name).filter(|s| s.verdict != "unknown").map(|s| Trend {
+            from_ms: s.window_start_ms,
+            from_bytes: s.floor_start_bytes,
+            to_ms: s.window_end_ms,
+            to_bytes: s.floor_end_bytes,
+            limit_at_ms: s.time_to_limit_seconds.map(|t| s.window_end_ms + (t * 1000.0) as i64),
+            limit_bytes: s.limit_bytes.map(|l| l as f64),
+        }),
     };
     let internal = |e: leakscope_chart::ChartError| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     let (content_type, body) = match format {

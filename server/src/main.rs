@@ -66,6 +66,9 @@ pub struct ServeArgs {
     /// The built site (WASM bundle, CSS, public files); defaults to `site/` beside the binary's target dir.
     #[arg(long, env = "LEAKSCOPE_SITE_ROOT")]
     pub site_root: Option<PathBuf>,
+    /// Steady growth needed before the leak verdict (shorter finds leaks sooner and warm-ups wrongly).
+    #[arg(long, default_value = "25m", value_parser = parse_duration)]
+    pub leak_min_age: Duration,
     /// The static capture helper copied into containers; defaults to `capture/leakscope-agent` beside the site root.
     #[arg(long, env = "LEAKSCOPE_AGENT")]
     pub agent: Option<PathBuf>,

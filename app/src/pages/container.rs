@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::components::{LimitCell, PercentOfLimit, StateBadge};
+use crate::components::{LeakBadge, LimitCell, PercentOfLimit, StateBadge};
 use crate::live::{current_overview, LiveOverview};
 use crate::pages::dumps::DumpGroups;
 use crate::server_fns::{get_capture, get_container, list_dumps};
@@ -152,6 +152,18 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
             }}
         </section>
         {(!present).then(|| view! { <div class="banner">"This container no longer exists on the engine; its recorded history is shown."</div> })}
+        {move || info.get().leak.map(|status| {
+            let reason = status.reason.clone();
+            let verdict = status.verdict.clone();
+            let slope = format!("{}/h", format_bytes(status.slope_bytes_per_hour.max(0.0) as u64));
+            view! {
+                <p class="verdict" id="leak-verdict" data-verdict=verdict>
+                    <strong>"Leak verdict: "</strong>
+                    <LeakBadge status=Some(status)/>
+                    <span class="reason">{reason} " (floor trend " {slope} ")."</span>
+                </p>
+            }
+        })}
         {move || range_query.get().2.map(|e| view! { <div class="banner error">{e} " Showing the last hour."</div> })}
         <section class="chart-panel">
             <div class="range-bar">

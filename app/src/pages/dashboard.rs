@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::{LimitCell, PercentOfLimit, Sparkline, StateBadge};
+use crate::components::{LeakBadge, LimitCell, PercentOfLimit, Sparkline, StateBadge};
 use crate::live::current_overview;
 use crate::server_fns::get_overview;
 
@@ -18,9 +18,10 @@ enum SortKey {
     WorkingSet,
     Limit,
     Percent,
+    Leak,
 }
 
-const COLUMNS: [(SortKey, &str, &str); 7] = [
+const COLUMNS: [(SortKey, &str, &str); 8] = [
     (SortKey::Name, "name", "Name"),
     (SortKey::Image, "image", "Image"),
     (SortKey::Service, "service", "Compose"),
@@ -28,6 +29,7 @@ const COLUMNS: [(SortKey, &str, &str); 7] = [
     (SortKey::WorkingSet, "ws", "Working set"),
     (SortKey::Limit, "limit", "Limit"),
     (SortKey::Percent, "pct", "% of limit"),
+    (SortKey::Leak, "leak", "Leak verdict"),
 ];
 
 fn sort_key(value: Option<String>) -> SortKey {
@@ -46,6 +48,14 @@ fn compose_label(c: &ContainerInfo) -> String {
     }
 }
 
+fn severity(c: &ContainerInfo) -> u8 {
+    c.leak.as_ref().map(|l| l.severity()).unwrap_or(0)
+}
+
+fn ttl(c: &ContainerInfo) -> f64 {
+    c.leak.as_ref().and_then(|l| l.time_to_limit_seconds).unwrap_or(f64::MAX)
+}
+
 fn sort_containers(list: &mut [ContainerInfo], key: SortKey, descending: bool) {
     let ws = |c: &ContainerInfo| c.memory.as_ref().map(|m| m.working_set_bytes);
     let pct = |c: &ContainerInfo| c.memory.as_ref().and_then(|m| m.limit_fraction()).unwrap_or(-1.0);
@@ -59,6 +69,8 @@ fn sort_containers(list: &mut [ContainerInfo], key: SortKey, descending: bool) {
             // "No limit" sorts as the largest: it is the riskiest.
             SortKey::Limit => a.limit_bytes.unwrap_or(u64::MAX).cmp(&b.limit_bytes.unwrap_or(u64::MAX)),
             SortKey::Percent => pct(a).total_cmp(&pct(b)),
+            // Most severe first when descending; among leaks, the soonest to hit its limit.
+            SortKey::Leak => severity(a).cmp(&severity(b)).then_with(|| ttl(b).total_cmp(&ttl(a))),
         };
         let order = order.then_with(|| a.name.cmp(&b.name));
         if descending {
@@ -105,12 +117,13 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
         .filter(|c| c.memory.as_ref().and_then(|m| m.limit_fraction()).is_some_and(|f| f >= 0.8))
         .count();
     let total = containers.len();
+    let leaking = containers.iter().filter(|c| c.leak.as_ref().is_some_and(|l| l.leak)).count();
     let headers = COLUMNS
         .iter()
         .map(|(key, param, label)| {
             let active = *key == sort;
             // Clicking the active column flips the direction; numbers start largest-first.
-            let numeric = matches!(key, SortKey::WorkingSet | SortKey::Limit | SortKey::Percent);
+            let numeric = matches!(key, SortKey::WorkingSet | SortKey::Limit | SortKey::Percent | SortKey::Leak);
             let next_desc = if active { !descending } else { numeric };
             let href = format!("/?sort={param}&dir={}", if next_desc { "desc" } else { "asc" });
             let arrow = if active { if descending { " ▼" } else { " ▲" } } else { "" };
@@ -129,6 +142,7 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
             <div class="stat"><span class="stat-value">{total}</span><span class="stat-label">"containers"</span></div>
             <div class="stat" class:warn=unlimited.gt(&0)><span class="stat-value">{unlimited}</span><span class="stat-label">"running without a limit"</span></div>
             <div class="stat" class:danger=near_limit.gt(&0)><span class="stat-value">{near_limit}</span><span class="stat-label">"at 80 % of limit or more"</span></div>
+            <div class="stat" class:danger=leaking.gt(&0)><span class="stat-value" id="leak-count">{leaking}</span><span class="stat-label">"leaking"</span></div>
         </section>
         <table class="grid" id="containers">
             <thead><tr>{headers}<th>"Last hour"</th></tr></thead>
@@ -163,7 +177,8 @@ fn ContainerRow(c: ContainerInfo) -> impl IntoView {
             <td><StateBadge state/></td>
             <td class="num ws">{working_set}</td>
             <td class="num"><LimitCell limit/></td>
-            <td class="num"><PercentOfLimit container=c/></td>
+            <td class="num"><PercentOfLimit container=c.clone()/></td>
+            <td class="leak"><LeakBadge status=c.leak.clone()/></td>
             <td><Sparkline values=sparkline limit=limit/></td>
         </tr>
     }

@@ -33,6 +33,7 @@ fn bench(c: &mut Criterion) {
         width: 1000,
         height: 320,
         tz_offset_minutes: 0,
+        trend: None,
         theme: Theme::Light,
     };
     println!("points: {}", points.len());

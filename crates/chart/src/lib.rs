@@ -42,6 +42,7 @@ struct Palette {
     working_set: RGBColor,
     usage: RGBColor,
     limit: RGBColor,
+    trend: RGBColor,
 }
 
 fn palette(theme: Theme) -> Palette {
@@ -53,6 +54,7 @@ fn palette(theme: Theme) -> Palette {
             working_set: RGBColor(37, 99, 235),
             usage: RGBColor(148, 163, 184),
             limit: RGBColor(220, 38, 38),
+            trend: RGBColor(234, 88, 12),
         },
         Theme::Dark => Palette {
             background: RGBColor(24, 27, 31),
@@ -61,6 +63,7 @@ fn palette(theme: Theme) -> Palette {
             working_set: RGBColor(96, 165, 250),
             usage: RGBColor(100, 116, 139),
             limit: RGBColor(248, 113, 113),
+            trend: RGBColor(251, 146, 60),
         },
     }
 }
@@ -78,6 +81,20 @@ pub struct ChartSpec<'a> {
     /// Minutes east of UTC for axis labels (the viewer's zone).
     pub tz_offset_minutes: i32,
     pub theme: Theme,
+    /// The leak detector's floor trend, drawn over its window and, when it
+    /// heads for the limit, projected ahead (the time axis then extends).
+    pub trend: Option<Trend>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trend {
+    pub from_ms: i64,
+    pub from_bytes: f64,
+    pub to_ms: i64,
+    pub to_bytes: f64,
+    /// When the trend crosses the limit, if it does.
+    pub limit_at_ms: Option<i64>,
+    pub limit_bytes: Option<f64>,
 }
 
 const FONT: &str = "sans-serif";
@@ -162,7 +179,13 @@ where
     let colors = palette(spec.theme);
     root.fill(&colors.background).map_err(err)?;
 
-    let (from, to) = (spec.from_ms, spec.to_ms.max(spec.from_ms + 1));
+    let (from, data_to) = (spec.from_ms, spec.to_ms.max(spec.from_ms + 1));
+    // A projection to the limit extends the time axis by up to half the range.
+    let projection_end = spec.trend.as_ref().and_then(|t| {
+        let at = t.limit_at_ms?;
+        (t.to_ms >= data_to - (data_to - from) / 20 && at > data_to).then(|| at.min(data_to + (data_to - from) / 2))
+    });
+    let to = projection_end.unwrap_or(data_to);
     let plot_columns = spec.width.saturating_sub(80).max(10) as usize;
     let points = downsample(spec.points, from, to, plot_columns);
     let step_ms = spec.step_ms.max(1).max((to - from) / plot_columns as i64);
@@ -260,12 +283,46 @@ where
         }
     }
 
+    if let Some(t) = spec.trend.as_ref().filter(|t| t.to_ms > from && t.to_ms > t.from_ms) {
+        let slope = (t.to_bytes - t.from_bytes) / (t.to_ms - t.from_ms) as f64;
+        let at = |ms: i64| (t.to_bytes + slope * (ms - t.to_ms) as f64).max(0.0);
+        let start = t.from_ms.max(from);
+        chart
+            .draw_series(LineSeries::new([(start, at(start) / unit), (t.to_ms, t.to_bytes / unit)], colors.trend.stroke_width(2)))
+            .map_err(err)?;
+        if let Some(end) = projection_end {
+            chart
+                .draw_series(DashedLineSeries::new([(t.to_ms, t.to_bytes / unit), (end, at(end) / unit)], 8, 5, colors.trend.stroke_width(2)))
+                .map_err(err)?;
+            if let Some(limit) = t.limit_bytes {
+                chart
+                    .draw_series(DashedLineSeries::new([(data_to, limit / unit), (to, limit / unit)], 6, 4, colors.limit.stroke_width(2)))
+                    .map_err(err)?;
+            }
+            if let Some(hit) = t.limit_at_ms.filter(|hit| *hit <= end) {
+                chart
+                    .draw_series(std::iter::once(Circle::new((hit, at(hit) / unit), 4, colors.limit.filled())))
+                    .map_err(err)?;
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("limit {}", time_label(hit, span, offset)),
+                        (hit, at(hit) / unit),
+                        text_style.clone(),
+                    )))
+                    .map_err(err)?;
+            }
+        }
+    }
+
     // Legend, drawn by hand to keep it compact and on one line.
-    let legend = [
+    let mut legend = vec![
         ("working set", colors.working_set),
         ("usage", colors.usage),
         ("limit", colors.limit),
     ];
+    if spec.trend.is_some() {
+        legend.push(("trend", colors.trend));
+    }
     let mut x = 76;
     for (label, color) in legend {
         root.draw(&Rectangle::new([(x, 10), (x + 14, 13)], color.filled())).map_err(err)?;
@@ -308,6 +365,7 @@ mod tests {
             width: 800,
             height: 300,
             tz_offset_minutes: 60,
+            trend: None,
             theme: Theme::Light,
         }
     }

@@ -8,6 +8,7 @@ pub mod capture;
 pub mod cgroup;
 pub mod channel;
 pub mod docker;
+pub mod detection;
 pub mod dumps;
 mod error;
 pub mod memory;
@@ -67,6 +68,8 @@ pub struct EngineConfig {
     pub agent_path: Option<PathBuf>,
     /// The same helper as a jar for the container's own java, for /tmp mounted noexec.
     pub attach_jar_path: Option<PathBuf>,
+    /// The leak detector's tuning (defaults: the values the corpus figures were measured with).
+    pub detect: leakscope_detect::Params,
 }
 
 impl EngineConfig {
@@ -81,6 +84,7 @@ impl EngineConfig {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             agent_path: None,
             attach_jar_path: None,
+            detect: leakscope_detect::Params::default(),
         }
     }
 }
@@ -110,6 +114,8 @@ struct Inner {
     /// One analysis at a time: they are memory-hungry.
     analysis_slot: tokio::sync::Semaphore,
     jobs: capture::Jobs,
+    /// Latest leak verdict per container name, refreshed every minute.
+    verdicts: RwLock<HashMap<String, leakscope_model::LeakStatus>>,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -193,6 +199,7 @@ impl Engine {
                 dumps: Mutex::new(dump_store),
                 analysis_slot: tokio::sync::Semaphore::new(1),
                 jobs: capture::Jobs::default(),
+                verdicts: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -267,6 +274,7 @@ impl Engine {
                     limit_bytes: record.limit_bytes,
                     memory: None,
                     sparkline: Vec::new(),
+                    leak: None,
                 },
                 engine,
                 present: false,
@@ -473,6 +481,7 @@ impl Engine {
                 limit_bytes: t.record.limit_bytes,
                 memory: if t.record.state == "running" { t.latest.clone() } else { None },
                 sparkline: t.sparkline.values(updated_ms),
+                leak: read(&self.inner.verdicts).get(&t.record.name).cloned(),
             })
             .collect();
         drop(containers);

@@ -25,6 +25,7 @@ const API_CONCURRENCY: usize = 128;
 pub(crate) fn spawn_all(engine: Engine) {
     tokio::spawn(supervise_connection(engine.clone()));
     tokio::spawn(sample_forever(engine.clone()));
+    tokio::spawn(crate::detection::assess_forever(engine.clone()));
     tokio::spawn(prune_forever(engine));
 }
 

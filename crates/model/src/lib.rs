@@ -72,6 +72,43 @@ pub struct ContainerInfo {
     pub memory: Option<MemorySnapshot>,
     /// Working set over the last hour, one value per minute (oldest first); `None` for minutes without samples.
     pub sparkline: Vec<Option<u64>>,
+    /// The leak detector's latest verdict on this container's series (by name, across restarts).
+    #[serde(default)]
+    pub leak: Option<LeakStatus>,
+}
+
+/// The leak detector's verdict, as pages and the API show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeakStatus {
+    pub leak: bool,
+    /// `leak`, `growing`, `stable`, `warming up` or `unknown`.
+    pub verdict: String,
+    pub slope_bytes_per_hour: f64,
+    pub confidence: f64,
+    /// `None` without a limit, or when memory is not growing towards it.
+    pub time_to_limit_seconds: Option<f64>,
+    pub limit_bytes: Option<u64>,
+    /// The trend drawn on the chart: the fitted floor from the window's start to its end.
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    pub floor_start_bytes: f64,
+    pub floor_end_bytes: f64,
+    /// The reasoning in one sentence.
+    pub reason: String,
+    pub assessed_ms: i64,
+}
+
+impl LeakStatus {
+    /// Leaks first, then growing, warming up, stable, unknown.
+    pub fn severity(&self) -> u8 {
+        match self.verdict.as_str() {
+            "leak" => 4,
+            "growing" => 3,
+            "warming up" => 2,
+            "stable" => 1,
+            _ => 0,
+        }
+    }
 }
 
 impl ContainerInfo {

@@ -1,0 +1,92 @@
+//! Leak verdicts for every container, refreshed every minute from the stored
+//! series (per-minute minimums of the working set, by container name so a
+//! re-created container continues its history; restarts split the series).
+
+use std::time::Duration;
+
+use leakscope_detect::{assess, Params, Sample};
+use leakscope_model::LeakStatus;
+
+use crate::store::SeriesSource;
+use crate::{lock, now_ms, read, Engine, EngineError};
+
+const ASSESS_EVERY: Duration = Duration::from_secs(60);
+/// How much history the detector sees (its own window is at most a day).
+const LOOKBACK_MS: i64 = 24 * 3600 * 1000;
+
+pub(crate) async fn assess_forever(engine: Engine) {
+    let mut ticker = tokio::time::interval(ASSESS_EVERY);
+    loop {
+        ticker.tick().await;
+        if let Err(e) = engine.assess_all().await {
+            tracing::warn!(error = %e, "leak assessment failed; retrying next minute");
+        }
+    }
+}
+
+/// The detector's answer in the wire type.
+pub fn status_of(samples: &[Sample], limit: Option<f64>, assessed_ms: i64, params: &Params) -> LeakStatus {
+    let a = assess(samples, limit, &[], params);
+    let span_s = a.window_end - a.window_start;
+    LeakStatus {
+        leak: a.leak,
+        verdict: a.verdict.as_str().to_string(),
+        slope_bytes_per_hour: a.slope_bytes_per_hour,
+        confidence: a.confidence,
+        time_to_limit_seconds: a.time_to_limit_seconds,
+        limit_bytes: a.limit_bytes.map(|l| l as u64),
+        window_start_ms: (a.window_start * 1000.0) as i64,
+        window_end_ms: (a.window_end * 1000.0) as i64,
+        floor_start_bytes: (a.floor_end_bytes - a.slope_bytes_per_hour / 3600.0 * span_s).max(0.0),
+        floor_end_bytes: a.floor_end_bytes,
+        reason: a.reason,
+        assessed_ms,
+    }
+}
+
+impl Engine {
+    /// Assesses every running container now (also used by tests through the API).
+    pub async fn assess_all(&self) -> Result<(), EngineError> {
+        let names: Vec<String> = read(&self.inner.containers)
+            .values()
+            .filter(|t| t.record.state == "running")
+            .map(|t| t.record.name.clone())
+            .collect();
+        self.assess_names(names).await.map(|_| ())
+    }
+
+    /// Assesses one container (by id or name) now and returns the verdict.
+    pub async fn assess_container(&self, id_or_name: &str) -> Result<LeakStatus, EngineError> {
+        let name = self.container(id_or_name).await?.info.name;
+        let mut results = self.assess_names(vec![name]).await?;
+        results.pop().map(|(_, s)| s).ok_or_else(|| EngineError::Internal("no verdict".into()))
+    }
+
+    async fn assess_names(&self, names: Vec<String>) -> Result<Vec<(String, LeakStatus)>, EngineError> {
+        let now = now_ms();
+        let results = self
+            .blocking(move |e| {
+                let store = lock(&e.inner.reader);
+                let mut out = Vec::with_capacity(names.len());
+                for name in names {
+                    let points = store.series(&name, now - LOOKBACK_MS, now + 1, 60_000, SeriesSource::Rollup1m)?;
+                    let limit = points.iter().rev().find_map(|p| p.limit_bytes).map(|l| l as f64);
+                    let samples: Vec<Sample> =
+                        points.iter().map(|p| Sample { t: p.time_ms as f64 / 1000.0, bytes: p.working_set_min_bytes as f64 }).collect();
+                    out.push((name, status_of(&samples, limit, now, &e.inner.config.detect)));
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut verdicts = crate::write(&self.inner.verdicts);
+        for (name, status) in &results {
+            verdicts.insert(name.clone(), status.clone());
+        }
+        Ok(results)
+    }
+
+    /// The latest verdict for a container name, if assessed.
+    pub fn leak_status(&self, name: &str) -> Option<LeakStatus> {
+        read(&self.inner.verdicts).get(name).cloned()
+    }
+}

@@ -1,0 +1,66 @@
+//! The leak detector on real services through the whole pipeline (sampler,
+//! minute rollups, detector, API and pages). The minimum age is shortened to
+//! 5 minutes so the test takes minutes, not the default 25; the corpus test in
+//! `crates/detect` measures accuracy with the defaults.
+
+use std::time::{Duration, Instant};
+
+use end2end::{fixture_image, Server, TestContainer};
+
+#[test]
+fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
+    let server = Server::start(&["--leak-min-age", "5m"], &[]);
+    let java = fixture_image("java");
+    let leak = TestContainer::run_image(
+        "detect-leak",
+        &java,
+        &["-e", "LEAK_KIB_PER_SEC=341", "-e", "OBJECT_BYTES=16384", "-m", "1g"],
+        &[],
+    );
+    let native = TestContainer::run_image("detect-native", &fixture_image("native"), &["-e", "LEAK_KIB_PER_SEC=170", "-m", "512m"], &[]);
+    let steady = TestContainer::run_image("detect-steady", &java, &["-e", "MODE=steady", "-e", "GARBAGE_MIB_PER_SEC=20", "-m", "256m"], &[]);
+    let warmup = TestContainer::run_image(
+        "detect-warmup",
+        &java,
+        &["-e", "MODE=warmup", "-e", "CACHE_MIB=24", "-e", "LEAK_KIB_PER_SEC=1024", "-m", "256m"],
+        &[],
+    );
+    let verdict = |name: &str| {
+        let (status, body) = server.get_json(&format!("/api/v1/containers/{name}/leak"));
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let started = Instant::now();
+    let mut flagged = [None, None];
+    while started.elapsed() < Duration::from_secs(10 * 60) {
+        for (i, c) in [&leak, &native].into_iter().enumerate() {
+            if flagged[i].is_none() && verdict(&c.name)["verdict"] == "leak" {
+                flagged[i] = Some(started.elapsed());
+            }
+        }
+        for c in [&steady, &warmup] {
+            let v = verdict(&c.name);
+            assert_ne!(v["verdict"], "leak", "{} was called a leak after {:?}: {}", c.name, started.elapsed(), v["reason"]);
+        }
+        if flagged.iter().all(Option::is_some) && started.elapsed() > Duration::from_secs(8 * 60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(15));
+    }
+    println!("flagged after {flagged:?}");
+    assert!(flagged.iter().all(Option::is_some), "not flagged within 10 minutes: {flagged:?}; java: {}", verdict(&leak.name));
+    let v = verdict(&leak.name);
+    let slope_mib_h = v["slope_bytes_per_hour"].as_f64().unwrap() / 1048576.0;
+    assert!((slope_mib_h / (20.0 * 60.0) - 1.0).abs() < 0.3, "slope {slope_mib_h:.0} MiB/h, expected about 1200");
+    assert!(v["time_to_limit_seconds"].as_f64().unwrap() > 0.0);
+
+    // The dashboard's data and the container page carry the verdict.
+    std::thread::sleep(Duration::from_secs(61)); // the periodic assessment has run at least once more
+    let listed = server.listed(&leak.name).unwrap();
+    assert_eq!(listed["leak"]["verdict"], "leak", "{listed}");
+    let (_, page) = server.get(&format!("/containers/{}", leak.name));
+    assert!(page.contains("id=\"leak-verdict\"") && page.contains("data-verdict=\"leak\""), "the page shows no leak verdict");
+    let (status, svg) = server.get(&format!("/containers/{}/memory.svg?range=15m", leak.name));
+    assert_eq!(status, 200);
+    assert!(svg.contains(">trend<"), "the chart has no trend line");
+}
