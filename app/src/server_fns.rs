@@ -86,3 +86,17 @@ pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
 pub async fn get_diff(before: String, after: String) -> Result<leakscope_model::analysis::HeapDiff, ServerFnError> {
     engine()?.dump_diff(&before, &after).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
+
+/// A container's lifecycle events of the last 7 days, newest first (at most 50).
+#[server]
+pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEvent>, ServerFnError> {
+    let now = leakscope_engine::now_ms();
+    let mut events = engine()?
+        .events(&name, now - 7 * 86_400_000, now + 1)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))?;
+    events.reverse();
+    events.retain(|e| e.action != "oom");
+    events.truncate(50);
+    Ok(events)
+}

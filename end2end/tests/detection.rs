@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use end2end::{fixture_image, Server, TestContainer};
 
+
 #[test]
 fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     let server = Server::start(&["--leak-min-age", "5m"], &[]);
@@ -62,5 +63,37 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     assert!(page.contains("id=\"leak-verdict\"") && page.contains("data-verdict=\"leak\""), "the page shows no leak verdict");
     let (status, svg) = server.get(&format!("/containers/{}/memory.svg?range=15m", leak.name));
     assert_eq!(status, 200);
-    assert!(svg.contains(">trend<"), "the chart has no trend line");
+    assert!(svg.contains("\ntrend\n"), "the chart has no trend line");
+}
+
+#[test]
+fn an_oom_killed_container_shows_the_oom_marker_and_plain_exits_do_not() {
+    let server = Server::start(&[], &[]);
+    // 2 MiB/s under a 48 MiB limit: OOM-killed within half a minute.
+    let oom = TestContainer::run_image(
+        "detect-oom",
+        &fixture_image("native"),
+        &["-e", "LEAK_KIB_PER_SEC=2048", "-m", "48m", "--memory-swap", "48m"],
+        &[],
+    );
+    // Killed by a signal without any memory trouble: 137 too, but not an OOM.
+    let killed = TestContainer::run("detect-killed", &[], &["sleep", "600"]);
+    server.wait_until(Duration::from_secs(20), "the sleeper is sampled", || server.listed(&killed.name).is_some());
+    end2end::docker(&["kill", &killed.name]);
+    let events = |name: &str| server.get_json(&format!("/api/v1/containers/{name}/events?range=1h")).1;
+    server.wait_until(Duration::from_secs(90), "the OOM kill is recorded", || {
+        events(&oom.name).as_array().is_some_and(|list| list.iter().any(|e| e["label"] == "OOM killed (137)"))
+    });
+    server.wait_until(Duration::from_secs(30), "the kill is recorded", || {
+        events(&killed.name).as_array().is_some_and(|list| list.iter().any(|e| e["action"] == "die"))
+    });
+    let killed_events = events(&killed.name);
+    let die = killed_events.as_array().unwrap().iter().find(|e| e["action"] == "die").unwrap();
+    assert_eq!(die["label"], "killed (137)", "{killed_events}");
+
+    let (_, page) = server.get(&format!("/containers/{}", oom.name));
+    assert!(page.contains("data-ooms=\"1\""), "the container page does not count the OOM kill");
+    assert!(page.contains("OOM killed (137)"));
+    let (_, svg) = server.get(&format!("/containers/{}/memory.svg?range=15m", oom.name));
+    assert!(svg.contains("\nOOM\n"), "the chart has no OOM marker");
 }

@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/containers/{id}", get(container))
         .route("/api/v1/containers/{id}/memory", get(memory))
         .route("/api/v1/containers/{id}/leak", get(leak))
+        .route("/api/v1/containers/{id}/events", get(events))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/{*rest}", get(unknown_route))
 }
@@ -117,6 +118,12 @@ async fn memory(
 ) -> Result<impl IntoResponse, HttpError> {
     let range = query.range.resolve()?;
     Ok(Json(engine.series(&id, range.from_ms, range.to_ms, query.step).await?))
+}
+
+/// Lifecycle events (OOM kills, exits with their codes, starts, restarts) in a range.
+async fn events(State(engine): State<Engine>, Path(id): Path<String>, Query(range): Query<RangeQuery>) -> Result<impl IntoResponse, HttpError> {
+    let range = range.resolve()?;
+    Ok(Json(engine.events(&id, range.from_ms, range.to_ms).await?))
 }
 
 /// The leak verdict, assessed now from the stored series.

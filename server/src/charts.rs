@@ -53,6 +53,7 @@ async fn chart(
     // About two buckets per pixel column: enough detail, never too many points.
     let step_seconds = ((range.duration_ms() / (width as i64 * 2)) / 1000).max(1) as u64;
     let series = engine.series(&name, range.from_ms, range.to_ms, Some(step_seconds)).await?;
+    let events = engine.events(&name, range.from_ms, range.to_ms).await.unwrap_or_default();
     let spec = ChartSpec {
         points: &series.points,
         from_ms: range.from_ms,
@@ -62,6 +63,7 @@ async fn chart(
         height,
         tz_offset_minutes: query.range.tz_minutes()?,
         theme: Theme::parse(query.theme.as_deref()),
+        events: &events,
         trend: engine.leak_status(&name).filter(|s| s.verdict != "unknown").map(|s| Trend {
             from_ms: s.window_start_ms,
             from_bytes: s.floor_start_bytes,

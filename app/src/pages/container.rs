@@ -10,7 +10,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::components::{LeakBadge, LimitCell, PercentOfLimit, StateBadge};
 use crate::live::{current_overview, LiveOverview};
 use crate::pages::dumps::DumpGroups;
-use crate::server_fns::{get_capture, get_container, list_dumps};
+use crate::server_fns::{get_capture, get_container, get_events, list_dumps};
 
 /// The viewer's offset from UTC in minutes (east positive); 0 on the server.
 fn browser_tz_offset() -> i32 {
@@ -125,6 +125,7 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
     let form_action = format!("/containers/{name}");
     let present = detail.present;
     let capture_name = name.clone();
+    let events_name = name.clone();
 
     view! {
         <section class="container-head">
@@ -185,7 +186,54 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
                 " · times in your zone; the band shows min–max working set per point"
             </p>
         </section>
+        <EventsPanel name=events_name/>
         <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") query/>
+    }
+}
+
+/// OOM kills and other lifecycle events: what the chart's markers mean.
+#[component]
+fn EventsPanel(name: String) -> impl IntoView {
+    let events = Resource::new(move || name.clone(), get_events);
+    view! {
+        <Transition fallback=|| ()>
+            {move || events.get().and_then(Result::ok).map(|list| {
+                let ooms = list.iter().filter(|e| e.is_oom_kill()).count();
+                let rows = list.iter().take(12).map(|e| {
+                    let class = if e.is_oom_kill() { "event oom" } else { "event" };
+                    view! { <li class=class data-action=e.action.clone()><time>{utc_short(e.time_ms)}</time> " " {e.label.clone()}</li> }
+                }).collect_view();
+                view! {
+                    <section class="events-panel">
+                        <h2>"Events " <span class="muted" id="oom-count" data-ooms=ooms.to_string()>{format!("· {ooms} OOM kill{} in 7 days", if ooms == 1 { "" } else { "s" })}</span></h2>
+                        {if list.is_empty() {
+                            view! { <p class="muted">"No restarts, exits or OOM kills recorded in the last 7 days."</p> }.into_any()
+                        } else {
+                            view! { <ul class="events">{rows}</ul> }.into_any()
+                        }}
+                    </section>
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn utc_short(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let rem = secs.rem_euclid(86_400);
+    let days_ago = (js_now_ms() / 1000).div_euclid(86_400) - secs.div_euclid(86_400);
+    let day = if days_ago <= 0 { String::new() } else { format!("{days_ago} d ago ") };
+    format!("{day}{:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn js_now_ms() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
     }
 }
 

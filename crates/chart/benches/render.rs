@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
         height: 320,
         tz_offset_minutes: 0,
         trend: None,
+        events: &[],
         theme: Theme::Light,
     };
     println!("points: {}", points.len());

@@ -6,7 +6,7 @@
 mod downsample;
 
 use chrono::{FixedOffset, TimeZone};
-use leakscope_model::MemoryPoint;
+use leakscope_model::{ContainerEvent, MemoryPoint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -84,6 +84,8 @@ pub struct ChartSpec<'a> {
     /// The leak detector's floor trend, drawn over its window and, when it
     /// heads for the limit, projected ahead (the time axis then extends).
     pub trend: Option<Trend>,
+    /// Lifecycle events marked on the time axis (OOM kills in the limit colour).
+    pub events: &'a [ContainerEvent],
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -314,6 +316,23 @@ where
         }
     }
 
+    for event in spec.events.iter().filter(|e| e.time_ms >= from && e.time_ms <= data_to && e.action != "oom") {
+        let (color, tag) = if event.is_oom_kill() {
+            (colors.limit, "OOM")
+        } else if event.action == "die" || event.action == "kill" {
+            (colors.usage, "")
+        } else {
+            (colors.grid, "")
+        };
+        let x = event.time_ms;
+        chart
+            .draw_series(DashedLineSeries::new([(x, 0.0), (x, top * 0.97)], 3, 3, color.stroke_width(if tag.is_empty() { 1 } else { 2 })))
+            .map_err(err)?;
+        if !tag.is_empty() {
+            chart.draw_series(std::iter::once(Text::new(tag, (x, top * 0.99), text_style.clone()))).map_err(err)?;
+        }
+    }
+
     // Legend, drawn by hand to keep it compact and on one line.
     let mut legend = vec![
         ("working set", colors.working_set),
@@ -366,6 +385,7 @@ mod tests {
             height: 300,
             tz_offset_minutes: 60,
             trend: None,
+            events: &[],
             theme: Theme::Light,
         }
     }

@@ -144,16 +144,6 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
     let end = current.last().map(|s| s.t).unwrap_or(0.0);
     let window: Vec<Sample> = current.iter().copied().filter(|s| s.t >= end - params.window_seconds).collect();
     let age = end - window[0].t;
-    if window.len() < 8 || age < 120.0 {
-        return unknown("less than two minutes of history since the last (re)start");
-    }
-
-    let floor = rolling_floor(&window);
-    let slope_all = theil_sen(&floor);
-    let thresholds = |from_floor: f64, span: f64, f: &[Sample], slope: f64| {
-        slope * span > params.min_growth_bytes.max(params.min_growth_share * from_floor).max(4.0 * noise_level(f, slope))
-    };
-
     // Across restarts: earlier lives that each climbed to the limit.
     let exhausted_lives = segments[..segments.len() - 1]
         .iter()
@@ -164,6 +154,45 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
             limit.is_some_and(|l| peak >= 0.85 * l) && rose
         })
         .count();
+
+    if exhausted_lives >= 2 {
+        let last_lives: Vec<f64> = segments[..segments.len() - 1]
+            .iter()
+            .map(|r| series[r.end - 1].t - series[r.start].t)
+            .collect();
+        let typical_life = median(&last_lives);
+        let first = current.first().map(|s| s.bytes).unwrap_or(0.0);
+        let rising = current.len() < 8 || current.last().map(|s| s.bytes).unwrap_or(0.0) >= first;
+        if rising {
+            let reason = format!(
+                "climbed to its limit and restarted {exhausted_lives} times (a life lasts about {}), and is climbing again",
+                duration(typical_life)
+            );
+            return Assessment {
+                leak: true,
+                verdict: Verdict::Leak,
+                slope_bytes_per_hour: limit.map(|l| (0.85 * l - first).max(0.0) / typical_life.max(1.0) * 3600.0).unwrap_or(0.0),
+                confidence: (0.5 + 0.1 * exhausted_lives as f64).min(0.95),
+                time_to_limit_seconds: Some((typical_life - age).max(0.0)),
+                window_start: current[0].t,
+                window_end: end,
+                floor_end_bytes: current.last().map(|s| s.bytes).unwrap_or(0.0),
+                limit_bytes: limit,
+                segments: segments.len(),
+                reason,
+            };
+        }
+    }
+
+    if window.len() < 8 || age < 120.0 {
+        return unknown("less than two minutes of history since the last (re)start");
+    }
+
+    let floor = rolling_floor(&window);
+    let slope_all = theil_sen(&floor);
+    let thresholds = |from_floor: f64, span: f64, f: &[Sample], slope: f64| {
+        slope * span > params.min_growth_bytes.max(params.min_growth_share * from_floor).max(4.0 * noise_level(f, slope))
+    };
 
     // A leak may have started late in a long life: judge windows ending now,
     // from the whole life down to the minimum age. A shorter window only
@@ -203,14 +232,7 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
     let fit_end = median(&floor.iter().filter(|s| s.t >= end - judged.span).map(|s| s.bytes - slope * (s.t - end)).collect::<Vec<_>>());
     let hours = judged.span / 3600.0;
     let consistency = growing_quarters as f64 / 4.0;
-    let (verdict, reason) = if exhausted_lives >= 2 && slope > 0.0 && slope * age > 4.0 * noise_level(&floor, slope) {
-        (
-            Verdict::Leak,
-            format!("climbed to its limit and restarted {exhausted_lives} times, and is climbing again ({}/h)", mib(slope * 3600.0)),
-        )
-    } else {
-        (judged.verdict, judged.reason)
-    };
+    let (verdict, reason) = (judged.verdict, judged.reason);
     let confidence = match verdict {
         Verdict::Leak => (0.5 + 0.5 * consistency * (hours / 2.0).min(1.0)).min(0.99),
         Verdict::Stable => (0.5 + 0.5 * (hours / 1.0).min(1.0)).min(0.99),
@@ -309,15 +331,17 @@ pub fn split(series: &[Sample], restarts: &[f64], drop_share: f64) -> Vec<std::o
     ranges
 }
 
-/// The floor: a centred rolling minimum over max(5 min, window/20), sampled
-/// once a minute. A GC sawtooth's peaks vanish; its troughs remain.
+/// The floor: a centred rolling minimum over about 5 minutes (window/20 on
+/// long windows), sampled once a minute. A GC sawtooth's peaks vanish; its troughs remain.
 fn rolling_floor(window: &[Sample]) -> Vec<Sample> {
     let (t0, t1) = (window[0].t, window[window.len() - 1].t);
-    let width = (300.0f64).max((t1 - t0) / 20.0);
+    // Wide enough to span a GC cycle (up to ~5 min), narrower on short histories.
+    let width = ((t1 - t0) / 20.0).max(300.0f64.min((t1 - t0) / 5.0));
     let step = (60.0f64).max((t1 - t0) / 400.0);
     let mut out = Vec::new();
-    // Up to both edges, with a narrower window there, so the latest minutes count.
-    let mut t = t0;
+    // Full windows on the left (a partial one there would only repeat the first
+    // value and fake a flat start); up to the right edge, so the latest minutes count.
+    let mut t = t0 + width / 2.0;
     let (mut lo, mut hi) = (0usize, 0usize);
     while t <= t1 + 1e-9 {
         while lo < window.len() && window[lo].t < t - width / 2.0 {

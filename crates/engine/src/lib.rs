@@ -462,6 +462,12 @@ impl Engine {
         sampler::sample_once(self).await;
     }
 
+    /// Lifecycle events of every container that had this name, in a window, oldest first.
+    pub async fn events(&self, id_or_name: &str, from_ms: i64, to_ms: i64) -> Result<Vec<leakscope_model::ContainerEvent>, EngineError> {
+        let name = self.container(id_or_name).await?.info.name;
+        self.blocking(move |e| Ok(lock(&e.inner.reader).events(&name, from_ms, to_ms)?)).await
+    }
+
     /// How many containers are tracked, running or not.
     pub fn tracked_count(&self) -> usize {
         read(&self.inner.containers).len()

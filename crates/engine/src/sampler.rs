@@ -102,8 +102,11 @@ async fn follow_engine(engine: &Engine, connection: &Connection) -> String {
                         if let Some(t) = event.time {
                             since_secs = since_secs.max(t);
                         }
-                        let action = event.action.unwrap_or_default();
+                        let action = event.action.clone().unwrap_or_default();
+                        let time_ms = event.time_nano.map(|n| n / 1_000_000).or(event.time.map(|t| t * 1000)).unwrap_or_else(now_ms);
+                        let attributes = event.actor.as_ref().and_then(|a| a.attributes.clone()).unwrap_or_default();
                         let id = event.actor.and_then(|a| a.id).unwrap_or_default();
+                        record_event(engine, &id, &action, time_ms, &attributes).await;
                         if let Err(e) = on_event(engine, docker, &id, &action).await {
                             return docker::describe_error(&engine.inner.address, &e);
                         }
@@ -152,6 +155,28 @@ async fn on_event(
     }
     engine.publish(now_ms());
     Ok(())
+}
+
+/// Keeps the lifecycle events that matter for memory (the engine itself keeps only its last 256).
+async fn record_event(engine: &Engine, id: &str, action: &str, time_ms: i64, attributes: &HashMap<String, String>) {
+    // `kill` events carry the signal; only SIGKILL and SIGTERM are worth a marker.
+    let kept = match action {
+        "oom" | "die" | "start" | "restart" => true,
+        "kill" => matches!(attributes.get("signal").map(String::as_str), Some("9" | "15" | "SIGKILL" | "SIGTERM")),
+        _ => false,
+    };
+    let Some(name) = attributes.get("name").filter(|_| kept && !id.is_empty()) else { return };
+    let event = leakscope_model::ContainerEvent {
+        time_ms,
+        action: action.to_string(),
+        exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
+        label: String::new(),
+    };
+    let (e, id, name) = (engine.clone(), id.to_string(), name.clone());
+    let stored = tokio::task::spawn_blocking(move || lock(&e.inner.writer).insert_event(&event, &id, &name)).await;
+    if let Ok(Err(err)) = stored {
+        tracing::warn!(error = %err, "could not store a container event");
+    }
 }
 
 /// Lists every container and reconciles the tracked set with it.

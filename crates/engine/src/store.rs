@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use leakscope_model::ContainerEvent;
 use leakscope_model::MemoryPoint;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -47,6 +48,16 @@ CREATE TABLE IF NOT EXISTS rollup_1m (
     PRIMARY KEY (ckey, minute_ms)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Container lifecycle events, kept ourselves (the engine remembers only its last 256).
+CREATE TABLE IF NOT EXISTS events (
+    container_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    exit_code INTEGER,
+    PRIMARY KEY (container_id, t_ms, action)
+);
+CREATE INDEX IF NOT EXISTS events_by_name ON events(name, t_ms);
 ";
 
 /// Everything the store keeps about a container besides its samples.
@@ -127,6 +138,34 @@ impl Store {
             params![c.id, c.name, c.image, c.compose_project, c.compose_service, c.state, c.limit_bytes.map(to_i64), now_ms],
             |row| row.get(0),
         )
+    }
+
+    /// Records an event once (replays after a reconnect are ignored).
+    pub fn insert_event(&self, event: &ContainerEvent, container_id: &str, name: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO events (container_id, name, t_ms, action, exit_code) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![container_id, name, event.time_ms, event.action, event.exit_code],
+        )?;
+        Ok(())
+    }
+
+    /// Events of every container that had this name, oldest first, with plain-words labels.
+    pub fn events(&self, name: &str, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<ContainerEvent>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t_ms, action, exit_code, container_id FROM events WHERE name = ?1 AND t_ms >= ?2 AND t_ms < ?3 ORDER BY t_ms",
+        )?;
+        let rows = stmt.query_map(params![name, from_ms, to_ms], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?, row.get::<_, String>(3)?))
+        })?;
+        let raw: Vec<(i64, String, Option<i64>, String)> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok(raw
+            .iter()
+            .map(|(t, action, code, id)| {
+                // An exit code of 137 is a SIGKILL; only the engine's own oom event proves an OOM kill.
+                let oom_before = raw.iter().any(|(t2, a2, _, id2)| a2 == "oom" && id2 == id && (t - t2).abs() <= 10_000);
+                ContainerEvent { time_ms: *t, action: action.clone(), exit_code: *code, label: event_label(action, *code, oom_before) }
+            })
+            .collect())
     }
 
     pub fn mark_removed(&self, id: &str) -> rusqlite::Result<()> {
@@ -267,6 +306,21 @@ impl Store {
         )?;
         let rows = stmt.query_map(params![key, since_ms], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
         rows.collect()
+    }
+}
+
+/// `OOM killed (137)`, `killed (137)`, `exited (0)`, `started`, …
+pub fn event_label(action: &str, exit_code: Option<i64>, oom_confirmed: bool) -> String {
+    match (action, exit_code) {
+        ("oom", _) => "out of memory".into(),
+        ("die", Some(code)) if oom_confirmed => format!("OOM killed ({code})"),
+        ("die", Some(137)) => "killed (137)".into(),
+        ("die", Some(code)) => format!("exited ({code})"),
+        ("die", None) => "exited".into(),
+        ("kill", _) => "kill signal sent".into(),
+        ("start", _) => "started".into(),
+        ("restart", _) => "restarted".into(),
+        (other, _) => other.into(),
     }
 }
 

@@ -77,6 +77,23 @@ pub struct ContainerInfo {
     pub leak: Option<LeakStatus>,
 }
 
+/// A lifecycle event of a container, as Leakscope recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerEvent {
+    pub time_ms: i64,
+    /// The engine's word: `oom`, `die`, `kill`, `start`, `restart`.
+    pub action: String,
+    pub exit_code: Option<i64>,
+    /// In plain words; exit 137 says `killed (137)` unless an `oom` event confirms `OOM killed (137)`.
+    pub label: String,
+}
+
+impl ContainerEvent {
+    pub fn is_oom_kill(&self) -> bool {
+        self.action == "die" && self.label.starts_with("OOM killed")
+    }
+}
+
 /// The leak detector's verdict, as pages and the API show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeakStatus {
