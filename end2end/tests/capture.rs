@@ -245,3 +245,40 @@ fn a_container_killed_mid_capture_fails_the_job_and_stores_nothing() {
         .collect();
     assert!(leftovers.is_empty(), "files left in the dump folder: {leftovers:?}");
 }
+
+#[test]
+fn not_enough_disk_fails_before_dumping_and_says_so() {
+    // The server's data directory on a 40 MiB tmpfs; the JVM uses far more.
+    let data = std::env::temp_dir().join(end2end::unique_name("smalldisk"));
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"]).arg(&data).status();
+    if !mounted.map(|s| s.success()).unwrap_or(false) {
+        panic!("cannot mount a small tmpfs (the test suite runs as root)");
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _unmount = Unmount(data.clone());
+    let server = Server::start_with_data(data.join("leakscope"), &[], &[]);
+    let jvm = TestContainer::run_image(
+        "cap-nodisk",
+        &fixture_image("java-jre"),
+        &["-e", "MODE=warmup", "-e", "CACHE_MIB=96", "-e", "LEAK_KIB_PER_SEC=65536", "-m", "512m"],
+        &[],
+    );
+    wait_for_jvm(&jvm);
+    server.wait_until(Duration::from_secs(30), "the JVM's memory is sampled above 100 MiB", || {
+        server.listed(&jvm.name).and_then(|c| c["memory"]["usage_bytes"].as_u64()).is_some_and(|u| u > 100 << 20)
+    });
+    let job = capture_job(&server, &jvm.name, "");
+    let state = wait_job(&server, &job);
+    assert_eq!(state["state"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap();
+    assert!(error.contains("not enough disk space"), "{error}");
+    assert_eq!(state["stage"], "locating", "it must fail before asking the JVM for a dump: {state}");
+    assert_clean(&jvm);
+}

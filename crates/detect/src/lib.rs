@@ -189,11 +189,6 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
     }
 
     let floor = rolling_floor(&window);
-    let slope_all = theil_sen(&floor);
-    let thresholds = |from_floor: f64, span: f64, f: &[Sample], slope: f64| {
-        slope * span > params.min_growth_bytes.max(params.min_growth_share * from_floor).max(4.0 * noise_level(f, slope))
-    };
-
     // A leak may have started late in a long life: judge windows ending now,
     // from the whole life down to the minimum age. A shorter window only
     // counts when the floor has reached a new high (a wave that comes back is not a leak).
@@ -227,8 +222,6 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
     }
     let judged = judged.unwrap_or_else(|| judge(&floor, age, params));
     let (slope, growing_quarters) = (judged.slope, judged.growing_quarters);
-    let significant = thresholds(floor[0].bytes, age, &floor, slope_all) || judged.verdict == Verdict::Leak;
-    let _ = significant;
     let fit_end = median(&floor.iter().filter(|s| s.t >= end - judged.span).map(|s| s.bytes - slope * (s.t - end)).collect::<Vec<_>>());
     let hours = judged.span / 3600.0;
     let consistency = growing_quarters as f64 / 4.0;
