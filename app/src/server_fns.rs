@@ -100,3 +100,9 @@ pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEv
     events.truncate(50);
     Ok(events)
 }
+
+/// A suggested memory limit from the observed working set (`None` with under an hour of history).
+#[server]
+pub async fn get_limit_advice(name: String) -> Result<Option<leakscope_model::LimitAdvice>, ServerFnError> {
+    engine()?.limit_advice(&name).await.map_err(|e| ServerFnError::new(e.to_string()))
+}

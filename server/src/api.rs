@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/containers/{id}/memory", get(memory))
         .route("/api/v1/containers/{id}/leak", get(leak))
         .route("/api/v1/containers/{id}/events", get(events))
+        .route("/api/v1/containers/{id}/limit-advice", get(limit_advice))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/{*rest}", get(unknown_route))
 }
@@ -124,6 +125,11 @@ async fn memory(
 async fn events(State(engine): State<Engine>, Path(id): Path<String>, Query(range): Query<RangeQuery>) -> Result<impl IntoResponse, HttpError> {
     let range = range.resolve()?;
     Ok(Json(engine.events(&id, range.from_ms, range.to_ms).await?))
+}
+
+/// A suggested limit and the command that applies it; `null` with under an hour of history.
+async fn limit_advice(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.limit_advice(&id).await?))
 }
 
 /// The leak verdict, assessed now from the stored series.

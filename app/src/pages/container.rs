@@ -10,7 +10,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::components::{LeakBadge, LimitCell, PercentOfLimit, StateBadge};
 use crate::live::{current_overview, LiveOverview};
 use crate::pages::dumps::DumpGroups;
-use crate::server_fns::{get_capture, get_container, get_events, list_dumps};
+use crate::server_fns::{get_capture, get_container, get_events, get_limit_advice, list_dumps};
 
 /// The viewer's offset from UTC in minutes (east positive); 0 on the server.
 fn browser_tz_offset() -> i32 {
@@ -126,6 +126,7 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
     let present = detail.present;
     let capture_name = name.clone();
     let events_name = name.clone();
+    let advice_name = name.clone();
 
     view! {
         <section class="container-head">
@@ -186,8 +187,33 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
                 " · times in your zone; the band shows min–max working set per point"
             </p>
         </section>
+        <LimitAdvicePanel name=advice_name limit=detail.info.limit_bytes/>
         <EventsPanel name=events_name/>
         <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") query/>
+    }
+}
+
+/// A limit that fits what the container really used, with the command.
+#[component]
+fn LimitAdvicePanel(name: String, limit: Option<u64>) -> impl IntoView {
+    let advice = Resource::new(move || name.clone(), get_limit_advice);
+    view! {
+        <Transition fallback=|| ()>
+            {move || advice.get().and_then(Result::ok).flatten().map(|a| {
+                let now = match limit {
+                    None => "This container has no memory limit. ".to_string(),
+                    Some(l) => format!("Its limit is {}. ", format_bytes(l)),
+                };
+                view! {
+                    <p class="limit-advice" id="limit-advice">
+                        {now}
+                        "Suggested limit: " <strong>{format_bytes(a.suggested_bytes)}</strong>
+                        {format!(" (99.9 % of the minutes over {} h peaked below {}, plus 25 %): ", a.observed_minutes / 60, format_bytes(a.p999_bytes))}
+                        <code>{a.command.clone()}</code>
+                    </p>
+                }
+            })}
+        </Transition>
     }
 }
 

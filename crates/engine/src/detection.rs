@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use leakscope_detect::{assess, Params, Sample};
-use leakscope_model::LeakStatus;
+use leakscope_model::{LeakStatus, LimitAdvice};
 
 use crate::store::SeriesSource;
 use crate::{lock, now_ms, read, Engine, EngineError};
@@ -85,8 +85,59 @@ impl Engine {
         Ok(results)
     }
 
+    /// A limit from the observed working set: p99.9 of the per-minute peaks
+    /// over the kept rollups plus 25 % headroom, rounded up to 64 MiB. `None`
+    /// with less than an hour of history (too little to say).
+    pub async fn limit_advice(&self, id_or_name: &str) -> Result<Option<LimitAdvice>, EngineError> {
+        let name = self.container(id_or_name).await?.info.name;
+        let from = now_ms() - self.inner.config.rollup_retention.as_millis() as i64;
+        let points = self
+            .blocking({
+                let name = name.clone();
+                move |e| Ok(lock(&e.inner.reader).series(&name, from, now_ms() + 1, 60_000, SeriesSource::Rollup1m)?)
+            })
+            .await?;
+        Ok(advice(&name, points.iter().map(|p| p.working_set_max_bytes).collect()))
+    }
+
     /// The latest verdict for a container name, if assessed.
     pub fn leak_status(&self, name: &str) -> Option<LeakStatus> {
         read(&self.inner.verdicts).get(name).cloned()
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The suggestion itself, from per-minute peaks.
+pub fn advice(name: &str, mut peaks: Vec<u64>) -> Option<LimitAdvice> {
+    if peaks.len() < 60 {
+        return None;
+    }
+    peaks.sort_unstable();
+    let index = ((peaks.len() as f64 * 0.999).ceil() as usize).clamp(1, peaks.len()) - 1;
+    let p999 = peaks[index];
+    let suggested = (p999 + p999 / 4).div_ceil(64 * MIB).max(1) * 64 * MIB;
+    let mib = suggested / MIB;
+    Some(LimitAdvice {
+        p999_bytes: p999,
+        suggested_bytes: suggested,
+        observed_minutes: peaks.len() as u64,
+        command: format!("docker update --memory {mib}m --memory-swap {mib}m {name}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advice_is_the_p999_peak_plus_headroom_rounded_to_64_mib() {
+        assert!(advice("x", vec![100 * MIB; 59]).is_none());
+        let mut peaks = vec![200 * MIB; 2000];
+        peaks[0] = 900 * MIB; // one outlier minute in 2000 is above the 99.9th percentile
+        let a = advice("web", peaks).unwrap();
+        assert_eq!(a.p999_bytes, 200 * MIB);
+        assert_eq!(a.suggested_bytes, 256 * MIB);
+        assert_eq!(a.command, "docker update --memory 256m --memory-swap 256m web");
     }
 }

@@ -77,6 +77,18 @@ pub struct ContainerInfo {
     pub leak: Option<LeakStatus>,
 }
 
+/// A memory limit suggested from what the container really used.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LimitAdvice {
+    /// 99.9th percentile of the per-minute peak working set over the observed window.
+    pub p999_bytes: u64,
+    /// p99.9 plus 25 % headroom, rounded up to 64 MiB.
+    pub suggested_bytes: u64,
+    pub observed_minutes: u64,
+    /// The command that applies it.
+    pub command: String,
+}
+
 /// A lifecycle event of a container, as Leakscope recorded it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ContainerEvent {
