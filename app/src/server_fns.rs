@@ -106,3 +106,9 @@ pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEv
 pub async fn get_limit_advice(name: String) -> Result<Option<leakscope_model::LimitAdvice>, ServerFnError> {
     engine()?.limit_advice(&name).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
+
+/// Log lines of the minute around `at` (Unix ms), at most 500.
+#[server]
+pub async fn get_logs(name: String, at: i64) -> Result<leakscope_model::LogExcerpt, ServerFnError> {
+    engine()?.logs(&name, at - 30_000, at + 30_000, 500).await.map_err(|e| ServerFnError::new(e.to_string()))
+}

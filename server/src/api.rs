@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/containers/{id}/leak", get(leak))
         .route("/api/v1/containers/{id}/events", get(events))
         .route("/api/v1/containers/{id}/limit-advice", get(limit_advice))
+        .route("/api/v1/containers/{id}/logs", get(logs))
         .route("/api/v1/stream", get(stream))
         .route("/api/v1/{*rest}", get(unknown_route))
 }
@@ -125,6 +126,19 @@ async fn memory(
 async fn events(State(engine): State<Engine>, Path(id): Path<String>, Query(range): Query<RangeQuery>) -> Result<impl IntoResponse, HttpError> {
     let range = range.resolve()?;
     Ok(Json(engine.events(&id, range.from_ms, range.to_ms).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    /// Unix milliseconds: the minute around it (±30 s) unless `seconds` says otherwise.
+    at: i64,
+    seconds: Option<i64>,
+}
+
+/// Log lines around a moment (at most 500).
+async fn logs(State(engine): State<Engine>, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> Result<impl IntoResponse, HttpError> {
+    let half = q.seconds.unwrap_or(60).clamp(2, 3600) * 1000 / 2;
+    Ok(Json(engine.logs(&id, q.at - half, q.at + half, 500).await?))
 }
 
 /// A suggested limit and the command that applies it; `null` with under an hour of history.

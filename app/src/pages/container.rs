@@ -10,7 +10,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::components::{LeakBadge, LimitCell, PercentOfLimit, StateBadge};
 use crate::live::{current_overview, LiveOverview};
 use crate::pages::dumps::DumpGroups;
-use crate::server_fns::{get_capture, get_container, get_events, get_limit_advice, list_dumps};
+use crate::server_fns::{get_capture, get_container, get_events, get_limit_advice, get_logs, list_dumps};
 
 /// The viewer's offset from UTC in minutes (east positive); 0 on the server.
 fn browser_tz_offset() -> i32 {
@@ -122,6 +122,33 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         let name = name.clone();
         move || format!("/api/v1/containers/{name}/memory?{}", range_query.get().0)
     };
+    // Click on the chart: the log lines of that minute (`?logs=<ms>` in the URL, so it is shareable).
+    let logs_at = Memo::new(move |_| query.read().get("logs").and_then(|v| v.parse::<i64>().ok()));
+    let navigate = leptos_router::hooks::use_navigate();
+    let on_chart_click = {
+        let name = name.clone();
+        move |ev: leptos::ev::MouseEvent| {
+            let q = query.read_untracked();
+            let tz_offset = q.get("tz").and_then(|t| t.parse().ok()).unwrap_or(0);
+            let Ok(range) = TimeRange::from_query(q.get("range").as_deref(), q.get("from").as_deref(), q.get("to").as_deref(), tz_offset, js_now_ms())
+            else {
+                return;
+            };
+            let trend = info.get_untracked().leak;
+            let axis_end = leakscope_model::chart_axis_end(
+                range.from_ms,
+                range.to_ms,
+                trend.as_ref().map(|t| t.window_end_ms),
+                trend.as_ref().and_then(|t| t.time_to_limit_seconds.map(|s| t.window_end_ms + (s * 1000.0) as i64)),
+            );
+            let Some(fraction) = click_fraction(&ev) else { return };
+            let at = range.from_ms + ((axis_end - range.from_ms) as f64 * fraction) as i64;
+            let at = at.min(js_now_ms());
+            let (base, _, _) = range_query.get_untracked();
+            navigate(&format!("/containers/{name}?{base}&logs={at}"), Default::default());
+        }
+    };
+    let logs_name = name.clone();
     let form_action = format!("/containers/{name}");
     let present = detail.present;
     let capture_name = name.clone();
@@ -180,16 +207,60 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
             </div>
             <picture>
                 <source media="(prefers-color-scheme: dark)" srcset=src_dark/>
-                <img id="memory-chart" class="chart" src=src_light width="1000" height="320" alt="Memory over the chosen range: working set, usage and limit"/>
+                <img id="memory-chart" class="chart" src=src_light width="1000" height="320" on:click=on_chart_click
+                    title="Click a moment to see the container's log lines from that minute"
+                    alt="Memory over the chosen range: working set, usage and limit"/>
             </picture>
             <p class="chart-links muted">
                 <a href=png_href>"PNG"</a> " · " <a href=api_href>"JSON API"</a>
                 " · times in your zone; the band shows min–max working set per point"
             </p>
         </section>
+        {move || logs_at.get().map(|at| view! { <LogsPanel name=logs_name.clone() at/> })}
         <LimitAdvicePanel name=advice_name limit=detail.info.limit_bytes/>
         <EventsPanel name=events_name/>
         <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") query/>
+    }
+}
+
+/// Where on the plot area a click landed, 0..1 (the chart's plot spans x = 80..992 of 1000).
+fn click_fraction(ev: &leptos::ev::MouseEvent) -> Option<f64> {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let target = ev.target()?.dyn_into::<web_sys::Element>().ok()?;
+        let width = target.client_width().max(1) as f64;
+        let x = ev.offset_x() as f64 * 1000.0 / width;
+        Some(((x - 80.0) / 912.0).clamp(0.0, 1.0))
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = ev;
+        None
+    }
+}
+
+/// The container's log lines in the minute around `at`.
+#[component]
+fn LogsPanel(name: String, at: i64) -> impl IntoView {
+    let logs = Resource::new(move || (name.clone(), at), |(n, at)| get_logs(n, at));
+    view! {
+        <section class="logs-panel" id="logs-panel">
+            <h2>"Logs around " {utc_short(at)}</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading logs…"</p> }>
+                {move || logs.get().map(|r| match r {
+                    Ok(excerpt) if excerpt.lines.is_empty() => view! { <p class="muted">"No log lines in that minute."</p> }.into_any(),
+                    Ok(excerpt) => {
+                        let more = excerpt.truncated.then(|| view! { <p class="muted">"(first 500 lines)"</p> });
+                        let lines = excerpt.lines.into_iter().map(|l| view! {
+                            <div class=format!("log-line {}", l.stream)><time>{l.timestamp}</time> " " {l.text}</div>
+                        }).collect_view();
+                        view! { <pre class="logs">{lines}</pre> {more} }.into_any()
+                    }
+                    Err(e) => view! { <div class="banner error">"Cannot read the logs: " {e.to_string()}</div> }.into_any(),
+                })}
+            </Transition>
+        </section>
     }
 }
 

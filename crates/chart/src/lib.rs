@@ -183,11 +183,8 @@ where
 
     let (from, data_to) = (spec.from_ms, spec.to_ms.max(spec.from_ms + 1));
     // A projection to the limit extends the time axis by up to half the range.
-    let projection_end = spec.trend.as_ref().and_then(|t| {
-        let at = t.limit_at_ms?;
-        (t.to_ms >= data_to - (data_to - from) / 20 && at > data_to).then(|| at.min(data_to + (data_to - from) / 2))
-    });
-    let to = projection_end.unwrap_or(data_to);
+    let to = leakscope_model::chart_axis_end(from, data_to, spec.trend.as_ref().map(|t| t.to_ms), spec.trend.as_ref().and_then(|t| t.limit_at_ms));
+    let projection_end = (to > data_to).then_some(to);
     let plot_columns = spec.width.saturating_sub(80).max(10) as usize;
     let points = downsample(spec.points, from, to, plot_columns);
     let step_ms = spec.step_ms.max(1).max((to - from) / plot_columns as i64);

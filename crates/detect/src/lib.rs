@@ -406,8 +406,11 @@ fn part(points: &[Sample], from: f64, to: f64) -> Vec<Sample> {
 /// and first thirds (robust to a single spike).
 fn quarter_growth(floor: &[Sample], q: usize) -> f64 {
     let quarter = part(floor, q as f64 / 4.0, (q + 1) as f64 / 4.0);
-    if quarter.len() < 3 {
-        return 0.0;
+    match quarter.len() {
+        0 | 1 => return 0.0,
+        // Short histories (minute points): the quarter's own ends.
+        2 => return quarter[1].bytes - quarter[0].bytes,
+        _ => {}
     }
     let third = (quarter.len() / 3).max(1);
     let head: Vec<f64> = quarter[..third].iter().map(|s| s.bytes).collect();
@@ -462,6 +465,15 @@ mod tests {
         let step = series(120, |t| if t > 3000.0 { 400.0 * MIB } else { 250.0 * MIB });
         let a = assess(&step, Some(1e9), &[], &Params::default());
         assert!(!a.leak, "{}", a.reason);
+    }
+
+    #[test]
+    fn minute_points_of_a_short_history_are_enough() {
+        // What the engine feeds the detector: one minimum per minute.
+        let s: Vec<Sample> = (0..10).map(|m| Sample { t: m as f64 * 60.0, bytes: 100.0 * MIB + m as f64 * 20.0 * MIB }).collect();
+        let params = Params { min_age_seconds: 300.0, ..Params::default() };
+        let a = assess(&s, Some(1024.0 * MIB), &[], &params);
+        assert_eq!(a.verdict, Verdict::Leak, "{}", a.reason);
     }
 
     #[test]

@@ -468,6 +468,45 @@ impl Engine {
         self.blocking(move |e| Ok(lock(&e.inner.reader).events(&name, from_ms, to_ms)?)).await
     }
 
+    /// The container's log lines from `from_ms` to `to_ms` (at most `cap`), through the engine's logs API.
+    pub async fn logs(&self, id_or_name: &str, from_ms: i64, to_ms: i64, cap: usize) -> Result<leakscope_model::LogExcerpt, EngineError> {
+        use futures::StreamExt;
+        let detail = self.container(id_or_name).await?;
+        if !detail.present {
+            return Err(EngineError::BadRequest(format!("{} no longer exists, and the engine keeps logs only while it does", detail.info.name)));
+        }
+        let docker = self.docker()?;
+        let options = bollard::query_parameters::LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since((from_ms / 1000) as i32)
+            .until((to_ms / 1000 + 1) as i32)
+            .build();
+        let mut stream = docker.logs(&detail.info.id, Some(options));
+        let mut excerpt = leakscope_model::LogExcerpt { container: detail.info.name.clone(), from_ms, to_ms, ..Default::default() };
+        while let Some(item) = stream.next().await {
+            let (stream_name, bytes) = match item.map_err(|e| EngineError::Internal(format!("reading logs: {e}")))? {
+                bollard::container::LogOutput::StdOut { message } => ("stdout", message),
+                bollard::container::LogOutput::StdErr { message } => ("stderr", message),
+                bollard::container::LogOutput::Console { message } => ("stdout", message),
+                bollard::container::LogOutput::StdIn { .. } => continue,
+            };
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                if excerpt.lines.len() >= cap {
+                    excerpt.truncated = true;
+                    break;
+                }
+                let (timestamp, text) = line.split_once(' ').unwrap_or(("", line));
+                excerpt.lines.push(leakscope_model::LogLine { timestamp: timestamp.into(), stream: stream_name.into(), text: text.into() });
+            }
+            if excerpt.truncated {
+                break;
+            }
+        }
+        Ok(excerpt)
+    }
+
     /// How many containers are tracked, running or not.
     pub fn tracked_count(&self) -> usize {
         read(&self.inner.containers).len()

@@ -77,6 +77,37 @@ pub struct ContainerInfo {
     pub leak: Option<LeakStatus>,
 }
 
+/// Log lines of a container around a moment (the chart's click-through).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogExcerpt {
+    pub container: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// `(RFC 3339 timestamp from the engine, stream, text)`, oldest first.
+    pub lines: Vec<LogLine>,
+    /// True when more lines than the cap fell in the window.
+    pub truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub timestamp: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub text: String,
+}
+
+/// Where a memory chart's time axis ends: the range's end, or later when the
+/// leak trend's projection to the limit is drawn (up to half the range more).
+/// Shared by the chart and the page, so a click maps to the right time.
+pub fn chart_axis_end(from_ms: i64, to_ms: i64, trend_end_ms: Option<i64>, limit_at_ms: Option<i64>) -> i64 {
+    let to = to_ms.max(from_ms + 1);
+    match (trend_end_ms, limit_at_ms) {
+        (Some(end), Some(at)) if end >= to - (to - from_ms) / 20 && at > to => at.min(to + (to - from_ms) / 2),
+        _ => to,
+    }
+}
+
 /// A memory limit suggested from what the container really used.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LimitAdvice {
