@@ -97,3 +97,20 @@ fn an_oom_killed_container_shows_the_oom_marker_and_plain_exits_do_not() {
     let (_, svg) = server.get(&format!("/containers/{}/memory.svg?range=15m", oom.name));
     assert!(svg.contains("\nOOM\n"), "the chart has no OOM marker");
 }
+
+#[test]
+fn log_lines_around_a_moment_come_from_the_engine() {
+    let server = Server::start(&[], &[]);
+    let talker = TestContainer::run("detect-logs", &[], &["sh", "-c", "i=0; while true; do echo line-$i; i=$((i+1)); sleep 1; done"]);
+    server.wait_until(Duration::from_secs(20), "the container is known", || server.listed(&talker.name).is_some());
+    std::thread::sleep(Duration::from_secs(6));
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 3000;
+    let (status, logs) = server.get_json(&format!("/api/v1/containers/{}/logs?at={at}&seconds=4", talker.name));
+    assert_eq!(status, 200, "{logs}");
+    let lines = logs["lines"].as_array().unwrap();
+    assert!(!lines.is_empty() && lines.len() <= 6, "{logs}");
+    assert!(lines.iter().all(|l| l["text"].as_str().unwrap().starts_with("line-") && l["stream"] == "stdout"), "{logs}");
+    // The page shows them when the chart was clicked at that moment (`?logs=` in the URL).
+    let (_, page) = server.get(&format!("/containers/{}?range=15m&logs={at}", talker.name));
+    assert!(page.contains("id=\"logs-panel\"") && page.contains("line-"), "the page shows no log lines");
+}
