@@ -275,7 +275,7 @@ fn judge(floor: &[Sample], span: f64, params: &Params) -> Judgement {
     let decelerating = second_half < params.slowdown_share * first_half;
     let recent_flat = quarters[3] <= 0.25 * expected_quarter && second_half.abs() * span / 2.0 < params.min_growth_bytes;
     let (verdict, reason) = if !significant {
-        (Verdict::Stable, format!("no significant growth: the floor changed by {} over {}", mib(growth), duration(span)))
+        (Verdict::Stable, format!("no significant trend: the floor changed by {} over {}, within its noise of ±{}", mib(growth), duration(span), mib(noise)))
     } else if recent_flat {
         let verdict = if span < 3.0 * 3600.0 { Verdict::WarmingUp } else { Verdict::Stable };
         (verdict, format!("grew {} early in the last {} and has levelled off", mib(growth), duration(span)))

@@ -74,7 +74,7 @@ fn export(base: &str) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/detect/corpus");
     let mut rows = Vec::new();
     for (name, _, leak, kind, description, _) in SERVICES {
-        let url = format!("{base}/api/v1/containers/rec-{name}/memory?range=30d&step=2");
+        let url = format!("{base}/api/v1/containers/rec-{name}/memory?range=24h&step=2");
         let series: serde_json::Value = ureq::get(&url).call().expect("the recording server answers").into_json().unwrap();
         let points = series["points"].as_array().cloned().unwrap_or_default();
         let mut csv = String::from("timestamp,working_set_bytes,limit_bytes\n");
