@@ -284,7 +284,9 @@ fn judge(floor: &[Sample], span: f64, params: &Params) -> Judgement {
             Verdict::WarmingUp,
             format!("growing but slowing down ({}/h now, {}/h before): a cache filling up?", mib(second_half * 3600.0), mib(first_half * 3600.0)),
         )
-    } else if growing_quarters < 4 {
+    } else if growing_quarters < 3 || quarters[3] <= 0.25 * expected_quarter {
+        // Three quarters of four, the last among them: a one-off step grows in one
+        // quarter only, while a real leak may pause for a minute (heap expansion).
         (Verdict::Growing, format!("grew {} in {}, but not steadily (a step or a burst?)", mib(growth), duration(span)))
     } else if span < params.min_age_seconds {
         (
@@ -292,7 +294,7 @@ fn judge(floor: &[Sample], span: f64, params: &Params) -> Judgement {
             format!("growing {}/h for {}; a leak verdict needs {} of steady growth", mib(slope * 3600.0), duration(span), duration(params.min_age_seconds)),
         )
     } else {
-        (Verdict::Leak, format!("floor grew steadily by {}/h for {} (in every quarter, not slowing down)", mib(slope * 3600.0), duration(span)))
+        (Verdict::Leak, format!("floor grew steadily by {}/h for {} (in {growing_quarters} of 4 quarters including the last, not slowing down)", mib(slope * 3600.0), duration(span)))
     };
     Judgement { verdict, reason, slope, span, growing_quarters }
 }
