@@ -5,7 +5,7 @@
 //! (the series is split at restarts and at drops of more than half), with a
 //! robust slope (Theil–Sen, so a one-off step or spike moves it little). It
 //! calls `leak` only when the growth is significant, has gone on for long
-//! enough, is present in every quarter of the window (a step or a finished
+//! enough, is present in three quarters of the window including the last (a step or a finished
 //! warm-up is not), and is not slowing down (a cache filling up is). A process
 //! that keeps exhausting its limit and restarting is a leak across restarts.
 //!
@@ -266,7 +266,7 @@ fn judge(floor: &[Sample], span: f64, params: &Params) -> Judgement {
     let growth = slope * span;
     let noise = noise_level(floor, slope);
     let significant = growth > params.min_growth_bytes.max(params.min_growth_share * start_floor).max(4.0 * noise);
-    // Growth in every quarter, and no slowing down from the first half to the second.
+    // Growth per quarter, and no slowing down from the first half to the second.
     let quarters: Vec<f64> = (0..4).map(|q| quarter_growth(floor, q)).collect();
     let expected_quarter = growth / 4.0;
     let growing_quarters = quarters.iter().filter(|g| **g > 0.25 * expected_quarter).count();
