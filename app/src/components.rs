@@ -1,6 +1,6 @@
 //! Small pieces shared by pages.
 
-use leakscope_model::{format_bytes, format_percent, ContainerInfo, EngineStatus, LeakStatus};
+use leakscope_model::{format_bytes, format_duration, format_percent, ContainerInfo, EngineStatus, LeakStatus};
 use leptos::prelude::*;
 
 use crate::live::current_overview;
@@ -138,18 +138,4 @@ pub fn LeakBadge(status: Option<LeakStatus>) -> impl IntoView {
         <span class="muted ttl">{ttl}</span>
     }
     .into_any()
-}
-
-/// `42 s`, `17 min`, `3.2 h`, `2.5 days`.
-pub fn format_duration(seconds: f64) -> String {
-    let s = seconds.max(0.0);
-    if s < 90.0 {
-        format!("{s:.0} s")
-    } else if s < 90.0 * 60.0 {
-        format!("{:.0} min", s / 60.0)
-    } else if s < 48.0 * 3600.0 {
-        format!("{:.1} h", s / 3600.0)
-    } else {
-        format!("{:.1} days", s / 86400.0)
-    }
 }

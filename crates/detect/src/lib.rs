@@ -429,18 +429,7 @@ pub fn mib(bytes: f64) -> String {
     }
 }
 
-pub fn duration(seconds: f64) -> String {
-    let s = seconds.max(0.0);
-    if s < 90.0 {
-        format!("{s:.0} s")
-    } else if s < 90.0 * 60.0 {
-        format!("{:.0} min", s / 60.0)
-    } else if s < 48.0 * 3600.0 {
-        format!("{:.1} h", s / 3600.0)
-    } else {
-        format!("{:.1} days", s / 86400.0)
-    }
-}
+pub use leakscope_model::format_duration as duration;
 
 #[cfg(test)]
 mod tests {

@@ -48,3 +48,17 @@ mod tests {
         assert_eq!(format_percent(0.051), "5.1 %");
     }
 }
+
+/// `42 s`, `17 min`, `3.2 h`, `2.5 days` (negative durations read as 0).
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0);
+    if s < 90.0 {
+        format!("{s:.0} s")
+    } else if s < 90.0 * 60.0 {
+        format!("{:.0} min", s / 60.0)
+    } else if s < 48.0 * 3600.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} days", s / 86400.0)
+    }
+}

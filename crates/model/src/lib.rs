@@ -10,7 +10,7 @@ pub mod dumps;
 mod format;
 mod range;
 
-pub use format::{format_bytes, format_percent};
+pub use format::{format_bytes, format_duration, format_percent};
 pub use range::{parse_time_ms, RangeError, RangePreset, TimeRange, DEFAULT_PRESET, PRESETS};
 
 use serde::{Deserialize, Serialize};
