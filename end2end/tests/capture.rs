@@ -282,3 +282,44 @@ fn not_enough_disk_fails_before_dumping_and_says_so() {
     assert_eq!(state["stage"], "locating", "it must fail before asking the JVM for a dump: {state}");
     assert_clean(&jvm);
 }
+
+/// Automatic capture: a labelled container that crosses 40 % of its limit is
+/// dumped by itself, dumped again after it grows a tenth of its limit (so the
+/// diff is ready), and never a third time; an unlabelled leaker beside it is
+/// left alone because the global policy is off.
+#[test]
+fn a_labelled_container_is_dumped_at_a_share_of_its_limit_and_again_for_a_diff() {
+    let server = Server::start(&["--auto-capture-spacing", "20s"], &[]);
+    let java = fixture_image("java");
+    let fast = ["-e", "LEAK_KIB_PER_SEC=2048", "-e", "OBJECT_BYTES=16384", "-m", "320m"];
+    let labelled = TestContainer::run_image("auto-capture", &java, &[&fast[..], &["--label", "io.leakscope.capture=at-40%"]].concat(), &[]);
+    let unlabelled = TestContainer::run_image("auto-none", &java, &fast, &[]);
+    let auto_dumps = |name: &str| -> Vec<Value> {
+        let (status, list) = server.get_json(&format!("/api/v1/dumps?container={name}"));
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().iter().filter(|d| d["trigger"] == "auto").cloned().collect()
+    };
+    let (_, page) = server.get(&format!("/containers/{}", labelled.name));
+    assert!(page.contains("id=\"auto-capture\"") && page.contains("at-40%"), "the page does not say the container is dumped automatically");
+    server.wait_until(Duration::from_secs(240), "two automatic dumps", || auto_dumps(&labelled.name).len() >= 2);
+    let mut dumps = auto_dumps(&labelled.name);
+    dumps.sort_by_key(|d| d["created_ms"].as_i64());
+    let why: Vec<&str> = dumps.iter().map(|d| d["requested_by"].as_str().unwrap_or("")).collect();
+    assert!(why[0].contains("% of its limit"), "{why:?}");
+    assert!(why[1].contains("second dump for a diff"), "{why:?}");
+    assert!(dumps[1]["created_ms"].as_i64().unwrap() - dumps[0]["created_ms"].as_i64().unwrap() >= 20_000, "spacing not kept");
+    assert!(dumps[1]["size_bytes"].as_u64().unwrap() > dumps[0]["size_bytes"].as_u64().unwrap());
+    // The diff of the two is there for the human who arrives.
+    let (a, b) = (dumps[0]["id"].as_str().unwrap(), dumps[1]["id"].as_str().unwrap());
+    server.wait_until(Duration::from_secs(120), "both analyses", || {
+        [a, b].iter().all(|id| server.get_json(&format!("/api/v1/dumps/{id}")).1["analysis_state"] == "done")
+    });
+    let (status, diff) = server.get_json(&format!("/api/v1/dumps/{a}/diff/{b}"));
+    assert_eq!(status, 200, "{diff}");
+    let grown = diff["classes"].as_array().map(|c| c.iter().take(3).map(|r| r["class"].to_string()).collect::<Vec<_>>());
+    assert!(diff.to_string().contains("LeakService$Session"), "the diff does not show the leaking class: {grown:?}");
+    // No third dump, and nothing for the unlabelled container.
+    std::thread::sleep(Duration::from_secs(30));
+    assert_eq!(auto_dumps(&labelled.name).len(), 2, "a third automatic dump was taken");
+    assert!(auto_dumps(&unlabelled.name).is_empty(), "an unlabelled container was dumped with the policy off");
+}

@@ -15,7 +15,8 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     let leak = TestContainer::run_image(
         "detect-leak",
         &java,
-        &["-e", "LEAK_KIB_PER_SEC=341", "-e", "OBJECT_BYTES=16384", "-m", "1g"],
+        // Labelled for an automatic dump when the verdict says leak.
+        &["-e", "LEAK_KIB_PER_SEC=341", "-e", "OBJECT_BYTES=16384", "-m", "1g", "--label", "io.leakscope.capture=on-leak"],
         &[],
     );
     let native = TestContainer::run_image("detect-native", &fixture_image("native"), &["-e", "LEAK_KIB_PER_SEC=170", "-m", "512m"], &[]);
@@ -64,6 +65,19 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     let (status, svg) = server.get(&format!("/containers/{}/memory.svg?range=15m", leak.name));
     assert_eq!(status, 200);
     assert!(svg.contains("\ntrend\n"), "the chart has no trend line");
+
+    // The label asked for a dump on the leak verdict; it was taken by itself.
+    let auto_dump = || {
+        let (_, list) = server.get_json(&format!("/api/v1/dumps?container={}", leak.name));
+        list.as_array().unwrap().iter().find(|d| d["trigger"] == "auto").cloned()
+    };
+    server.wait_until(Duration::from_secs(120), "an automatic dump on the leak verdict", || auto_dump().is_some());
+    let dump = auto_dump().unwrap();
+    assert!(dump["requested_by"].as_str().unwrap().contains("leak verdict"), "{dump}");
+    for c in [&native, &steady, &warmup] {
+        let (_, list) = server.get_json(&format!("/api/v1/dumps?container={}", c.name));
+        assert_eq!(list.as_array().unwrap().len(), 0, "{} was dumped without asking", c.name);
+    }
 }
 
 #[test]

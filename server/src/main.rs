@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// The static capture helper copied into containers; defaults to `capture/leakscope-agent` beside the site root.
     #[arg(long, env = "LEAKSCOPE_AGENT")]
     pub agent: Option<PathBuf>,
+    /// Automatic heap dumps for every container: off, on-leak, at-85% (of the memory limit) or
+    /// on-leak,at-85%. A container's `io.leakscope.capture` label overrides it.
+    #[arg(long, default_value = "off", env = "LEAKSCOPE_AUTO_CAPTURE")]
+    pub auto_capture: leakscope_engine::CapturePolicy,
+    /// Least time between two automatic dumps of one container (at most two per day and container).
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub auto_capture_spacing: Duration,
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {

@@ -46,6 +46,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.stats_source = args.stats_source;
     config.cgroup_root = args.cgroup_root.clone();
     config.detect.min_age_seconds = args.leak_min_age.as_secs_f64();
+    config.auto_capture = leakscope_engine::AutoCaptureConfig { policy: args.auto_capture, spacing: args.auto_capture_spacing };
     let site = site_root(args.site_root.clone());
     // Beside the site, not in it: the site root is served over HTTP.
     let agent = args.agent.clone().unwrap_or_else(|| {

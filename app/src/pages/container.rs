@@ -219,7 +219,7 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         {move || logs_at.get().map(|at| view! { <LogsPanel name=logs_name.clone() at/> })}
         <LimitAdvicePanel name=advice_name limit=detail.info.limit_bytes/>
         <EventsPanel name=events_name/>
-        <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") query/>
+        <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") auto_capture=detail.info.auto_capture.clone() query/>
     }
 }
 
@@ -338,7 +338,7 @@ const STAGES: [&str; 5] = ["locating", "dumping", "copying", "storing", "done"];
 
 /// *Capture heap dump*, the job's stages as they happen, and this container's dump history.
 #[component]
-fn CapturePanel(name: String, running: Signal<bool>, query: Memo<leptos_router::params::ParamsMap>) -> impl IntoView {
+fn CapturePanel(name: String, running: Signal<bool>, auto_capture: Option<String>, query: Memo<leptos_router::params::ParamsMap>) -> impl IntoView {
     let job_param = Memo::new(move |_| query.read().get("capture"));
     // Bumped while a job runs, so the job (and then the history) is fetched again.
     let tick = RwSignal::new(0u32);
@@ -374,6 +374,10 @@ fn CapturePanel(name: String, running: Signal<bool>, query: Memo<leptos_router::
                 </form>
                 <a href=history_href class="muted">"all dumps of this container"</a>
             </div>
+            {auto_capture.map(|text| view! {
+                <p class="muted" id="auto-capture">"Automatic dumps: " {text}
+                    " — a first dump when it triggers, a second after further growth (the diff is linked below)."</p>
+            })}
             <Transition fallback=|| ()>
                 {move || job.get().and_then(Result::ok).flatten().map(|j| view! { <CaptureStatus job=j action=action.clone()/> })}
             </Transition>

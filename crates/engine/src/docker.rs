@@ -129,6 +129,7 @@ pub fn record_from_inspect(response: ContainerInspectResponse) -> Option<Contain
         compose_service: labels.get("com.docker.compose.service").cloned(),
         state,
         limit_bytes,
+        capture_label: labels.get(crate::autocapture::CAPTURE_LABEL).cloned(),
         id,
     })
 }

@@ -4,6 +4,7 @@
 //! Architecture invariant: the engine never blocks the async runtime on
 //! SQLite or the filesystem; those calls run on the blocking pool.
 
+pub mod autocapture;
 pub mod capture;
 pub mod cgroup;
 pub mod channel;
@@ -25,6 +26,7 @@ use leakscope_model::{ContainerDetail, ContainerInfo, EngineStatus, MemorySeries
 use tokio::sync::watch;
 
 pub use bollard;
+pub use autocapture::{AutoCaptureConfig, CapturePolicy};
 pub use error::EngineError;
 pub use store::{ContainerRecord, SeriesSource, Store};
 
@@ -70,6 +72,8 @@ pub struct EngineConfig {
     pub attach_jar_path: Option<PathBuf>,
     /// The leak detector's tuning (defaults: the values the corpus figures were measured with).
     pub detect: leakscope_detect::Params,
+    /// Automatic heap dumps (off unless configured or labelled).
+    pub auto_capture: AutoCaptureConfig,
 }
 
 impl EngineConfig {
@@ -85,6 +89,7 @@ impl EngineConfig {
             agent_path: None,
             attach_jar_path: None,
             detect: leakscope_detect::Params::default(),
+            auto_capture: AutoCaptureConfig::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ struct Inner {
     jobs: capture::Jobs,
     /// Latest leak verdict per container name, refreshed every minute.
     verdicts: RwLock<HashMap<String, leakscope_model::LeakStatus>>,
+    auto: Mutex<autocapture::AutoState>,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -200,6 +206,7 @@ impl Engine {
                 analysis_slot: tokio::sync::Semaphore::new(1),
                 jobs: capture::Jobs::default(),
                 verdicts: RwLock::new(HashMap::new()),
+                auto: Mutex::new(autocapture::AutoState::default()),
             }),
         })
     }
@@ -275,6 +282,7 @@ impl Engine {
                     memory: None,
                     sparkline: Vec::new(),
                     leak: None,
+                    auto_capture: None,
                 },
                 engine,
                 present: false,
@@ -527,6 +535,7 @@ impl Engine {
                 memory: if t.record.state == "running" { t.latest.clone() } else { None },
                 sparkline: t.sparkline.values(updated_ms),
                 leak: read(&self.inner.verdicts).get(&t.record.name).cloned(),
+                auto_capture: self.auto_capture_text(t.record.capture_label.as_deref()),
             })
             .collect();
         drop(containers);

@@ -70,6 +70,8 @@ pub struct ContainerRecord {
     pub compose_service: Option<String>,
     pub state: String,
     pub limit_bytes: Option<u64>,
+    /// The `io.leakscope.capture` label (automatic dumps), from the engine; not stored.
+    pub capture_label: Option<String>,
 }
 
 /// One sample ready to be written.
@@ -199,6 +201,7 @@ impl Store {
                             compose_service: row.get(5)?,
                             state: row.get(6)?,
                             limit_bytes: row.get::<_, Option<i64>>(7)?.map(to_u64),
+                            capture_label: None,
                         },
                     ))
                 },
@@ -337,6 +340,7 @@ mod tests {
             compose_service: None,
             state: "running".into(),
             limit_bytes: Some(1 << 27),
+            capture_label: None,
         }
     }
 

@@ -75,6 +75,10 @@ pub struct ContainerInfo {
     /// The leak detector's latest verdict on this container's series (by name, across restarts).
     #[serde(default)]
     pub leak: Option<LeakStatus>,
+    /// When Leakscope dumps this container by itself, in words (`on-leak`, `at-85%`, with where
+    /// the setting comes from); `None` when automatic capture is off for it.
+    #[serde(default)]
+    pub auto_capture: Option<String>,
 }
 
 /// Log lines of a container around a moment (the chart's click-through).
