@@ -139,3 +139,39 @@ pub fn LeakBadge(status: Option<LeakStatus>) -> impl IntoView {
     }
     .into_any()
 }
+
+/// The signed-in user, fetched once per page and shared through context.
+pub type MeResource = Resource<Result<Option<leakscope_model::Me>, ServerFnError>>;
+
+pub fn provide_me() {
+    provide_context::<MeResource>(Resource::new(|| (), |_| crate::server_fns::get_me()));
+}
+
+/// A form's action with the session's CSRF token added (unchanged for tokens).
+pub fn with_csrf(action: String) -> impl Fn() -> String + Send + Sync + Clone + 'static {
+    let me = expect_context::<MeResource>();
+    move || me.get().and_then(Result::ok).flatten().map(|m| m.form_action(&action)).unwrap_or_else(|| action.clone())
+}
+
+/// True while the viewer may capture, download and share.
+pub fn can_operate() -> impl Fn() -> bool + Send + Sync + Clone + 'static {
+    let me = expect_context::<MeResource>();
+    move || me.get().and_then(Result::ok).flatten().is_some_and(|m| m.can_operate())
+}
+
+/// Name, role, the admin page for admins, and sign-out.
+#[component]
+pub fn UserMenu() -> impl IntoView {
+    let me = expect_context::<MeResource>();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || me.get().and_then(Result::ok).flatten().map(|m| {
+                let admin = (m.role == "admin").then(|| view! { <a href="/admin">"Admin"</a> });
+                let sign_out = m.csrf.is_some().then(|| view! {
+                    <form method="post" action=m.form_action("/logout") class="inline"><button class="link">"Sign out"</button></form>
+                });
+                view! { <span class="user-menu" id="user-menu" data-role=m.role.clone()>{m.name.clone()} " · " {m.role.clone()} " " {admin} {sign_out}</span> }
+            })}
+        </Suspense>
+    }
+}

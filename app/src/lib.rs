@@ -23,6 +23,11 @@ pub use live::LiveOverview;
 
 /// The HTML document around the app (server side only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The server's guard made a nonce for this response and put it in the CSP header.
+    #[cfg(feature = "ssr")]
+    if let Some(nonce) = use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<leakscope_model::CspNonce>().cloned()) {
+        provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -45,6 +50,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     live::provide_live_overview();
+    components::provide_me();
     view! {
         <Stylesheet id="leptos" href="/pkg/leakscope.css"/>
         <Title formatter=|text: String| if text.is_empty() { "Leakscope".to_string() } else { format!("{text} · Leakscope") }/>
@@ -56,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <A href="/dumps">"Heap dumps"</A>
                 </nav>
                 <live::LiveIndicator/>
+                <components::UserMenu/>
             </header>
             <components::EngineBanner/>
             <main>

@@ -5,6 +5,7 @@ use leakscope_model::capture::CaptureJob;
 use leakscope_model::dumps::DumpFilter;
 use leakscope_model::{ContainerDetail, Overview};
 use leptos::prelude::*;
+use leptos::server_fn::codec::GetUrl;
 
 #[cfg(feature = "ssr")]
 fn engine() -> Result<leakscope_engine::Engine, ServerFnError> {
@@ -13,13 +14,13 @@ fn engine() -> Result<leakscope_engine::Engine, ServerFnError> {
 
 /// Everything the dashboard shows; answers even while the engine is down
 /// (the overview then carries the reason).
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_overview() -> Result<Overview, ServerFnError> {
     Ok((*engine()?.overview()).clone())
 }
 
 /// One container, live or from history. `Ok(None)` when Leakscope never saw it.
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_container(name: String) -> Result<Option<ContainerDetail>, ServerFnError> {
     match engine()?.container(&name).await {
         Ok(detail) => Ok(Some(detail)),
@@ -34,13 +35,13 @@ pub async fn get_container(name: String) -> Result<Option<ContainerDetail>, Serv
 }
 
 /// Every dump, newest first, narrowed by service, container and runtime.
-#[server]
+#[server(input = GetUrl)]
 pub async fn list_dumps(filter: DumpFilter) -> Result<Vec<leakscope_model::dumps::DumpInfo>, ServerFnError> {
     engine()?.dumps(filter).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 /// A capture job by id, else the latest one for the container (`None` when there is none).
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_capture(container: String, job_id: Option<String>) -> Result<Option<CaptureJob>, ServerFnError> {
     let engine = engine()?;
     Ok(match job_id.filter(|j| !j.is_empty()) {
@@ -58,7 +59,7 @@ pub struct DumpPage {
     pub siblings: Vec<leakscope_model::dumps::DumpInfo>,
 }
 
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
     let engine = engine()?;
     let info = match engine.dump(&id).await {
@@ -82,13 +83,13 @@ pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
     Ok(Some(DumpPage { info, analysis, siblings }))
 }
 
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_diff(before: String, after: String) -> Result<leakscope_model::analysis::HeapDiff, ServerFnError> {
     engine()?.dump_diff(&before, &after).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 /// A container's lifecycle events of the last 7 days, newest first (at most 50).
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEvent>, ServerFnError> {
     let now = leakscope_engine::now_ms();
     let mut events = engine()?
@@ -102,13 +103,19 @@ pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEv
 }
 
 /// A suggested memory limit from the observed working set (`None` with under an hour of history).
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_limit_advice(name: String) -> Result<Option<leakscope_model::LimitAdvice>, ServerFnError> {
     engine()?.limit_advice(&name).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 /// Log lines of the minute around `at` (Unix ms), at most 500.
-#[server]
+#[server(input = GetUrl)]
 pub async fn get_logs(name: String, at: i64) -> Result<leakscope_model::LogExcerpt, ServerFnError> {
     engine()?.logs(&name, at - 30_000, at + 30_000, 500).await.map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+/// The signed-in user or token (the server's guard put it on the request).
+#[server(input = GetUrl)]
+pub async fn get_me() -> Result<Option<leakscope_model::Me>, ServerFnError> {
+    Ok(use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<leakscope_model::Me>().cloned()))
 }

@@ -124,12 +124,39 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A running `leakscope serve` on a free port with its own data dir.
+/// The account every test server has (browser tests sign in with it).
+pub const TEST_USER: &str = "tester";
+pub const TEST_PASSWORD: &str = "tester-password-1";
+
+/// A new API token of `role` in a data dir, through the CLI (`leakscope token create`).
+pub fn create_token(data_dir: &Path, role: &str, name: &str) -> String {
+    let out = Command::new(leakscope_bin())
+        .args(["token", "create", "--role", role, "--name", name, "--data-dir", data_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// A new account in a data dir, through the CLI (`leakscope user create`).
+pub fn create_user(data_dir: &Path, name: &str, password: &str, role: &str) {
+    let out = Command::new(leakscope_bin())
+        .args(["user", "create", "--name", name, "--role", role, "--data-dir", data_dir.to_str().unwrap()])
+        .env("LEAKSCOPE_PASSWORD", password)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() || said.contains("exists already"), "user create: {said}");
+}
+
+/// A running `leakscope serve` on a free port with its own data dir, an
+/// admin API token (sent by every helper below) and the test account.
 pub struct Server {
     child: Child,
     pub base: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    pub token: String,
 }
 
 impl Server {
@@ -139,9 +166,22 @@ impl Server {
     }
 
     pub fn start_with_data(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        std::fs::create_dir_all(&data_dir).unwrap();
+        create_user(&data_dir, TEST_USER, TEST_PASSWORD, "admin");
+        Self::spawn(data_dir, extra_args, env)
+    }
+
+    /// A server on a new data dir without any account: it prints the setup link.
+    pub fn start_without_accounts(extra_args: &[&str]) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("leakscope-test-{}", unique_name("data")));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        Self::spawn(data_dir, extra_args, &[])
+    }
+
+    fn spawn(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+        let token = create_token(&data_dir, "admin", "tests");
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
-        std::fs::create_dir_all(&data_dir).unwrap();
         let log = data_dir.join("serve.log");
         let mut cmd = Command::new(leakscope_bin());
         cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap(), "--interval", "1s"])
@@ -152,11 +192,19 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn leakscope serve");
-        let server = Server { child, base: format!("http://{bind}"), data_dir, log };
-        server.wait_until(Duration::from_secs(30), "the server answers", || {
-            ureq::get(&format!("{}/api/v1/engine", server.base)).call().is_ok()
-        });
+        let server = Server { child, base: format!("http://{bind}"), data_dir, log, token };
+        server.wait_until(Duration::from_secs(30), "the server answers", || server.request("GET", "/api/v1/engine").call().is_ok());
         server
+    }
+
+    /// A request with this server's admin token.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &self.url(path)).set("Authorization", &format!("Bearer {}", self.token))
+    }
+
+    /// POST bytes with the admin token; returns (status, body).
+    pub fn post_bytes(&self, path: &str, body: &[u8]) -> (u16, String) {
+        answer(self.request("POST", path).send_bytes(body), path)
     }
 
     pub fn pid(&self) -> u32 {
@@ -169,11 +217,7 @@ impl Server {
 
     /// GET returning (status, body) for any status.
     pub fn get(&self, path: &str) -> (u16, String) {
-        match ureq::get(&self.url(path)).call() {
-            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-            Err(e) => panic!("GET {path}: {e}"),
-        }
+        answer(self.request("GET", path).call(), path)
     }
 
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
@@ -268,12 +312,12 @@ pub fn java_heap_dump(sessions: u32, payload: u32) -> PathBuf {
     dump
 }
 
-/// POST bytes; returns (status, body).
-pub fn post_bytes(url: &str, body: &[u8]) -> (u16, String) {
-    match ureq::post(url).send_bytes(body) {
+/// (status, body) of an answer, whatever its status.
+pub fn answer(result: Result<ureq::Response, ureq::Error>, what: &str) -> (u16, String) {
+    match result {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("POST {url}: {e}"),
+        Err(e) => panic!("{what}: {e}"),
     }
 }
 
@@ -285,6 +329,6 @@ impl Server {
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
         drop(self);
-        Server::start_with_data(data, &[], &[])
+        Server::spawn(data, &[], &[])
     }
 }

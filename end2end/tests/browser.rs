@@ -58,6 +58,19 @@ async fn browser(driver: &Driver, javascript: bool) -> Client {
     }
 }
 
+/// Signs in through the login form (works with JavaScript off too).
+async fn sign_in(client: &Client, server: &Server, user: &str, password: &str) {
+    client.goto(&server.url("/login")).await.unwrap();
+    client.find(Locator::Id("login-name")).await.unwrap().send_keys(user).await.unwrap();
+    client.find(Locator::Id("login-password")).await.unwrap().send_keys(password).await.unwrap();
+    client.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
+    eventually("signed in", || async {
+        let url = client.current_url().await.unwrap();
+        !url.path().starts_with("/login")
+    })
+    .await;
+}
+
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -90,6 +103,7 @@ async fn dashboard_lists_container_and_its_page_charts_it() {
     wait_listed(&server, &c.name);
     let driver = start_chromedriver();
     let client = browser(&driver, true).await;
+    sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
 
     client.goto(&server.url("/")).await.unwrap();
     let row = format!("tr[data-name='{}']", c.name);
@@ -155,6 +169,7 @@ async fn pages_are_readable_with_javascript_off() {
     wait_listed(&server, &c.name);
     let driver = start_chromedriver();
     let client = browser(&driver, false).await;
+    sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
 
     client.goto(&server.url("/")).await.unwrap();
     let row = client.find(Locator::Css(&format!("tr[data-name='{}']", c.name))).await.expect("listed without JS");
@@ -179,13 +194,14 @@ async fn pages_are_readable_with_javascript_off() {
 async fn dump_analysis_page_shows_the_suspect_and_sorts_the_histogram() {
     let server = Server::start(&[], &[]);
     let dump = std::fs::read(end2end::java_heap_dump(5_000, 50)).unwrap();
-    let (status, body) = end2end::post_bytes(&server.url("/api/v1/dumps?name=shop.hprof&service=shop"), &dump);
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=shop.hprof&service=shop", &dump);
     assert_eq!(status, 201, "{body}");
     let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
     server.wait_until(Duration::from_secs(60), "analysed", || server.get(&format!("/api/v1/dumps/{id}/analysis")).0 == 200);
 
     let driver = start_chromedriver();
     let client = browser(&driver, true).await;
+    sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
     client.goto(&server.url("/dumps")).await.unwrap();
     client
         .wait()
@@ -232,6 +248,7 @@ async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let driver = start_chromedriver();
     let client = browser(&driver, true).await;
+    sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
     client.goto(&server.url(&format!("/containers/{}", jvm.name))).await.unwrap();
     eventually("the page hydrates and the capture button is enabled", || async {
         match client.find(Locator::Id("capture-button")).await {
@@ -272,7 +289,7 @@ async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     .await;
     let link = client.find(Locator::Css("#capture-done a[href$='/download']")).await.unwrap();
     let href = link.attr("href").await.unwrap().unwrap();
-    let response = ureq::get(&server.url(&href)).call().unwrap();
+    let response = server.request("GET", &href).call().unwrap();
     let mut head = vec![0u8; 18];
     std::io::Read::read_exact(&mut response.into_reader(), &mut head).unwrap();
     assert_eq!(&head, b"JAVA PROFILE 1.0.2");

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use end2end::{docker, fixture_image, post_bytes, Server, TestContainer};
+use end2end::{docker, fixture_image, Server, TestContainer};
 use serde_json::Value;
 
 /// A small, slowly leaking JVM: dumps of a few MiB.
@@ -13,7 +13,7 @@ const QUIET: [&str; 4] = ["-e", "LEAK_KIB_PER_SEC=64", "-m", "512m"];
 const SERVICE_JAR: &str = "/app/leak-service.jar";
 
 fn start_capture(server: &Server, container: &str, body: &str) -> (u16, Value) {
-    let (status, text) = post_bytes(&server.url(&format!("/api/v1/containers/{container}/dumps")), body.as_bytes());
+    let (status, text) = server.post_bytes(&format!("/api/v1/containers/{container}/dumps"), body.as_bytes());
     (status, serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)))
 }
 
@@ -51,7 +51,7 @@ fn wait_for_jvm(container: &TestContainer) {
 
 /// The stored dump downloads as a real HPROF and our parser reads it.
 fn check_dump(server: &Server, dump_id: &str) {
-    let response = ureq::get(&server.url(&format!("/api/v1/dumps/{dump_id}/download"))).call().unwrap();
+    let response = server.request("GET", &format!("/api/v1/dumps/{dump_id}/download")).call().unwrap();
     let mut head = vec![0u8; 18];
     std::io::Read::read_exact(&mut response.into_reader(), &mut head).unwrap();
     assert_eq!(&head, b"JAVA PROFILE 1.0.2");

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use end2end::{java_heap_dump, post_bytes, Server};
+use end2end::{java_heap_dump, Server};
 
 fn wait_analysed(server: &Server, id: &str) -> serde_json::Value {
     let mut analysis = serde_json::Value::Null;
@@ -21,7 +21,7 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
     let big = java_heap_dump(20_000, 100);
     let small_bytes = std::fs::read(&small).unwrap();
 
-    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=before.hprof&service=shop"), &small_bytes);
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=before.hprof&service=shop", &small_bytes);
     assert_eq!(status, 201, "{body}");
     let first: serde_json::Value = serde_json::from_str(&body).unwrap();
     let first_id = first["id"].as_str().unwrap().to_string();
@@ -30,7 +30,7 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
 
     // A gzipped upload (as `jcmd GC.heap_dump -gz` writes) is accepted too.
     let gz = std::process::Command::new("gzip").arg("-c").arg(&big).output().unwrap().stdout;
-    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=after.hprof.gz&service=shop"), &gz);
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=after.hprof.gz&service=shop", &gz);
     assert_eq!(status, 201, "{body}");
     let second_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
 
@@ -56,7 +56,7 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
     assert_eq!(ids, vec![second_id.as_str(), first_id.as_str()]);
 
     // Download: the original bytes, never cached.
-    let response = ureq::get(&server.url(&format!("/api/v1/dumps/{first_id}/download"))).call().unwrap();
+    let response = server.request("GET", &format!("/api/v1/dumps/{first_id}/download")).call().unwrap();
     assert_eq!(response.header("cache-control"), Some("no-store"));
     assert!(response.header("content-disposition").unwrap().starts_with("attachment"));
     let mut downloaded = Vec::new();
@@ -76,7 +76,7 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
     assert!(html.contains("What grew") && html.contains("LeakMain$Session"));
 
     // Delete removes record and file.
-    let response = ureq::delete(&server.url(&format!("/api/v1/dumps/{first_id}"))).call().unwrap();
+    let response = server.request("DELETE", &format!("/api/v1/dumps/{first_id}")).call().unwrap();
     assert_eq!(response.status(), 204);
     let (status, _) = server.get_json(&format!("/api/v1/dumps/{first_id}"));
     assert_eq!(status, 404);
@@ -86,13 +86,13 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
 #[test]
 fn bad_dumps_get_clear_errors_and_lose_nothing() {
     let server = Server::start(&[], &[]);
-    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=notes.txt"), b"this is not a heap dump at all");
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=notes.txt", b"this is not a heap dump at all");
     assert_eq!(status, 400);
     assert!(body.contains("not an HPROF heap dump"), "{body}");
 
     // A truncated dump is stored (it is what the user has) but its analysis fails with the offset.
     let dump = std::fs::read(java_heap_dump(100, 10)).unwrap();
-    let (status, body) = post_bytes(&server.url("/api/v1/dumps?name=cut.hprof"), &dump[..dump.len() / 2]);
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=cut.hprof", &dump[..dump.len() / 2]);
     assert_eq!(status, 201, "{body}");
     let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
     let mut answer = serde_json::Value::Null;
@@ -131,6 +131,7 @@ fn the_upload_form_accepts_a_multipart_file_and_redirects_to_the_analysis() {
     let agent = ureq::AgentBuilder::new().redirects(0).build();
     let response = agent
         .post(&server.url("/dumps/upload"))
+        .set("Authorization", &format!("Bearer {}", server.token))
         .set("Content-Type", &format!("multipart/form-data; boundary={boundary}"))
         .send_bytes(&body)
         .unwrap();

@@ -7,13 +7,15 @@ use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use leakscope_access::Principal;
 use leakscope_engine::capture::CaptureRequest;
 use leakscope_engine::Engine;
 use leakscope_model::dumps::DumpFilter;
 use serde::Deserialize;
 
 use crate::api::HttpError;
+use crate::auth::SharedAccess;
 use crate::serve::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -29,15 +31,22 @@ struct CaptureBody {
     pid: Option<u32>,
 }
 
-async fn start(State(engine): State<Engine>, Path(id): Path<String>, body: Bytes) -> Result<impl IntoResponse, HttpError> {
+async fn start(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, HttpError> {
     let body: CaptureBody = if body.iter().all(u8::is_ascii_whitespace) {
         CaptureBody::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| HttpError(StatusCode::BAD_REQUEST, format!("body must be JSON like {{\"pid\": 1}}: {e}")))?
     };
-    let request = CaptureRequest { container: id, pid: body.pid, trigger: "manual".into(), requested_by: Some("api".into()) };
+    let request = CaptureRequest { container: id.clone(), pid: body.pid, trigger: "manual".into(), requested_by: Some(who.name.clone()) };
     let job_id = engine.start_capture(request).await?;
+    access.audit(&who.name, "captured heap dump", &id, Some(format!("job {job_id}"))).await;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": job_id }))))
 }
 
@@ -59,6 +68,8 @@ struct CaptureForm {
 
 async fn start_form(
     State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
     Path(name): Path<String>,
     Form(form): Form<CaptureForm>,
 ) -> Result<impl IntoResponse, HttpError> {
@@ -66,8 +77,9 @@ async fn start_form(
         None => None,
         Some(p) => Some(p.parse::<u32>().map_err(|_| HttpError(StatusCode::BAD_REQUEST, format!("not a pid: '{p}'")))?),
     };
-    let request = CaptureRequest { container: name.clone(), pid, trigger: "manual".into(), requested_by: Some("dashboard".into()) };
+    let request = CaptureRequest { container: name.clone(), pid, trigger: "manual".into(), requested_by: Some(who.name.clone()) };
     let job_id = engine.start_capture(request).await?;
+    access.audit(&who.name, "captured heap dump", &name, Some(format!("job {job_id}"))).await;
     let name = utf8_percent(&name);
     Ok(Redirect::to(&format!("/containers/{name}?capture={job_id}")))
 }

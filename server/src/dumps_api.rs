@@ -16,6 +16,9 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::api::HttpError;
+use crate::auth::SharedAccess;
+use axum::Extension;
+use leakscope_access::Principal;
 use crate::serve::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -63,6 +66,8 @@ fn clean(v: Option<String>) -> Option<String> {
 /// `POST /api/v1/dumps?name=app.hprof[&service=..][&container=..]` with the dump as the body.
 async fn upload(
     State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<UploadQuery>,
     headers: HeaderMap,
     body: Body,
@@ -79,14 +84,21 @@ async fn upload(
         container_name: clean(q.container),
         trigger: "upload".into(),
         expected_bytes: expected,
+        requested_by: Some(who.name.clone()),
         ..Default::default()
     };
     let info = engine.import_dump(reader, meta).await?;
+    access.audit(&who.name, "uploaded heap dump", &info.id, Some(info.file_name.clone())).await;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
 /// The `/dumps` page's upload form (multipart), then on to the new dump's page.
-async fn upload_form(State(engine): State<Engine>, mut form: Multipart) -> Result<Response, HttpError> {
+async fn upload_form(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    mut form: Multipart,
+) -> Result<Response, HttpError> {
     let bad = |m: String| HttpError(StatusCode::BAD_REQUEST, m);
     let mut service = None;
     while let Some(field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
@@ -97,7 +109,13 @@ async fn upload_form(State(engine): State<Engine>, mut form: Multipart) -> Resul
                 let (tx, reader) = channel_reader();
                 let (chunk_tx, mut chunk_rx) = mpsc::channel::<Result<Bytes, String>>(16);
                 // Multipart fields are borrowed from the form; pump them here while the engine reads.
-                let meta = NewDump { file_name, service: service.clone(), trigger: "upload".into(), ..Default::default() };
+                let meta = NewDump {
+                    file_name,
+                    service: service.clone(),
+                    trigger: "upload".into(),
+                    requested_by: Some(who.name.clone()),
+                    ..Default::default()
+                };
                 let import = tokio::spawn({
                     let engine = engine.clone();
                     async move { engine.import_dump(reader, meta).await }
@@ -127,6 +145,7 @@ async fn upload_form(State(engine): State<Engine>, mut form: Multipart) -> Resul
                 }
                 drop(chunk_tx);
                 let info = import.await.map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+                access.audit(&who.name, "uploaded heap dump", &info.id, Some(info.file_name.clone())).await;
                 return Ok(Redirect::to(&format!("/dumps/{}", info.id)).into_response());
             }
             _ => {}
@@ -151,21 +170,38 @@ async fn diff(State(engine): State<Engine>, Path((a, b)): Path<(String, String)>
     Ok(Json(engine.dump_diff(&a, &b).await?))
 }
 
-async fn delete(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
+async fn delete(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, HttpError> {
     engine.delete_dump(&id).await?;
+    access.audit(&who.name, "deleted heap dump", &id, None).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn delete_form(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
-    engine.delete_dump(&id).await?;
+async fn delete_form(
+    state: State<Engine>,
+    access: State<SharedAccess>,
+    who: Extension<Principal>,
+    id: Path<String>,
+) -> Result<impl IntoResponse, HttpError> {
+    delete(state, access, who, id).await?;
     Ok(Redirect::to("/dumps"))
 }
 
 /// The original `.hprof`, decompressed on the fly. Heap dumps hold secrets:
 /// never cached, always a download.
-async fn download(State(engine): State<Engine>, Path(id): Path<String>) -> Result<Response, HttpError> {
+async fn download(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
     let info = engine.dump(&id).await?;
     let mut reader = engine.dump_reader(&id).await?;
+    access.audit(&who.name, "downloaded heap dump", &id, Some(format!("{} bytes", info.size_bytes))).await;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;

@@ -5,10 +5,12 @@ mod analyze;
 mod api;
 mod capture_api;
 mod charts;
+mod auth;
 mod demo;
 mod detect;
 mod dumps_api;
 mod serve;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,12 @@ enum Command {
     Diff(analyze::DiffArgs),
     /// Leak verdict on a memory series from a CSV file (offline).
     Detect(detect::DetectArgs),
+    /// API tokens for scripts and CI (`token create` prints the token on its last line).
+    #[command(subcommand)]
+    Token(users::TokenCommand),
+    /// Accounts from the console (for when the setup link is lost or a password forgotten).
+    #[command(subcommand)]
+    User(users::UserCommand),
     /// Start or remove a set of leaky sample containers to try Leakscope on.
     Demo(demo::DemoArgs),
 }
@@ -79,6 +87,9 @@ pub struct ServeArgs {
     /// Least time between two automatic dumps of one container (at most two per day and container).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub auto_capture_spacing: Duration,
+    /// Mark session cookies Secure (set this when a TLS proxy is in front; `X-Forwarded-Proto: https` does it per request).
+    #[arg(long)]
+    pub secure_cookies: bool,
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -116,6 +127,8 @@ fn main() -> std::process::ExitCode {
         Command::Analyze(args) => analyze::analyze(args),
         Command::Diff(args) => analyze::diff(args),
         Command::Detect(args) => detect::detect(args),
+        Command::Token(command) => users::token(command).map_err(|e| e.to_string()),
+        Command::User(command) => users::user(command).map_err(|e| e.to_string()),
         Command::Demo(args) => runtime.block_on(demo::run(args)).map_err(Into::into),
     };
     match result {

@@ -20,6 +20,7 @@ use crate::ServeArgs;
 pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub engine: Engine,
+    pub access: crate::auth::SharedAccess,
 }
 
 /// The site directory: explicit, else `../site` next to the binary (the
@@ -69,7 +70,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .site_pkg_dir("pkg")
         .site_addr(args.bind)
         .build();
-    let app = router(AppState { leptos_options, engine });
+    let access = crate::auth::AccessState::open(&args.data_dir, args.secure_cookies).map_err(|e| e.to_string())?;
+    if let Some(path) = access.setup_path() {
+        // On the console only: whoever can read it may become the first admin.
+        println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
+    }
+    let app = router(AppState { leptos_options, engine, access });
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -79,7 +85,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         args.bind,
         args.data_dir.display()
     );
-    axum::serve(listener, app)
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| format!("server error: {e}"))
@@ -88,6 +94,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let engine = state.engine.clone();
+    let access = state.access.clone();
     let options = state.leptos_options.clone();
     let pkg_dir = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
     Router::new()
@@ -96,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::charts::routes())
         .merge(crate::dumps_api::routes())
         .merge(crate::capture_api::routes())
+        .merge(crate::auth::routes())
         .leptos_routes_with_context(
             &state,
             routes,
@@ -103,6 +111,7 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(access, crate::auth::guard))
         .layer(CompressionLayer::new().no_br().no_zstd())
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,

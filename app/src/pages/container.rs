@@ -361,13 +361,14 @@ fn CapturePanel(name: String, running: Signal<bool>, auto_capture: Option<String
         }
     });
     let action = format!("/containers/{name}/capture");
+    let may_capture = crate::components::can_operate();
     let history_href = format!("/dumps?container={name}");
     view! {
         <section class="capture-panel">
             <div class="capture-head">
                 <h2>"Heap dumps"</h2>
-                <form method="post" action=action.clone()>
-                    <button id="capture-button" type="submit" disabled=move || !running.get()
+                <form method="post" action=crate::components::with_csrf(action.clone())>
+                    <button id="capture-button" type="submit" disabled=move || !running.get() || !may_capture()
                         title="Finds the JVM in the container and writes a heap dump (jcmd, or Leakscope's own helper when the image has no tools)">
                         "Capture heap dump"
                     </button>
@@ -422,7 +423,7 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         .map(|jvm| {
             let pid = jvm.pid.to_string();
             view! {
-                <form method="post" action=action.clone() class="jvm-choice">
+                <form method="post" action=crate::components::with_csrf(action.clone()) class="jvm-choice">
                     <input type="hidden" name="pid" value=pid.clone()/>
                     <button type="submit">"Capture pid " {pid}</button>
                     " " <code>{jvm.command.clone()}</code>

@@ -57,7 +57,7 @@ pub fn DumpsPage() -> impl IntoView {
                 <h1>"Heap dumps"</h1>
                 <p class="muted">"Grouped by compose service (or image), so history survives container re-creation. Dumps hold secrets: downloads are never cached."</p>
             </div>
-            <form class="upload" method="post" action="/dumps/upload" enctype="multipart/form-data">
+            <form class="upload" method="post" action=crate::components::with_csrf("/dumps/upload".to_string()) enctype="multipart/form-data">
                 <input type="text" name="service" placeholder="service (optional)"/>
                 <input type="file" name="file" accept=".hprof,.gz" required/>
                 <button type="submit">"Upload .hprof"</button>
@@ -118,7 +118,7 @@ pub fn DumpGroups(list: Vec<DumpInfo>, #[prop(optional)] empty_text: Option<&'st
                                 <a href=href>"analysis"</a>
                                 {previous.map(|p| view! { " · " <a href=p>"diff vs previous"</a> })}
                                 " · " <a href=download>"download"</a>
-                                <form method="post" action=delete class="inline">
+                                <form method="post" action=crate::components::with_csrf(delete) class="inline">
                                     <button type="submit" class="link danger">"delete"</button>
                                 </form>
                             </td>

@@ -231,3 +231,32 @@ pub struct ContainerDetail {
 pub struct ApiError {
     pub error: String,
 }
+
+/// The per-response nonce that lets the hydration script run under the CSP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CspNonce(pub String);
+
+/// Who the page is shown to (for the menu and for forms' CSRF tokens).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Me {
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    /// Browser sessions: every form that changes something sends it back.
+    pub csrf: Option<String>,
+}
+
+impl Me {
+    /// Operators and admins may capture, download, create and share.
+    pub fn can_operate(&self) -> bool {
+        matches!(self.role.as_str(), "operator" | "admin")
+    }
+
+    /// `action` with this session's CSRF token in its query (forms post to it).
+    pub fn form_action(&self, action: &str) -> String {
+        match &self.csrf {
+            Some(token) => format!("{action}{}csrf={token}", if action.contains('?') { '&' } else { '?' }),
+            None => action.to_string(),
+        }
+    }
+}

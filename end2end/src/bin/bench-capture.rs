@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use end2end::{docker, fixture_image, post_bytes, Server, TestContainer};
+use end2end::{docker, fixture_image, Server, TestContainer};
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -61,7 +61,7 @@ struct Captured {
 fn capture(server: &Server, container: &str) -> Captured {
     let pid = server.pid();
     let baseline_rss = rss_kib(pid);
-    let (status, body) = post_bytes(&server.url(&format!("/api/v1/containers/{container}/dumps")), b"");
+    let (status, body) = server.post_bytes(&format!("/api/v1/containers/{container}/dumps"), b"");
     assert_eq!(status, 202, "{body}");
     let job: serde_json::Value = serde_json::from_str(&body).unwrap();
     let job_id = job["job_id"].as_str().unwrap().to_string();

@@ -51,6 +51,8 @@ fn start() {
     }
     let data = std::env::temp_dir().join("leakscope-corpus-recording");
     std::fs::create_dir_all(&data).unwrap();
+    // `export` reads the API with this token.
+    std::fs::write(data.join("export-token"), end2end::create_token(&data, "viewer", "corpus-export")).unwrap();
     Command::new(leakscope_bin())
         .args(["serve", "--bind", "127.0.0.1:3998", "--interval", "2s", "--data-dir", data.to_str().unwrap()])
         .stdout(Stdio::null())
@@ -75,7 +77,8 @@ fn export(base: &str) {
     let mut rows = Vec::new();
     for (name, _, leak, kind, description, _) in SERVICES {
         let url = format!("{base}/api/v1/containers/rec-{name}/memory?range=24h&step=2");
-        let series: serde_json::Value = ureq::get(&url).call().expect("the recording server answers").into_json().unwrap();
+        let token = std::fs::read_to_string(std::env::temp_dir().join("leakscope-corpus-recording/export-token")).unwrap_or_default();
+        let series: serde_json::Value = ureq::get(&url).set("Authorization", &format!("Bearer {token}")).call().expect("the recording server answers").into_json().unwrap();
         let points = series["points"].as_array().cloned().unwrap_or_default();
         let mut csv = String::from("timestamp,working_set_bytes,limit_bytes\n");
         for p in &points {

@@ -1,0 +1,79 @@
+//! The route policy in one table, so what each role may do is read in one
+//! place and tested as a whole (handlers do not check roles themselves).
+
+use crate::Role;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Login, setup, static assets, public report links.
+    Public,
+    /// Any signed-in user or token with at least this role.
+    Needs(Role),
+}
+
+/// The access a request needs, from its method and path.
+pub fn required_access(method: &str, path: &str) -> Access {
+    let reading = matches!(method, "GET" | "HEAD" | "OPTIONS");
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let public = matches!(segments.as_slice(), ["login"] | ["setup", _] | ["r", ..] | ["pkg", ..])
+        || matches!(path, "/favicon.svg" | "/favicon.ico" | "/robots.txt");
+    if public && (reading || matches!(segments.as_slice(), ["login"] | ["setup", _])) {
+        return Access::Public;
+    }
+    if path == "/logout" {
+        return Access::Needs(Role::Viewer);
+    }
+    let api = segments.first() == Some(&"api") && segments.get(1) == Some(&"v1");
+    let rest: &[&str] = if api { &segments[2..] } else { &segments[..] };
+    // Admin: accounts, tokens, the audit log.
+    if matches!(rest.first(), Some(&"users") | Some(&"tokens") | Some(&"audit") | Some(&"admin")) {
+        return Access::Needs(Role::Admin);
+    }
+    // Dump contents hold secrets: downloads are for operators, whatever the method.
+    if matches!(rest, ["dumps", _, "download"]) {
+        return Access::Needs(Role::Operator);
+    }
+    if reading {
+        Access::Needs(Role::Viewer)
+    } else {
+        // Every change (capture, upload, delete, reports, sharing) is an operator's.
+        Access::Needs(Role::Operator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_table() {
+        use Access::*;
+        let cases = [
+            ("GET", "/login", Public),
+            ("POST", "/login", Public),
+            ("GET", "/setup/abc", Public),
+            ("POST", "/setup/abc", Public),
+            ("GET", "/r/tok", Public),
+            ("POST", "/r/tok", Needs(Role::Operator)),
+            ("GET", "/pkg/leakscope.wasm", Public),
+            ("GET", "/", Needs(Role::Viewer)),
+            ("GET", "/containers/web", Needs(Role::Viewer)),
+            ("GET", "/containers/web/memory.png", Needs(Role::Viewer)),
+            ("GET", "/api/v1/containers", Needs(Role::Viewer)),
+            ("GET", "/api/v1/dumps/abc/download", Needs(Role::Operator)),
+            ("GET", "/dumps/abc/download", Needs(Role::Operator)),
+            ("POST", "/api/v1/containers/web/dumps", Needs(Role::Operator)),
+            ("POST", "/containers/web/capture", Needs(Role::Operator)),
+            ("DELETE", "/api/v1/dumps/abc", Needs(Role::Operator)),
+            ("POST", "/api/v1/reports", Needs(Role::Operator)),
+            ("GET", "/api/v1/reports", Needs(Role::Viewer)),
+            ("GET", "/api/v1/tokens", Needs(Role::Admin)),
+            ("GET", "/admin", Needs(Role::Admin)),
+            ("GET", "/api/v1/audit", Needs(Role::Admin)),
+            ("POST", "/logout", Needs(Role::Viewer)),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(required_access(method, path), want, "{method} {path}");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Team access against the real server: every API route refuses anonymous
+//! callers (the list is read from the router definitions in the source, so a
+//! new route cannot be forgotten), roles are enforced, cookie sessions need
+//! the CSRF token, the first-run setup link works once, sign-in is throttled,
+//! and the audit log records who did what.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use end2end::{answer, create_token, create_user, Server};
+
+/// (method, path) of every route under /api/v1, from the `.route(...)` calls in the server's source.
+fn api_routes() -> BTreeSet<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
+    let mut routes = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for call in source.split(".route(\"").skip(1) {
+            let Some((path, rest)) = call.split_once('"') else { continue };
+            if !path.starts_with("/api/v1") {
+                continue;
+            }
+            // The method router up to the closing parenthesis of .route(…).
+            let mut depth = 1;
+            let end = rest.char_indices().find(|&(_, c)| {
+                depth += match c { '(' => 1, ')' => -1, _ => 0 };
+                depth == 0
+            });
+            let methods = &rest[..end.map(|(i, _)| i).unwrap_or(rest.len())];
+            for (word, method) in [("get(", "GET"), ("post(", "POST"), ("delete(", "DELETE"), ("put(", "PUT")] {
+                if methods.contains(word) {
+                    let concrete = path.replace("{*rest}", "anything").split('/').map(|s| if s.starts_with('{') { "0" } else { s }).collect::<Vec<_>>().join("/");
+                    routes.insert((method.to_string(), concrete));
+                }
+            }
+        }
+    }
+    routes
+}
+
+fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, cookie: Option<&str>) -> (u16, String) {
+    let mut request = ureq::request(method, &server.url(path));
+    if let Some(token) = auth {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(cookie) = cookie {
+        request = request.set("Cookie", cookie);
+    }
+    let result = if method == "GET" || method == "DELETE" { request.call() } else { request.send_bytes(b"{}") };
+    answer(result, path)
+}
+
+#[test]
+fn every_api_route_needs_credentials_and_roles_are_enforced() {
+    let server = Server::start(&[], &[]);
+    let routes = api_routes();
+    assert!(routes.len() >= 25, "too few routes found in the source: {routes:?}");
+    assert!(routes.contains(&("POST".into(), "/api/v1/containers/0/dumps".into())));
+    for (method, path) in &routes {
+        let (status, body) = call(&server, method, path, None, None);
+        assert_eq!(status, 401, "{method} {path} answered {status} without credentials: {body}");
+        let (status, _) = call(&server, method, path, Some("lsk_0000"), None);
+        assert_eq!(status, 401, "{method} {path} accepted a made-up token");
+    }
+    // A viewer reads, but may not capture, download, delete, upload or administer.
+    let viewer = create_token(&server.data_dir, "viewer", "a-viewer");
+    assert_eq!(call(&server, "GET", "/api/v1/containers", Some(&viewer), None).0, 200);
+    assert_eq!(call(&server, "GET", "/api/v1/dumps", Some(&viewer), None).0, 200);
+    for (method, path) in [
+        ("POST", "/api/v1/containers/0/dumps"),
+        ("GET", "/api/v1/dumps/0/download"),
+        ("DELETE", "/api/v1/dumps/0"),
+        ("POST", "/api/v1/dumps"),
+        ("GET", "/api/v1/tokens"),
+        ("GET", "/api/v1/audit"),
+        ("GET", "/dumps/0/download"),
+    ] {
+        let (status, body) = call(&server, method, path, Some(&viewer), None);
+        assert_eq!(status, 403, "{method} {path} as a viewer: {status} {body}");
+    }
+    // Tokens are accepted on pages and chart images too.
+    assert_eq!(call(&server, "GET", "/", Some(&viewer), None).0, 200);
+    // Pages redirect a signed-out browser to the sign-in page.
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let response = agent.get(&server.url("/dumps?service=x")).call().unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.header("location"), Some("/login?next=/dumps%3Fservice%3Dx"));
+    // A revoked token stops working at once.
+    let (_, tokens) = server.get_json("/api/v1/tokens");
+    let id = tokens.as_array().unwrap().iter().find(|t| t["name"] == "a-viewer").unwrap()["id"].as_i64().unwrap();
+    assert_eq!(call(&server, "DELETE", &format!("/api/v1/tokens/{id}"), Some(&server.token), None).0, 204);
+    assert_eq!(call(&server, "GET", "/api/v1/containers", Some(&viewer), None).0, 401);
+    // Security headers on every answer.
+    let response = server.request("GET", "/").call().unwrap();
+    let csp = response.header("content-security-policy").unwrap_or_default().to_string();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"), "{csp}");
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    let page = response.into_string().unwrap();
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    assert!(page.matches("<script").count() == page.matches(&format!("nonce=\"{nonce}\"")).count(), "an inline script lacks the nonce");
+}
+
+/// Signs in with the form and returns the session cookie (`name=value`).
+fn sign_in(server: &Server, user: &str, password: &str) -> Result<String, (u16, String)> {
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let response = agent
+        .post(&server.url("/login"))
+        .send_form(&[("name", user), ("password", password), ("next", "/")])
+        .map_err(|e| match e {
+            ureq::Error::Status(code, r) => (code, r.into_string().unwrap_or_default()),
+            other => (0, other.to_string()),
+        })?;
+    let cookie = response.header("set-cookie").unwrap_or_default().to_string();
+    if !cookie.starts_with("leakscope_session=") {
+        return Err((response.status(), response.header("location").unwrap_or_default().to_string()));
+    }
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    Ok(cookie.split(';').next().unwrap().to_string())
+}
+
+#[test]
+fn cookie_sessions_need_the_csrf_token_and_sign_in_is_throttled() {
+    let server = Server::start(&[], &[]);
+    create_user(&server.data_dir, "olga", "operator-password", "operator");
+    let cookie = sign_in(&server, "olga", "operator-password").unwrap();
+    let (status, me) = call(&server, "GET", "/api/v1/me", None, Some(&cookie));
+    assert_eq!(status, 200, "{me}");
+    let me: serde_json::Value = serde_json::from_str(&me).unwrap();
+    assert_eq!(me["role"], "operator");
+    let csrf = me["csrf"].as_str().unwrap().to_string();
+    // A state-changing request with only the cookie is refused...
+    let (status, body) = call(&server, "POST", "/api/v1/containers/nonexistent/dumps", None, Some(&cookie));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    // ...and passes the guard with the token (then 404: no such container).
+    let (status, body) = call(&server, "POST", &format!("/api/v1/containers/nonexistent/dumps?csrf={csrf}"), None, Some(&cookie));
+    assert_eq!(status, 404, "{body}");
+    // An operator is not an admin.
+    assert_eq!(call(&server, "GET", "/api/v1/users", None, Some(&cookie)).0, 403);
+    // Sign-out ends the session.
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let out = agent.post(&server.url(&format!("/logout?csrf={csrf}"))).set("Cookie", &cookie).call().unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(call(&server, "GET", "/api/v1/me", None, Some(&cookie)).0, 401);
+
+    // Wrong passwords: a pause after five.
+    for _ in 0..5 {
+        assert!(sign_in(&server, "olga", "not-the-password").is_err());
+    }
+    let (status, body) = sign_in(&server, "olga", "operator-password").unwrap_err();
+    assert_eq!(status, 429, "{body}");
+
+    // The audit log has the sign-in; the CLI-made token and user are in it too.
+    let (_, log) = server.get_json("/api/v1/audit");
+    let actions: Vec<String> = log.as_array().unwrap().iter().map(|e| format!("{} {}", e["actor"], e["action"])).collect();
+    assert!(actions.iter().any(|a| a == "\"olga\" \"signed in\""), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "\"console\" \"created token\""), "{actions:?}");
+}
+
+#[test]
+fn the_first_run_setup_link_creates_the_admin_once() {
+    let server = Server::start_without_accounts(&[]);
+    let mut link = None;
+    server.wait_until(std::time::Duration::from_secs(10), "the setup link on the console", || {
+        link = server.log_text().split_whitespace().find(|w| w.contains("/setup/")).map(str::to_string);
+        link.is_some()
+    });
+    let path = format!("/setup/{}", link.unwrap().rsplit("/setup/").next().unwrap());
+    let (status, page) = answer(ureq::get(&server.url(&path)).call(), &path);
+    assert_eq!(status, 200);
+    assert!(page.contains("first admin"), "{page}");
+    // The sign-in page tells a lost visitor where the link is.
+    let (_, login) = answer(ureq::get(&server.url("/login")).call(), "/login");
+    assert!(login.contains("setup link"), "{login}");
+    // A wrong secret is a 404.
+    assert_eq!(answer(ureq::get(&server.url("/setup/0000")).call(), "/setup").0, 404);
+    let agent = ureq::AgentBuilder::new().redirects(0).build();
+    let created = agent.post(&server.url(&path)).send_form(&[("name", "root"), ("password", "a-long-admin-password")]).unwrap();
+    assert_eq!(created.status(), 303);
+    assert!(created.header("set-cookie").unwrap().starts_with("leakscope_session="));
+    // Used up.
+    let again = agent.post(&server.url(&path)).send_form(&[("name", "mallory"), ("password", "another-password")]);
+    assert!(matches!(again, Err(ureq::Error::Status(404, _))), "the setup link worked twice");
+    assert!(sign_in(&server, "root", "a-long-admin-password").is_ok());
+}

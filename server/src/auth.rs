@@ -1,0 +1,645 @@
+//! Team access over HTTP: the guard every request passes (who is asking,
+//! may they, CSRF for cookie sessions), sign-in, first-run setup, sign-out,
+//! and the admin API. The decisions live in `leakscope-access`; this file
+//! only moves them onto requests and responses.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Form, Json, Router};
+use leakscope_access::{required_access, Access, AccessError, AccessStore, LoginThrottle, Principal, Role};
+use leakscope_engine::now_ms;
+use serde::Deserialize;
+
+use crate::api::HttpError;
+use crate::serve::AppState;
+
+pub const SESSION_COOKIE: &str = "leakscope_session";
+/// Failed sign-ins allowed per client address and per user name before a pause.
+const LOGIN_FAILURES: u32 = 5;
+const LOGIN_PAUSE: Duration = Duration::from_secs(300);
+
+/// The access store and what goes with it; shared by every request.
+pub struct AccessState {
+    store: Mutex<AccessStore>,
+    throttle: LoginThrottle,
+    /// The one-time first-run link's secret, while no admin exists.
+    setup_token: Mutex<Option<String>>,
+    /// Mark cookies `Secure` (behind TLS); also set per request by `X-Forwarded-Proto: https`.
+    secure_cookies: bool,
+}
+
+pub type SharedAccess = Arc<AccessState>;
+
+impl AccessState {
+    pub fn open(data_dir: &std::path::Path, secure_cookies: bool) -> Result<SharedAccess, AccessError> {
+        let store = AccessStore::open(&data_dir.join("leakscope.db"))?;
+        let setup_token = if store.has_admin()? { None } else { Some(leakscope_access::new_secret("")?) };
+        Ok(Arc::new(AccessState {
+            store: Mutex::new(store),
+            throttle: LoginThrottle::new(LOGIN_FAILURES, LOGIN_PAUSE),
+            setup_token: Mutex::new(setup_token),
+            secure_cookies,
+        }))
+    }
+
+    /// `/setup/<secret>` while no admin exists.
+    pub fn setup_path(&self) -> Option<String> {
+        lock(&self.setup_token).as_ref().map(|t| format!("/setup/{t}"))
+    }
+
+    /// Runs a store call on the blocking pool (argon2 and SQLite block).
+    pub async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&AccessStore) -> Result<T, AccessError> + Send + 'static,
+    ) -> Result<T, HttpError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&lock(&this.store)))
+            .await
+            .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(access_error)
+    }
+
+    /// Writes an audit entry; a failure to write is logged, never shown.
+    pub async fn audit(self: &Arc<Self>, actor: &str, action: &str, target: &str, detail: Option<String>) {
+        let (actor, action, target) = (actor.to_string(), action.to_string(), target.to_string());
+        if let Err(e) = self.with(move |s| s.audit(now_ms(), &actor, &action, &target, detail.as_deref())).await {
+            tracing::error!(error = %e.1, "cannot write the audit log");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn access_error(e: AccessError) -> HttpError {
+    match e {
+        AccessError::Invalid(message) => HttpError(StatusCode::BAD_REQUEST, message),
+        other => {
+            tracing::error!(error = %other, "access store");
+            HttpError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
+
+fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
+    url_pairs(uri.query().unwrap_or("")).find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        Some((decode(k)?, decode(v)?))
+    })
+}
+
+fn decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 3 <= bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encodes everything but letters, digits and `/-_.~` (for redirect URLs).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Equal without an early exit, so timing does not tell how much matched.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// A local path to return to after sign-in (never another site).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => n.to_string(),
+        _ => "/".into(),
+    }
+}
+
+fn unauthenticated(method: &Method, path_and_query: &str, path: &str) -> Response {
+    let browser_page = method == Method::GET && !is_api(path) && !path.ends_with(".svg") && !path.ends_with(".png");
+    if browser_page {
+        return Redirect::to(&format!("/login?next={}", encode(path_and_query))).into_response();
+    }
+    let mut response =
+        HttpError(StatusCode::UNAUTHORIZED, "sign in, or send an API token as `Authorization: Bearer <token>`".into()).into_response();
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"leakscope\""));
+    response
+}
+
+/// For handlers (`Principal`) and for the pages (`Me`, the wire type).
+fn insert_principal(request: &mut Request, p: Principal) {
+    let me = leakscope_model::Me { name: p.name.clone(), role: p.role.to_string(), csrf: p.csrf.clone() };
+    request.extensions_mut().insert(me);
+    request.extensions_mut().insert(p);
+}
+
+/// Every request passes here: identify, authorise, check CSRF for cookie sessions.
+pub async fn guard(State(access): State<SharedAccess>, mut request: Request, next: Next) -> Response {
+    let nonce = leakscope_access::new_secret("").map(|s| s[..32].to_string()).unwrap_or_default();
+    request.extensions_mut().insert(leakscope_model::CspNonce(nonce.clone()));
+    let mut response = authorise(access, request, next).await;
+    let headers = response.headers_mut();
+    // Scripts: our bundle and the one inline hydration script that carries the nonce.
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| path.clone());
+    let token = bearer(request.headers()).map(str::to_string);
+    let cookie = cookie_value(request.headers(), SESSION_COOKIE).map(str::to_string);
+    let via_cookie = token.is_none() && cookie.is_some();
+    let principal = match (token.clone(), cookie) {
+        (Some(secret), _) => access.with(move |s| s.token(&secret)).await,
+        (None, Some(session)) => access.with(move |s| s.session(&session, now_ms())).await,
+        (None, None) => Ok(None),
+    };
+    let principal = match principal {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    match (required_access(method.as_str(), &path), principal) {
+        (Access::Public, principal) => {
+            if let Some(p) = principal {
+                insert_principal(&mut request, p);
+            }
+        }
+        (Access::Needs(_), None) => {
+            // A wrong token is an error even on a page: scripts should hear it.
+            if token.is_some() {
+                return HttpError(StatusCode::UNAUTHORIZED, "that API token is unknown or revoked".into()).into_response();
+            }
+            return unauthenticated(&method, &path_and_query, &path);
+        }
+        (Access::Needs(role), Some(p)) if p.role < role => {
+            return HttpError(StatusCode::FORBIDDEN, format!("this needs the {role} role; {} is a {}", p.name, p.role)).into_response();
+        }
+        (Access::Needs(_), Some(p)) => {
+            let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+            if via_cookie && changes_state {
+                let sent = request
+                    .headers()
+                    .get("x-csrf-token")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .or_else(|| query_param(request.uri(), "csrf"));
+                let expected = p.csrf.as_deref().unwrap_or("");
+                if !sent.is_some_and(|s| same_secret(&s, expected)) {
+                    return HttpError(
+                        StatusCode::FORBIDDEN,
+                        "missing or wrong CSRF token: reload the page and try again".into(),
+                    )
+                    .into_response();
+                }
+            }
+            insert_principal(&mut request, p);
+        }
+    }
+    next.run(request).await
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/setup/{secret}", get(setup_page).post(setup))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{id}", delete(delete_user))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{id}", delete(revoke_token))
+        .route("/api/v1/audit", get(audit_log))
+        .route("/admin", get(admin_page))
+        .route("/admin/users", post(admin_create_user))
+        .route("/admin/users/{id}/delete", post(admin_delete_user))
+        .route("/admin/tokens", post(admin_create_token))
+        .route("/admin/tokens/{id}/revoke", post(admin_revoke_token))
+}
+
+fn secure(access: &AccessState, headers: &HeaderMap) -> bool {
+    access.secure_cookies || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
+}
+
+fn session_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    // Lax, not Strict: a report link opened from chat must arrive signed in.
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+// ---- plain server-rendered pages: sign-in, setup, admin ----
+
+/// HTML-escapes text for the hand-written pages below.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A small page in the dashboard's style (no script: these pages need none).
+pub fn plain_page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\"><title>{} · Leakscope</title><link rel=\"stylesheet\" href=\"/pkg/leakscope.css\">\
+         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"></head><body><header class=\"topbar\"><a href=\"/\" class=\"brand\">Leakscope</a></header>\
+         <main class=\"page narrow\">{body}</main></body></html>",
+        esc(title)
+    ))
+}
+
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    next: Option<String>,
+    error: Option<String>,
+}
+
+async fn login_page(State(access): State<SharedAccess>, Query(q): Query<NextQuery>) -> Response {
+    let setup_hint = if access.setup_path().is_some() {
+        "<p class=\"banner\">No admin exists yet: open the one-time setup link that <code>leakscope serve</code> printed on its console.</p>"
+    } else {
+        ""
+    };
+    let error = q.error.map(|e| format!("<p class=\"banner error\" id=\"login-error\">{}</p>", esc(&e))).unwrap_or_default();
+    let next = esc(&safe_next(q.next.as_deref()));
+    plain_page(
+        "Sign in",
+        &format!(
+            "<h1>Sign in</h1>{setup_hint}{error}<form method=\"post\" action=\"/login\" class=\"stack\">\
+             <input type=\"hidden\" name=\"next\" value=\"{next}\">\
+             <label>User <input name=\"name\" id=\"login-name\" autocomplete=\"username\" required></label>\
+             <label>Password <input name=\"password\" id=\"login-password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\" id=\"login-submit\">Sign in</button></form>"
+        ),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    name: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(access): State<SharedAccess>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let keys = [format!("addr:{}", client.ip()), format!("user:{}", form.name.trim().to_lowercase())];
+    let next = safe_next(form.next.as_deref());
+    let back = |message: &str| Redirect::to(&format!("/login?error={}&next={}", encode(message), encode(&next))).into_response();
+    if let Some(wait) = keys.iter().find_map(|k| access.throttle.check(k).err()) {
+        let mut response = HttpError(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed sign-ins; try again in {} s", wait.as_secs() + 1),
+        )
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs() + 1));
+        return response;
+    }
+    let (name, password) = (form.name.clone(), form.password.clone());
+    let user = match access.with(move |s| s.verify_password(&name, &password)).await {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let Some(user) = user else {
+        keys.iter().for_each(|k| access.throttle.failed(k));
+        return back("Wrong user name or password.");
+    };
+    keys.iter().for_each(|k| access.throttle.succeeded(k));
+    start_session(&access, &headers, user.id, &user.name, "signed in", &next).await
+}
+
+async fn start_session(access: &SharedAccess, headers: &HeaderMap, user_id: i64, name: &str, action: &str, next: &str) -> Response {
+    let session = match access.with(move |s| s.create_session(user_id, now_ms())).await {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    access.audit(name, action, name, None).await;
+    let mut response = Redirect::to(next).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&session.token, (session.expires_ms - now_ms()) / 1000, secure(access, headers)));
+    response
+}
+
+async fn logout(State(access): State<SharedAccess>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie_value(&headers, SESSION_COOKIE).map(str::to_string) {
+        let _ = access.with(move |s| s.end_session(&token)).await;
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, secure(&access, &headers)));
+    response
+}
+
+fn setup_secret_ok(access: &AccessState, secret: &str) -> bool {
+    lock(&access.setup_token).as_deref().is_some_and(|t| same_secret(t, secret))
+}
+
+async fn setup_page(State(access): State<SharedAccess>, Path(secret): Path<String>, Query(q): Query<NextQuery>) -> Response {
+    if !setup_secret_ok(&access, &secret) {
+        return HttpError(StatusCode::NOT_FOUND, "this setup link is used up or wrong".into()).into_response();
+    }
+    let error = q.error.map(|e| format!("<p class=\"banner error\">{}</p>", esc(&e))).unwrap_or_default();
+    plain_page(
+        "First admin",
+        &format!(
+            "<h1>Create the first admin</h1>{error}<p class=\"muted\">This link works once. The admin adds the rest of the team under Admin.</p>\
+             <form method=\"post\" class=\"stack\"><label>User <input name=\"name\" id=\"setup-name\" required></label>\
+             <label>Password (10 characters or more) <input name=\"password\" id=\"setup-password\" type=\"password\" autocomplete=\"new-password\" required></label>\
+             <button type=\"submit\" id=\"setup-submit\">Create admin and sign in</button></form>"
+        ),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    name: String,
+    password: String,
+}
+
+async fn setup(State(access): State<SharedAccess>, Path(secret): Path<String>, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
+    // Taken out under the lock: two visitors cannot both become admin.
+    let claimed = {
+        let mut slot = lock(&access.setup_token);
+        match slot.as_deref() {
+            Some(t) if same_secret(t, &secret) => slot.take(),
+            _ => None,
+        }
+    };
+    let Some(claimed) = claimed else {
+        return HttpError(StatusCode::NOT_FOUND, "this setup link is used up or wrong".into()).into_response();
+    };
+    let (name, password) = (form.name.clone(), form.password.clone());
+    match access.with(move |s| s.create_user(&name, &password, Role::Admin, now_ms())).await {
+        Ok(user) => start_session(&access, &headers, user.id, &user.name, "created the first admin", "/").await,
+        Err(e) => {
+            *lock(&access.setup_token) = Some(claimed.clone());
+            Redirect::to(&format!("/setup/{claimed}?error={}", encode(&e.1))).into_response()
+        }
+    }
+}
+
+// ---- API ----
+
+async fn me(Extension(p): Extension<Principal>) -> Json<Principal> {
+    Json(p)
+}
+
+async fn list_users(State(access): State<SharedAccess>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(access.with(|s| s.users()).await?))
+}
+
+#[derive(Deserialize)]
+struct NewUser {
+    name: String,
+    password: String,
+    role: Role,
+}
+
+async fn create_user(
+    State(access): State<SharedAccess>,
+    Extension(p): Extension<Principal>,
+    Json(body): Json<NewUser>,
+) -> Result<impl IntoResponse, HttpError> {
+    let user = add_user(&access, &p, body).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+async fn add_user(access: &SharedAccess, p: &Principal, body: NewUser) -> Result<leakscope_access::UserInfo, HttpError> {
+    let user = access.with(move |s| s.create_user(&body.name, &body.password, body.role, now_ms())).await?;
+    access.audit(&p.name, "created user", &user.name, Some(format!("role {}", user.role))).await;
+    Ok(user)
+}
+
+async fn delete_user(
+    State(access): State<SharedAccess>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, HttpError> {
+    if !access.with(move |s| s.delete_user(id)).await? {
+        return Err(HttpError(StatusCode::NOT_FOUND, format!("no user {id}")));
+    }
+    access.audit(&p.name, "deleted user", &id.to_string(), None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_tokens(State(access): State<SharedAccess>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(access.with(|s| s.tokens()).await?))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+    role: Role,
+}
+
+async fn create_token(
+    State(access): State<SharedAccess>,
+    Extension(p): Extension<Principal>,
+    Json(body): Json<NewToken>,
+) -> Result<impl IntoResponse, HttpError> {
+    let (info, secret) = add_token(&access, &p, body).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": info.id, "name": info.name, "role": info.role, "token": secret }))))
+}
+
+async fn add_token(access: &SharedAccess, p: &Principal, body: NewToken) -> Result<(leakscope_access::TokenInfo, String), HttpError> {
+    let by = p.name.clone();
+    let (info, secret) = access.with(move |s| s.create_token(&body.name, body.role, Some(&by), now_ms())).await?;
+    access.audit(&p.name, "created token", &info.name, Some(format!("role {}", info.role))).await;
+    Ok((info, secret))
+}
+
+async fn revoke_token(
+    State(access): State<SharedAccess>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Result<impl IntoResponse, HttpError> {
+    if !access.with(move |s| s.revoke_token(id, now_ms())).await? {
+        return Err(HttpError(StatusCode::NOT_FOUND, format!("no active token {id}")));
+    }
+    access.audit(&p.name, "revoked token", &id.to_string(), None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<u32>,
+}
+
+async fn audit_log(State(access): State<SharedAccess>, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, HttpError> {
+    let limit = q.limit.unwrap_or(200).min(5000);
+    Ok(Json(access.with(move |s| s.audit_log(limit)).await?))
+}
+
+// ---- the admin page (server-rendered forms; every POST carries the CSRF token) ----
+
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+async fn admin_page(
+    State(access): State<SharedAccess>,
+    Extension(p): Extension<Principal>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, HttpError> {
+    let (users, tokens, audit) = access.with(|s| Ok((s.users()?, s.tokens()?, s.audit_log(200)?))).await?;
+    let csrf = esc(p.csrf.as_deref().unwrap_or(""));
+    let role_options = "<option>viewer</option><option>operator</option><option>admin</option>";
+    let user_rows: String = users
+        .iter()
+        .map(|u| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{}/delete?csrf={csrf}\"><button>Remove</button></form></td></tr>",
+                esc(&u.name), u.role, utc(u.created_ms), u.id
+            )
+        })
+        .collect();
+    let token_rows: String = tokens
+        .iter()
+        .map(|t| {
+            let state = match t.revoked_ms {
+                Some(r) => format!("revoked {}", utc(r)),
+                None => format!("<form method=\"post\" action=\"/admin/tokens/{}/revoke?csrf={csrf}\"><button>Revoke</button></form>", t.id),
+            };
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>",
+                esc(&t.name), t.role, utc(t.created_ms), esc(t.created_by.as_deref().unwrap_or("console"))
+            )
+        })
+        .collect();
+    let audit_rows: String = audit
+        .iter()
+        .map(|a| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                utc(a.t_ms), esc(&a.actor), esc(&a.action), esc(&a.target), esc(a.detail.as_deref().unwrap_or(""))
+            )
+        })
+        .collect();
+    let new_token = q
+        .get("token")
+        .map(|t| format!("<p class=\"banner\" id=\"new-token\">New token (shown once): <code>{}</code></p>", esc(t)))
+        .unwrap_or_default();
+    let error = q.get("error").map(|e| format!("<p class=\"banner error\">{}</p>", esc(e))).unwrap_or_default();
+    let body = format!(
+        "<h1>Admin</h1>{error}{new_token}<p><a href=\"/\">Back to the dashboard</a></p>\
+         <h2>Users</h2><table class=\"grid\" id=\"users\"><tr><th>User</th><th>Role</th><th>Created</th><th></th></tr>{user_rows}</table>\
+         <form method=\"post\" action=\"/admin/users?csrf={csrf}\" class=\"inline\"><input name=\"name\" placeholder=\"user name\" required>\
+         <input name=\"password\" type=\"password\" placeholder=\"password (10+)\" required><select name=\"role\">{role_options}</select><button>Add user</button></form>\
+         <h2>API tokens</h2><table class=\"grid\" id=\"tokens\"><tr><th>Name</th><th>Role</th><th>Created</th><th>By</th><th></th></tr>{token_rows}</table>\
+         <form method=\"post\" action=\"/admin/tokens?csrf={csrf}\" class=\"inline\"><input name=\"name\" placeholder=\"token name\" required>\
+         <select name=\"role\">{role_options}</select><button>Create token</button></form>\
+         <h2>Audit log</h2><table class=\"grid\" id=\"audit\"><tr><th>When</th><th>Who</th><th>What</th><th>Target</th><th>Detail</th></tr>{audit_rows}</table>"
+    );
+    Ok(plain_page("Admin", &body).into_response())
+}
+
+fn admin_back(result: Result<String, HttpError>) -> Response {
+    match result {
+        Ok(query) => Redirect::to(&format!("/admin{query}")).into_response(),
+        Err(e) => Redirect::to(&format!("/admin?error={}", encode(&e.1))).into_response(),
+    }
+}
+
+async fn admin_create_user(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewUser>) -> Response {
+    admin_back(add_user(&access, &p, body).await.map(|_| String::new()))
+}
+
+async fn admin_delete_user(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Path(id): Path<i64>) -> Response {
+    admin_back(delete_user(State(access), Extension(p), Path(id)).await.map(|_| String::new()))
+}
+
+async fn admin_create_token(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewToken>) -> Response {
+    // The secret is shown once, on the page the browser lands on.
+    admin_back(add_token(&access, &p, body).await.map(|(_, secret)| format!("?token={secret}")))
+}
+
+async fn admin_revoke_token(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Path(id): Path<i64>) -> Response {
+    admin_back(revoke_token(State(access), Extension(p), Path(id)).await.map(|_| String::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_queries_and_next() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; leakscope_session=abc; b=2"));
+        assert_eq!(cookie_value(&headers, SESSION_COOKIE), Some("abc"));
+        let uri: axum::http::Uri = "/x?y=1&csrf=a%2Bb+c".parse().unwrap();
+        assert_eq!(query_param(&uri, "csrf").as_deref(), Some("a+b c"));
+        assert_eq!(decode("%zz"), None);
+        assert_eq!(decode("50%"), Some("50%".into()));
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(Some("/containers/web?range=1h")), "/containers/web?range=1h");
+        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "ab"));
+    }
+}

@@ -1,0 +1,97 @@
+//! `leakscope token …` and `leakscope user …`: access from the console, for
+//! scripts, CI, and the admin who lost the setup link or a password.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use leakscope_access::{AccessStore, Role};
+use leakscope_engine::now_ms;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create an API token; the token is printed on the last line (only its hash is kept).
+    Create {
+        #[arg(long)]
+        role: Role,
+        #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by its id; it stops working at once.
+    Revoke {
+        id: i64,
+        #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account; the password is read from LEAKSCOPE_PASSWORD, else from the first line of stdin.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: Role,
+        #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+fn open(data_dir: &std::path::Path) -> Result<AccessStore, Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    Ok(AccessStore::open(&data_dir.join("leakscope.db"))?)
+}
+
+pub fn token(command: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        TokenCommand::Create { role, data_dir, name } => {
+            let store = open(&data_dir)?;
+            let (info, secret) = store.create_token(&name, role, Some("console"), now_ms())?;
+            store.audit(now_ms(), "console", "created token", &info.name, Some(&format!("role {role}")))?;
+            eprintln!("Token {} ({role}) created; send it as `Authorization: Bearer <token>`. It is shown only now:", info.id);
+            println!("{secret}");
+        }
+        TokenCommand::List { data_dir } => {
+            for t in open(&data_dir)?.tokens()? {
+                let state = if t.revoked_ms.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{state}", t.id, t.name, t.role);
+            }
+        }
+        TokenCommand::Revoke { id, data_dir } => {
+            let store = open(&data_dir)?;
+            if !store.revoke_token(id, now_ms())? {
+                return Err(format!("no active token {id}").into());
+            }
+            store.audit(now_ms(), "console", "revoked token", &id.to_string(), None)?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+pub fn user(command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        UserCommand::Create { name, role, data_dir } => {
+            let password = match std::env::var("LEAKSCOPE_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let store = open(&data_dir)?;
+            let user = store.create_user(&name, &password, role, now_ms())?;
+            store.audit(now_ms(), "console", "created user", &user.name, Some(&format!("role {role}")))?;
+            println!("created {} ({role})", user.name);
+        }
+    }
+    Ok(())
+}
