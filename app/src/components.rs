@@ -166,7 +166,7 @@ pub fn UserMenu() -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || me.get().and_then(Result::ok).flatten().map(|m| {
-                let admin = (m.role == "admin").then(|| view! { <a href="/admin">"Admin"</a> });
+                let admin = (m.role == "admin").then(|| view! { <a href="/admin" rel="external">"Admin"</a> });
                 let sign_out = m.csrf.is_some().then(|| view! {
                     <form method="post" action=m.form_action("/logout") class="inline"><button class="link">"Sign out"</button></form>
                 });

@@ -60,6 +60,7 @@ pub fn App() -> impl IntoView {
                 <nav>
                     <A href="/">"Containers"</A>
                     <A href="/dumps">"Heap dumps"</A>
+                    <a href="/reports" rel="external">"Reports"</a>
                 </nav>
                 <live::LiveIndicator/>
                 <components::UserMenu/>

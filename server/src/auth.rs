@@ -109,7 +109,7 @@ fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
     url_pairs(uri.query().unwrap_or("")).find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+pub(crate) fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     query.split('&').filter_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         Some((decode(k)?, decode(v)?))

@@ -9,6 +9,8 @@ mod auth;
 mod demo;
 mod detect;
 mod dumps_api;
+mod report_view;
+mod reports_api;
 mod serve;
 mod users;
 

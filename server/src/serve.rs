@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::dumps_api::routes())
         .merge(crate::capture_api::routes())
         .merge(crate::auth::routes())
+        .merge(crate::reports_api::routes())
         .leptos_routes_with_context(
             &state,
             routes,

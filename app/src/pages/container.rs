@@ -220,6 +220,44 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         <LimitAdvicePanel name=advice_name limit=detail.info.limit_bytes/>
         <EventsPanel name=events_name/>
         <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") auto_capture=detail.info.auto_capture.clone() query/>
+        <ReportForm name=detail.info.name.clone()/>
+    }
+}
+
+/// "Create report": freezes a window of this container with chosen dumps into a link (operators).
+#[component]
+fn ReportForm(name: String) -> impl IntoView {
+    let may_create = crate::components::can_operate();
+    let dumps = {
+        let name = name.clone();
+        Resource::new(move || name.clone(), |n| list_dumps(DumpFilter { container: Some(n), ..Default::default() }))
+    };
+    let windows = [("3600", "last hour"), ("21600", "last 6 hours"), ("86400", "last 24 hours"), ("604800", "last 7 days")];
+    view! {
+        <Suspense fallback=|| ()>
+            {move || may_create().then(|| {
+                let choices = dumps.get().and_then(Result::ok).unwrap_or_default().into_iter().map(|d| view! {
+                    <label class="dump-choice"><input type="checkbox" name="dumps" value=d.id.clone()/>
+                        {format!(" {} · {} · {}", crate::pages::dumps::utc(d.created_ms), format_bytes(d.size_bytes), d.trigger)}</label>
+                }).collect_view();
+                view! {
+                    <section class="report-form" id="report-form">
+                        <h2>"Create report"</h2>
+                        <p class="muted">"Freezes this window (series, verdict, events) and the chosen dumps with their analyses into a link for the team; two dumps add their diff."</p>
+                        <form method="post" action=crate::components::with_csrf("/reports".to_string()) class="stack">
+                            <input type="hidden" name="container" value=name.clone()/>
+                            <label>"Title " <input name="title" id="report-title-input" placeholder=format!("Memory of {name}")/></label>
+                            <label>"Window " <select name="window">
+                                {windows.iter().map(|(v, l)| view! { <option value=*v selected=*v == "86400">{*l}</option> }).collect_view()}
+                            </select></label>
+                            <fieldset><legend>"Heap dumps"</legend>{choices}</fieldset>
+                            <label>"Notes (Markdown) " <textarea name="notes" id="report-notes-input" rows="4"></textarea></label>
+                            <button type="submit" id="create-report">"Create report"</button>
+                        </form>
+                    </section>
+                }
+            })}
+        </Suspense>
     }
 }
 

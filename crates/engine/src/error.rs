@@ -7,6 +7,8 @@ pub enum EngineError {
     UnknownContainer(String),
     #[error("no heap dump with id '{0}'")]
     UnknownDump(String),
+    #[error("no report {0}")]
+    UnknownReport(String),
     #[error("the analysis of dump {id} failed: {reason}")]
     AnalysisFailed { id: String, reason: String },
     #[error("the analysis of dump {0} is not ready yet; try again in a few seconds")]

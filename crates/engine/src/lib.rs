@@ -13,6 +13,7 @@ pub mod detection;
 pub mod dumps;
 mod error;
 pub mod memory;
+pub mod reports;
 mod sampler;
 mod sparkline;
 pub mod store;
@@ -122,6 +123,7 @@ struct Inner {
     /// Latest leak verdict per container name, refreshed every minute.
     verdicts: RwLock<HashMap<String, leakscope_model::LeakStatus>>,
     auto: Mutex<autocapture::AutoState>,
+    reports: Mutex<reports::ReportStore>,
 }
 
 /// Cheap to clone; every clone is the same engine.
@@ -207,6 +209,7 @@ impl Engine {
                 jobs: capture::Jobs::default(),
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
+                reports: Mutex::new(reports::ReportStore::open(&db)?),
             }),
         })
     }

@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod capture;
 pub mod dumps;
+pub mod reports;
 mod format;
 mod range;
 

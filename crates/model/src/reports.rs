@@ -1,0 +1,85 @@
+//! Leak reports: a frozen copy of what a container looked like over a time
+//! window (series, verdict, events, dump analyses and their diff), so a link
+//! keeps showing the same thing after retention has dropped the samples.
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::{HeapDiff, HeapSummary, HistogramEntry, Suspect};
+use crate::dumps::DumpInfo;
+use crate::{ContainerEvent, LeakStatus, MemoryPoint};
+
+/// `POST /api/v1/reports`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReportRequest {
+    /// Container id or name.
+    pub container: String,
+    /// RFC 3339.
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub dumps: Vec<String>,
+    #[serde(default)]
+    pub title: String,
+    /// Plain text or Markdown (rendered without raw HTML).
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// One dump as a report keeps it: the numbers and the suspects, never contents.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportDump {
+    pub info: DumpInfo,
+    pub summary: Option<HeapSummary>,
+    pub suspects: Vec<Suspect>,
+    /// The classes retaining the most, largest first.
+    pub top_classes: Vec<HistogramEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: String,
+    /// The unguessable part of `/reports/<slug>`.
+    pub slug: String,
+    pub title: String,
+    pub notes: String,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub container_name: String,
+    pub container_id: String,
+    pub image: String,
+    pub service: Option<String>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Downsampled to at most about a thousand points.
+    pub series: Vec<MemoryPoint>,
+    pub step_ms: i64,
+    pub limit_bytes: Option<u64>,
+    pub leak: Option<LeakStatus>,
+    pub events: Vec<ContainerEvent>,
+    pub dumps: Vec<ReportDump>,
+    /// Earliest chosen dump to the latest, when two or more were chosen (top classes only).
+    pub diff: Option<HeapDiff>,
+    /// Present while the report is shared publicly (`/r/<token>`).
+    #[serde(default)]
+    pub public_token: Option<String>,
+}
+
+impl Report {
+    pub fn url(&self) -> String {
+        format!("/reports/{}", self.slug)
+    }
+}
+
+/// A row of `/reports`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportListItem {
+    pub id: String,
+    pub slug: String,
+    pub title: String,
+    pub container_name: String,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub public: bool,
+}

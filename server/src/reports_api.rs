@@ -1,0 +1,210 @@
+//! Leak reports over HTTP: the JSON API, the container page's form, the
+//! report pages, their chart images and Markdown, and public links. Thin:
+//! the engine freezes and stores, `report_view` renders.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use leakscope_access::{Principal, Role};
+use leakscope_chart::Theme;
+use leakscope_engine::Engine;
+use leakscope_model::reports::{Report, ReportRequest};
+
+use crate::api::HttpError;
+use crate::auth::SharedAccess;
+use crate::charts::{image, report_spec, Format};
+use crate::report_view::{self, Audience};
+use crate::serve::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/reports", get(list).post(create))
+        .route("/api/v1/reports/{id}", get(one))
+        .route("/api/v1/reports/{id}/share", post(share).delete(unshare))
+        .route("/reports", get(list_page).post(create_form))
+        .route("/reports/{slug}", get(page))
+        .route("/reports/{slug}/chart.svg", get(chart_svg))
+        .route("/reports/{slug}/chart.png", get(chart_png))
+        .route("/reports/{slug}/report.md", get(markdown))
+        .route("/reports/{slug}/share", post(share_form))
+        .route("/reports/{slug}/unshare", post(unshare_form))
+        .route("/r/{token}", get(public_page))
+        .route("/r/{token}/chart.png", get(public_chart_png))
+        .route("/r/{token}/chart.svg", get(public_chart_svg))
+}
+
+const CHART_WIDTH: u32 = 1000;
+const CHART_HEIGHT: u32 = 320;
+/// OpenGraph's preferred preview size.
+const OG_WIDTH: u32 = 1200;
+const OG_HEIGHT: u32 = 630;
+
+async fn create(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Json(request): Json<ReportRequest>,
+) -> Result<impl IntoResponse, HttpError> {
+    let report = engine.create_report(request, &who.name).await?;
+    access.audit(&who.name, "created report", &report.id, Some(report.title.clone())).await;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": report.id, "url": report.url() }))))
+}
+
+async fn list(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.reports().await?))
+}
+
+async fn one(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.report(&id).await?))
+}
+
+async fn share(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, HttpError> {
+    let token = engine.share_report(&id).await?;
+    access.audit(&who.name, "shared report", &id, None).await;
+    Ok(Json(serde_json::json!({ "url": format!("/r/{token}") })))
+}
+
+async fn unshare(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, HttpError> {
+    engine.unshare_report(&id).await?;
+    access.audit(&who.name, "revoked public link", &id, None).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The container page's form: container, window in seconds back from now, dumps (repeated), title, notes.
+async fn create_form(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let text = std::str::from_utf8(&body).map_err(|_| HttpError(StatusCode::BAD_REQUEST, "the form is not UTF-8".into()))?;
+    let mut request = ReportRequest::default();
+    let mut window_s: i64 = 3600;
+    for (key, value) in crate::auth::url_pairs(text) {
+        match key.as_str() {
+            "container" => request.container = value,
+            "window" => window_s = value.parse().map_err(|_| HttpError(StatusCode::BAD_REQUEST, format!("not a window: '{value}'")))?,
+            "dumps" => request.dumps.push(value),
+            "title" => request.title = value,
+            "notes" => request.notes = value,
+            _ => {}
+        }
+    }
+    let now = chrono::Utc::now();
+    request.to = now.to_rfc3339();
+    request.from = (now - chrono::Duration::seconds(window_s.clamp(60, 90 * 86400))).to_rfc3339();
+    let report = engine.create_report(request, &who.name).await?;
+    access.audit(&who.name, "created report", &report.id, Some(report.title.clone())).await;
+    Ok(Redirect::to(&report.url()).into_response())
+}
+
+async fn list_page(State(engine): State<Engine>) -> Result<Html<String>, HttpError> {
+    Ok(Html(report_view::list_page(&engine.reports().await?)))
+}
+
+/// The site's own address as the browser used it, for absolute OpenGraph URLs.
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+fn chart_html(report: &Report) -> String {
+    let spec = report_spec(report, CHART_WIDTH, CHART_HEIGHT, Theme::Light);
+    match leakscope_chart::render_svg(&spec) {
+        Ok(svg) => svg.find("<svg").map(|at| svg[at..].to_string()).unwrap_or(svg),
+        Err(e) => format!("<p class=\"banner error\">The chart could not be drawn: {}</p>", crate::auth::esc(&e.to_string())),
+    }
+}
+
+async fn page(
+    State(engine): State<Engine>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+) -> Result<Html<String>, HttpError> {
+    let report = engine.report(&slug).await?;
+    // The preview image chat tools fetch must be reachable without an account: the public one if shared.
+    let og = match &report.public_token {
+        Some(token) => format!("{}/r/{token}/chart.png", origin(&headers)),
+        None => format!("{}/reports/{}/chart.png", origin(&headers), report.slug),
+    };
+    let audience = Audience::Team { can_operate: who.role >= Role::Operator, csrf: who.csrf.as_deref() };
+    Ok(Html(report_view::page(&report, &chart_html(&report), &og, audience)))
+}
+
+async fn public_page(State(engine): State<Engine>, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, HttpError> {
+    let report = engine.public_report(&token).await?;
+    let og = format!("{}/r/{token}/chart.png", origin(&headers));
+    let html = report_view::page(&report, &chart_html(&report), &og, Audience::Public);
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+async fn chart_for(report: Report, format: Format) -> Result<Response, HttpError> {
+    let (w, h) = match format {
+        Format::Png => (OG_WIDTH, OG_HEIGHT),
+        Format::Svg => (CHART_WIDTH, CHART_HEIGHT),
+    };
+    tokio::task::spawn_blocking(move || image(&report_spec(&report, w, h, Theme::Light), format))
+        .await
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn chart_svg(State(engine): State<Engine>, Path(slug): Path<String>) -> Result<Response, HttpError> {
+    chart_for(engine.report(&slug).await?, Format::Svg).await
+}
+
+async fn chart_png(State(engine): State<Engine>, Path(slug): Path<String>) -> Result<Response, HttpError> {
+    chart_for(engine.report(&slug).await?, Format::Png).await
+}
+
+async fn public_chart_png(State(engine): State<Engine>, Path(token): Path<String>) -> Result<Response, HttpError> {
+    chart_for(engine.public_report(&token).await?, Format::Png).await
+}
+
+async fn public_chart_svg(State(engine): State<Engine>, Path(token): Path<String>) -> Result<Response, HttpError> {
+    chart_for(engine.public_report(&token).await?, Format::Svg).await
+}
+
+async fn markdown(State(engine): State<Engine>, headers: HeaderMap, Path(slug): Path<String>) -> Result<Response, HttpError> {
+    let report = engine.report(&slug).await?;
+    let chart = match &report.public_token {
+        Some(token) => format!("{}/r/{token}/chart.png", origin(&headers)),
+        None => format!("{}/reports/{}/chart.png", origin(&headers), report.slug),
+    };
+    let md = report_view::markdown(&report, &chart);
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
+}
+
+async fn share_form(
+    engine: State<Engine>,
+    access: State<SharedAccess>,
+    who: Extension<Principal>,
+    Path(slug): Path<String>,
+) -> Result<Response, HttpError> {
+    share(engine, access, who, Path(slug.clone())).await?;
+    Ok(Redirect::to(&format!("/reports/{slug}")).into_response())
+}
+
+async fn unshare_form(
+    engine: State<Engine>,
+    access: State<SharedAccess>,
+    who: Extension<Principal>,
+    Path(slug): Path<String>,
+) -> Result<Response, HttpError> {
+    unshare(engine, access, who, Path(slug.clone())).await?;
+    Ok(Redirect::to(&format!("/reports/{slug}")).into_response())
+}
