@@ -28,7 +28,8 @@ fn start_chromedriver() -> Driver {
 }
 
 async fn browser(driver: &Driver, javascript: bool) -> Client {
-    let profile = std::env::temp_dir().join(format!("leakscope-chromium-{}-{javascript}", std::process::id()));
+    // A profile of its own: its own cookie jar, like a separate browser.
+    let profile = std::env::temp_dir().join(end2end::unique_name(&format!("chromium-{javascript}")));
     let mut options = json!({
         "args": [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -294,4 +295,82 @@ async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     std::io::Read::read_exact(&mut response.into_reader(), &mut head).unwrap();
     assert_eq!(&head, b"JAVA PROFILE 1.0.2");
     client.close().await.unwrap();
+}
+
+/// The report flow of the issue: an operator creates a report from the
+/// container page with two dumps; a viewer in another browser sees the chart
+/// and the diff; the public link opens signed out with JavaScript off, and
+/// answers 404 once revoked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_is_created_from_the_container_page_shared_and_revoked() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run("report", &["-m", "128m"], &["sleep", "600"]);
+    wait_listed(&server, &c.name);
+    let mut ids = Vec::new();
+    for (i, sessions) in [2_000, 12_000].into_iter().enumerate() {
+        let dump = std::fs::read(end2end::java_heap_dump(sessions, 100)).unwrap();
+        let (status, body) = server.post_bytes(&format!("/api/v1/dumps?name=d{i}.hprof&container={}", c.name), &dump);
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+        server.wait_until(Duration::from_secs(60), "analysed", || server.get(&format!("/api/v1/dumps/{id}/analysis")).0 == 200);
+        ids.push(id);
+    }
+    end2end::create_user(&server.data_dir, "vera", "viewer-password", "viewer");
+
+    let driver = start_chromedriver();
+    let operator = browser(&driver, true).await;
+    sign_in(&operator, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
+    operator.goto(&server.url(&format!("/containers/{}", c.name))).await.unwrap();
+    operator.wait().for_element(Locator::Id("report-form")).await.expect("the Create report form");
+    for id in &ids {
+        operator.find(Locator::Css(&format!("input[name='dumps'][value='{id}']"))).await.unwrap().click().await.unwrap();
+    }
+    operator.find(Locator::Id("report-title-input")).await.unwrap().send_keys("Checkout leak").await.unwrap();
+    operator.find(Locator::Id("report-notes-input")).await.unwrap().send_keys("Sessions are **never** evicted.").await.unwrap();
+    operator.find(Locator::Id("create-report")).await.unwrap().click().await.unwrap();
+    eventually("the report page", || async { operator.current_url().await.map(|u| u.path().starts_with("/reports/")).unwrap_or(false) }).await;
+    let report_location = operator.current_url().await.unwrap();
+    let report_url = report_location.to_string();
+
+    // A viewer in another browser sees the chart and the diff, and no share button.
+    let viewer = browser(&driver, true).await;
+    sign_in(&viewer, &server, "vera", "viewer-password").await;
+    viewer.goto(&report_url).await.unwrap();
+    assert_eq!(viewer.find(Locator::Id("report-title")).await.unwrap().text().await.unwrap(), "Checkout leak");
+    viewer.find(Locator::Css("#report-chart svg")).await.expect("the inline chart");
+    let diff = viewer.find(Locator::Id("report-diff")).await.expect("the diff").text().await.unwrap();
+    assert!(diff.contains("LeakMain$Session"), "{diff}");
+    let notes = viewer.find(Locator::Css("#report-notes strong")).await.unwrap().text().await.unwrap();
+    assert_eq!(notes, "never");
+    assert!(viewer.find(Locator::Id("share")).await.is_err(), "a viewer may not share");
+
+    // The operator makes it public; anyone opens it signed out with JavaScript off.
+    operator.find(Locator::Id("share")).await.unwrap().click().await.unwrap();
+    let link = operator.wait().for_element(Locator::Css("#public-link a")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(link.starts_with("/r/"), "{link}");
+    let stranger = browser(&driver, false).await;
+    stranger.goto(&server.url(&link)).await.unwrap();
+    assert_eq!(stranger.find(Locator::Id("report-title")).await.unwrap().text().await.unwrap(), "Checkout leak");
+    stranger.find(Locator::Css("#report-chart svg")).await.expect("the chart without JavaScript");
+    let page = stranger.source().await.unwrap();
+    assert!(page.contains("og:image") && page.contains(&format!("{link}/chart.png")), "no OpenGraph image");
+    assert!(!page.contains("/download"), "the public page links to a download");
+    let (status, _) = end2end::answer(ureq::get(&server.url(&format!("{link}/chart.png"))).call(), "png");
+    assert_eq!(status, 200);
+    // Markdown export for tickets.
+    let slug_path = report_location.path().to_string();
+    let (status, md) = server.get(&format!("{slug_path}/report.md"));
+    assert_eq!(status, 200);
+    assert!(md.starts_with("# Checkout leak") && md.contains(&format!("{link}/chart.png")), "{md}");
+
+    // Revoked: the link answers 404 at once.
+    operator.find(Locator::Id("unshare")).await.unwrap().click().await.unwrap();
+    operator.wait().for_element(Locator::Id("share")).await.unwrap();
+    let (status, _) = end2end::answer(ureq::get(&server.url(&link)).call(), "public link");
+    assert_eq!(status, 404);
+    stranger.goto(&server.url(&link)).await.unwrap();
+    assert!(stranger.source().await.unwrap().contains("no report"), "the revoked link still shows the report");
+    for client in [operator, viewer, stranger] {
+        client.close().await.unwrap();
+    }
 }
