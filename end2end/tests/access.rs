@@ -183,3 +183,33 @@ fn the_first_run_setup_link_creates_the_admin_once() {
     assert!(matches!(again, Err(ureq::Error::Status(404, _))), "the setup link worked twice");
     assert!(sign_in(&server, "root", "a-long-admin-password").is_ok());
 }
+
+#[test]
+fn the_admin_page_manages_users_and_tokens_with_the_csrf_token() {
+    let server = Server::start(&[], &[]);
+    let cookie = sign_in(&server, end2end::TEST_USER, end2end::TEST_PASSWORD).unwrap();
+    let (_, me) = call(&server, "GET", "/api/v1/me", None, Some(&cookie));
+    let csrf = serde_json::from_str::<serde_json::Value>(&me).unwrap()["csrf"].as_str().unwrap().to_string();
+    let form = |path: &str, fields: &[(&str, &str)]| {
+        let agent = ureq::AgentBuilder::new().redirects(0).build();
+        answer(agent.post(&server.url(path)).set("Cookie", &cookie).send_form(fields), path)
+    };
+    // Without the token: refused.
+    assert_eq!(form("/admin/tokens", &[("name", "ci"), ("role", "viewer")]).0, 403);
+    // With it: the new token is shown once, in the answer itself.
+    let (status, page) = form(&format!("/admin/tokens?csrf={csrf}"), &[("name", "ci"), ("role", "viewer")]);
+    assert_eq!(status, 200, "{page}");
+    let token = page.split("<code>").nth(1).unwrap().split("</code>").next().unwrap().to_string();
+    assert!(token.starts_with("lsk_"), "{token}");
+    assert_eq!(call(&server, "GET", "/api/v1/containers", Some(&token), None).0, 200);
+    // Users: added through the form, listed, and able to sign in with their role.
+    let (status, _) = form(&format!("/admin/users?csrf={csrf}"), &[("name", "vic"), ("password", "viewer-password"), ("role", "viewer")]);
+    assert_eq!(status, 303);
+    let (_, users) = server.get_json("/api/v1/users");
+    assert!(users.as_array().unwrap().iter().any(|u| u["name"] == "vic" && u["role"] == "viewer"), "{users}");
+    let vic = sign_in(&server, "vic", "viewer-password").unwrap();
+    assert_eq!(call(&server, "GET", "/admin", None, Some(&vic)).0, 403);
+    let (status, admin) = call(&server, "GET", "/admin", None, Some(&cookie));
+    assert_eq!(status, 200);
+    assert!(admin.contains("created token") && admin.contains("created user"), "the audit log on the admin page misses entries");
+}

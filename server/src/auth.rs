@@ -548,6 +548,12 @@ async fn admin_page(
     Extension(p): Extension<Principal>,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, HttpError> {
+    admin_html(&access, &p, None, q.get("error").map(String::as_str)).await
+}
+
+/// The admin page; `new_token` is shown once, in the answer to the form that made it
+/// (never in a URL, where history and logs would keep it).
+async fn admin_html(access: &SharedAccess, p: &Principal, new_token: Option<&str>, error: Option<&str>) -> Result<Response, HttpError> {
     let (users, tokens, audit) = access.with(|s| Ok((s.users()?, s.tokens()?, s.audit_log(200)?))).await?;
     let csrf = esc(p.csrf.as_deref().unwrap_or(""));
     let role_options = "<option>viewer</option><option>operator</option><option>admin</option>";
@@ -582,11 +588,10 @@ async fn admin_page(
             )
         })
         .collect();
-    let new_token = q
-        .get("token")
+    let new_token = new_token
         .map(|t| format!("<p class=\"banner\" id=\"new-token\">New token (shown once): <code>{}</code></p>", esc(t)))
         .unwrap_or_default();
-    let error = q.get("error").map(|e| format!("<p class=\"banner error\">{}</p>", esc(e))).unwrap_or_default();
+    let error = error.map(|e| format!("<p class=\"banner error\">{}</p>", esc(e))).unwrap_or_default();
     let body = format!(
         "<h1>Admin</h1>{error}{new_token}<p><a href=\"/\">Back to the dashboard</a></p>\
          <h2>Users</h2><table class=\"grid\" id=\"users\"><tr><th>User</th><th>Role</th><th>Created</th><th></th></tr>{user_rows}</table>\
@@ -600,28 +605,35 @@ async fn admin_page(
     Ok(plain_page("Admin", &body).into_response())
 }
 
-fn admin_back(result: Result<String, HttpError>) -> Response {
+fn admin_back(result: Result<(), HttpError>) -> Response {
     match result {
-        Ok(query) => Redirect::to(&format!("/admin{query}")).into_response(),
+        Ok(()) => Redirect::to("/admin").into_response(),
         Err(e) => Redirect::to(&format!("/admin?error={}", encode(&e.1))).into_response(),
     }
 }
 
 async fn admin_create_user(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewUser>) -> Response {
-    admin_back(add_user(&access, &p, body).await.map(|_| String::new()))
+    admin_back(add_user(&access, &p, body).await.map(|_| ()))
 }
 
 async fn admin_delete_user(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Path(id): Path<i64>) -> Response {
-    admin_back(delete_user(State(access), Extension(p), Path(id)).await.map(|_| String::new()))
+    admin_back(delete_user(State(access), Extension(p), Path(id)).await.map(|_| ()))
 }
 
 async fn admin_create_token(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewToken>) -> Response {
-    // The secret is shown once, on the page the browser lands on.
-    admin_back(add_token(&access, &p, body).await.map(|(_, secret)| format!("?token={secret}")))
+    match add_token(&access, &p, body).await {
+        Ok((_, secret)) => {
+            let page = admin_html(&access, &p, Some(&secret), None).await;
+            let mut response = page.unwrap_or_else(|e| e.into_response());
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => admin_back(Err(e)),
+    }
 }
 
 async fn admin_revoke_token(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Path(id): Path<i64>) -> Response {
-    admin_back(revoke_token(State(access), Extension(p), Path(id)).await.map(|_| String::new()))
+    admin_back(revoke_token(State(access), Extension(p), Path(id)).await.map(|_| ()))
 }
 
 #[cfg(test)]

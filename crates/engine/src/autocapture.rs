@@ -164,23 +164,17 @@ pub(crate) async fn auto_capture_forever(engine: Engine) {
 }
 
 impl Engine {
-    /// The policy that applies to a container: its label, else the global one.
+    /// The policy that applies to a container: its label, else the global one
+    /// (also for a label that does not parse; the container page says so).
     pub fn capture_policy(&self, label: Option<&str>) -> CapturePolicy {
         let global = self.inner.config.auto_capture.policy;
-        match label.map(str::parse::<CapturePolicy>) {
-            None => global,
-            Some(Ok(policy)) => policy,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "ignoring the {CAPTURE_LABEL} label");
-                global
-            }
-        }
+        label.and_then(|l| l.parse::<CapturePolicy>().ok()).unwrap_or(global)
     }
 
     /// The policy in words for the pages; `None` when off.
     pub(crate) fn auto_capture_text(&self, label: Option<&str>) -> Option<String> {
         match label.map(str::parse::<CapturePolicy>) {
-            Some(Err(e)) => Some(format!("label {CAPTURE_LABEL} ignored: {e}")),
+            Some(Err(e)) => Some(format!("label {CAPTURE_LABEL} ignored ({e}); the global setting applies")),
             Some(Ok(p)) => (!p.is_off()).then(|| format!("{p} (label {CAPTURE_LABEL})")),
             None => {
                 let global = self.inner.config.auto_capture.policy;
