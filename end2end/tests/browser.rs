@@ -320,10 +320,14 @@ async fn a_report_is_created_from_the_container_page_shared_and_revoked() {
     let driver = start_chromedriver();
     let operator = browser(&driver, true).await;
     sign_in(&operator, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
-    operator.goto(&server.url(&format!("/containers/{}", c.name))).await.unwrap();
+    // From the diff page: "Create report with both dumps" opens the container's form with both ticked.
+    operator.goto(&server.url(&format!("/dumps/{}/diff/{}", ids[0], ids[1]))).await.unwrap();
+    operator.wait().for_element(Locator::Id("report-from-diff")).await.unwrap().click().await.unwrap();
     operator.wait().for_element(Locator::Id("report-form")).await.expect("the Create report form");
+    assert!(operator.current_url().await.unwrap().path().ends_with(&c.name));
     for id in &ids {
-        operator.find(Locator::Css(&format!("input[name='dumps'][value='{id}']"))).await.unwrap().click().await.unwrap();
+        let tick = operator.find(Locator::Css(&format!("input[name='dumps'][value='{id}']"))).await.unwrap();
+        assert!(tick.is_selected().await.unwrap(), "dump {id} is not ticked");
     }
     operator.find(Locator::Id("report-title-input")).await.unwrap().send_keys("Checkout leak").await.unwrap();
     operator.find(Locator::Id("report-notes-input")).await.unwrap().send_keys("Sessions are **never** evicted.").await.unwrap();

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/reports/{id}", get(one))
         .route("/api/v1/reports/{id}/share", post(share).delete(unshare))
         .route("/reports", get(list_page).post(create_form))
+        .route("/reports/new", get(new_from_dumps))
         .route("/reports/{slug}", get(page))
         .route("/reports/{slug}/chart.svg", get(chart_svg))
         .route("/reports/{slug}/chart.png", get(chart_png))
@@ -109,6 +110,22 @@ async fn create_form(
     let report = engine.create_report(request, &who.name).await?;
     access.audit(&who.name, "created report", &report.id, Some(report.title.clone())).await;
     Ok(Redirect::to(&report.url()).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct FromDumps {
+    dumps: String,
+}
+
+/// "Create report" on a dump or diff page: to the dumps' container page with them ticked.
+async fn new_from_dumps(State(engine): State<Engine>, axum::extract::Query(q): axum::extract::Query<FromDumps>) -> Result<Response, HttpError> {
+    let first = q.dumps.split(',').next().unwrap_or_default();
+    let container = engine.dump(first).await?.container_name.ok_or_else(|| {
+        HttpError(StatusCode::BAD_REQUEST, "this dump was uploaded without a container; a report is about a container".into())
+    })?;
+    let ids: Vec<&str> = q.dumps.split(',').filter(|id| leakscope_engine::dumps::valid_id(id)).collect();
+    let name: String = container.chars().filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c)).collect();
+    Ok(Redirect::to(&format!("/containers/{name}?report={}#report-form", ids.join(","))).into_response())
 }
 
 async fn list_page(State(engine): State<Engine>) -> Result<Html<String>, HttpError> {

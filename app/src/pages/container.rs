@@ -228,6 +228,9 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
 #[component]
 fn ReportForm(name: String) -> impl IntoView {
     let may_create = crate::components::can_operate();
+    // `?report=<id>,<id>` (from a dump or diff page) ticks those dumps.
+    let query = use_query_map();
+    let preselected = move || query.read().get("report").unwrap_or_default();
     let dumps = {
         let name = name.clone();
         Resource::new(move || name.clone(), |n| list_dumps(DumpFilter { container: Some(n), ..Default::default() }))
@@ -236,8 +239,9 @@ fn ReportForm(name: String) -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || may_create().then(|| {
+                let chosen = preselected();
                 let choices = dumps.get().and_then(Result::ok).unwrap_or_default().into_iter().map(|d| view! {
-                    <label class="dump-choice"><input type="checkbox" name="dumps" value=d.id.clone()/>
+                    <label class="dump-choice"><input type="checkbox" name="dumps" value=d.id.clone() checked=chosen.split(',').any(|c| c == d.id)/>
                         {format!(" {} · {} · {}", crate::pages::dumps::utc(d.created_ms), format_bytes(d.size_bytes), d.trigger)}</label>
                 }).collect_view();
                 view! {

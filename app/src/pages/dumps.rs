@@ -176,6 +176,9 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
                 <a href=format!("/dumps/{}/download", info.id)>"Download .hprof"</a>
                 " (opens in Eclipse MAT or VisualVM) · "
                 <a href=format!("/api/v1/dumps/{}/analysis", info.id)>"JSON"</a>
+                {info.container_name.is_some().then(|| view! {
+                    " · " <a href=format!("/reports/new?dumps={}", info.id) rel="external" id="report-from-dump">"Create report"</a>
+                })}
             </p>
         </section>
     };
@@ -352,7 +355,13 @@ pub fn DiffPage() -> impl IntoView {
         <Title text="Heap dump diff"/>
         <Suspense fallback=|| view! { <p class="muted">"Comparing…"</p> }>
             {move || diff.get().map(|r| match r {
-                Ok(d) => view! { <DiffView diff=d/> }.into_any(),
+                Ok(d) => {
+                    let (a, b) = ids.get();
+                    view! {
+                        <p class="actions"><a href=format!("/reports/new?dumps={a},{b}") rel="external" id="report-from-diff">"Create report with both dumps"</a></p>
+                        <DiffView diff=d/>
+                    }.into_any()
+                }
                 Err(e) => view! { <div class="banner error">"Cannot compare: " {e.to_string()}</div> }.into_any(),
             })}
         </Suspense>
