@@ -324,11 +324,17 @@ pub fn answer(result: Result<ureq::Response, ureq::Error>, what: &str) -> (u16, 
 impl Server {
     /// Kills the server with SIGKILL (no chance to flush anything) and starts
     /// a new one on the same data directory.
-    pub fn kill9_and_restart(mut self) -> Server {
+    pub fn kill9_and_restart(self) -> Server {
+        self.kill9_and_restart_after(|| {})
+    }
+
+    /// Like `kill9_and_restart`, running `meanwhile` while no server is up.
+    pub fn kill9_and_restart_after(mut self, meanwhile: impl FnOnce()) -> Server {
         let data = std::mem::take(&mut self.data_dir);
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
         drop(self);
+        meanwhile();
         Server::spawn(data, &[], &[])
     }
 }

@@ -164,3 +164,22 @@ fn samples_survive_kill_9() {
         assert!(after.contains(t), "sample at {t} survived kill -9");
     }
 }
+
+/// Events that happen while Leakscope is down are replayed from the engine
+/// when it comes back (from the last stored event), so a kill is not lost.
+#[test]
+fn events_while_leakscope_was_down_are_replayed() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run("replay", &[], &["sleep", "100000"]);
+    let actions = |server: &Server| -> Vec<String> {
+        let (_, events) = server.get_json(&format!("/api/v1/containers/{}/events?range=1h", c.name));
+        events.as_array().map(|a| a.iter().map(|e| e["label"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    };
+    // Its start is stored (the container may start before the server follows events: restart it to be sure).
+    end2end::docker(&["restart", "-t", "0", &c.name]);
+    server.wait_until(Duration::from_secs(30), "a start event", || actions(&server).iter().any(|a| a.contains("start")));
+    let server = server.kill9_and_restart_after(|| {
+        end2end::docker(&["kill", &c.name]);
+    });
+    server.wait_until(Duration::from_secs(30), "the kill replayed", || actions(&server).iter().any(|a| a == "killed (137)"));
+}

@@ -77,7 +77,7 @@ fn set_status(engine: &Engine, connection: Option<&Connection>, error: Option<St
 async fn follow_engine(engine: &Engine, connection: &Connection) -> String {
     let docker = &connection.docker;
     let mut last_sync = tokio::time::Instant::now() - RESYNC_EVERY;
-    let mut since_secs = now_ms() / 1000;
+    let mut since_secs = resume_point(engine).await;
     loop {
         if last_sync.elapsed() >= RESYNC_EVERY {
             if let Err(e) = resync(engine, docker).await {
@@ -128,6 +128,20 @@ async fn follow_engine(engine: &Engine, connection: &Connection) -> String {
                 }
             }
         }
+    }
+}
+
+/// Where the events stream starts after a (re)connect: at the last stored
+/// event, so what happened while Leakscope or its connection was down is
+/// replayed (the engine keeps its last 256 events; duplicates are ignored).
+async fn resume_point(engine: &Engine) -> i64 {
+    const LONGEST_GAP_SECS: i64 = 7 * 86400;
+    let now = now_ms() / 1000;
+    let e = engine.clone();
+    let latest = tokio::task::spawn_blocking(move || lock(&e.inner.reader).latest_event_ms()).await;
+    match latest {
+        Ok(Ok(Some(ms))) => (ms / 1000).clamp(now - LONGEST_GAP_SECS, now),
+        _ => now,
     }
 }
 

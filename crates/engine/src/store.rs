@@ -151,6 +151,11 @@ impl Store {
         Ok(())
     }
 
+    /// When the last stored event happened (to replay what came after it).
+    pub fn latest_event_ms(&self) -> rusqlite::Result<Option<i64>> {
+        self.conn.query_row("SELECT MAX(t_ms) FROM events", [], |row| row.get(0))
+    }
+
     /// Events of every container that had this name, oldest first, with plain-words labels.
     pub fn events(&self, name: &str, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<ContainerEvent>> {
         let mut stmt = self.conn.prepare_cached(
