@@ -378,3 +378,34 @@ async fn a_report_is_created_from_the_container_page_shared_and_revoked() {
         client.close().await.unwrap();
     }
 }
+
+/// The dashboard's verdict column (badge, sort by severity) and the chart's
+/// click-through to the log lines of that moment.
+#[tokio::test(flavor = "multi_thread")]
+async fn verdict_column_sorts_and_a_chart_click_shows_that_minutes_logs() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run("ticker", &[], &["sh", "-c", "while true; do echo tick-from-ticker; sleep 1; done"]);
+    wait_listed(&server, &c.name);
+    // Assess now (the periodic pass runs every minute) so the column has a verdict.
+    let (status, verdict) = server.get_json(&format!("/api/v1/containers/{}/leak", c.name));
+    assert_eq!(status, 200, "{verdict}");
+    std::thread::sleep(Duration::from_secs(3));
+
+    let driver = start_chromedriver();
+    let client = browser(&driver, true).await;
+    sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
+    client.goto(&server.url("/")).await.unwrap();
+    let badge = client.wait().for_element(Locator::Css("td.leak [data-verdict]")).await.expect("a verdict badge");
+    assert_eq!(badge.attr("data-verdict").await.unwrap().as_deref(), verdict["verdict"].as_str());
+    client.find(Locator::LinkText("Leak verdict")).await.unwrap().click().await.unwrap();
+    eventually("sorted by verdict", || async { client.current_url().await.map(|u| u.as_str().contains("sort=leak")).unwrap_or(false) }).await;
+
+    // A window around the container's life: a click in the middle lands where it was logging.
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    client.goto(&server.url(&format!("/containers/{}?from={}&to={}", c.name, now_s - 40, now_s))).await.unwrap();
+    client.wait().for_element(Locator::Id("memory-chart")).await.unwrap().click().await.unwrap();
+    eventually("the logs panel", || async { client.current_url().await.map(|u| u.as_str().contains("logs=")).unwrap_or(false) }).await;
+    let panel = client.wait().for_element(Locator::Id("logs-panel")).await.unwrap();
+    eventually("that minute's log lines", || async { panel.text().await.map(|t| t.contains("tick-from-ticker")).unwrap_or(false) }).await;
+    client.close().await.unwrap();
+}
