@@ -60,7 +60,7 @@ pub struct DumpPage {
 }
 
 #[server(input = GetUrl)]
-pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
+pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPage>, ServerFnError> {
     let engine = engine()?;
     let info = match engine.dump(&id).await {
         Ok(info) => info,
@@ -72,7 +72,7 @@ pub async fn get_dump(id: String) -> Result<Option<DumpPage>, ServerFnError> {
         }
         Err(e) => return Err(ServerFnError::new(e.to_string())),
     };
-    let analysis = engine.dump_analysis(&id).await.ok();
+    let analysis = engine.dump_analysis(&id).await.ok().map(|a| a.trimmed_for(node.as_deref()));
     let siblings = engine
         .dumps(DumpFilter { service: Some(info.service.clone()), ..Default::default() })
         .await

@@ -232,6 +232,13 @@ async fn dump_analysis_page_shows_the_suspect_and_sorts_the_histogram() {
         }
     })
     .await;
+    // The dominator tree expands level by level, and shows the path from a GC root.
+    let before = client.find_all(Locator::Css("#tree-table tbody tr")).await.unwrap().len();
+    assert!(before > 0, "the tree's top level is empty");
+    client.find(Locator::Css("#tree-table a.expand")).await.unwrap().click().await.unwrap();
+    eventually("a node expanded", || async { client.current_url().await.map(|u| u.as_str().contains("node=")).unwrap_or(false) }).await;
+    let path = client.wait().for_element(Locator::Id("gc-path")).await.expect("the path from a GC root");
+    eventually("the path names its root", || async { path.text().await.map(|t| t.contains("GC root")).unwrap_or(false) }).await;
     client.close().await.unwrap();
 }
 

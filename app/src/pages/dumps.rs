@@ -143,7 +143,8 @@ pub fn DumpPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
-    let page = Resource::new(move || id.get(), get_dump);
+    let node = Memo::new(move |_| query.read().get("node"));
+    let page = Resource::new(move || (id.get(), node.get()), |(id, node)| get_dump(id, node));
     view! {
         <Title text="Heap dump analysis"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -210,6 +211,7 @@ fn AnalysisView(
 ) -> impl IntoView {
     let s = analysis.summary.clone();
     let total = s.reachable_bytes.max(1);
+    let analysis_for_tree = analysis.clone();
     let suspects = analysis
         .suspects
         .iter()
@@ -328,6 +330,7 @@ fn AnalysisView(
                 <tbody>{histogram}</tbody>
             </table>
         </section>
+        <DominatorTree analysis=analysis_for_tree node=query.read_untracked().get("node") total/>
         <section class="panel">
             <h2>"Biggest objects (dominator tree)"</h2>
             <p class="muted">"Largest retained sizes first; indentation is depth in the dominator tree."</p>
@@ -335,6 +338,61 @@ fn AnalysisView(
                 <thead><tr><th>"Object"</th><th class="num">"Shallow"</th><th class="num">"Retained"</th><th class="num">"% of heap"</th></tr></thead>
                 <tbody>{dominators}</tbody>
             </table>
+        </section>
+    }
+}
+
+/// The dominator tree, one level at a time (`?node=<object id>` expands a node;
+/// plain links, so it works without JavaScript), with the selected object's
+/// path from a GC root.
+#[component]
+fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64) -> impl IntoView {
+    let percent = move |b: u64| format_percent(b as f64 / total as f64);
+    let ancestors: Vec<(String, String)> =
+        node.as_deref().map(|n| analysis.tree_ancestors(n).iter().map(|a| (a.object_id.clone(), a.class.clone())).collect()).unwrap_or_default();
+    let crumbs = ancestors
+        .iter()
+        .map(|(id, class)| view! { " › " <a href=format!("?node={id}#tree")>{class.clone()}</a> })
+        .collect_view();
+    let children = analysis
+        .tree_children(node.as_deref())
+        .into_iter()
+        .map(|c| {
+            let expand = (c.children > 0).then(|| view! { <a href=format!("?node={}#tree", c.object_id) class="expand">{format!("▸ {} children", c.children)}</a> });
+            view! {
+                <tr data-object=c.object_id.clone()>
+                    <td class="cls">{c.class.clone()} " " <code class="muted">{c.object_id.clone()}</code> " " {expand}</td>
+                    <td class="num">{format_bytes(c.shallow_bytes)}</td>
+                    <td class="num">{format_bytes(c.retained_bytes)}</td>
+                    <td class="num">{percent(c.retained_bytes)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let path = node.as_deref().map(|n| analysis.path_to(n)).unwrap_or_default();
+    let path_view = (!path.is_empty()).then(|| {
+        let steps = path
+            .iter()
+            .map(|p| {
+                let root = p.root_kind.clone().map(|k| format!(" (GC root: {k})"));
+                let field = p.field.clone().map(|f| view! { " ." <b>{f}</b> " →" });
+                view! { <li>{p.class.clone()} " " <code class="muted">{p.object_id.clone()}</code> {root} {field}</li> }
+            })
+            .collect_view();
+        view! { <h3>"Path from a GC root"</h3><ol class="path" id="gc-path">{steps}</ol> }
+    });
+    let empty = analysis.tree.is_empty().then(|| view! { <p class="muted">"Analysed by an older version: analyse again to browse the tree."</p> });
+    view! {
+        <section class="panel" id="tree">
+            <h2>"Dominator tree"</h2>
+            <p class="muted">"What keeps what alive: each object retains everything listed under it. "
+                <a href="?#tree">"top"</a> {crumbs}</p>
+            {empty}
+            <table class="grid" id="tree-table">
+                <thead><tr><th>"Object"</th><th class="num">"Shallow"</th><th class="num">"Retained"</th><th class="num">"% of heap"</th></tr></thead>
+                <tbody>{children}</tbody>
+            </table>
+            {path_view}
         </section>
     }
 }

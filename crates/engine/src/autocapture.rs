@@ -8,8 +8,8 @@
 //!
 //! Rate limits: at most two automatic dumps per container per episode (an
 //! episode ends when the container is re-created or a day after its first
-//! dump), at least `spacing` between two of them, a failed attempt waits as
-//! long before the next, and only one automatic capture runs at a time.
+//! dump), at least `spacing` from the end of one to the start of the next, a
+//! failed attempt waits as long, and only one automatic capture runs at a time.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -196,11 +196,21 @@ impl Engine {
             let mut auto = lock(&self.inner.auto);
             auto.in_flight = None;
             // A job no longer kept is counted as taken; a failed one is not (retried after the spacing).
-            if let Some(failed) = job.filter(|j| j.state != "done") {
-                if let Some(episode) = auto.by_name.get_mut(&name) {
-                    episode.taken.pop();
+            // Spacing counts from when a dump ended: a long copy does not shorten the pause between two.
+            let finished = job.as_ref().and_then(|j| j.finished_ms).unwrap_or(now);
+            if let Some(episode) = auto.by_name.get_mut(&name) {
+                episode.last_attempt_ms = Some(finished);
+                match &job {
+                    Some(j) if j.state != "done" => {
+                        episode.taken.pop();
+                        tracing::warn!(container = %name, error = ?j.error, "automatic capture failed");
+                    }
+                    _ => {
+                        if let Some(last) = episode.taken.last_mut() {
+                            last.0 = finished;
+                        }
+                    }
                 }
-                tracing::warn!(container = %name, error = ?failed.error, "automatic capture failed");
             }
         }
         let candidates: Vec<(String, String, Option<String>, Observation)> = read(&self.inner.containers)

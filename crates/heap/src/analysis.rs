@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, HistogramEntry, PathStep, Suspect};
+use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, HistogramEntry, PathLink, PathStep, Suspect, TreeNode};
 use leakscope_model::{format_bytes, format_percent};
 
 use crate::dominators::{Dominators, NONE};
@@ -17,11 +17,17 @@ pub struct Options {
     /// A suspect retains at least this share of the reachable heap.
     pub suspect_threshold: f64,
     pub max_suspects: usize,
+    /// The browsable dominator tree: at most this many nodes in all,
+    pub tree_nodes: usize,
+    /// at most this many children under one node,
+    pub tree_children: usize,
+    /// and none retaining less than this share of the reachable heap.
+    pub tree_min_share: f64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { top_dominators: 100, suspect_threshold: 0.10, max_suspects: 5 }
+        Options { top_dominators: 100, suspect_threshold: 0.10, max_suspects: 5, tree_nodes: 3000, tree_children: 25, tree_min_share: 0.0005 }
     }
 }
 
@@ -139,7 +145,22 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
         })
         .collect();
 
-    let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options);
+    // One breadth-first search from the GC roots gives the shortest path to every object.
+    let referrer = bfs_referrers(graph);
+    let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, &referrer);
+    let tree_nodes = browsable_tree(n, retained, computed.virtual_root_retained, &kids, options);
+    let tree: Vec<TreeNode> = tree_nodes
+        .iter()
+        .map(|&(v, parent)| TreeNode {
+            object_id: hex(graph.id(v)),
+            class: graph.display_class(v),
+            shallow_bytes: graph.shallow[v as usize],
+            retained_bytes: retained[v as usize],
+            parent: parent.map(|p| hex(graph.id(p))),
+            children: kids(v).len() as u64,
+        })
+        .collect();
+    let gc_paths = path_links(graph, &referrer, tree_nodes.iter().map(|&(v, _)| v));
 
     let reachable_objects = (dom.preorder.len() - 1) as u64;
     Analysis {
@@ -161,7 +182,102 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
         histogram,
         dominators,
         suspects,
+        tree,
+        gc_paths,
     }
+}
+
+/// For every object, the one that first reached it in a breadth-first search
+/// from the GC roots (a root points at itself; `NONE` = unreachable).
+fn bfs_referrers(graph: &Graph) -> Vec<u32> {
+    let n = graph.len();
+    let mut referrer = vec![NONE; n];
+    let mut queue = VecDeque::new();
+    for &(r, _) in &graph.roots {
+        if referrer[r as usize] == NONE {
+            referrer[r as usize] = r;
+            queue.push_back(r);
+        }
+    }
+    while let Some(v) = queue.pop_front() {
+        for &w in graph.successors(v) {
+            if referrer[w as usize] == NONE {
+                referrer[w as usize] = v;
+                queue.push_back(w);
+            }
+        }
+    }
+    referrer
+}
+
+/// Root first, from the referrers of a breadth-first search.
+fn path_via(referrer: &[u32], target: u32) -> Vec<u32> {
+    if referrer[target as usize] == NONE {
+        return Vec::new();
+    }
+    let mut path = vec![target];
+    let mut v = target;
+    while referrer[v as usize] != v {
+        v = referrer[v as usize];
+        path.push(v);
+    }
+    path.reverse();
+    path
+}
+
+/// (node, its dominator in the slice) breadth-first from the top: the biggest
+/// children of each node, as long as they retain a visible share of the heap.
+fn browsable_tree<'k>(n: usize, retained: &[u64], total: u64, kids: &dyn Fn(u32) -> &'k [u32], options: &Options) -> Vec<(u32, Option<u32>)> {
+    let floor = ((total as f64 * options.tree_min_share) as u64).max(1);
+    let mut out = Vec::new();
+    let mut queue = VecDeque::from([(n as u32, None::<u32>)]);
+    while let Some((v, _)) = queue.pop_front() {
+        let mut children: Vec<u32> = kids(v).iter().copied().filter(|&k| retained[k as usize] >= floor).collect();
+        let keep = options.tree_children.min(children.len());
+        if keep > 0 && keep < children.len() {
+            children.select_nth_unstable_by(keep - 1, |&a, &b| retained[b as usize].cmp(&retained[a as usize]));
+        }
+        children.truncate(keep);
+        children.sort_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]).then(a.cmp(&b)));
+        for k in children {
+            if out.len() >= options.tree_nodes {
+                return out;
+            }
+            let parent = (v != n as u32).then_some(v);
+            out.push((k, parent));
+            queue.push_back((k, parent));
+        }
+    }
+    out
+}
+
+/// The reference paths from GC roots to `targets`, each object once.
+fn path_links(graph: &Graph, referrer: &[u32], targets: impl Iterator<Item = u32>) -> Vec<PathLink> {
+    let mut seen = std::collections::HashSet::new();
+    let mut links = Vec::new();
+    for target in targets {
+        let mut v = target;
+        while referrer[v as usize] != NONE && seen.insert(v) {
+            let r = referrer[v as usize];
+            let is_root = r == v;
+            links.push(PathLink {
+                object_id: hex(graph.id(v)),
+                class: graph.display_class(v),
+                referrer: (!is_root).then(|| hex(graph.id(r))),
+                field: (!is_root).then(|| graph.field_name(r, v)).flatten(),
+                root_kind: is_root.then(|| root_kind_of(graph, v)),
+            });
+            if is_root {
+                break;
+            }
+            v = r;
+        }
+    }
+    links
+}
+
+fn root_kind_of(graph: &Graph, v: u32) -> String {
+    graph.roots.binary_search_by_key(&v, |r| r.0).ok().map(|k| root_kind_name(graph.roots[k].1).to_string()).unwrap_or_default()
 }
 
 /// Shortest path from any GC root to `target` (BFS over references).
@@ -205,6 +321,7 @@ fn find_suspects<'k>(
     total: u64,
     kids: &dyn Fn(u32) -> &'k [u32],
     options: &Options,
+    referrer: &[u32],
 ) -> Vec<Suspect> {
     let n = graph.len() as u32;
     if total == 0 {
@@ -233,7 +350,7 @@ fn find_suspects<'k>(
                 e.1 += retained[k as usize];
             }
             let accumulated = counts.into_iter().max_by_key(|&(_, (count, bytes))| (count, bytes));
-            let path_nodes = path_from_roots(graph, point);
+            let path_nodes = path_via(referrer, point);
             let path: Vec<PathStep> = path_nodes
                 .iter()
                 .enumerate()
@@ -241,14 +358,7 @@ fn find_suspects<'k>(
                     object_id: hex(graph.id(v)),
                     class: graph.display_class(v),
                     field: path_nodes.get(i + 1).and_then(|&next| graph.field_name(v, next)),
-                    root_kind: (i == 0).then(|| {
-                        graph
-                            .roots
-                            .binary_search_by_key(&v, |r| r.0)
-                            .ok()
-                            .map(|k| root_kind_name(graph.roots[k].1).to_string())
-                            .unwrap_or_default()
-                    }),
+                    root_kind: (i == 0).then(|| root_kind_of(graph, v)),
                 })
                 .collect();
             let bytes = retained[suspect as usize];

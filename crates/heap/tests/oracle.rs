@@ -175,3 +175,53 @@ fn bad_input_gets_a_clear_error_with_the_offset() {
         let _ = analyze_bytes(&bytes, &Options::default());
     }
 }
+
+/// The browsable tree agrees with the dominators (each listed child's parent
+/// dominates it; retained sizes as computed) and every listed object has a
+/// real path from a GC root: consecutive steps are references, the first is a root.
+#[test]
+fn the_browsable_tree_and_its_paths_are_consistent_with_the_graph() {
+    for (seed, id_size) in [(11, 8), (12, 4), (13, 8)] {
+        let n = 200;
+        let (bytes, refs, roots) = random_heap(seed, n, id_size);
+        let ids: Vec<u64> = (0..n).map(|i| 0x1000 + i * 16).collect();
+        let options = Options { tree_min_share: 0.0, tree_children: 1000, tree_nodes: 100_000, ..Options::default() };
+        let analysis = analyze_bytes(&bytes, &options).unwrap();
+        let parsed = hprof::parse(&bytes).unwrap();
+        let graph = Graph::build(parsed, None).unwrap();
+        let root_nodes: Vec<u32> = graph.roots.iter().map(|r| r.0).collect();
+        let dom = dominators::compute(graph.len(), &root_nodes, |v| graph.successors(v));
+        let retained = retained_sizes(&graph, &dom).retained;
+        let live = reachable(&ids, &refs, &roots, None);
+        let parse_id = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+        // With no limits the tree lists every reachable object.
+        let listed_objs = analysis.tree.iter().filter(|t| t.class == "Obj").count();
+        assert_eq!(listed_objs, live.iter().filter(|l| **l).count(), "seed {seed}");
+        for node in &analysis.tree {
+            let v = graph.index_of(parse_id(&node.object_id)).unwrap();
+            assert_eq!(node.retained_bytes, retained[v as usize]);
+            let idom = dom.idom[v as usize];
+            match &node.parent {
+                None => assert_eq!(idom as usize, graph.len(), "a top-level node is dominated by the virtual root"),
+                Some(p) => assert_eq!(graph.index_of(parse_id(p)).unwrap(), idom),
+            }
+            assert!(analysis.tree_children(Some(&node.object_id)).len() as u64 <= node.children);
+            let path = analysis.path_to(&node.object_id);
+            assert_eq!(path.last().unwrap().object_id, node.object_id);
+            assert!(path[0].root_kind.is_some(), "the path starts at a GC root");
+            let first = graph.index_of(parse_id(&path[0].object_id)).unwrap();
+            assert!(graph.roots.iter().any(|r| r.0 == first));
+            for pair in path.windows(2) {
+                let (a, b) = (graph.index_of(parse_id(&pair[0].object_id)).unwrap(), graph.index_of(parse_id(&pair[1].object_id)).unwrap());
+                assert!(graph.successors(a).contains(&b), "{} does not refer to {}", pair[0].object_id, pair[1].object_id);
+                assert!(pair[0].field.is_some(), "a step names its field");
+            }
+        }
+        // Children are listed largest first, and the ancestors of a deep node lead back to the top.
+        let deepest = analysis.tree.iter().max_by_key(|t| analysis.tree_ancestors(&t.object_id).len()).unwrap();
+        let chain = analysis.tree_ancestors(&deepest.object_id);
+        assert!(chain[0].parent.is_none() && chain.last().unwrap().object_id == deepest.object_id);
+        let top = analysis.tree_children(None);
+        assert!(top.windows(2).all(|w| w[0].retained_bytes >= w[1].retained_bytes));
+    }
+}

@@ -88,6 +88,99 @@ pub struct Analysis {
     /// Objects with the largest retained sizes, largest first, nested ones included.
     pub dominators: Vec<DominatorEntry>,
     pub suspects: Vec<Suspect>,
+    /// A browsable slice of the dominator tree (the biggest children of each
+    /// node, down to small shares of the heap), for expanding in the page.
+    #[serde(default)]
+    pub tree: Vec<TreeNode>,
+    /// Shortest reference paths from GC roots to every node of `tree`, as links
+    /// (each object once, pointing at the one referring to it).
+    #[serde(default)]
+    pub gc_paths: Vec<PathLink>,
+}
+
+impl Analysis {
+    /// Only what a page needs to show one level of the tree under `node`: its
+    /// ancestors, its children, and its path from a GC root (pages stay small).
+    pub fn trimmed_for(mut self, node: Option<&str>) -> Analysis {
+        let path: std::collections::HashSet<String> = node.map(|n| self.path_to(n)).unwrap_or_default().into_iter().map(|s| s.object_id).collect();
+        let mut keep: std::collections::HashSet<String> = self.tree_children(node).iter().map(|n| n.object_id.clone()).collect();
+        if let Some(n) = node {
+            keep.extend(self.tree_ancestors(n).iter().map(|a| a.object_id.clone()));
+        }
+        self.tree.retain(|t| keep.contains(&t.object_id));
+        self.gc_paths.retain(|l| path.contains(&l.object_id));
+        self
+    }
+
+    /// Children of a tree node (`None`: the top level, what GC roots keep directly), largest first.
+    pub fn tree_children(&self, parent: Option<&str>) -> Vec<&TreeNode> {
+        self.tree.iter().filter(|n| n.parent.as_deref() == parent).collect()
+    }
+
+    /// The dominator-tree ancestors of an object, outermost first (for a breadcrumb).
+    pub fn tree_ancestors(&self, object_id: &str) -> Vec<&TreeNode> {
+        let mut out = Vec::new();
+        let mut at = self.tree.iter().find(|n| n.object_id == object_id);
+        while let Some(node) = at {
+            out.push(node);
+            at = node.parent.as_deref().and_then(|p| self.tree.iter().find(|n| n.object_id == p));
+            if out.len() > self.tree.len() {
+                break; // a malformed record must not loop forever
+            }
+        }
+        out.reverse();
+        out
+    }
+
+    /// The path from a GC root to an object of the tree, root first; empty when unknown.
+    pub fn path_to(&self, object_id: &str) -> Vec<PathStep> {
+        let links: std::collections::HashMap<&str, &PathLink> = self.gc_paths.iter().map(|l| (l.object_id.as_str(), l)).collect();
+        let mut chain: Vec<&PathLink> = Vec::new();
+        let mut at = links.get(object_id).copied();
+        while let Some(link) = at {
+            chain.push(link);
+            if chain.len() > links.len() {
+                return Vec::new();
+            }
+            at = link.referrer.as_deref().and_then(|r| links.get(r).copied());
+        }
+        chain.reverse();
+        let mut steps: Vec<PathStep> = chain
+            .iter()
+            .map(|l| PathStep { object_id: l.object_id.clone(), class: l.class.clone(), field: None, root_kind: l.root_kind.clone() })
+            .collect();
+        // The field that leads onward is stored on the next link.
+        for i in 0..steps.len().saturating_sub(1) {
+            steps[i].field = chain[i + 1].field.clone();
+        }
+        steps
+    }
+}
+
+/// One node of the browsable dominator tree.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TreeNode {
+    pub object_id: String,
+    pub class: String,
+    pub shallow_bytes: u64,
+    pub retained_bytes: u64,
+    /// The immediate dominator's object id; `None` for the top level.
+    pub parent: Option<String>,
+    /// How many objects it dominates directly (more than the tree may list).
+    pub children: u64,
+}
+
+/// One object on a reference path from a GC root.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathLink {
+    pub object_id: String,
+    pub class: String,
+    /// The object that refers to this one on the shortest path; `None` for a GC root.
+    pub referrer: Option<String>,
+    /// The referrer's field (or `[index]`) that points here.
+    pub field: Option<String>,
+    /// For GC roots: the root kind.
+    pub root_kind: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
