@@ -280,39 +280,9 @@ fn root_kind_of(graph: &Graph, v: u32) -> String {
     graph.roots.binary_search_by_key(&v, |r| r.0).ok().map(|k| root_kind_name(graph.roots[k].1).to_string()).unwrap_or_default()
 }
 
-/// Shortest path from any GC root to `target` (BFS over references).
+/// Shortest path from any GC root to `target` (BFS over references), root first.
 pub fn path_from_roots(graph: &Graph, target: u32) -> Vec<u32> {
-    let n = graph.len();
-    let mut parent = vec![NONE; n];
-    let mut queue = VecDeque::new();
-    for &(r, _) in &graph.roots {
-        if parent[r as usize] == NONE {
-            parent[r as usize] = r;
-            queue.push_back(r);
-        }
-    }
-    while let Some(v) = queue.pop_front() {
-        if v == target {
-            break;
-        }
-        for &w in graph.successors(v) {
-            if parent[w as usize] == NONE {
-                parent[w as usize] = v;
-                queue.push_back(w);
-            }
-        }
-    }
-    if parent[target as usize] == NONE {
-        return Vec::new();
-    }
-    let mut path = vec![target];
-    let mut v = target;
-    while parent[v as usize] != v {
-        v = parent[v as usize];
-        path.push(v);
-    }
-    path.reverse();
-    path
+    path_via(&bfs_referrers(graph), target)
 }
 
 fn find_suspects<'k>(
