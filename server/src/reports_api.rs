@@ -139,6 +139,15 @@ fn origin(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
+/// The chart's PNG as an absolute URL: the public one when shared, since chat
+/// tools and ticket systems fetch it without an account.
+fn chart_png_url(headers: &HeaderMap, report: &Report) -> String {
+    match &report.public_token {
+        Some(token) => format!("{}/r/{token}/chart.png", origin(headers)),
+        None => format!("{}/reports/{}/chart.png", origin(headers), report.slug),
+    }
+}
+
 fn chart_html(report: &Report) -> String {
     let spec = report_spec(report, CHART_WIDTH, CHART_HEIGHT, Theme::Light);
     match leakscope_chart::render_svg(&spec) {
@@ -154,19 +163,14 @@ async fn page(
     Path(slug): Path<String>,
 ) -> Result<Html<String>, HttpError> {
     let report = engine.report(&slug).await?;
-    // The preview image chat tools fetch must be reachable without an account: the public one if shared.
-    let og = match &report.public_token {
-        Some(token) => format!("{}/r/{token}/chart.png", origin(&headers)),
-        None => format!("{}/reports/{}/chart.png", origin(&headers), report.slug),
-    };
+    let og = chart_png_url(&headers, &report);
     let audience = Audience::Team { can_operate: who.role >= Role::Operator, csrf: who.csrf.as_deref() };
     Ok(Html(report_view::page(&report, &chart_html(&report), &og, audience)))
 }
 
 async fn public_page(State(engine): State<Engine>, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, HttpError> {
     let report = engine.public_report(&token).await?;
-    let og = format!("{}/r/{token}/chart.png", origin(&headers));
-    let html = report_view::page(&report, &chart_html(&report), &og, Audience::Public);
+    let html = report_view::page(&report, &chart_html(&report), &chart_png_url(&headers, &report), Audience::Public);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
@@ -198,11 +202,7 @@ async fn public_chart_svg(State(engine): State<Engine>, Path(token): Path<String
 
 async fn markdown(State(engine): State<Engine>, headers: HeaderMap, Path(slug): Path<String>) -> Result<Response, HttpError> {
     let report = engine.report(&slug).await?;
-    let chart = match &report.public_token {
-        Some(token) => format!("{}/r/{token}/chart.png", origin(&headers)),
-        None => format!("{}/reports/{}/chart.png", origin(&headers), report.slug),
-    };
-    let md = report_view::markdown(&report, &chart);
+    let md = report_view::markdown(&report, &chart_png_url(&headers, &report));
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
 }
 
