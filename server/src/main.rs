@@ -102,6 +102,10 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Huge pages for the analysis's big arrays (see `leakscope_heap::alloc`).
+#[global_allocator]
+static ALLOCATOR: leakscope_heap::alloc::HugePageAllocator = leakscope_heap::alloc::HugePageAllocator;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

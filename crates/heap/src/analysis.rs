@@ -66,17 +66,22 @@ fn dominator_children(n: usize, dom: &Dominators) -> (Vec<u32>, Vec<u32>) {
     for i in 0..=n {
         start[i + 1] += start[i];
     }
-    let mut fill = start.clone();
+    // Fill with the start array as cursor, then shift it back (no copy).
     let mut children = vec![0u32; start[n + 1] as usize];
     for &v in &dom.preorder[1..] {
         let d = dom.idom[v as usize] as usize;
-        children[fill[d] as usize] = v;
-        fill[d] += 1;
+        children[start[d] as usize] = v;
+        start[d] += 1;
     }
+    for i in (1..=n + 1).rev() {
+        start[i] = start[i - 1];
+    }
+    start[0] = 0;
     (start, children)
 }
 
-pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std::time::Instant) -> Analysis {
+/// `referrer` is the breadth-first search from the roots (`bfs_referrers`), run beside the dominators.
+pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Options, started: std::time::Instant) -> Analysis {
     let n = graph.len();
     let computed = retained_sizes(graph, dom);
     let retained = &computed.retained;
@@ -122,18 +127,32 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
         b.retained_bytes.cmp(&a.retained_bytes).then(b.shallow_bytes.cmp(&a.shallow_bytes)).then(a.class.cmp(&b.class))
     });
 
-    // Depth in the dominator tree (preorder visits a dominator before what it dominates).
-    let mut depth = vec![0u32; n + 1];
-    for &v in &dom.preorder[1..] {
-        depth[v as usize] = depth[dom.idom[v as usize] as usize] + 1;
-    }
-    let mut reachable: Vec<u32> = dom.preorder[1..].to_vec();
-    let top = options.top_dominators.min(reachable.len());
+    // The biggest objects: a bounded min-heap over every reachable object (no copy of the preorder).
+    let top = options.top_dominators;
+    let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, std::cmp::Reverse<u32>)>> =
+        std::collections::BinaryHeap::with_capacity(top + 1);
     if top > 0 {
-        reachable.select_nth_unstable_by(top - 1, |&a, &b| retained[b as usize].cmp(&retained[a as usize]));
+        for &v in &dom.preorder[1..] {
+            let entry = std::cmp::Reverse((retained[v as usize], std::cmp::Reverse(v)));
+            if heap.len() < top {
+                heap.push(entry);
+            } else if heap.peek().is_some_and(|smallest| entry < *smallest) {
+                heap.pop();
+                heap.push(entry);
+            }
+        }
     }
-    let mut biggest: Vec<u32> = reachable[..top].to_vec();
+    let mut biggest: Vec<u32> = heap.into_iter().map(|std::cmp::Reverse((_, std::cmp::Reverse(v)))| v).collect();
     biggest.sort_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]).then(a.cmp(&b)));
+    // Depth in the dominator tree, only for the few listed.
+    let depth = |mut v: u32| {
+        let mut d = 0;
+        while v != n as u32 && v != NONE {
+            v = dom.idom[v as usize];
+            d += 1;
+        }
+        d
+    };
     let dominators = biggest
         .iter()
         .map(|&v| DominatorEntry {
@@ -141,13 +160,11 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
             class: graph.display_class(v),
             shallow_bytes: graph.shallow[v as usize],
             retained_bytes: retained[v as usize],
-            depth: depth[v as usize],
+            depth: depth(v),
         })
         .collect();
 
-    // One breadth-first search from the GC roots gives the shortest path to every object.
-    let referrer = bfs_referrers(graph);
-    let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, &referrer);
+    let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, referrer);
     let tree_nodes = browsable_tree(n, retained, computed.virtual_root_retained, &kids, options);
     let tree: Vec<TreeNode> = tree_nodes
         .iter()
@@ -160,7 +177,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
             children: kids(v).len() as u64,
         })
         .collect();
-    let gc_paths = path_links(graph, &referrer, tree_nodes.iter().map(|&(v, _)| v));
+    let gc_paths = path_links(graph, referrer, tree_nodes.iter().map(|&(v, _)| v));
 
     let reachable_objects = (dom.preorder.len() - 1) as u64;
     Analysis {
@@ -188,22 +205,26 @@ pub fn analyze(graph: &Graph, dom: &Dominators, options: &Options, started: std:
 }
 
 /// For every object, the one that first reached it in a breadth-first search
-/// from the GC roots (a root points at itself; `NONE` = unreachable).
-fn bfs_referrers(graph: &Graph) -> Vec<u32> {
+/// from the GC roots (a root points at itself; `NONE` = unreachable). One
+/// search gives the shortest path from a root to every object.
+pub fn bfs_referrers(graph: &Graph) -> Vec<u32> {
     let n = graph.len();
     let mut referrer = vec![NONE; n];
-    let mut queue = VecDeque::new();
+    // Every object enters the queue once, so a plain vector with a read index will do.
+    let mut queue: Vec<u32> = Vec::new();
     for &(r, _) in &graph.roots {
         if referrer[r as usize] == NONE {
             referrer[r as usize] = r;
-            queue.push_back(r);
+            queue.push(r);
         }
     }
-    while let Some(v) = queue.pop_front() {
+    let mut head = 0;
+    while let Some(&v) = queue.get(head) {
+        head += 1;
         for &w in graph.successors(v) {
             if referrer[w as usize] == NONE {
                 referrer[w as usize] = v;
-                queue.push_back(w);
+                queue.push(w);
             }
         }
     }

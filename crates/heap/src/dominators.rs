@@ -1,4 +1,5 @@
-//! Dominator tree by Lengauer–Tarjan (path compression, O(E log V)), written
+//! Dominator tree by semi-NCA (Lengauer–Tarjan's semidominators with path
+//! compression, then nearest common ancestors; near-linear in practice), written
 //! by hand because it must run on tens of millions of nodes in flat u32
 //! arrays; petgraph's `simple_fast` is quadratic in the worst case.
 //!
@@ -43,7 +44,8 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
     }
     let count = vertex.len();
 
-    // 2. Predecessors in preorder numbering (reachable nodes only).
+    // 2. Predecessors in preorder numbering (reachable nodes only). The fill
+    // cursor is the start array itself, shifted back afterwards (no copy).
     let mut pred_start = vec![0u32; count + 1];
     for &v in &vertex {
         for &w in succ(v) {
@@ -56,78 +58,74 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
     for i in 0..count {
         pred_start[i + 1] += pred_start[i];
     }
-    let mut fill = pred_start.clone();
     let mut preds = vec![0u32; pred_start[count] as usize];
     for &v in &vertex {
         let dv = dfnum[v as usize];
         for &w in succ(v) {
             let dw = dfnum[w as usize];
             if dw != NONE {
-                preds[fill[dw as usize] as usize] = dv;
-                fill[dw as usize] += 1;
+                preds[pred_start[dw as usize] as usize] = dv;
+                pred_start[dw as usize] += 1;
             }
         }
     }
-    drop(fill);
+    for i in (1..=count).rev() {
+        pred_start[i] = pred_start[i - 1];
+    }
+    pred_start[0] = 0;
+    drop(dfnum);
 
-    // 3. Semidominators and immediate dominators, all in preorder numbers.
+    // 3. Semidominators by semi-NCA (Georgiadis): Lengauer–Tarjan's
+    // evaluation with path compression, without its buckets. Vertices are
+    // processed in reverse preorder, so while `w` is processed exactly the
+    // vertices numbered above `w` are linked into the forest, each to its
+    // DFS parent: no separate "linked" marker is needed.
     let mut semi: Vec<u32> = (0..count as u32).collect();
     let mut label: Vec<u32> = (0..count as u32).collect();
-    let mut ancestor = vec![NONE; count];
-    let mut idom = vec![0u32; count];
-    let mut bucket_head = vec![NONE; count];
-    let mut bucket_next = vec![NONE; count];
+    let mut ancestor = parent.clone();
     let mut path: Vec<u32> = Vec::new();
-
-    let mut eval = |v: u32, ancestor: &mut Vec<u32>, label: &mut Vec<u32>, semi: &Vec<u32>| -> u32 {
-        if ancestor[v as usize] == NONE {
-            return v;
-        }
-        // Compress the path from v up to the forest root, iteratively.
-        path.clear();
-        let mut u = v;
-        while ancestor[ancestor[u as usize] as usize] != NONE {
-            path.push(u);
-            u = ancestor[u as usize];
-        }
-        for &x in path.iter().rev() {
-            let a = ancestor[x as usize];
-            if semi[label[a as usize] as usize] < semi[label[x as usize] as usize] {
-                label[x as usize] = label[a as usize];
-            }
-            ancestor[x as usize] = ancestor[a as usize];
-        }
-        label[v as usize]
-    };
-
     for w in (1..count as u32).rev() {
+        let mut best = semi[w as usize];
         for k in pred_start[w as usize]..pred_start[w as usize + 1] {
             let v = preds[k as usize];
-            let u = eval(v, &mut ancestor, &mut label, &semi);
-            if semi[u as usize] < semi[w as usize] {
-                semi[w as usize] = semi[u as usize];
-            }
+            let u = if v <= w {
+                v
+            } else {
+                // Compress the path from v up to the forest root (the first unlinked vertex).
+                path.clear();
+                let mut x = v;
+                while ancestor[x as usize] > w {
+                    path.push(x);
+                    x = ancestor[x as usize];
+                }
+                // `x` hangs directly under the root; walk back down folding labels.
+                for &y in path.iter().rev() {
+                    let a = ancestor[y as usize];
+                    if semi[label[a as usize] as usize] < semi[label[y as usize] as usize] {
+                        label[y as usize] = label[a as usize];
+                    }
+                    ancestor[y as usize] = ancestor[a as usize];
+                }
+                label[v as usize]
+            };
+            best = best.min(semi[u as usize]);
         }
-        let s = semi[w as usize];
-        bucket_next[w as usize] = bucket_head[s as usize];
-        bucket_head[s as usize] = w;
-        let p = parent[w as usize];
-        ancestor[w as usize] = p;
-        let mut v = bucket_head[p as usize];
-        while v != NONE {
-            let u = eval(v, &mut ancestor, &mut label, &semi);
-            idom[v as usize] = if semi[u as usize] < semi[v as usize] { u } else { p };
-            v = bucket_next[v as usize];
-        }
-        bucket_head[p as usize] = NONE;
+        semi[w as usize] = best;
     }
+    drop((label, ancestor, preds, pred_start));
+
+    // 4. Immediate dominators: the nearest common ancestor of the DFS parent
+    // and the semidominator, climbing already-final dominators (in place).
+    let mut idom = parent;
     for w in 1..count {
-        if idom[w] != semi[w] {
-            idom[w] = idom[idom[w] as usize];
+        let mut d = idom[w];
+        while d > semi[w] {
+            d = idom[d as usize];
         }
+        idom[w] = d;
     }
 
-    // 4. Back to node indices.
+    // 5. Back to node indices.
     let mut idom_nodes = vec![NONE; n];
     for w in 1..count {
         idom_nodes[vertex[w] as usize] = vertex[idom[w] as usize];

@@ -129,9 +129,66 @@ fn header(data: &[u8]) -> Result<(usize, i64, usize), HeapError> {
     Ok((id_size, timestamp_ms, c.pos()))
 }
 
-pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
-    let mut objects = Vec::with_capacity(data.len() / 40);
-    let mut parsed = parse_with(data, &mut |o| objects.push(o))?;
+/// Roots, class dumps and objects found in heap dump segments.
+#[derive(Default)]
+struct HeapPart {
+    classes: IdMap<ClassDump>,
+    roots: Vec<(u64, u8)>,
+}
+
+/// Reports how far parsing got, as bytes of the file read so far.
+pub type ParseProgress<'p> = &'p (dyn Fn(usize) + Sync);
+
+/// Parses the whole dump and indexes every object. Heap dump segments (HotSpot
+/// writes them about 1 MiB each) are split into one contiguous group per
+/// core and parsed side by side.
+pub fn parse<'a>(data: &'a [u8], progress: ParseProgress) -> Result<Parsed<'a>, HeapError> {
+    let (mut parsed, segments) = scan(data)?;
+    let id_size = parsed.id_size;
+    let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).clamp(1, 8);
+    let total: usize = segments.iter().map(|s| s.1).sum();
+    let mut groups: Vec<&[(usize, usize)]> = Vec::new();
+    let (mut from, mut bytes) = (0, 0);
+    for (i, seg) in segments.iter().enumerate() {
+        bytes += seg.1;
+        if bytes >= total.div_ceil(threads) * (groups.len() + 1) || i + 1 == segments.len() {
+            groups.push(&segments[from..=i]);
+            from = i + 1;
+        }
+    }
+    let done = std::sync::atomic::AtomicUsize::new(data.len() - total);
+    let results: Vec<Result<(HeapPart, Vec<RawObject>), HeapError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .iter()
+            .map(|group| {
+                let done = &done;
+                scope.spawn(move || {
+                    let bytes: usize = group.iter().map(|s| s.1).sum();
+                    let mut objects = Vec::with_capacity(bytes / 40);
+                    let mut part = HeapPart::default();
+                    for &(start, len) in group.iter() {
+                        heap_segment(&mut part, id_size, &data[start..start + len], start, &mut |o| objects.push(o))?;
+                        progress(done.fetch_add(len, std::sync::atomic::Ordering::Relaxed) + len);
+                    }
+                    Ok((part, objects))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    // Groups are in file order, so the first error is the earliest one.
+    let mut objects: Vec<RawObject> = Vec::new();
+    for result in results {
+        let (part, found) = result?;
+        if objects.is_empty() {
+            // The first group's vector grows in place (a large block is remapped, not copied).
+            objects = found;
+        } else {
+            objects.extend_from_slice(&found);
+        }
+        parsed.roots.extend(part.roots);
+        parsed.classes.extend(part.classes);
+    }
     parsed.objects = objects;
     Ok(parsed)
 }
@@ -139,6 +196,19 @@ pub fn parse(data: &[u8]) -> Result<Parsed<'_>, HeapError> {
 /// Parses, handing every object to `sink` instead of keeping an index
 /// (the histogram-only pass counts them and keeps nothing).
 pub fn parse_with<'a, F: FnMut(RawObject)>(data: &'a [u8], sink: &mut F) -> Result<Parsed<'a>, HeapError> {
+    let (mut parsed, segments) = scan(data)?;
+    let mut part = HeapPart::default();
+    for (start, len) in segments {
+        heap_segment(&mut part, parsed.id_size, &data[start..start + len], start, sink)?;
+    }
+    parsed.roots = part.roots;
+    parsed.classes = part.classes;
+    Ok(parsed)
+}
+
+/// The top-level records: strings and class names are kept, heap dump
+/// segments are returned as (body offset, length) for a second pass.
+fn scan(data: &[u8]) -> Result<(Parsed<'_>, Vec<(usize, usize)>), HeapError> {
     let (id_size, timestamp_ms, start) = header(data)?;
     let mut parsed = Parsed {
         data,
@@ -150,6 +220,7 @@ pub fn parse_with<'a, F: FnMut(RawObject)>(data: &'a [u8], sink: &mut F) -> Resu
         objects: Vec::new(),
         roots: Vec::new(),
     };
+    let mut segments = Vec::new();
     let mut c = Cursor::new(data, start, id_size);
     while !c.at_end() {
         let record_start = c.pos();
@@ -175,19 +246,15 @@ pub fn parse_with<'a, F: FnMut(RawObject)>(data: &'a [u8], sink: &mut F) -> Resu
                 let name_id = c.id("class name id")?;
                 parsed.class_names.insert(class_id, name_id);
             }
-            TAG_HEAP_DUMP | TAG_HEAP_DUMP_SEGMENT => {
-                let body = &data[body_start..body_start + len];
-                heap_segment(&mut parsed, body, body_start, sink)?;
-            }
+            TAG_HEAP_DUMP | TAG_HEAP_DUMP_SEGMENT => segments.push((body_start, len)),
             _ => {}
         }
         c = Cursor::new(data, body_start + len, id_size);
     }
-    Ok(parsed)
+    Ok((parsed, segments))
 }
 
-fn heap_segment<F: FnMut(RawObject)>(parsed: &mut Parsed, body: &[u8], base: usize, sink: &mut F) -> Result<(), HeapError> {
-    let id_size = parsed.id_size;
+fn heap_segment<F: FnMut(RawObject)>(parsed: &mut HeapPart, id_size: usize, body: &[u8], base: usize, sink: &mut F) -> Result<(), HeapError> {
     let mut c = Cursor::new(body, 0, id_size);
     let at = |c: &Cursor| (base + c.pos()) as u64;
     while !c.at_end() {
@@ -220,7 +287,7 @@ fn heap_segment<F: FnMut(RawObject)>(parsed: &mut Parsed, body: &[u8], base: usi
                 c.u32("stack serial")?;
                 parsed.roots.push((id, sub));
             }
-            0x20 => sink(class_dump(parsed, &mut c, base)?),
+            0x20 => sink(class_dump(parsed, id_size, &mut c, base)?),
             0x21 => {
                 let id = c.id("instance id")?;
                 c.u32("stack serial")?;
@@ -236,7 +303,7 @@ fn heap_segment<F: FnMut(RawObject)>(parsed: &mut Parsed, body: &[u8], base: usi
                 let n = c.u32("array length")?;
                 let class_id = c.id("array class id")?;
                 let offset = at(&c);
-                let bytes = (n as usize).checked_mul(id_size).ok_or(HeapError::Corrupt {
+                let bytes = (n as usize).checked_mul(id_size).ok_or_else(|| HeapError::Corrupt {
                     offset: sub_start,
                     reason: format!("object array length {n} overflows"),
                 })?;
@@ -253,7 +320,7 @@ fn heap_segment<F: FnMut(RawObject)>(parsed: &mut Parsed, body: &[u8], base: usi
                     _ => return Err(HeapError::Corrupt { offset: sub_start, reason: format!("primitive array of unknown type {t}") }),
                 };
                 let offset = at(&c);
-                let bytes = (n as usize).checked_mul(size).ok_or(HeapError::Corrupt {
+                let bytes = (n as usize).checked_mul(size).ok_or_else(|| HeapError::Corrupt {
                     offset: sub_start,
                     reason: format!("primitive array length {n} overflows"),
                 })?;
@@ -268,8 +335,7 @@ fn heap_segment<F: FnMut(RawObject)>(parsed: &mut Parsed, body: &[u8], base: usi
     Ok(())
 }
 
-fn class_dump(parsed: &mut Parsed, c: &mut Cursor, base: usize) -> Result<RawObject, HeapError> {
-    let id_size = parsed.id_size;
+fn class_dump(parsed: &mut HeapPart, id_size: usize, c: &mut Cursor, base: usize) -> Result<RawObject, HeapError> {
     let start = (base + c.pos()) as u64;
     let class_id = c.id("class id")?;
     c.u32("stack serial")?;

@@ -4,6 +4,7 @@
 //! Architecture invariant: synchronous, no network, no I/O beyond reading
 //! the dump (and unpacking a gzipped one to a temporary file next to it).
 
+pub mod alloc;
 mod analysis;
 pub mod diff;
 pub mod dominators;
@@ -38,7 +39,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-pub use analysis::{path_from_roots, retained_sizes, Options};
+pub use analysis::{bfs_referrers, path_from_roots, retained_sizes, Options};
 pub use leakscope_model::analysis::{Analysis, HeapDiff};
 pub use names::source_name;
 
@@ -85,7 +86,7 @@ impl DumpFile {
         }
         // SAFETY: a dump being rewritten while we read it yields parse errors, not UB in practice;
         // Leakscope never modifies stored dumps.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(io)?;
         Ok(DumpFile { map, _unpacked: None })
     }
 
@@ -94,8 +95,24 @@ impl DumpFile {
     }
 }
 
+/// How far an analysis got: percent done and what it is doing, in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub percent: u8,
+    pub phase: &'static str,
+}
+
+/// Receives progress; called from the analysing threads, often (cheap to ignore).
+pub type ProgressSink<'p> = &'p (dyn Fn(Progress) + Sync);
+
 /// Full analysis of HPROF bytes.
 pub fn analyze_bytes(data: &[u8], options: &Options) -> Result<Analysis, HeapError> {
+    analyze_bytes_with_progress(data, options, &|_| {})
+}
+
+/// Full analysis, reporting progress. Shares of the work measured on a
+/// 190 MiB dump: reading 25 %, the graph 30 %, dominators 30 %, the rest 15 %.
+pub fn analyze_bytes_with_progress(data: &[u8], options: &Options, report: ProgressSink) -> Result<Analysis, HeapError> {
     let started = Instant::now();
     let timing = std::env::var_os("LEAKSCOPE_TIMING").is_some();
     let phase = |name: &str| {
@@ -107,20 +124,38 @@ pub fn analyze_bytes(data: &[u8], options: &Options) -> Result<Analysis, HeapErr
             eprintln!("{name}: {} ms, RssAnon {anon} kB", started.elapsed().as_millis());
         }
     };
-    let parsed = hprof::parse(data)?;
+    let total = data.len().max(1) as u64;
+    report(Progress { percent: 0, phase: "reading the dump" });
+    let parsed = hprof::parse(data, &|bytes| {
+        report(Progress { percent: (bytes as u64 * 25 / total).min(25) as u8, phase: "reading the dump" })
+    })?;
     phase("parsed");
+    report(Progress { percent: 25, phase: "building the object graph" });
     let graph = graph::Graph::build(parsed, None)?;
     phase("graph built");
-    let dom = dominators::compute(graph.len(), &roots_of(&graph), |v| graph.successors(v));
+    report(Progress { percent: 55, phase: "computing dominators and retained sizes" });
+    // Two independent walks of the graph, one per core: the dominator tree,
+    // and the breadth-first search that gives every object its shortest path from a root.
+    let (dom, referrer) = std::thread::scope(|scope| {
+        let bfs = scope.spawn(|| analysis::bfs_referrers(&graph));
+        let dom = dominators::compute(graph.len(), &roots_of(&graph), |v| graph.successors(v));
+        (dom, bfs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
     phase("dominators");
-    let analysis = analysis::analyze(&graph, &dom, options, started);
+    report(Progress { percent: 85, phase: "finding leak suspects" });
+    let analysis = analysis::analyze(&graph, &dom, &referrer, options, started);
     phase("analysed");
+    report(Progress { percent: 100, phase: "done" });
     Ok(analysis)
 }
 
 pub fn analyze_file(path: &Path, options: &Options) -> Result<Analysis, HeapError> {
+    analyze_file_with_progress(path, options, &|_| {})
+}
+
+pub fn analyze_file_with_progress(path: &Path, options: &Options, report: ProgressSink) -> Result<Analysis, HeapError> {
     let dump = DumpFile::open(path)?;
-    analyze_bytes(dump.bytes(), options)
+    analyze_bytes_with_progress(dump.bytes(), options, report)
 }
 
 fn roots_of(graph: &graph::Graph) -> Vec<u32> {

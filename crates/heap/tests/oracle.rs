@@ -74,7 +74,7 @@ fn retained_sizes_match_brute_force_on_random_heaps() {
         let n = 60;
         let (bytes, refs, roots) = random_heap(seed, n, id_size);
         let ids: Vec<u64> = (0..n).map(|i| 0x1000 + i * 16).collect();
-        let parsed = hprof::parse(&bytes).unwrap();
+        let parsed = hprof::parse(&bytes, &|_| {}).unwrap();
         let graph = Graph::build(parsed, None).unwrap();
         let root_nodes: Vec<u32> = graph.roots.iter().map(|r| r.0).collect();
         let dom = dominators::compute(graph.len(), &root_nodes, |v| graph.successors(v));
@@ -187,7 +187,7 @@ fn the_browsable_tree_and_its_paths_are_consistent_with_the_graph() {
         let ids: Vec<u64> = (0..n).map(|i| 0x1000 + i * 16).collect();
         let options = Options { tree_min_share: 0.0, tree_children: 1000, tree_nodes: 100_000, ..Options::default() };
         let analysis = analyze_bytes(&bytes, &options).unwrap();
-        let parsed = hprof::parse(&bytes).unwrap();
+        let parsed = hprof::parse(&bytes, &|_| {}).unwrap();
         let graph = Graph::build(parsed, None).unwrap();
         let root_nodes: Vec<u32> = graph.roots.iter().map(|r| r.0).collect();
         let dom = dominators::compute(graph.len(), &root_nodes, |v| graph.successors(v));
