@@ -27,7 +27,8 @@ pub(crate) fn utc(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-fn state_badge(state: &str) -> impl IntoView {
+fn state_badge(d: &DumpInfo) -> impl IntoView {
+    let state = d.analysis_state.as_str();
     let class = match state {
         "done" => "badge ok",
         "failed" => "badge danger",
@@ -39,7 +40,8 @@ fn state_badge(state: &str) -> impl IntoView {
         "running" => "analysing",
         _ => "queued",
     };
-    view! { <span class=class>{label}</span> }
+    let percent = d.analysis_progress.as_ref().map(|p| format!(" {} %", p.percent));
+    view! { <span class=class>{label}{percent}</span> }
 }
 
 #[component]
@@ -113,7 +115,7 @@ pub fn DumpGroups(list: Vec<DumpInfo>, #[prop(optional)] empty_text: Option<&'st
                             <td class="num">{format_bytes(d.size_bytes)}</td>
                             <td>{d.runtime.clone().unwrap_or_else(|| "java".into())}{d.pid.map(|p| format!(" · pid {p}"))}</td>
                             <td>{d.trigger.clone()}{d.requested_by.clone().map(|b| format!(" ({b})"))}</td>
-                            <td>{state_badge(&d.analysis_state)}</td>
+                            <td>{state_badge(&d)}</td>
                             <td class="actions">
                                 <a href=href>"analysis"</a>
                                 {previous.map(|p| view! { " · " <a href=p>"diff vs previous"</a> })}
@@ -192,11 +194,21 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
             ". The dump itself is kept; download it to inspect it elsewhere."</div>
         }
         .into_any(),
-        (None, _) => view! {
-            <Meta http_equiv="refresh" content="3"/>
-            <div class="banner">"Analysing this dump… the page refreshes by itself."</div>
+        (None, state) => {
+            let (percent, phase) = match (&info.analysis_progress, state) {
+                (Some(p), _) => (p.percent, p.phase.clone()),
+                (None, "running") => (0, "starting".to_string()),
+                _ => (0, "waiting for the analysis before it to finish".to_string()),
+            };
+            view! {
+                <Meta http_equiv="refresh" content="2"/>
+                <div class="banner" id="analysis-progress">
+                    "Analysing this dump: " <strong>{format!("{percent} %")}</strong> " — " {phase} ". The page refreshes by itself."
+                    <progress max="100" value=percent.to_string()>{format!("{percent} %")}</progress>
+                </div>
+            }
+            .into_any()
         }
-        .into_any(),
     };
     view! { {head} {body} }
 }

@@ -198,6 +198,7 @@ impl DumpStore {
             trigger: row.get(11)?,
             analysis_state: row.get(12)?,
             analysis_error: row.get(13)?,
+            analysis_progress: None,
             summary: summary.and_then(|s| serde_json::from_str::<HeapSummary>(&s).ok()),
             pid: row.get(15)?,
             runtime: row.get(16)?,

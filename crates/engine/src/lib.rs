@@ -119,6 +119,8 @@ struct Inner {
     dumps: Mutex<dumps::DumpStore>,
     /// One analysis at a time: they are memory-hungry.
     analysis_slot: tokio::sync::Semaphore,
+    /// Progress of the running analysis, by dump id (in memory only).
+    analysis_progress: Mutex<HashMap<String, leakscope_heap::Progress>>,
     jobs: capture::Jobs,
     /// Latest leak verdict per container name, refreshed every minute.
     verdicts: RwLock<HashMap<String, leakscope_model::LeakStatus>>,
@@ -206,6 +208,7 @@ impl Engine {
                 cgroup,
                 dumps: Mutex::new(dump_store),
                 analysis_slot: tokio::sync::Semaphore::new(1),
+                analysis_progress: Mutex::new(HashMap::new()),
                 jobs: capture::Jobs::default(),
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
@@ -399,8 +402,23 @@ impl Engine {
                         store.set_state(&job_id, "running", None)?;
                         (store.file_of(&job_id), e.inner.config.data_dir.join("dumps"))
                     };
-                    let unpacked = dumps::unpack(&stored, &dir)?;
-                    let outcome = leakscope_heap::analyze_file(unpacked.path(), &leakscope_heap::Options::default());
+                    let report = |mut progress: leakscope_heap::Progress| {
+                        if progress.percent == 100 {
+                            progress.phase = "saving the result";
+                        }
+                        let mut all = lock(&e.inner.analysis_progress);
+                        let entry = all.entry(job_id.clone()).or_insert(progress);
+                        // Parsing threads report out of order; the bar only moves forward.
+                        if progress.percent >= entry.percent {
+                            *entry = progress;
+                        }
+                    };
+                    report(leakscope_heap::Progress { percent: 0, phase: "unpacking the stored dump" });
+                    let outcome = dumps::unpack(&stored, &dir).and_then(|unpacked| {
+                        Ok(leakscope_heap::analyze_file_with_progress(unpacked.path(), &leakscope_heap::Options::default(), &report))
+                    });
+                    lock(&e.inner.analysis_progress).remove(&job_id);
+                    let outcome = outcome?;
                     let store = lock(&e.inner.dumps);
                     match outcome {
                         Ok(analysis) => store.save_analysis(&job_id, &analysis),
@@ -417,7 +435,18 @@ impl Engine {
 
     pub async fn dumps(&self, filter: leakscope_model::dumps::DumpFilter) -> Result<Vec<leakscope_model::dumps::DumpInfo>, EngineError> {
         let filter = filter.cleaned();
-        self.blocking(move |e| lock(&e.inner.dumps).list(&filter)).await
+        let mut list = self.blocking(move |e| lock(&e.inner.dumps).list(&filter)).await?;
+        list.iter_mut().for_each(|d| self.attach_progress(d));
+        Ok(list)
+    }
+
+    /// A running analysis says how far it got.
+    fn attach_progress(&self, info: &mut leakscope_model::dumps::DumpInfo) {
+        if info.analysis_state == "running" {
+            info.analysis_progress = lock(&self.inner.analysis_progress).get(&info.id).map(|p| {
+                leakscope_model::dumps::AnalysisProgress { percent: p.percent, phase: p.phase.to_string() }
+            });
+        }
     }
 
     pub async fn dump(&self, id: &str) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {
@@ -425,9 +454,12 @@ impl Engine {
             return Err(EngineError::UnknownDump(id.to_string()));
         }
         let key = id.to_string();
-        self.blocking(move |e| lock(&e.inner.dumps).get(&key))
+        let mut info = self
+            .blocking(move |e| lock(&e.inner.dumps).get(&key))
             .await?
-            .ok_or_else(|| EngineError::UnknownDump(id.to_string()))
+            .ok_or_else(|| EngineError::UnknownDump(id.to_string()))?;
+        self.attach_progress(&mut info);
+        Ok(info)
     }
 
     /// The stored analysis, or why there is none yet.

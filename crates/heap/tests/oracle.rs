@@ -70,8 +70,7 @@ fn reachable(ids: &[u64], refs: &[Vec<u64>], roots: &[u64], removed: Option<u64>
 
 #[test]
 fn retained_sizes_match_brute_force_on_random_heaps() {
-    for (seed, id_size) in [(1, 8), (2, 8), (3, 4), (4, 4), (5, 8), (6, 8)] {
-        let n = 60;
+    for (seed, id_size, n) in [(1, 8, 60), (2, 8, 60), (3, 4, 60), (4, 4, 60), (5, 8, 60), (6, 8, 60), (7, 8, 400), (8, 4, 400)] {
         let (bytes, refs, roots) = random_heap(seed, n, id_size);
         let ids: Vec<u64> = (0..n).map(|i| 0x1000 + i * 16).collect();
         let parsed = hprof::parse(&bytes, &|_| {}).unwrap();
@@ -92,6 +91,25 @@ fn retained_sizes_match_brute_force_on_random_heaps() {
             };
             assert_eq!(retained[node], expected, "seed {seed}, id size {id_size}, object 0x{id:x}");
         }
+    }
+}
+
+#[test]
+fn progress_runs_from_zero_to_done() {
+    let (bytes, _, _) = random_heap(9, 2000, 8);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let analysis = leakscope_heap::analyze_bytes_with_progress(&bytes, &Options::default(), &|p| seen.lock().unwrap().push(p)).unwrap();
+    assert_eq!(analysis.summary.objects, 2001);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.first().map(|p| p.percent), Some(0));
+    assert_eq!(seen.last().map(|p| (p.percent, p.phase)), Some((100, "done")));
+    assert!(seen.iter().all(|p| p.percent <= 100));
+    // Reading reports per segment (this heap has dozens of them), so the bar moves while reading.
+    let reading: Vec<u8> = seen.iter().filter(|p| p.phase == "reading the dump").map(|p| p.percent).collect();
+    assert!(reading.len() > 10 && reading.iter().any(|&p| p > 0 && p < 25), "{reading:?}");
+    let phases: Vec<&str> = seen.iter().map(|p| p.phase).collect();
+    for phase in ["building the object graph", "computing dominators and retained sizes", "finding leak suspects"] {
+        assert!(phases.contains(&phase), "{phase} missing from {phases:?}");
     }
 }
 

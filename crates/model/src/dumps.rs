@@ -29,6 +29,9 @@ pub struct DumpInfo {
     /// `pending`, `running`, `done` or `failed`.
     pub analysis_state: String,
     pub analysis_error: Option<String>,
+    /// While the analysis runs: how far it got (not stored; gone after a restart).
+    #[serde(default)]
+    pub analysis_progress: Option<AnalysisProgress>,
     pub summary: Option<HeapSummary>,
     /// Captures: the JVM's pid inside the container.
     #[serde(default)]
@@ -42,6 +45,14 @@ pub struct DumpInfo {
     /// Who asked for it.
     #[serde(default)]
     pub requested_by: Option<String>,
+}
+
+/// How far a running analysis got.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisProgress {
+    pub percent: u8,
+    /// What it is doing, in words: `reading the dump`, `building the object graph`, …
+    pub phase: String,
 }
 
 /// Narrows the dump history; empty fields match everything.

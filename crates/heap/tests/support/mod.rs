@@ -61,6 +61,7 @@ impl Writer {
             0x04 | 0x06 => self.seg.extend_from_slice(&[0; 4]),
             _ => {}
         }
+        self.end_subrecord();
     }
 
     /// A class dump: `statics` are reference-typed static fields, `fields` instance fields (name id, type).
@@ -85,6 +86,7 @@ impl Writer {
             put_id(s, self.id_size, name);
             s.push(t);
         }
+        self.end_subrecord();
     }
 
     /// An instance whose fields are all references (in dump order).
@@ -98,6 +100,7 @@ impl Writer {
         for &r in refs {
             put_id(s, self.id_size, r);
         }
+        self.end_subrecord();
     }
 
     pub fn object_array(&mut self, id: u64, class_id: u64, elements: &[u64]) {
@@ -110,6 +113,7 @@ impl Writer {
         for &e in elements {
             put_id(s, self.id_size, e);
         }
+        self.end_subrecord();
     }
 
     pub fn byte_array(&mut self, id: u64, n: usize) {
@@ -120,6 +124,16 @@ impl Writer {
         s.extend_from_slice(&(n as u32).to_be_bytes());
         s.push(8);
         s.extend(std::iter::repeat(0u8).take(n));
+        self.end_subrecord();
+    }
+
+    /// Ends the heap dump segment once it passes 512 bytes, as HotSpot does at
+    /// 1 MiB, so that tests see many segments (they are parsed in parallel).
+    fn end_subrecord(&mut self) {
+        if self.seg.len() >= 512 {
+            let seg = std::mem::take(&mut self.seg);
+            self.record(0x1C, &seg);
+        }
     }
 
     pub fn finish(mut self) -> Vec<u8> {
