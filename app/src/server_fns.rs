@@ -57,6 +57,8 @@ pub struct DumpPage {
     pub analysis: Option<leakscope_model::analysis::Analysis>,
     /// Dumps of the same service, newest first (for diffs).
     pub siblings: Vec<leakscope_model::dumps::DumpInfo>,
+    /// Why the object asked for (`?node=`) could not be shown.
+    pub node_error: Option<String>,
 }
 
 #[server(input = GetUrl)]
@@ -72,7 +74,21 @@ pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPag
         }
         Err(e) => return Err(ServerFnError::new(e.to_string())),
     };
-    let analysis = engine.dump_analysis(&id).await.ok().map(|a| a.trimmed_for(node.as_deref()));
+    let mut analysis = engine.dump_analysis(&id).await.ok();
+    let mut node_error = None;
+    // An object outside the stored slice of the tree is looked up in the dump itself.
+    // So is one whose children the slice cut off (it keeps only the biggest, above 0.05 % of the heap).
+    if let (Some(n), Some(a)) = (node.as_deref(), analysis.as_ref()) {
+        let listed = a.tree_children(Some(n)).len() as u64;
+        let complete = a.tree.iter().find(|t| t.object_id == n).is_some_and(|t| listed >= t.children.min(25));
+        if !complete {
+            match engine.dump_object(&id, n).await {
+                Ok(detail) => analysis = analysis.map(|a| a.with_object(&detail)),
+                Err(e) => node_error = Some(e.to_string()),
+            }
+        }
+    }
+    let analysis = analysis.map(|a| a.trimmed_for(node.as_deref()));
     let siblings = engine
         .dumps(DumpFilter { service: Some(info.service.clone()), ..Default::default() })
         .await
@@ -80,7 +96,7 @@ pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPag
         .into_iter()
         .filter(|d| d.id != info.id)
         .collect();
-    Ok(Some(DumpPage { info, analysis, siblings }))
+    Ok(Some(DumpPage { info, analysis, siblings, node_error }))
 }
 
 #[server(input = GetUrl)]

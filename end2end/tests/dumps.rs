@@ -75,6 +75,34 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
     assert_eq!(status, 200);
     assert!(html.contains("What grew") && html.contains("LeakMain$Session"));
 
+    // Any object, also below what the stored tree keeps: the accumulation point's
+    // 20 000 sessions are each too small for the slice, so they are looked up in the dump.
+    let array = analysis["suspects"][0]["accumulation_object_id"].as_str().unwrap().to_string();
+    let (status, detail) = server.get_json(&format!("/api/v1/dumps/{second_id}/objects/{array}"));
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["object"]["children"], 20_000);
+    let children = detail["children"].as_array().unwrap();
+    assert_eq!(children.len(), 25);
+    assert!(children.iter().all(|c| c["class"] == "LeakMain$Session" && c["parent"] == array.as_str()));
+    let session = children[0]["object_id"].as_str().unwrap().to_string();
+    let (status, detail) = server.get_json(&format!("/api/v1/dumps/{second_id}/objects/{session}"));
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["dominators"].as_array().unwrap().last().unwrap()["object_id"], array.as_str());
+    let path = detail["gc_path"].as_array().unwrap();
+    assert!(path.iter().any(|l| l["object_id"] == session.as_str() && l["field"].as_str().is_some_and(|f| f.starts_with('['))), "{path:?}");
+    assert!(path.iter().any(|l| l["root_kind"].is_string()), "the path reaches a GC root: {path:?}");
+    let (status, html) = server.get(&format!("/dumps/{second_id}?node={session}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("Path from a GC root") && html.contains("elementData"), "the page shows the looked-up path");
+    let (_, html) = server.get(&format!("/dumps/{second_id}?node={array}"));
+    assert!(html.contains(&session), "the tree opens at the array and lists its sessions");
+    let (status, _) = server.get_json(&format!("/api/v1/dumps/{second_id}/objects/not-an-id"));
+    assert_eq!(status, 400);
+    let (status, body) = server.get_json(&format!("/api/v1/dumps/{second_id}/objects/0x1"));
+    assert_eq!(status, 404, "{body}");
+    let (_, html) = server.get(&format!("/dumps/{second_id}?node=0x1"));
+    assert!(html.contains("object-error") && html.contains("holds no object with id 0x1"));
+
     // Delete removes record and file.
     let response = server.request("DELETE", &format!("/api/v1/dumps/{first_id}")).call().unwrap();
     assert_eq!(response.status(), 204);

@@ -36,7 +36,9 @@ pub struct HttpError(pub StatusCode, pub String);
 impl From<EngineError> for HttpError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::UnknownContainer(_) | EngineError::UnknownDump(_) | EngineError::UnknownReport(_) => StatusCode::NOT_FOUND,
+            EngineError::UnknownContainer(_) | EngineError::UnknownDump(_) | EngineError::UnknownReport(_) | EngineError::UnknownObject { .. } => {
+                StatusCode::NOT_FOUND
+            }
             EngineError::AnalysisPending(_) => StatusCode::ACCEPTED,
             EngineError::AnalysisFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/dumps/{id}/analysis", get(analysis))
         .route("/api/v1/dumps/{id}/download", get(download))
         .route("/api/v1/dumps/{a}/diff/{b}", get(diff))
+        .route("/api/v1/dumps/{id}/objects/{object_id}", get(object))
         .route("/dumps/upload", post(upload_form))
         .route("/dumps/{id}/delete", post(delete_form))
         .route("/dumps/{id}/download", get(download))
@@ -164,6 +165,11 @@ async fn info(State(engine): State<Engine>, Path(id): Path<String>) -> Result<im
 
 async fn analysis(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dump_analysis(&id).await?))
+}
+
+/// Any object by id: dominators, biggest children, path from a GC root.
+async fn object(State(engine): State<Engine>, Path((id, object_id)): Path<(String, String)>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.dump_object(&id, &object_id).await?.as_ref().clone()))
 }
 
 async fn diff(State(engine): State<Engine>, Path((a, b)): Path<(String, String)>) -> Result<impl IntoResponse, HttpError> {

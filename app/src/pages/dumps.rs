@@ -187,7 +187,8 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
     };
     let body = match (page.analysis, info.analysis_state.as_str()) {
         (Some(analysis), _) => {
-            view! { <AnalysisView analysis siblings=page.siblings id=info.id.clone() created_ms=info.created_ms query/> }.into_any()
+            let node_error = page.node_error;
+            view! { <AnalysisView analysis siblings=page.siblings id=info.id.clone() created_ms=info.created_ms query node_error/> }.into_any()
         }
         (None, "failed") => view! {
             <div class="banner error">"The analysis failed: " {info.analysis_error.clone().unwrap_or_default()}
@@ -220,6 +221,7 @@ fn AnalysisView(
     id: String,
     created_ms: i64,
     query: Memo<leptos_router::params::ParamsMap>,
+    node_error: Option<String>,
 ) -> impl IntoView {
     let s = analysis.summary.clone();
     let total = s.reachable_bytes.max(1);
@@ -342,7 +344,7 @@ fn AnalysisView(
                 <tbody>{histogram}</tbody>
             </table>
         </section>
-        <DominatorTree analysis=analysis_for_tree node=query.read_untracked().get("node") total/>
+        <DominatorTree analysis=analysis_for_tree node=query.read_untracked().get("node") total node_error/>
         <section class="panel">
             <h2>"Biggest objects (dominator tree)"</h2>
             <p class="muted">"Largest retained sizes first; indentation is depth in the dominator tree."</p>
@@ -358,7 +360,7 @@ fn AnalysisView(
 /// plain links, so it works without JavaScript), with the selected object's
 /// path from a GC root.
 #[component]
-fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64) -> impl IntoView {
+fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64, node_error: Option<String>) -> impl IntoView {
     let percent = move |b: u64| format_percent(b as f64 / total as f64);
     let ancestors: Vec<(String, String)> =
         node.as_deref().map(|n| analysis.tree_ancestors(n).iter().map(|a| (a.object_id.clone(), a.class.clone())).collect()).unwrap_or_default();
@@ -400,6 +402,12 @@ fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64) -> impl I
             <p class="muted">"What keeps what alive: each object retains everything listed under it. "
                 <a href="?#tree">"top"</a> {crumbs}</p>
             {empty}
+            {node_error.map(|e| view! { <div class="banner error" id="object-error">{e}</div> })}
+            <form method="get" action="" id="object-lookup" class="lookup">
+                <label>"Any object by id: " <input name="node" placeholder="0x7f3a12c8" value=node.clone().unwrap_or_default() size="20"/></label>
+                " " <button type="submit">"Show"</button>
+                <span class="muted">" (objects outside the stored tree take one pass over the dump)"</span>
+            </form>
             <table class="grid" id="tree-table">
                 <thead><tr><th>"Object"</th><th class="num">"Shallow"</th><th class="num">"Retained"</th><th class="num">"% of heap"</th></tr></thead>
                 <tbody>{children}</tbody>

@@ -9,6 +9,8 @@ pub enum EngineError {
     UnknownDump(String),
     #[error("no report {0}")]
     UnknownReport(String),
+    #[error("dump {dump} holds no object with id {object}")]
+    UnknownObject { dump: String, object: String },
     #[error("the analysis of dump {id} failed: {reason}")]
     AnalysisFailed { id: String, reason: String },
     #[error("the analysis of dump {0} is not ready yet; try again in a few seconds")]

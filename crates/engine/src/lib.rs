@@ -119,6 +119,8 @@ struct Inner {
     dumps: Mutex<dumps::DumpStore>,
     /// One analysis at a time: they are memory-hungry.
     analysis_slot: tokio::sync::Semaphore,
+    /// Objects looked up lately (each lookup is a pass over the dump), newest last.
+    inspected: Mutex<std::collections::VecDeque<((String, u64), Arc<leakscope_heap::ObjectDetail>)>>,
     /// Progress of the running analysis, by dump id (in memory only).
     analysis_progress: Mutex<HashMap<String, leakscope_heap::Progress>>,
     jobs: capture::Jobs,
@@ -209,6 +211,7 @@ impl Engine {
                 dumps: Mutex::new(dump_store),
                 analysis_slot: tokio::sync::Semaphore::new(1),
                 analysis_progress: Mutex::new(HashMap::new()),
+                inspected: Mutex::new(std::collections::VecDeque::new()),
                 jobs: capture::Jobs::default(),
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
@@ -478,6 +481,40 @@ impl Engine {
             }),
             _ => Err(EngineError::AnalysisPending(id.to_string())),
         }
+    }
+
+    /// Any object of an analysed dump by its id (`0x…`): its dominators, biggest
+    /// children and path from a GC root. A pass over the dump (about as long as
+    /// its analysis), taking the analysis slot; the last 32 answers are kept.
+    pub async fn dump_object(&self, id: &str, object_id: &str) -> Result<Arc<leakscope_heap::ObjectDetail>, EngineError> {
+        let object = object_id
+            .strip_prefix("0x")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| EngineError::BadRequest(format!("'{object_id}' is not an object id (expected 0x followed by hex digits)")))?;
+        // The dump must exist and its analysis must have succeeded (a broken dump is not parsed twice).
+        self.dump_analysis(id).await?;
+        let key = (id.to_string(), object);
+        if let Some(hit) = lock(&self.inner.inspected).iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()) {
+            return Ok(hit);
+        }
+        let _slot = self.inner.analysis_slot.acquire().await;
+        let job = key.clone();
+        let detail = self
+            .blocking(move |e| {
+                let stored = lock(&e.inner.dumps).file_of(&job.0);
+                let unpacked = dumps::unpack(&stored, &e.inner.config.data_dir.join("dumps"))?;
+                leakscope_heap::inspect_object_in_file(unpacked.path(), job.1, &leakscope_heap::Options::default())
+                    .map_err(|err| EngineError::AnalysisFailed { id: job.0.clone(), reason: err.to_string() })
+            })
+            .await?
+            .ok_or_else(|| EngineError::UnknownObject { dump: id.to_string(), object: object_id.to_string() })?;
+        let detail = Arc::new(detail);
+        let mut cache = lock(&self.inner.inspected);
+        cache.push_back((key, detail.clone()));
+        if cache.len() > 32 {
+            cache.pop_front();
+        }
+        Ok(detail)
     }
 
     pub async fn dump_diff(&self, before: &str, after: &str) -> Result<leakscope_heap::HeapDiff, EngineError> {

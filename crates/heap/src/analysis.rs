@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, HistogramEntry, PathLink, PathStep, Suspect, TreeNode};
+use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, HistogramEntry, ObjectDetail, PathLink, PathStep, Suspect, TreeNode};
 use leakscope_model::{format_bytes, format_percent};
 
 use crate::dominators::{Dominators, NONE};
@@ -201,6 +201,54 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
         suspects,
         tree,
         gc_paths,
+    }
+}
+
+/// Everything about one object: its place in the dominator tree (dominators,
+/// biggest children) and its shortest path from a GC root.
+pub fn object_detail(graph: &Graph, dom: &Dominators, referrer: &[u32], node: u32, options: &Options) -> ObjectDetail {
+    let n = graph.len();
+    let retained = retained_sizes(graph, dom).retained;
+    let mut child_counts = vec![0u32; n];
+    let mut children: Vec<u32> = Vec::new();
+    for &v in &dom.preorder[1..] {
+        let d = dom.idom[v as usize];
+        if (d as usize) < n {
+            child_counts[d as usize] += 1;
+        }
+        if d == node {
+            children.push(v);
+        }
+    }
+    children.sort_by(|&a, &b| retained[b as usize].cmp(&retained[a as usize]).then(a.cmp(&b)));
+    children.truncate(options.tree_children);
+    let parent_of = |v: u32| {
+        let d = dom.idom[v as usize];
+        ((d as usize) < n).then_some(d)
+    };
+    let tree_node = |v: u32| TreeNode {
+        object_id: hex(graph.id(v)),
+        class: graph.display_class(v),
+        shallow_bytes: graph.shallow[v as usize],
+        retained_bytes: retained[v as usize],
+        parent: parent_of(v).map(|p| hex(graph.id(p))),
+        children: child_counts[v as usize] as u64,
+    };
+    let mut dominators = Vec::new();
+    let mut at = parent_of(node);
+    while let Some(d) = at {
+        if dominators.len() >= 200 {
+            break;
+        }
+        dominators.push(tree_node(d));
+        at = parent_of(d);
+    }
+    dominators.reverse();
+    ObjectDetail {
+        object: tree_node(node),
+        dominators,
+        children: children.into_iter().map(tree_node).collect(),
+        gc_path: path_links(graph, referrer, std::iter::once(node)),
     }
 }
 

@@ -40,7 +40,7 @@ use std::path::Path;
 use std::time::Instant;
 
 pub use analysis::{bfs_referrers, path_from_roots, retained_sizes, Options};
-pub use leakscope_model::analysis::{Analysis, HeapDiff};
+pub use leakscope_model::analysis::{Analysis, HeapDiff, ObjectDetail};
 pub use names::source_name;
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +124,21 @@ pub fn analyze_bytes_with_progress(data: &[u8], options: &Options, report: Progr
             eprintln!("{name}: {} ms, RssAnon {anon} kB", started.elapsed().as_millis());
         }
     };
+    let (graph, dom, referrer) = walk(data, report, &phase)?;
+    report(Progress { percent: 85, phase: "finding leak suspects" });
+    let analysis = analysis::analyze(&graph, &dom, &referrer, options, started);
+    phase("analysed");
+    report(Progress { percent: 100, phase: "done" });
+    Ok(analysis)
+}
+
+/// Parses the dump, builds the graph, then computes dominators and the
+/// breadth-first referrers side by side (the part every question needs).
+fn walk<'a>(
+    data: &'a [u8],
+    report: ProgressSink,
+    phase: &dyn Fn(&str),
+) -> Result<(graph::Graph<'a>, dominators::Dominators, Vec<u32>), HeapError> {
     let total = data.len().max(1) as u64;
     report(Progress { percent: 0, phase: "reading the dump" });
     let parsed = hprof::parse(data, &|bytes| {
@@ -142,11 +157,19 @@ pub fn analyze_bytes_with_progress(data: &[u8], options: &Options, report: Progr
         (dom, bfs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     });
     phase("dominators");
-    report(Progress { percent: 85, phase: "finding leak suspects" });
-    let analysis = analysis::analyze(&graph, &dom, &referrer, options, started);
-    phase("analysed");
-    report(Progress { percent: 100, phase: "done" });
-    Ok(analysis)
+    Ok((graph, dom, referrer))
+}
+
+/// One object of a dump by its id (`None` when the dump has no such object).
+/// Costs a full pass over the dump, about as long as its analysis.
+pub fn inspect_object(data: &[u8], object_id: u64, options: &Options) -> Result<Option<ObjectDetail>, HeapError> {
+    let (graph, dom, referrer) = walk(data, &|_| {}, &|_| {})?;
+    Ok(graph.index_of(object_id).map(|node| analysis::object_detail(&graph, &dom, &referrer, node, options)))
+}
+
+pub fn inspect_object_in_file(path: &Path, object_id: u64, options: &Options) -> Result<Option<ObjectDetail>, HeapError> {
+    let dump = DumpFile::open(path)?;
+    inspect_object(dump.bytes(), object_id, options)
 }
 
 pub fn analyze_file(path: &Path, options: &Options) -> Result<Analysis, HeapError> {

@@ -243,3 +243,42 @@ fn the_browsable_tree_and_its_paths_are_consistent_with_the_graph() {
         assert!(top.windows(2).all(|w| w[0].retained_bytes >= w[1].retained_bytes));
     }
 }
+
+#[test]
+fn any_object_can_be_inspected_beyond_the_stored_tree() {
+    let (bytes, _, _) = random_heap(11, 300, 8);
+    let parsed = hprof::parse(&bytes, &|_| {}).unwrap();
+    let graph = Graph::build(parsed, None).unwrap();
+    let root_nodes: Vec<u32> = graph.roots.iter().map(|r| r.0).collect();
+    let dom = dominators::compute(graph.len(), &root_nodes, |v| graph.successors(v));
+    let retained = retained_sizes(&graph, &dom).retained;
+    let mut inspected_reachable = 0;
+    for i in (0..300u64).step_by(7) {
+        let id = 0x1000 + i * 16;
+        let node = graph.index_of(id).unwrap() as usize;
+        let detail = leakscope_heap::inspect_object(&bytes, id, &Options::default()).unwrap().expect("the object exists");
+        let hex = format!("0x{id:x}");
+        assert_eq!(detail.object.object_id, hex);
+        assert_eq!(detail.object.retained_bytes, retained[node]);
+        assert!(detail.children.iter().all(|c| c.parent.as_deref() == Some(hex.as_str())));
+        assert!(detail.children.windows(2).all(|w| w[0].retained_bytes >= w[1].retained_bytes));
+        assert_eq!(detail.dominators.last().map(|d| d.object_id.clone()), detail.object.parent);
+        assert!(detail.dominators.first().is_none_or(|d| d.parent.is_none()));
+        if dom.idom[node] != dominators::NONE {
+            inspected_reachable += 1;
+            // The path reaches a GC root and includes the object itself.
+            assert!(detail.gc_path.iter().any(|l| l.object_id == hex));
+            assert!(detail.gc_path.iter().any(|l| l.root_kind.is_some()));
+            // Woven into an analysis, the tree opens at the object and the path is complete.
+            let analysis = analyze_bytes(&bytes, &Options { tree_nodes: 1, ..Options::default() }).unwrap().with_object(&detail);
+            let path = analysis.path_to(&hex);
+            assert_eq!(path.last().map(|s| s.object_id.clone()), Some(hex.clone()));
+            assert!(path[0].root_kind.is_some());
+            assert_eq!(analysis.tree_children(Some(&hex)).len(), detail.children.len());
+        } else {
+            assert!(detail.gc_path.is_empty());
+        }
+    }
+    assert!(inspected_reachable > 10);
+    assert!(leakscope_heap::inspect_object(&bytes, 0xdead_beef, &Options::default()).unwrap().is_none());
+}

@@ -157,6 +157,32 @@ impl Analysis {
     }
 }
 
+/// Any object of a dump, looked up on demand: the stored tree lists only the
+/// biggest objects, this answers for every one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectDetail {
+    pub object: TreeNode,
+    /// Its dominators, outermost first (the nearest 200 at most).
+    pub dominators: Vec<TreeNode>,
+    /// What it dominates directly, largest first (the biggest 25).
+    pub children: Vec<TreeNode>,
+    /// The shortest reference path from a GC root to it (empty when unreachable).
+    pub gc_path: Vec<PathLink>,
+}
+
+impl Analysis {
+    /// The analysis with one looked-up object woven into its tree and paths,
+    /// so that the tree can be opened at that object like at any stored one.
+    pub fn with_object(mut self, detail: &ObjectDetail) -> Analysis {
+        let known: std::collections::HashSet<String> = self.tree.iter().map(|t| t.object_id.clone()).collect();
+        let nodes = detail.dominators.iter().chain(std::iter::once(&detail.object)).chain(&detail.children);
+        self.tree.extend(nodes.filter(|t| !known.contains(&t.object_id)).cloned());
+        let linked: std::collections::HashSet<String> = self.gc_paths.iter().map(|l| l.object_id.clone()).collect();
+        self.gc_paths.extend(detail.gc_path.iter().filter(|l| !linked.contains(&l.object_id)).cloned());
+        self
+    }
+}
+
 /// One node of the browsable dominator tree.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TreeNode {
