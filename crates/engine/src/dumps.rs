@@ -323,8 +323,30 @@ fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Unpacks a stored dump into a temporary file beside it (for mmap analysis).
 pub fn unpack(stored: &Path, dir: &Path) -> Result<tempfile::NamedTempFile, EngineError> {
+    unpack_with_progress(stored, dir, &|_| {})
+}
+
+/// Counts the compressed bytes the decoder has read.
+struct Counting<'p, R> {
+    inner: R,
+    read: u64,
+    report: &'p dyn Fn(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        (self.report)(self.read);
+        Ok(n)
+    }
+}
+
+/// As `unpack`, telling `report` how many bytes of the stored file it has read.
+pub fn unpack_with_progress(stored: &Path, dir: &Path, report: &dyn Fn(u64)) -> Result<tempfile::NamedTempFile, EngineError> {
     let file = std::fs::File::open(stored).map_err(|e| io("opening the stored dump", e))?;
-    let mut decoder = zstd::Decoder::new(file).map_err(|e| io("opening the stored dump", e))?;
+    let counting = std::io::BufReader::new(Counting { inner: file, read: 0, report });
+    let mut decoder = zstd::Decoder::with_buffer(counting).map_err(|e| io("opening the stored dump", e))?;
     let mut tmp = tempfile::Builder::new().prefix(".unpacked-").tempfile_in(dir).map_err(|e| io("unpacking the dump", e))?;
     std::io::copy(&mut decoder, tmp.as_file_mut()).map_err(|e| io("unpacking the dump", e))?;
     Ok(tmp)

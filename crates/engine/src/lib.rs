@@ -130,6 +130,19 @@ struct Inner {
     reports: Mutex<reports::ReportStore>,
 }
 
+/// Where an analysis's own percentage sits on the dump's bar (unpacking is the first tenth).
+fn bar_percent(analysis_percent: u8) -> u8 {
+    (10 + u16::from(analysis_percent.min(100)) * 9 / 10) as u8
+}
+
+#[cfg(test)]
+mod bar_tests {
+    #[test]
+    fn the_analysis_fills_the_last_nine_tenths_of_the_bar() {
+        assert_eq!([0, 25, 55, 85, 100, 255].map(super::bar_percent), [10, 32, 59, 86, 100, 100]);
+    }
+}
+
 /// Cheap to clone; every clone is the same engine.
 #[derive(Clone)]
 pub struct Engine {
@@ -405,20 +418,24 @@ impl Engine {
                         store.set_state(&job_id, "running", None)?;
                         (store.file_of(&job_id), e.inner.config.data_dir.join("dumps"))
                     };
-                    let report = |mut progress: leakscope_heap::Progress| {
-                        if progress.percent == 100 {
-                            progress.phase = "saving the result";
-                        }
+                    // Unpacking the zstd file is the first tenth of the bar, the analysis the rest.
+                    let set = |percent: u8, phase: &'static str| {
                         let mut all = lock(&e.inner.analysis_progress);
-                        let entry = all.entry(job_id.clone()).or_insert(progress);
+                        let entry = all.entry(job_id.clone()).or_insert(leakscope_heap::Progress { percent, phase });
                         // Parsing threads report out of order; the bar only moves forward.
-                        if progress.percent >= entry.percent {
-                            *entry = progress;
+                        if percent >= entry.percent {
+                            *entry = leakscope_heap::Progress { percent, phase };
                         }
                     };
-                    report(leakscope_heap::Progress { percent: 0, phase: "unpacking the stored dump" });
-                    let outcome = dumps::unpack(&stored, &dir).and_then(|unpacked| {
-                        Ok(leakscope_heap::analyze_file_with_progress(unpacked.path(), &leakscope_heap::Options::default(), &report))
+                    let stored_len = std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0).max(1);
+                    set(0, "unpacking the stored dump");
+                    let unpacking = |read: u64| set((read.min(stored_len) * 10 / stored_len) as u8, "unpacking the stored dump");
+                    let analysing = |p: leakscope_heap::Progress| {
+                        let phase = if p.percent == 100 { "saving the result" } else { p.phase };
+                        set(bar_percent(p.percent), phase)
+                    };
+                    let outcome = dumps::unpack_with_progress(&stored, &dir, &unpacking).and_then(|unpacked| {
+                        Ok(leakscope_heap::analyze_file_with_progress(unpacked.path(), &leakscope_heap::Options::default(), &analysing))
                     });
                     lock(&e.inner.analysis_progress).remove(&job_id);
                     let outcome = outcome?;
