@@ -339,7 +339,7 @@ impl<'a> Graph<'a> {
         let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).clamp(1, 8);
         let chunk = n.div_ceil(threads).max(1);
         let this = &*self;
-        let parts: Vec<(Vec<u64>, Vec<u32>)> = std::thread::scope(|scope| {
+        let parts: Vec<(Vec<u32>, Vec<u32>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..n)
                 .step_by(chunk)
                 .map(|start| {
@@ -347,18 +347,21 @@ impl<'a> Graph<'a> {
                     scope.spawn(move || this.edges_of_range(start, end))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
         });
         let total: usize = parts.iter().map(|p| p.1.len()).sum();
         let too_many = || HeapError::Corrupt { offset: 0, reason: "more than 4 billion references exceed this analyser's limit".into() };
         if total >= u32::MAX as usize {
             return Err(too_many());
         }
-        let mut starts: Vec<u32> = Vec::with_capacity(n + 1);
-        let mut edges: Vec<u32> = Vec::with_capacity(total);
+        // The first range's vectors grow into the whole (a large block is remapped, not copied).
+        let mut parts = parts.into_iter();
+        let (mut starts, mut edges) = parts.next().unwrap_or_default();
+        starts.reserve_exact(n + 1 - starts.len());
+        edges.reserve_exact(total - edges.len());
         for (local_starts, local_edges) in parts {
-            let base = edges.len() as u64;
-            starts.extend(local_starts.iter().map(|&s| (base + s) as u32));
+            let base = edges.len() as u32;
+            starts.extend(local_starts.iter().map(|&s| base + s));
             edges.extend_from_slice(&local_edges);
         }
         starts.push(edges.len() as u32);
@@ -368,12 +371,13 @@ impl<'a> Graph<'a> {
     }
 
     /// Edge starts (relative to this range) and targets for nodes `start..end`.
-    fn edges_of_range(&self, start: usize, end: usize) -> (Vec<u64>, Vec<u32>) {
-        let mut starts = Vec::with_capacity(end - start);
+    fn edges_of_range(&self, start: usize, end: usize) -> (Vec<u32>, Vec<u32>) {
+        let mut starts = Vec::with_capacity(end - start + 1);
         let mut edges = Vec::with_capacity((end - start) * 2);
         let mut scratch: Vec<u64> = Vec::new();
         for i in start..end {
-            starts.push(edges.len() as u64);
+            // Wraps only past 4 billion references, which `build_edges` then refuses.
+            starts.push(edges.len() as u32);
             scratch.clear();
             self.references(i as u32, &mut scratch);
             edges.extend(scratch.iter().filter(|&&t| t != 0).filter_map(|&t| self.index.lookup(t)));
