@@ -349,11 +349,6 @@ fn root_kind_of(graph: &Graph, v: u32) -> String {
     graph.roots.binary_search_by_key(&v, |r| r.0).ok().map(|k| root_kind_name(graph.roots[k].1).to_string()).unwrap_or_default()
 }
 
-/// Shortest path from any GC root to `target` (BFS over references), root first.
-pub fn path_from_roots(graph: &Graph, target: u32) -> Vec<u32> {
-    path_via(&bfs_referrers(graph), target)
-}
-
 fn find_suspects<'k>(
     graph: &Graph,
     retained: &[u64],

@@ -39,7 +39,7 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
 
-pub use analysis::{bfs_referrers, path_from_roots, retained_sizes, Options};
+pub use analysis::{bfs_referrers, retained_sizes, Options};
 pub use leakscope_model::analysis::{Analysis, HeapDiff, ObjectDetail};
 pub use names::source_name;
 
