@@ -484,14 +484,18 @@ impl Engine {
 
     /// The stored analysis, or why there is none yet.
     pub async fn dump_analysis(&self, id: &str) -> Result<leakscope_heap::Analysis, EngineError> {
+        self.analysed_dump(id).await?;
+        let key = id.to_string();
+        self.blocking(move |e| lock(&e.inner.dumps).analysis(&key))
+            .await?
+            .ok_or_else(|| EngineError::Internal("analysis missing from the store".into()))
+    }
+
+    /// The dump, if its analysis succeeded; else why not (unknown, failed, not ready yet).
+    async fn analysed_dump(&self, id: &str) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {
         let info = self.dump(id).await?;
         match info.analysis_state.as_str() {
-            "done" => {
-                let key = id.to_string();
-                self.blocking(move |e| lock(&e.inner.dumps).analysis(&key))
-                    .await?
-                    .ok_or_else(|| EngineError::Internal("analysis missing from the store".into()))
-            }
+            "done" => Ok(info),
             "failed" => Err(EngineError::AnalysisFailed {
                 id: id.to_string(),
                 reason: info.analysis_error.unwrap_or_else(|| "unknown".into()),
@@ -509,7 +513,7 @@ impl Engine {
             .and_then(|hex| u64::from_str_radix(hex, 16).ok())
             .ok_or_else(|| EngineError::BadRequest(format!("'{object_id}' is not an object id (expected 0x followed by hex digits)")))?;
         // The dump must exist and its analysis must have succeeded (a broken dump is not parsed twice).
-        self.dump_analysis(id).await?;
+        self.analysed_dump(id).await?;
         let key = (id.to_string(), object);
         if let Some(hit) = lock(&self.inner.inspected).iter().find(|(k, _)| *k == key).map(|(_, d)| d.clone()) {
             return Ok(hit);
