@@ -271,13 +271,22 @@ async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     let mut seen: Vec<String> = Vec::new();
     let started = Instant::now();
     loop {
-        if let Ok(job) = client.find(Locator::Id("capture-job")).await {
-            if let (Ok(Some(stage)), Ok(Some(state))) = (job.attr("data-stage").await, job.attr("data-state").await) {
-                if seen.last() != Some(&stage) {
+        // Stage and state are read in one script call: two separate reads can
+        // straddle the job's last update (stage "copying", state "done").
+        let read = client
+            .execute(
+                "const j = document.getElementById('capture-job'); \
+                 return j ? [j.getAttribute('data-stage'), j.getAttribute('data-state'), j.textContent] : null;",
+                vec![],
+            )
+            .await;
+        if let Ok(serde_json::Value::Array(fields)) = read {
+            if let [serde_json::Value::String(stage), serde_json::Value::String(state), text] = fields.as_slice() {
+                if seen.last() != Some(stage) {
                     seen.push(stage.clone());
                 }
                 if state != "running" {
-                    assert_eq!(state, "done", "the capture failed: {}", job.text().await.unwrap_or_default());
+                    assert_eq!(state, "done", "the capture failed: {text}");
                     break;
                 }
             }
