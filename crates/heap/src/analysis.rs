@@ -80,25 +80,24 @@ fn dominator_children(n: usize, dom: &Dominators) -> (Vec<u32>, Vec<u32>) {
     (start, children)
 }
 
-/// `referrer` is the breadth-first search from the roots (`bfs_referrers`), run beside the dominators.
-pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Options, started: std::time::Instant) -> Analysis {
-    let n = graph.len();
-    let computed = retained_sizes(graph, dom);
-    let retained = &computed.retained;
-    let (child_start, children) = dominator_children(n, dom);
-    let kids = |v: u32| &children[child_start[v as usize] as usize..child_start[v as usize + 1] as usize];
-
-    // Histogram, with retained per class counting nested instances once:
-    // walk the dominator tree keeping, per class, how many ancestors are instances of it.
+/// Per histogram class: instances and shallow bytes.
+fn class_totals(graph: &Graph) -> (Vec<u64>, Vec<u64>) {
     let classes = graph.class_names.len();
     let mut instances = vec![0u64; classes];
     let mut shallow = vec![0u64; classes];
-    let mut class_retained = vec![0u64; classes];
-    for v in 0..n {
-        let c = graph.class_of[v] as usize;
-        instances[c] += 1;
-        shallow[c] += graph.shallow[v];
+    for (&c, &size) in graph.class_of.iter().zip(&graph.shallow) {
+        instances[c as usize] += 1;
+        shallow[c as usize] += size;
     }
+    (instances, shallow)
+}
+
+/// Retained bytes per histogram class, counting nested instances once: a
+/// walk of the dominator tree keeping, per class, how many ancestors are instances of it.
+fn class_retained<'k>(graph: &Graph, retained: &[u64], kids: &(dyn Fn(u32) -> &'k [u32] + Sync)) -> Vec<u64> {
+    let n = graph.len();
+    let classes = graph.class_names.len();
+    let mut class_retained = vec![0u64; classes];
     let mut open = vec![0u32; classes];
     let mut stack: Vec<(u32, bool)> = kids(n as u32).iter().rev().map(|&c| (c, false)).collect();
     while let Some((v, leaving)) = stack.pop() {
@@ -114,21 +113,17 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
         stack.push((v, true));
         stack.extend(kids(v).iter().rev().map(|&k| (k, false)));
     }
-    let mut histogram: Vec<HistogramEntry> = (0..classes)
-        .filter(|&c| instances[c] > 0)
-        .map(|c| HistogramEntry {
-            class: graph.class_names[c].clone(),
-            instances: instances[c],
-            shallow_bytes: shallow[c],
-            retained_bytes: class_retained[c],
-        })
-        .collect();
-    histogram.sort_by(|a, b| {
-        b.retained_bytes.cmp(&a.retained_bytes).then(b.shallow_bytes.cmp(&a.shallow_bytes)).then(a.class.cmp(&b.class))
-    });
+    class_retained
+}
 
-    // The biggest objects: a bounded min-heap over every reachable object (no copy of the preorder).
-    let top = options.top_dominators;
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// The objects retaining most, largest first: a bounded min-heap over every
+/// reachable object (no copy of the preorder).
+fn biggest_objects(graph: &Graph, dom: &Dominators, retained: &[u64], top: usize) -> Vec<DominatorEntry> {
+    let n = graph.len();
     let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, std::cmp::Reverse<u32>)>> =
         std::collections::BinaryHeap::with_capacity(top + 1);
     if top > 0 {
@@ -153,7 +148,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
         }
         d
     };
-    let dominators = biggest
+    biggest
         .iter()
         .map(|&v| DominatorEntry {
             object_id: hex(graph.id(v)),
@@ -162,22 +157,53 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
             retained_bytes: retained[v as usize],
             depth: depth(v),
         })
-        .collect();
+        .collect()
+}
 
-    let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, referrer);
-    let tree_nodes = browsable_tree(n, retained, computed.virtual_root_retained, &kids, options);
-    let tree: Vec<TreeNode> = tree_nodes
-        .iter()
-        .map(|&(v, parent)| TreeNode {
-            object_id: hex(graph.id(v)),
-            class: graph.display_class(v),
-            shallow_bytes: graph.shallow[v as usize],
-            retained_bytes: retained[v as usize],
-            parent: parent.map(|p| hex(graph.id(p))),
-            children: kids(v).len() as u64,
+/// `referrer` is the breadth-first search from the roots (`bfs_referrers`), run beside the dominators.
+/// The independent parts run two at a time (this machine class has two cores).
+pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Options, started: std::time::Instant) -> Analysis {
+    let n = graph.len();
+    let (computed, (instances, shallow), (child_start, children)) = std::thread::scope(|scope| {
+        let tree = scope.spawn(|| dominator_children(n, dom));
+        let computed = retained_sizes(graph, dom);
+        let totals = class_totals(graph);
+        (computed, totals, join(tree))
+    });
+    let retained = &computed.retained;
+    let kids = |v: u32| &children[child_start[v as usize] as usize..child_start[v as usize + 1] as usize];
+    // The dominator tree walk for retained bytes per class runs beside the rest.
+    let (class_retained, (dominators, suspects, tree, gc_paths)) = std::thread::scope(|scope| {
+        let per_class = scope.spawn(|| class_retained(graph, retained, &kids));
+        let dominators = biggest_objects(graph, dom, retained, options.top_dominators);
+        let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, referrer);
+        let tree_nodes = browsable_tree(n, retained, computed.virtual_root_retained, &kids, options);
+        let tree: Vec<TreeNode> = tree_nodes
+            .iter()
+            .map(|&(v, parent)| TreeNode {
+                object_id: hex(graph.id(v)),
+                class: graph.display_class(v),
+                shallow_bytes: graph.shallow[v as usize],
+                retained_bytes: retained[v as usize],
+                parent: parent.map(|p| hex(graph.id(p))),
+                children: kids(v).len() as u64,
+            })
+            .collect();
+        let gc_paths = path_links(graph, referrer, tree_nodes.iter().map(|&(v, _)| v));
+        (join(per_class), (dominators, suspects, tree, gc_paths))
+    });
+    let mut histogram: Vec<HistogramEntry> = (0..graph.class_names.len())
+        .filter(|&c| instances[c] > 0)
+        .map(|c| HistogramEntry {
+            class: graph.class_names[c].clone(),
+            instances: instances[c],
+            shallow_bytes: shallow[c],
+            retained_bytes: class_retained[c],
         })
         .collect();
-    let gc_paths = path_links(graph, referrer, tree_nodes.iter().map(|&(v, _)| v));
+    histogram.sort_by(|a, b| {
+        b.retained_bytes.cmp(&a.retained_bytes).then(b.shallow_bytes.cmp(&a.shallow_bytes)).then(a.class.cmp(&b.class))
+    });
 
     let reachable_objects = (dom.preorder.len() - 1) as u64;
     Analysis {
@@ -188,7 +214,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
             objects: n as u64,
             reachable_objects,
             classes: graph.parsed.classes.len() as u64,
-            heap_bytes: graph.shallow.iter().sum(),
+            heap_bytes: shallow.iter().sum(),
             reachable_bytes: computed.virtual_root_retained,
             gc_roots: graph.roots.len() as u64,
             object_header_bytes: graph.model.header as u32,
@@ -259,7 +285,8 @@ pub fn bfs_referrers(graph: &Graph) -> Vec<u32> {
     let n = graph.len();
     let mut referrer = vec![NONE; n];
     // Every object enters the queue once, so a plain vector with a read index will do.
-    let mut queue: Vec<u32> = Vec::new();
+    // Reserved whole (untouched pages cost nothing) rather than grown by copies.
+    let mut queue: Vec<u32> = Vec::with_capacity(n);
     for &(r, _) in &graph.roots {
         if referrer[r as usize] == NONE {
             referrer[r as usize] = r;

@@ -21,8 +21,9 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
 
     // 1. Iterative DFS: preorder numbers and DFS-tree parents.
     let mut dfnum = vec![NONE; n + 1];
-    let mut vertex: Vec<u32> = Vec::new();
-    let mut parent: Vec<u32> = Vec::new();
+    // Reserved whole (untouched pages cost nothing) rather than grown by copies.
+    let mut vertex: Vec<u32> = Vec::with_capacity(n + 1);
+    let mut parent: Vec<u32> = Vec::with_capacity(n + 1);
     let mut stack: Vec<(u32, u32)> = vec![(root, 0)];
     dfnum[root as usize] = 0;
     vertex.push(root);

@@ -247,51 +247,56 @@ impl<'a> Graph<'a> {
         let mut ends: IdMap<u64> = IdMap::default();
         let mirror_bytes = class_mirror_field_bytes(&parsed, &layouts, &model, &mut ends);
 
-        let mut ids = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut offsets = Vec::with_capacity(n);
-        let mut lens = Vec::with_capacity(n);
-        let mut class_of = Vec::with_capacity(n);
-        let mut shallow = Vec::with_capacity(n);
-        let mut instance_cache = [(0u64, 0u32, 0u64); 256];
-        let mut primitive_classes: [Option<u32>; 12] = [None; 12];
-        for o in &objects {
-            ids.push(o.id);
-            kinds.push(o.kind);
-            offsets.push(o.offset);
-            lens.push(o.len);
-            let (class, size) = match o.kind {
-                Kind::Instance => {
-                    // Instances of a few classes dominate a heap: a small direct-mapped
-                    // cache saves two hash lookups for most objects.
-                    let slot = (o.class_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
-                    match instance_cache[slot] {
-                        (cid, c, size) if cid == o.class_id && cid != 0 => (c, size),
-                        _ => {
-                            let c = table.by_id(o.class_id, &parsed);
-                            let end = if layouts.contains_key(&o.class_id) {
-                                instance_end(o.class_id, &layouts, &model, &mut ends, 0)
-                            } else {
-                                model.header + o.len as u64
-                            };
-                            instance_cache[slot] = (o.class_id, c, align(end));
-                            (c, align(end))
-                        }
-                    }
-                }
-                Kind::ObjectArray => {
-                    let c = table.by_id(o.class_id, &parsed);
-                    (c, model.array(model.reference, o.len as u64))
-                }
-                Kind::PrimitiveArray(t) => {
-                    let c = *primitive_classes[t as usize % 12].get_or_insert_with(|| table.by_name(primitive_array_name(t)));
-                    (c, model.array(value_size(t, id_size).unwrap_or(1) as u64, o.len as u64))
-                }
-                Kind::Class => (java_lang_class, class_object_size(&model, mirror_bytes, &parsed.classes[&o.id])),
-            };
-            class_of.push(class);
-            shallow.push(size);
+        // Everything the per-object loop looks up is resolved up front, so the
+        // loop runs read-only on every core: histogram class and instance size
+        // per dumped class, the class of each primitive array type.
+        let mut instance_classes: IdMap<(u32, u64)> = IdMap::with_capacity_and_hasher(dumped.len(), Default::default());
+        for &cid in &dumped {
+            if layouts.contains_key(&cid) {
+                let size = align(instance_end(cid, &layouts, &model, &mut ends, 0));
+                instance_classes.insert(cid, (table.by_id(cid, &parsed), size));
+            }
         }
+        let mut primitive_classes = [u32::MAX; 12];
+        for t in 4..12u8 {
+            primitive_classes[t as usize] = table.by_name(primitive_array_name(t));
+        }
+        let sizing = Sizing {
+            model,
+            id_size,
+            instance_classes: &instance_classes,
+            array_classes: &table.ids,
+            primitive_classes,
+            java_lang_class,
+            mirror_bytes,
+            parsed: &parsed,
+        };
+        let mut columns = NodeColumns::zeroed(n);
+        let threads = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(1).clamp(1, 8);
+        let chunk = n.div_ceil(threads).max(1);
+        let unresolved: Vec<usize> = std::thread::scope(|scope| {
+            let mut rest = columns.as_mut();
+            let mut handles = Vec::new();
+            for (k, part) in objects.chunks(chunk).enumerate() {
+                let (mine, others) = rest.split_at(part.len());
+                rest = others;
+                let sizing = &sizing;
+                handles.push(scope.spawn(move || sizing.fill(part, k * chunk, mine)));
+            }
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        });
+        // The rare objects whose class the dump never described get a histogram class here.
+        for i in unresolved {
+            let o = &objects[i];
+            let (class, size) = match o.kind {
+                Kind::PrimitiveArray(t) => (table.by_name(primitive_array_name(t)), model.array(value_size(t, id_size).unwrap_or(1) as u64, o.len as u64)),
+                Kind::ObjectArray => (table.by_id(o.class_id, &parsed), model.array(model.reference, o.len as u64)),
+                _ => (table.by_id(o.class_id, &parsed), align(model.header + o.len as u64)),
+            };
+            columns.class_of[i] = class;
+            columns.shallow[i] = size;
+        }
+        let NodeColumns { ids, kinds, offsets, lens, class_of, shallow } = columns;
         drop(objects);
         if timing {
             eprintln!("  sized: {} ms", t0.elapsed().as_millis());
@@ -484,6 +489,136 @@ impl<'a> Graph<'a> {
             }
             _ => self.class_name(node).to_string(),
         }
+    }
+}
+
+/// Per-node arrays filled from the parsed objects, one contiguous range per core.
+struct NodeColumns {
+    ids: Vec<u64>,
+    kinds: Vec<Kind>,
+    offsets: Vec<u64>,
+    lens: Vec<u32>,
+    class_of: Vec<u32>,
+    shallow: Vec<u64>,
+}
+
+struct NodeColumnsMut<'c> {
+    ids: &'c mut [u64],
+    kinds: &'c mut [Kind],
+    offsets: &'c mut [u64],
+    lens: &'c mut [u32],
+    class_of: &'c mut [u32],
+    shallow: &'c mut [u64],
+}
+
+impl NodeColumns {
+    /// Zeroed arrays come from fresh pages the kernel has already cleared.
+    fn zeroed(n: usize) -> Self {
+        NodeColumns {
+            ids: vec![0; n],
+            kinds: vec![Kind::Instance; n],
+            offsets: vec![0; n],
+            lens: vec![0; n],
+            class_of: vec![0; n],
+            shallow: vec![0; n],
+        }
+    }
+
+    fn as_mut(&mut self) -> NodeColumnsMut<'_> {
+        NodeColumnsMut {
+            ids: &mut self.ids,
+            kinds: &mut self.kinds,
+            offsets: &mut self.offsets,
+            lens: &mut self.lens,
+            class_of: &mut self.class_of,
+            shallow: &mut self.shallow,
+        }
+    }
+}
+
+impl<'c> NodeColumnsMut<'c> {
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (ids, ids_rest) = self.ids.split_at_mut(mid);
+        let (kinds, kinds_rest) = self.kinds.split_at_mut(mid);
+        let (offsets, offsets_rest) = self.offsets.split_at_mut(mid);
+        let (lens, lens_rest) = self.lens.split_at_mut(mid);
+        let (class_of, class_rest) = self.class_of.split_at_mut(mid);
+        let (shallow, shallow_rest) = self.shallow.split_at_mut(mid);
+        (
+            NodeColumnsMut { ids, kinds, offsets, lens, class_of, shallow },
+            NodeColumnsMut {
+                ids: ids_rest,
+                kinds: kinds_rest,
+                offsets: offsets_rest,
+                lens: lens_rest,
+                class_of: class_rest,
+                shallow: shallow_rest,
+            },
+        )
+    }
+}
+
+/// What sizing an object needs, resolved before the per-core loop.
+struct Sizing<'s, 'a> {
+    model: SizeModel,
+    id_size: usize,
+    /// Dumped class id -> (histogram class, aligned instance size).
+    instance_classes: &'s IdMap<(u32, u64)>,
+    /// Class id -> histogram class (for object arrays).
+    array_classes: &'s IdMap<u32>,
+    /// Histogram class per primitive element type (valid types 4..=11).
+    primitive_classes: [u32; 12],
+    java_lang_class: u32,
+    mirror_bytes: u64,
+    parsed: &'s Parsed<'a>,
+}
+
+impl Sizing<'_, '_> {
+    /// Fills `out` from `objects` (which start at node `first`); returns the
+    /// nodes whose class is unknown, for the caller to resolve.
+    fn fill(&self, objects: &[crate::hprof::RawObject], first: usize, out: NodeColumnsMut) -> Vec<usize> {
+        let model = &self.model;
+        let mut unresolved = Vec::new();
+        // Instances of a few classes dominate a heap: a small direct-mapped
+        // cache saves a hash lookup for most objects.
+        let mut instance_cache = [(0u64, 0u32, 0u64); 256];
+        for (i, o) in objects.iter().enumerate() {
+            out.ids[i] = o.id;
+            out.kinds[i] = o.kind;
+            out.offsets[i] = o.offset;
+            out.lens[i] = o.len;
+            let resolved = match o.kind {
+                Kind::Instance => {
+                    let slot = (o.class_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize;
+                    match instance_cache[slot] {
+                        (cid, c, size) if cid == o.class_id && cid != 0 => Some((c, size)),
+                        _ => self.instance_classes.get(&o.class_id).map(|&(c, size)| {
+                            instance_cache[slot] = (o.class_id, c, size);
+                            (c, size)
+                        }),
+                    }
+                }
+                Kind::ObjectArray => self.array_classes.get(&o.class_id).map(|&c| (c, model.array(model.reference, o.len as u64))),
+                Kind::PrimitiveArray(t) if (4..12).contains(&t) => Some((
+                    self.primitive_classes[t as usize],
+                    model.array(value_size(t, self.id_size).unwrap_or(1) as u64, o.len as u64),
+                )),
+                Kind::PrimitiveArray(_) => None,
+                Kind::Class => self
+                    .parsed
+                    .classes
+                    .get(&o.id)
+                    .map(|dump| (self.java_lang_class, class_object_size(model, self.mirror_bytes, dump))),
+            };
+            match resolved {
+                Some((class, size)) => {
+                    out.class_of[i] = class;
+                    out.shallow[i] = size;
+                }
+                None => unresolved.push(first + i),
+            }
+        }
+        unresolved
     }
 }
 
