@@ -375,64 +375,86 @@ impl<'a> Graph<'a> {
         Ok(())
     }
 
-    /// Edge starts (relative to this range) and targets for nodes `start..end`.
+    /// Edge starts (relative to this range) and targets for nodes `start..end`:
+    /// an instance or array refers to its class, then to what its fields or
+    /// elements hold; a class to its superclass, loader, signers, protection
+    /// domain and static fields. Null and dangling references are dropped.
     fn edges_of_range(&self, start: usize, end: usize) -> (Vec<u32>, Vec<u32>) {
         let mut starts = Vec::with_capacity(end - start + 1);
         let mut edges = Vec::with_capacity((end - start) * 2);
-        let mut scratch: Vec<u64> = Vec::new();
+        let id_size = self.parsed.id_size;
+        let data = self.parsed.data;
+        let index = &self.index;
+        let push = |edges: &mut Vec<u32>, id: u64| {
+            if id != 0 {
+                if let Some(target) = index.lookup(id) {
+                    edges.push(target);
+                }
+            }
+        };
+        // Every instance and array refers to its class: the class's node is
+        // looked up once per histogram class, not once per object.
+        const UNSEEN: u32 = u32::MAX - 1;
+        let mut class_nodes = vec![UNSEEN; self.class_names.len()];
+        let mut push_class = |edges: &mut Vec<u32>, class: u32| {
+            let node = &mut class_nodes[class as usize];
+            if *node == UNSEEN {
+                let id = self.parsed_class_id(class);
+                *node = if id == 0 { u32::MAX } else { index.lookup(id).unwrap_or(u32::MAX) };
+            }
+            if *node != u32::MAX {
+                edges.push(*node);
+            }
+        };
         for i in start..end {
             // Wraps only past 4 billion references, which `build_edges` then refuses.
             starts.push(edges.len() as u32);
-            scratch.clear();
-            self.references(i as u32, &mut scratch);
-            edges.extend(scratch.iter().filter(|&&t| t != 0).filter_map(|&t| self.index.lookup(t)));
-        }
-        (starts, edges)
-    }
-
-    /// The class id of an instance or object array (from its histogram class).
-    fn class_id_of(&self, node: usize) -> u64 {
-        self.parsed_class_id(self.class_of[node])
-    }
-
-    fn parsed_class_id(&self, class: u32) -> u64 {
-        self.class_layouts.get(class as usize).and_then(|l| l.as_ref()).map(|l| l.class_id).unwrap_or(0)
-    }
-
-    /// Raw referenced ids of one node (0 and dangling ids included).
-    pub fn references(&self, node: u32, out: &mut Vec<u64>) {
-        let i = node as usize;
-        let id_size = self.parsed.id_size;
-        let data = self.parsed.data;
-        match self.kinds[i] {
-            Kind::Instance => {
-                out.push(self.class_id_of(i));
-                if let Some(layout) = self.layout(i) {
-                    let base = self.offsets[i] as usize;
-                    let len = self.lens[i] as usize;
-                    for &(off, _) in &layout.refs {
-                        let off = off as usize;
-                        if off + id_size <= len {
-                            out.push(read_id(&data[base + off..], id_size));
+            let payload = data.get(self.offsets[i] as usize..).unwrap_or(&[]);
+            match self.kinds[i] {
+                Kind::Instance => {
+                    push_class(&mut edges, self.class_of[i]);
+                    if let Some(layout) = self.layout(i) {
+                        let len = (self.lens[i] as usize).min(payload.len());
+                        for &(off, _) in &layout.refs {
+                            let off = off as usize;
+                            if off + id_size <= len {
+                                push(&mut edges, read_id(&payload[off..], id_size));
+                            }
+                        }
+                    }
+                }
+                Kind::ObjectArray => {
+                    push_class(&mut edges, self.class_of[i]);
+                    let elements = payload.get(..self.lens[i] as usize * id_size).unwrap_or(&[]);
+                    // One loop per id size, so the element reads are plain loads.
+                    if id_size == 4 {
+                        for e in elements.chunks_exact(4) {
+                            push(&mut edges, u32::from_be_bytes([e[0], e[1], e[2], e[3]]) as u64);
+                        }
+                    } else {
+                        for e in elements.chunks_exact(8) {
+                            push(&mut edges, u64::from_be_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]));
+                        }
+                    }
+                }
+                Kind::PrimitiveArray(_) => {}
+                Kind::Class => {
+                    if let Some(dump) = self.parsed.classes.get(&self.id(i as u32)) {
+                        for id in [dump.super_id, dump.loader_id, dump.signers_id, dump.protection_domain_id] {
+                            push(&mut edges, id);
+                        }
+                        for &(_, id) in &dump.static_refs {
+                            push(&mut edges, id);
                         }
                     }
                 }
             }
-            Kind::ObjectArray => {
-                out.push(self.class_id_of(i));
-                let base = self.offsets[i] as usize;
-                for k in 0..self.lens[i] as usize {
-                    out.push(read_id(&data[base + k * id_size..], id_size));
-                }
-            }
-            Kind::PrimitiveArray(_) => {}
-            Kind::Class => {
-                if let Some(dump) = self.parsed.classes.get(&self.id(node)) {
-                    out.extend([dump.super_id, dump.loader_id, dump.signers_id, dump.protection_domain_id]);
-                    out.extend(dump.static_refs.iter().map(|&(_, v)| v));
-                }
-            }
         }
+        (starts, edges)
+    }
+
+    fn parsed_class_id(&self, class: u32) -> u64 {
+        self.class_layouts.get(class as usize).and_then(|l| l.as_ref()).map(|l| l.class_id).unwrap_or(0)
     }
 
     /// The field of `from` (or its array index, or static field) that refers to `to`.

@@ -123,7 +123,7 @@ impl Writer {
         s.extend_from_slice(&0u32.to_be_bytes());
         s.extend_from_slice(&(n as u32).to_be_bytes());
         s.push(8);
-        s.extend(std::iter::repeat(0u8).take(n));
+        s.extend(std::iter::repeat_n(0u8, n));
         self.end_subrecord();
     }
 
