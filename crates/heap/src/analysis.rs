@@ -109,9 +109,13 @@ fn class_retained<'k>(graph: &Graph, retained: &[u64], kids: &(dyn Fn(u32) -> &'
         if open[c] == 0 {
             class_retained[c] += retained[v as usize];
         }
-        open[c] += 1;
-        stack.push((v, true));
-        stack.extend(kids(v).iter().rev().map(|&k| (k, false)));
+        let below = kids(v);
+        // Most objects dominate nothing: a leaf needs no leaving step.
+        if !below.is_empty() {
+            open[c] += 1;
+            stack.push((v, true));
+            stack.extend(below.iter().rev().map(|&k| (k, false)));
+        }
     }
     class_retained
 }
