@@ -176,4 +176,98 @@ mod tests {
         assert_eq!(idom[0], n);
         assert!((1..n).all(|i| idom[i as usize] == i - 1));
     }
+
+    /// Cooper, Harvey and Kennedy's iterative algorithm: slow but simple, an
+    /// independent check of the fast one on a graph big enough to build the
+    /// predecessors in two parts.
+    fn iterative(n: usize, roots: &[u32], edges: &[(u32, u32)]) -> Vec<u32> {
+        let root = n as u32;
+        let mut adj = vec![Vec::new(); n + 1];
+        adj[n] = roots.to_vec();
+        for &(a, b) in edges {
+            adj[a as usize].push(b);
+        }
+        // Reverse postorder by an iterative DFS.
+        let mut post = Vec::new();
+        let mut seen = vec![false; n + 1];
+        let mut stack = vec![(root, 0usize)];
+        seen[n] = true;
+        while let Some(&mut (v, ref mut next)) = stack.last_mut() {
+            if let Some(&w) = adj[v as usize].get(*next) {
+                *next += 1;
+                if !seen[w as usize] {
+                    seen[w as usize] = true;
+                    stack.push((w, 0));
+                }
+            } else {
+                post.push(v);
+                stack.pop();
+            }
+        }
+        let mut order = vec![usize::MAX; n + 1];
+        for (i, &v) in post.iter().enumerate() {
+            order[v as usize] = i;
+        }
+        let mut preds = vec![Vec::new(); n + 1];
+        for (v, list) in adj.iter().enumerate() {
+            for &w in list {
+                preds[w as usize].push(v as u32);
+            }
+        }
+        let mut idom = vec![NONE; n + 1];
+        idom[n] = root;
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for &v in post.iter().rev().skip(1) {
+                let mut new = NONE;
+                for &p in &preds[v as usize] {
+                    if idom[p as usize] == NONE {
+                        continue;
+                    }
+                    new = if new == NONE {
+                        p
+                    } else {
+                        let (mut a, mut b) = (p, new);
+                        while a != b {
+                            while order[a as usize] < order[b as usize] {
+                                a = idom[a as usize];
+                            }
+                            while order[b as usize] < order[a as usize] {
+                                b = idom[b as usize];
+                            }
+                        }
+                        a
+                    };
+                }
+                if idom[v as usize] != new {
+                    idom[v as usize] = new;
+                    changed = true;
+                }
+            }
+        }
+        idom.truncate(n);
+        idom
+    }
+
+    #[test]
+    fn a_big_random_graph_agrees_with_the_iterative_algorithm() {
+        let n = 100_000u32;
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |bound: u32| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as u32
+        };
+        // A spine keeps most nodes reachable; random edges, mostly local, make sharing and cycles.
+        let mut edges: Vec<(u32, u32)> = (1..n).filter(|i| i % 7 != 0).map(|i| (next(i), i)).collect();
+        for _ in 0..200_000 {
+            let a = next(n);
+            let b = if next(4) == 0 { next(n) } else { (a + next(50)).min(n - 1) };
+            edges.push((a, b));
+        }
+        let roots = [0, 1, 2];
+        assert_eq!(run(n as usize, &roots, &edges), iterative(n as usize, &roots, &edges));
+    }
 }
