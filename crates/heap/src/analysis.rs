@@ -7,6 +7,7 @@ use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, Histogram
 use leakscope_model::{format_bytes, format_percent};
 
 use crate::dominators::{Dominators, NONE};
+use crate::join;
 use crate::graph::Graph;
 use crate::hprof::{root_kind_name, Kind};
 use crate::names::short_name;
@@ -118,10 +119,6 @@ fn class_retained<'k>(graph: &Graph, retained: &[u64], kids: &(dyn Fn(u32) -> &'
         }
     }
     class_retained
-}
-
-fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The objects retaining most, largest first: a bounded min-heap over every

@@ -283,7 +283,7 @@ impl<'a> Graph<'a> {
                 let sizing = &sizing;
                 handles.push(scope.spawn(move || sizing.fill(part, k * chunk, mine)));
             }
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+            handles.into_iter().flat_map(crate::join).collect()
         });
         // The rare objects whose class the dump never described get a histogram class here.
         for i in unresolved {
@@ -352,7 +352,7 @@ impl<'a> Graph<'a> {
                     scope.spawn(move || this.edges_of_range(start, end))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+            handles.into_iter().map(crate::join).collect()
         });
         let total: usize = parts.iter().map(|p| p.1.len()).sum();
         let too_many = || HeapError::Corrupt { offset: 0, reason: "more than 4 billion references exceed this analyser's limit".into() };

@@ -174,7 +174,7 @@ pub fn parse<'a>(data: &'a [u8], progress: ParseProgress) -> Result<Parsed<'a>, 
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        handles.into_iter().map(crate::join).collect()
     });
     // Groups are in file order, so the first error is the earliest one.
     let mut objects: Vec<RawObject> = Vec::new();

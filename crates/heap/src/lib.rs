@@ -154,7 +154,7 @@ fn walk<'a>(
     let (dom, referrer) = std::thread::scope(|scope| {
         let bfs = scope.spawn(|| analysis::bfs_referrers(&graph));
         let dom = dominators::compute(graph.len(), &roots_of(&graph), |v| graph.successors(v));
-        (dom, bfs.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        (dom, join(bfs))
     });
     phase("dominators");
     Ok((graph, dom, referrer))
@@ -179,6 +179,11 @@ pub fn analyze_file(path: &Path, options: &Options) -> Result<Analysis, HeapErro
 pub fn analyze_file_with_progress(path: &Path, options: &Options, report: ProgressSink) -> Result<Analysis, HeapError> {
     let dump = DumpFile::open(path)?;
     analyze_bytes_with_progress(dump.bytes(), options, report)
+}
+
+/// The result of a scoped helper thread; its panic goes on in the caller, never lost.
+pub(crate) fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn roots_of(graph: &graph::Graph) -> Vec<u32> {
