@@ -79,9 +79,7 @@ pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPag
     // An object outside the stored slice of the tree is looked up in the dump itself.
     // So is one whose children the slice cut off (it keeps only the biggest, above 0.05 % of the heap).
     if let (Some(n), Some(a)) = (node.as_deref(), analysis.as_ref()) {
-        let listed = a.tree_children(Some(n)).len() as u64;
-        let complete = a.tree.iter().find(|t| t.object_id == n).is_some_and(|t| listed >= t.children.min(25));
-        if !complete {
+        if !a.tree_lists_children_of(Some(n)) {
             match engine.dump_object(&id, n).await {
                 Ok(detail) => analysis = analysis.map(|a| a.with_object(&detail)),
                 Err(e) => node_error = Some(e.to_string()),

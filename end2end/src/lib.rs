@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+pub mod load;
+
 /// Runs the docker CLI; panics with its stderr on failure (tests only).
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker CLI runs");
@@ -184,8 +186,12 @@ impl Server {
         let bind = format!("127.0.0.1:{port}");
         let log = data_dir.join("serve.log");
         let mut cmd = Command::new(leakscope_bin());
-        cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap(), "--interval", "1s"])
-            .args(extra_args)
+        cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap()]);
+        // Tests sample every second unless they say otherwise.
+        if !extra_args.contains(&"--interval") {
+            cmd.args(["--interval", "1s"]);
+        }
+        cmd.args(extra_args)
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
         for (k, v) in env {
@@ -337,4 +343,81 @@ impl Server {
         meanwhile();
         Server::spawn(data, &[], &[])
     }
+}
+
+/// Writes `minutes` of minute samples (a slow leak with a sawtooth, 512 MiB
+/// limit) ending now under a container the server's sampler already stored,
+/// so charts, verdicts and reports have long history to work on.
+pub fn seed_history(server: &Server, container_name: &str, minutes: i64) {
+    use leakscope_engine::memory::MemoryReading;
+    use leakscope_engine::store::{SampleRow, Store};
+    let id = docker(&["inspect", "-f", "{{.Id}}", container_name]).trim().to_string();
+    let mut store = Store::open(&server.data_dir.join("leakscope.db")).unwrap();
+    let now = leakscope_engine::now_ms();
+    let record = store.find_container(&id).unwrap().expect("the sampler stored the container").1;
+    let key = store.upsert_container(&record, now).unwrap();
+    let start = now - minutes * 60_000;
+    for chunk in (0..minutes).collect::<Vec<_>>().chunks(1440) {
+        let rows: Vec<SampleRow> = chunk
+            .iter()
+            .map(|m| {
+                let ws = 100_000_000 + (*m as u64) * 20_000 + (*m as u64 % 7) * 3_000_000;
+                SampleRow {
+                    container_key: key,
+                    time_ms: start + m * 60_000,
+                    reading: MemoryReading { usage: ws + 1_000_000, working_set: ws, rss: ws, cache: 1_000_000 },
+                    limit_bytes: Some(512 << 20),
+                }
+            })
+            .collect();
+        let tick = rows.last().unwrap().time_ms + 60_000;
+        store.write_tick(&rows, tick).unwrap();
+    }
+}
+
+/// Uploads a real heap dump of `LeakMain` per entry of `sessions` for a
+/// container and waits for each analysis; returns the dump ids, oldest first.
+pub fn upload_analysed_dumps(server: &Server, container_name: &str, sessions: &[u32]) -> Vec<String> {
+    let mut dumps = Vec::new();
+    for (i, n) in sessions.iter().enumerate() {
+        let bytes = std::fs::read(java_heap_dump(*n, 200)).unwrap();
+        let (status, body) = server.post_bytes(&format!("/api/v1/dumps?name=d{i}.hprof&container={container_name}"), &bytes);
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+        server.wait_until(Duration::from_secs(120), "analysed", || server.get(&format!("/api/v1/dumps/{id}/analysis")).0 == 200);
+        dumps.push(id);
+    }
+    dumps
+}
+
+/// An RFC 3339 UTC time `seconds_ago` before now.
+pub fn rfc3339_ago(seconds_ago: i64) -> String {
+    let secs = leakscope_engine::now_ms() / 1000 - seconds_ago;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, public domain).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Creates a report of a container's last `window_seconds` with these dumps;
+/// returns `(id, page url)`.
+pub fn create_report(server: &Server, container_name: &str, window_seconds: i64, dumps: &[String]) -> (String, String) {
+    let body = serde_json::json!({
+        "container": container_name, "from": rfc3339_ago(window_seconds), "to": rfc3339_ago(0),
+        "dumps": dumps, "title": "load", "notes": "Seen during the **incident**.",
+    });
+    let (status, answer) =
+        answer(server.request("POST", "/api/v1/reports").set("Content-Type", "application/json").send_string(&body.to_string()), "create report");
+    assert_eq!(status, 201, "{answer}");
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    (v["id"].as_str().unwrap().to_string(), v["url"].as_str().unwrap().to_string())
 }

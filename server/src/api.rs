@@ -6,15 +6,14 @@ use std::convert::Infallible;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::{Stream, StreamExt};
-use leakscope_engine::{now_ms, Engine, EngineError};
-use leakscope_model::{ApiError, TimeRange};
+use leakscope_engine::Engine;
 use serde::Deserialize;
 
-use crate::serve::AppState;
+use crate::web::{AppState, HttpError, RangeQuery};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -30,73 +29,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/{*rest}", get(unknown_route))
 }
 
-/// An error answer: JSON `{"error": ...}` with the status that fits.
-pub struct HttpError(pub StatusCode, pub String);
-
-impl From<EngineError> for HttpError {
-    fn from(e: EngineError) -> Self {
-        let status = match &e {
-            EngineError::UnknownContainer(_) | EngineError::UnknownDump(_) | EngineError::UnknownReport(_) | EngineError::UnknownObject { .. } => {
-                StatusCode::NOT_FOUND
-            }
-            EngineError::AnalysisPending(_) => StatusCode::ACCEPTED,
-            EngineError::AnalysisFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            EngineError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
-            EngineError::EngineUnreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e, "request failed");
-        }
-        HttpError(status, e.to_string())
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ApiError { error: self.1 })).into_response()
-    }
-}
-
-/// The range part of a query: `range=1h`, or `from`/`to` (RFC 3339, Unix
-/// seconds, or local `YYYY-MM-DDTHH:MM` with `tz` minutes east of UTC).
-#[derive(Debug, Default, Deserialize)]
-pub struct RangeQuery {
-    pub range: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    /// Kept as text: numbers inside `#[serde(flatten)]` do not deserialize from query strings.
-    pub tz: Option<String>,
-}
-
-impl RangeQuery {
-    /// The viewer's zone in minutes east of UTC (0 when absent).
-    pub fn tz_minutes(&self) -> Result<i32, HttpError> {
-        match self.tz.as_deref().filter(|t| !t.is_empty()) {
-            None => Ok(0),
-            Some(t) => t
-                .parse::<i32>()
-                .ok()
-                .filter(|m| m.abs() <= 24 * 60)
-                .ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, format!("'tz' must be minutes east of UTC, got '{t}'"))),
-        }
-    }
-
-    pub fn resolve(&self) -> Result<TimeRange, HttpError> {
-        TimeRange::from_query(
-            self.range.as_deref(),
-            self.from.as_deref(),
-            self.to.as_deref(),
-            self.tz_minutes()?,
-            now_ms(),
-        )
-        .map_err(|e| HttpError(StatusCode::BAD_REQUEST, e.to_string()))
-    }
-}
-
 async fn engine_status(State(engine): State<Engine>) -> impl IntoResponse {
-    Json(engine.status())
+    let mut status = engine.status();
+    status.handler_panics = crate::web::panics::count();
+    Json(status)
 }
 
 async fn list_containers(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {

@@ -4,90 +4,22 @@
 //! only moves them onto requests and responses.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Form, Json, Router};
-use leakscope_access::{required_access, Access, AccessError, AccessStore, LoginThrottle, Principal, Role};
+use leakscope_access::{required_access, same_secret, Access, Principal, Role};
 use leakscope_engine::now_ms;
 use serde::Deserialize;
 
-use crate::api::HttpError;
-use crate::serve::AppState;
+use crate::web::query::{encode, url_pairs};
+use crate::web::html::{esc, plain_page};
+use crate::web::{AppState, HttpError, SharedAccess};
 
 pub const SESSION_COOKIE: &str = "leakscope_session";
-/// Failed sign-ins allowed per client address and per user name before a pause.
-const LOGIN_FAILURES: u32 = 5;
-const LOGIN_PAUSE: Duration = Duration::from_secs(300);
-
-/// The access store and what goes with it; shared by every request.
-pub struct AccessState {
-    store: Mutex<AccessStore>,
-    throttle: LoginThrottle,
-    /// The one-time first-run link's secret, while no admin exists.
-    setup_token: Mutex<Option<String>>,
-    /// Mark cookies `Secure` (behind TLS); also set per request by `X-Forwarded-Proto: https`.
-    secure_cookies: bool,
-}
-
-pub type SharedAccess = Arc<AccessState>;
-
-impl AccessState {
-    pub fn open(data_dir: &std::path::Path, secure_cookies: bool) -> Result<SharedAccess, AccessError> {
-        let store = AccessStore::open(&data_dir.join("leakscope.db"))?;
-        let setup_token = if store.has_admin()? { None } else { Some(leakscope_access::new_secret("")?) };
-        Ok(Arc::new(AccessState {
-            store: Mutex::new(store),
-            throttle: LoginThrottle::new(LOGIN_FAILURES, LOGIN_PAUSE),
-            setup_token: Mutex::new(setup_token),
-            secure_cookies,
-        }))
-    }
-
-    /// `/setup/<secret>` while no admin exists.
-    pub fn setup_path(&self) -> Option<String> {
-        lock(&self.setup_token).as_ref().map(|t| format!("/setup/{t}"))
-    }
-
-    /// Runs a store call on the blocking pool (argon2 and SQLite block).
-    pub async fn with<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&AccessStore) -> Result<T, AccessError> + Send + 'static,
-    ) -> Result<T, HttpError> {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&lock(&this.store)))
-            .await
-            .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(access_error)
-    }
-
-    /// Writes an audit entry; a failure to write is logged, never shown.
-    pub async fn audit(self: &Arc<Self>, actor: &str, action: &str, target: &str, detail: Option<String>) {
-        let (actor, action, target) = (actor.to_string(), action.to_string(), target.to_string());
-        if let Err(e) = self.with(move |s| s.audit(now_ms(), &actor, &action, &target, detail.as_deref())).await {
-            tracing::error!(error = %e.1, "cannot write the audit log");
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn access_error(e: AccessError) -> HttpError {
-    match e {
-        AccessError::Invalid(message) => HttpError(StatusCode::BAD_REQUEST, message),
-        other => {
-            tracing::error!(error = %other, "access store");
-            HttpError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
-        }
-    }
-}
 
 fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -109,43 +41,6 @@ fn query_param(uri: &axum::http::Uri, name: &str) -> Option<String> {
     url_pairs(uri.query().unwrap_or("")).find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-pub(crate) fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        Some((decode(k)?, decode(v)?))
-    })
-}
-
-fn decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 3 <= bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Percent-encodes everything but letters, digits and `/-_.~` (for redirect URLs).
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
-}
-
-/// Equal without an early exit, so timing does not tell how much matched.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 fn is_api(path: &str) -> bool {
     path.starts_with("/api/")
@@ -209,7 +104,7 @@ async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Re
     };
     let principal = match principal {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return HttpError::from(e).into_response(),
     };
     match (required_access(method.as_str(), &path), principal) {
         (Access::Public, principal) => {
@@ -269,7 +164,7 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/tokens/{id}/revoke", post(admin_revoke_token))
 }
 
-fn secure(access: &AccessState, headers: &HeaderMap) -> bool {
+fn secure(access: &leakscope_access::AccessState, headers: &HeaderMap) -> bool {
     access.secure_cookies || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https")
 }
 
@@ -281,33 +176,6 @@ fn session_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
 }
 
 // ---- plain server-rendered pages: sign-in, setup, admin ----
-
-/// HTML-escapes text for the hand-written pages below.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A small page in the dashboard's style (no script: these pages need none).
-pub fn plain_page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"color-scheme\" content=\"light dark\"><title>{} · Leakscope</title><link rel=\"stylesheet\" href=\"/pkg/leakscope.css\">\
-         <link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\"></head><body><header class=\"topbar\"><a href=\"/\" class=\"brand\">Leakscope</a></header>\
-         <main class=\"page narrow\">{body}</main></body></html>",
-        esc(title)
-    ))
-}
 
 #[derive(Deserialize, Default)]
 pub struct NextQuery {
@@ -364,7 +232,7 @@ async fn login(
     let (name, password) = (form.name.clone(), form.password.clone());
     let user = match access.with(move |s| s.verify_password(&name, &password)).await {
         Ok(u) => u,
-        Err(e) => return e.into_response(),
+        Err(e) => return HttpError::from(e).into_response(),
     };
     let Some(user) = user else {
         keys.iter().for_each(|k| access.throttle.failed(k));
@@ -377,7 +245,7 @@ async fn login(
 async fn start_session(access: &SharedAccess, headers: &HeaderMap, user_id: i64, name: &str, action: &str, next: &str) -> Response {
     let session = match access.with(move |s| s.create_session(user_id, now_ms())).await {
         Ok(s) => s,
-        Err(e) => return e.into_response(),
+        Err(e) => return HttpError::from(e).into_response(),
     };
     access.audit(name, action, name, None).await;
     let mut response = Redirect::to(next).into_response();
@@ -396,12 +264,8 @@ async fn logout(State(access): State<SharedAccess>, headers: HeaderMap) -> Respo
     response
 }
 
-fn setup_secret_ok(access: &AccessState, secret: &str) -> bool {
-    lock(&access.setup_token).as_deref().is_some_and(|t| same_secret(t, secret))
-}
-
 async fn setup_page(State(access): State<SharedAccess>, Path(secret): Path<String>, Query(q): Query<NextQuery>) -> Response {
-    if !setup_secret_ok(&access, &secret) {
+    if !access.setup_secret_ok(&secret) {
         return HttpError(StatusCode::NOT_FOUND, "this setup link is used up or wrong".into()).into_response();
     }
     let error = q.error.map(|e| format!("<p class=\"banner error\">{}</p>", esc(&e))).unwrap_or_default();
@@ -425,13 +289,7 @@ struct SetupForm {
 
 async fn setup(State(access): State<SharedAccess>, Path(secret): Path<String>, headers: HeaderMap, Form(form): Form<SetupForm>) -> Response {
     // Taken out under the lock: two visitors cannot both become admin.
-    let claimed = {
-        let mut slot = lock(&access.setup_token);
-        match slot.as_deref() {
-            Some(t) if same_secret(t, &secret) => slot.take(),
-            _ => None,
-        }
-    };
+    let claimed = access.claim_setup(&secret);
     let Some(claimed) = claimed else {
         return HttpError(StatusCode::NOT_FOUND, "this setup link is used up or wrong".into()).into_response();
     };
@@ -439,8 +297,8 @@ async fn setup(State(access): State<SharedAccess>, Path(secret): Path<String>, h
     match access.with(move |s| s.create_user(&name, &password, Role::Admin, now_ms())).await {
         Ok(user) => start_session(&access, &headers, user.id, &user.name, "created the first admin", "/").await,
         Err(e) => {
-            *lock(&access.setup_token) = Some(claimed.clone());
-            Redirect::to(&format!("/setup/{claimed}?error={}", encode(&e.1))).into_response()
+            access.return_setup(claimed.clone());
+            Redirect::to(&format!("/setup/{claimed}?error={}", encode(&e.to_string()))).into_response()
         }
     }
 }

@@ -14,9 +14,9 @@ use leakscope_engine::Engine;
 use leakscope_model::dumps::DumpFilter;
 use serde::Deserialize;
 
-use crate::api::HttpError;
-use crate::auth::SharedAccess;
-use crate::serve::AppState;
+use crate::web::HttpError;
+use crate::web::SharedAccess;
+use crate::web::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

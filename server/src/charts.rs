@@ -4,21 +4,20 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use leakscope_model::reports::Report;
-use leakscope_model::LeakStatus;
 use axum::routing::get;
 use axum::Router;
-use leakscope_chart::{render_png, render_svg, ChartSpec, Theme, Trend};
+use leakscope_chart::{ChartSpec, Theme};
 use leakscope_engine::Engine;
 use serde::Deserialize;
 
-use crate::api::{HttpError, RangeQuery};
-use crate::serve::AppState;
+use crate::web::images::{image, trend_of, Format};
+use crate::web::{AppState, HttpError, RangeQuery};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/containers/{name}/memory.svg", get(svg))
         .route("/containers/{name}/memory.png", get(png))
+        .route("/dumps/{id}/treemap.svg", get(treemap))
 }
 
 #[derive(Debug, Deserialize)]
@@ -30,10 +29,6 @@ struct ChartQuery {
     height: Option<u32>,
 }
 
-pub enum Format {
-    Svg,
-    Png,
-}
 
 async fn svg(state: State<Engine>, name: Path<String>, query: Query<ChartQuery>) -> Result<impl IntoResponse, HttpError> {
     chart(state, name, query, Format::Svg).await
@@ -71,41 +66,22 @@ async fn chart(
     image(&spec, format)
 }
 
-/// The detector's trend line as the chart draws it.
-pub fn trend_of(s: &LeakStatus) -> Option<Trend> {
-    (s.verdict != "unknown").then(|| Trend {
-        from_ms: s.window_start_ms,
-        from_bytes: s.floor_start_bytes,
-        to_ms: s.window_end_ms,
-        to_bytes: s.floor_end_bytes,
-        limit_at_ms: s.time_to_limit_seconds.map(|t| s.window_end_ms + (t * 1000.0) as i64),
-        limit_bytes: s.limit_bytes.map(|l| l as f64),
-    })
+
+#[derive(Debug, Deserialize)]
+struct TreemapQuery {
+    node: Option<String>,
+    theme: Option<String>,
 }
 
-/// A report's frozen window, drawn by the same code as the live chart.
-pub fn report_spec(report: &Report, width: u32, height: u32, theme: Theme) -> ChartSpec<'_> {
-    ChartSpec {
-        points: &report.series,
-        from_ms: report.from_ms,
-        to_ms: report.to_ms,
-        step_ms: report.step_ms.max(1000),
-        width,
-        height,
-        tz_offset_minutes: 0,
-        theme,
-        events: &report.events,
-        // The trend only when the report's window ends where the verdict's does.
-        trend: report.leak.as_ref().filter(|s| s.window_end_ms <= report.to_ms + 120_000).and_then(trend_of),
-    }
-}
-
-/// SVG or PNG bytes with their content type; never cached (charts may show private data).
-pub fn image(spec: &ChartSpec, format: Format) -> Result<Response, HttpError> {
-    let internal = |e: leakscope_chart::ChartError| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let (content_type, body) = match format {
-        Format::Svg => ("image/svg+xml", render_svg(spec).map_err(internal)?.into_bytes()),
-        Format::Png => ("image/png", render_png(spec).map_err(internal)?),
-    };
-    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body).into_response())
+/// The dominator tree under `node` (the top level without it) as a treemap;
+/// the dump page lays its links over the same layout.
+async fn treemap(State(engine): State<Engine>, Path(id): Path<String>, Query(q): Query<TreemapQuery>) -> Result<Response, HttpError> {
+    let analysis = engine.dump_analysis(&id).await?;
+    let node = q.node.as_deref().filter(|n| !n.is_empty());
+    let (w, h) = leakscope_model::treemap::SIZE;
+    let blocks = leakscope_model::treemap::layout(&analysis, node, w as f64, h as f64);
+    let total = analysis.summary.reachable_bytes;
+    let svg = leakscope_chart::render_treemap_svg(&blocks, w, h, total, Theme::parse(q.theme.as_deref()))
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
 }

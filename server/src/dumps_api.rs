@@ -15,11 +15,11 @@ use leakscope_engine::Engine;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::api::HttpError;
-use crate::auth::SharedAccess;
+use crate::web::HttpError;
+use crate::web::SharedAccess;
 use axum::Extension;
 use leakscope_access::Principal;
-use crate::serve::AppState;
+use crate::web::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -13,6 +13,7 @@ mod report_view;
 mod reports_api;
 mod serve;
 mod users;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use leakscope_model::analysis::Suspect;
 use leakscope_model::reports::{Report, ReportListItem};
 use leakscope_model::{format_bytes, format_duration, format_percent};
 
-use crate::auth::esc;
+use crate::web::html::esc;
 
 /// Where the page is shown: to the team (links to dumps, share controls) or
 /// to anyone holding the public link (nothing beyond the report itself).
@@ -197,7 +197,7 @@ pub fn list_page(reports: &[ReportListItem]) -> String {
     } else {
         format!("<table class=\"grid\" id=\"reports\"><tr><th>Title</th><th>Container</th><th>Window</th><th>By</th><th>Made</th><th></th></tr>{rows}</table>")
     };
-    crate::auth::plain_page("Reports", &format!("<h1>Leak reports</h1><p><a href=\"/\">Containers</a> · <a href=\"/dumps\">Heap dumps</a></p>{body}")).0
+    crate::web::html::plain_page("Reports", &format!("<h1>Leak reports</h1><p><a href=\"/\">Containers</a> · <a href=\"/dumps\">Heap dumps</a></p>{body}")).0
 }
 
 /// The report for a ticket: text, tables, and the chart as an image link.

@@ -13,11 +13,11 @@ use leakscope_chart::Theme;
 use leakscope_engine::Engine;
 use leakscope_model::reports::{Report, ReportRequest};
 
-use crate::api::HttpError;
-use crate::auth::SharedAccess;
-use crate::charts::{image, report_spec, Format};
+use crate::web::HttpError;
+use crate::web::SharedAccess;
+use crate::web::images::{image, report_spec, Format};
 use crate::report_view::{self, Audience};
-use crate::serve::AppState;
+use crate::web::AppState;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -94,7 +94,7 @@ async fn create_form(
     let text = std::str::from_utf8(&body).map_err(|_| HttpError(StatusCode::BAD_REQUEST, "the form is not UTF-8".into()))?;
     let mut request = ReportRequest::default();
     let mut window_s: i64 = 3600;
-    for (key, value) in crate::auth::url_pairs(text) {
+    for (key, value) in crate::web::query::url_pairs(text) {
         match key.as_str() {
             "container" => request.container = value,
             "window" => window_s = value.parse().map_err(|_| HttpError(StatusCode::BAD_REQUEST, format!("not a window: '{value}'")))?,
@@ -152,7 +152,7 @@ fn chart_html(report: &Report) -> String {
     let spec = report_spec(report, CHART_WIDTH, CHART_HEIGHT, Theme::Light);
     match leakscope_chart::render_svg(&spec) {
         Ok(svg) => svg.find("<svg").map(|at| svg[at..].to_string()).unwrap_or(svg),
-        Err(e) => format!("<p class=\"banner error\">The chart could not be drawn: {}</p>", crate::auth::esc(&e.to_string())),
+        Err(e) => format!("<p class=\"banner error\">The chart could not be drawn: {}</p>", crate::web::html::esc(&e.to_string())),
     }
 }
 

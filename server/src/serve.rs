@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use axum::extract::FromRef;
 use axum::http::{header, HeaderValue};
 use axum::Router;
 use leakscope_app::{shell, App};
@@ -13,15 +12,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::web::{AccessState, AppState};
 use crate::ServeArgs;
-
-/// What every handler can reach.
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub leptos_options: LeptosOptions,
-    pub engine: Engine,
-    pub access: crate::auth::SharedAccess,
-}
 
 /// The site directory: explicit, else `../site` next to the binary (the
 /// layout `./dev build` produces under `target/`), else `target/site`.
@@ -70,7 +62,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .site_pkg_dir("pkg")
         .site_addr(args.bind)
         .build();
-    let access = crate::auth::AccessState::open(&args.data_dir, args.secure_cookies).map_err(|e| e.to_string())?;
+    let access = AccessState::open(&args.data_dir, args.secure_cookies).map_err(|e| e.to_string())?;
     if let Some(path) = access.setup_path() {
         // On the console only: whoever can read it may become the first admin.
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
@@ -122,6 +114,8 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // Outermost: whatever panics inside (guard, handlers, page renders) still gets an answer.
+        .layer(axum::middleware::from_fn(crate::web::panics::catch_panics))
         .with_state(state)
 }
 

@@ -30,9 +30,13 @@ pub fn ContainerPage() -> impl IntoView {
     let query = use_query_map();
     let name = Memo::new(move |_| params.read().get("name").unwrap_or_default());
     let detail = Resource::new(move || name.get(), get_container);
+    let first_name = name.get_untracked();
 
     view! {
-        <Title text=move || name.get()/>
+        // `try_get`: leptos_meta renders the title into <head> after the body, and under
+        // concurrent server rendering the page's owner (and this memo) may already be
+        // disposed by then; reading it with `get` panicked one request in ten.
+        <Title text=move || name.try_get().unwrap_or_else(|| first_name.clone())/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
                 detail.get().map(|result| match result {

@@ -214,6 +214,16 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
     view! { {head} {body} }
 }
 
+/// Rows a table shows before its "show all" link.
+const TOP_ROWS: usize = 25;
+
+/// Percent-encodes a query value (class filters hold `$`, `[` and spaces).
+fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
 #[component]
 fn AnalysisView(
     analysis: Analysis,
@@ -275,10 +285,17 @@ fn AnalysisView(
         "class" => rows.sort_by(|a, b| a.class.cmp(&b.class)),
         _ => {}
     }
-    let shown = rows.len().min(300);
+    // The top rows first; `?rows=all` lists every class (up to 5 000) for whoever wants to read on.
+    let all_rows = query.read_untracked().get("rows").as_deref() == Some("all");
+    let matching = rows.len();
+    let shown = matching.min(if all_rows { 5_000 } else { TOP_ROWS });
+    let more_rows = (shown < matching).then(|| {
+        let href = format!("?sort={sort}&q={}&rows=all#histogram", encode_query(&filter));
+        view! { <p class="more"><a href=href id="histogram-all">{format!("Show all {matching} classes")}</a></p> }
+    });
     let histogram = rows
         .into_iter()
-        .take(300)
+        .take(shown)
         .map(|e| {
             view! {
                 <tr>
@@ -291,13 +308,20 @@ fn AnalysisView(
             }
         })
         .collect_view();
-    let sort_link = move |key: &str, label: &'static str| {
-        view! { <a href=format!("?sort={key}&q={}#histogram", filter.clone())>{label}</a> }
+    let rows_param = if all_rows { "&rows=all" } else { "" };
+    let sort_link = {
+        let filter = encode_query(&filter);
+        move |key: &str, label: &'static str| view! { <a href=format!("?sort={key}&q={filter}{rows_param}#histogram")>{label}</a> }
     };
+    let all_objects = query.read_untracked().get("objects").as_deref() == Some("all");
+    let biggest = analysis.dominators.len().min(if all_objects { 100 } else { TOP_ROWS });
+    let more_objects = (biggest < analysis.dominators.len().min(100)).then(|| {
+        view! { <p class="more"><a href="?objects=all#biggest" id="objects-all">{format!("Show the biggest {}", analysis.dominators.len().min(100))}</a></p> }
+    });
     let dominators = analysis
         .dominators
         .iter()
-        .take(100)
+        .take(biggest)
         .map(|d| {
             let indent = format!("padding-left: {}px", (d.depth.saturating_sub(1).min(12)) * 14);
             view! {
@@ -331,7 +355,7 @@ fn AnalysisView(
                 <input type="text" name="q" placeholder="filter classes" prop:value=filter_value(query)/>
                 <input type="hidden" name="sort" prop:value=sort.clone()/>
                 <button type="submit">"Filter"</button>
-                <span class="muted">{format!("{shown} shown")}</span>
+                <span class="muted">{format!("{shown} of {matching} shown")}</span>
             </form>
             <table class="grid">
                 <thead><tr>
@@ -343,15 +367,17 @@ fn AnalysisView(
                 </tr></thead>
                 <tbody>{histogram}</tbody>
             </table>
+            {more_rows}
         </section>
-        <DominatorTree analysis=analysis_for_tree node=query.read_untracked().get("node") total node_error/>
-        <section class="panel">
+        <DominatorTree analysis=analysis_for_tree dump_id=id.clone() node=query.read_untracked().get("node") total node_error/>
+        <section class="panel" id="biggest">
             <h2>"Biggest objects (dominator tree)"</h2>
             <p class="muted">"Largest retained sizes first; indentation is depth in the dominator tree."</p>
             <table class="grid">
                 <thead><tr><th>"Object"</th><th class="num">"Shallow"</th><th class="num">"Retained"</th><th class="num">"% of heap"</th></tr></thead>
                 <tbody>{dominators}</tbody>
             </table>
+            {more_objects}
         </section>
     }
 }
@@ -360,7 +386,7 @@ fn AnalysisView(
 /// plain links, so it works without JavaScript), with the selected object's
 /// path from a GC root.
 #[component]
-fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64, node_error: Option<String>) -> impl IntoView {
+fn DominatorTree(analysis: Analysis, dump_id: String, node: Option<String>, total: u64, node_error: Option<String>) -> impl IntoView {
     let percent = move |b: u64| format_percent(b as f64 / total as f64);
     let ancestors: Vec<(String, String)> =
         node.as_deref().map(|n| analysis.tree_ancestors(n).iter().map(|a| (a.object_id.clone(), a.class.clone())).collect()).unwrap_or_default();
@@ -396,6 +422,9 @@ fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64, node_erro
         view! { <h3>"Path from a GC root"</h3><ol class="path" id="gc-path">{steps}</ol> }
     });
     let empty = analysis.tree.is_empty().then(|| view! { <p class="muted">"Analysed by an older version: analyse again to browse the tree."</p> });
+    let treemap = analysis.tree_lists_children_of(node.as_deref()).then(|| {
+        view! { <Treemap analysis=analysis.clone() dump_id=dump_id.clone() node=node.clone() total/> }
+    });
     view! {
         <section class="panel" id="tree">
             <h2>"Dominator tree"</h2>
@@ -403,6 +432,7 @@ fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64, node_erro
                 <a href="?#tree">"top"</a> {crumbs}</p>
             {empty}
             {node_error.map(|e| view! { <div class="banner error" id="object-error">{e}</div> })}
+            {treemap}
             <form method="get" action="" id="object-lookup" class="lookup">
                 <label>"Any object by id: " <input name="node" placeholder="0x7f3a12c8" value=node.clone().unwrap_or_default() size="20"/></label>
                 " " <button type="submit">"Show"</button>
@@ -415,6 +445,44 @@ fn DominatorTree(analysis: Analysis, node: Option<String>, total: u64, node_erro
             {path_view}
         </section>
     }
+}
+
+/// The tree under a node as a picture: a treemap drawn by the server
+/// (`/dumps/<id>/treemap.svg`), with a plain link over every block (placed in
+/// percent from the same layout, so it scales with the image and needs no script).
+#[component]
+fn Treemap(analysis: Analysis, dump_id: String, node: Option<String>, total: u64) -> impl IntoView {
+    let (w, h) = leakscope_model::treemap::SIZE;
+    let blocks = leakscope_model::treemap::layout(&analysis, node.as_deref(), w as f64, h as f64);
+    if blocks.is_empty() {
+        return None;
+    }
+    let query = node.as_deref().map(|n| format!("node={n}&")).unwrap_or_default();
+    let src = |theme: &str| format!("/dumps/{dump_id}/treemap.svg?{query}theme={theme}");
+    let links = blocks
+        .iter()
+        .map(|b| {
+            let style = format!(
+                "left:{:.3}%;top:{:.3}%;width:{:.3}%;height:{:.3}%",
+                b.x / w as f64 * 100.0,
+                b.y / h as f64 * 100.0,
+                b.w / w as f64 * 100.0,
+                b.h / h as f64 * 100.0
+            );
+            let title = format!("{} {} · {} retained ({})", b.class, b.object_id, format_bytes(b.retained_bytes), format_percent(b.retained_bytes as f64 / total as f64));
+            view! { <a class="treemap-block" href=format!("?node={}#tree", b.object_id) style=style title=title.clone() aria-label=title data-object=b.object_id.clone()></a> }
+        })
+        .collect_view();
+    Some(view! {
+        <div class="treemap" id="treemap">
+            <picture>
+                <source media="(prefers-color-scheme: dark)" srcset=src("dark")/>
+                <img src=src("light") width=w.to_string() height=h.to_string() alt="Treemap of the dominator tree: each block's area is what it retains"/>
+            </picture>
+            {links}
+        </div>
+        <p class="muted">"Each block's area is the memory it keeps alive; click one to open it."</p>
+    })
 }
 
 fn filter_value(query: Memo<leptos_router::params::ParamsMap>) -> String {

@@ -6,11 +6,13 @@
 //! secrets with that much entropy, and it allows lookup by hash).
 
 mod policy;
+mod shared;
 mod store;
 mod throttle;
 
 pub use policy::{required_access, Access};
 pub use store::{AccessStore, AuditEntry, Principal, Session, TokenInfo, UserInfo};
+pub use shared::{lock, same_secret, AccessState, SharedAccess};
 pub use throttle::LoginThrottle;
 
 use serde::{Deserialize, Serialize};

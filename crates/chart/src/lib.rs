@@ -4,6 +4,7 @@
 //! Architecture invariant: pure function of its input; no I/O, no clock.
 
 mod downsample;
+mod treemap;
 
 use chrono::{FixedOffset, TimeZone};
 use leakscope_model::{ContainerEvent, MemoryPoint};
@@ -11,6 +12,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub use downsample::downsample;
+pub use treemap::render_treemap_svg;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {

@@ -37,8 +37,9 @@ pub enum Verdict {
     /// Grew early in this process's life and is levelling off.
     #[serde(rename = "warming up")]
     WarmingUp,
-    /// Too little history to say anything.
-    Unknown,
+    /// Too little history since the (re)start to say anything yet.
+    #[serde(rename = "too young")]
+    TooYoung,
 }
 
 impl Verdict {
@@ -48,7 +49,7 @@ impl Verdict {
             Verdict::Growing => "growing",
             Verdict::Stable => "stable",
             Verdict::WarmingUp => "warming up",
-            Verdict::Unknown => "unknown",
+            Verdict::TooYoung => "too young",
         }
     }
 
@@ -59,7 +60,7 @@ impl Verdict {
             Verdict::Growing => 3,
             Verdict::WarmingUp => 2,
             Verdict::Stable => 1,
-            Verdict::Unknown => 0,
+            Verdict::TooYoung => 0,
         }
     }
 }
@@ -124,9 +125,9 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
     series.dedup_by(|a, b| a.t == b.t);
     let limit = limit.filter(|l| *l > 0.0 && l.is_finite());
     let segments = split(&series, restarts, params.drop_share);
-    let unknown = |reason: &str| Assessment {
+    let too_young = |reason: &str| Assessment {
         leak: false,
-        verdict: Verdict::Unknown,
+        verdict: Verdict::TooYoung,
         slope_bytes_per_hour: 0.0,
         confidence: 0.0,
         time_to_limit_seconds: None,
@@ -138,7 +139,7 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
         reason: reason.to_string(),
     };
     let Some(current) = segments.last() else {
-        return unknown("no samples yet");
+        return too_young("too young: no samples yet; a verdict needs 2 min of history");
     };
     let current = &series[current.clone()];
     let end = current.last().map(|s| s.t).unwrap_or(0.0);
@@ -185,7 +186,9 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
     }
 
     if window.len() < 8 || age < 120.0 {
-        return unknown("less than two minutes of history since the last (re)start");
+        let wait = (120.0 - age).max(0.0);
+        let when = if wait > 0.0 { format!("; one is possible in {}", duration(wait)) } else { String::new() };
+        return too_young(&format!("too young: {} of history since the last (re)start, a verdict needs 2 min{when}", duration(age.max(0.0))));
     }
 
     let floor = rolling_floor(&window);
@@ -230,7 +233,7 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, restarts: &[f64], params: 
         Verdict::Leak => (0.5 + 0.5 * consistency * (hours / 2.0).min(1.0)).min(0.99),
         Verdict::Stable => (0.5 + 0.5 * (hours / 1.0).min(1.0)).min(0.99),
         Verdict::Growing | Verdict::WarmingUp => 0.3 + 0.3 * consistency,
-        Verdict::Unknown => 0.0,
+        Verdict::TooYoung => 0.0,
     };
     let time_to_limit = match (limit, verdict) {
         (Some(l), Verdict::Leak | Verdict::Growing) if slope > 0.0 => Some(((l - fit_end) / slope).max(0.0)),
@@ -468,9 +471,9 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_short_inputs_are_unknown() {
-        assert_eq!(assess(&[], None, &[], &Params::default()).verdict, Verdict::Unknown);
+    fn empty_and_short_inputs_are_too_young() {
+        assert_eq!(assess(&[], None, &[], &Params::default()).verdict, Verdict::TooYoung);
         let short = series(1, |_| 1.0);
-        assert_eq!(assess(&short, None, &[], &Params::default()).verdict, Verdict::Unknown);
+        assert_eq!(assess(&short, None, &[], &Params::default()).verdict, Verdict::TooYoung);
     }
 }

@@ -100,16 +100,28 @@ pub struct Analysis {
 
 impl Analysis {
     /// Only what a page needs to show one level of the tree under `node`: its
-    /// ancestors, its children, and its path from a GC root (pages stay small).
+    /// ancestors, its children and theirs (the treemap draws two levels), and
+    /// its path from a GC root (pages stay small).
     pub fn trimmed_for(mut self, node: Option<&str>) -> Analysis {
         let path: std::collections::HashSet<String> = node.map(|n| self.path_to(n)).unwrap_or_default().into_iter().map(|s| s.object_id).collect();
         let mut keep: std::collections::HashSet<String> = self.tree_children(node).iter().map(|n| n.object_id.clone()).collect();
+        let grandchildren: Vec<String> =
+            self.tree.iter().filter(|t| t.parent.as_ref().is_some_and(|p| keep.contains(p))).map(|t| t.object_id.clone()).collect();
+        keep.extend(grandchildren);
         if let Some(n) = node {
             keep.extend(self.tree_ancestors(n).iter().map(|a| a.object_id.clone()));
         }
         self.tree.retain(|t| keep.contains(&t.object_id));
         self.gc_paths.retain(|l| path.contains(&l.object_id));
         self
+    }
+
+    /// Whether the stored slice lists `node`'s children (the biggest 25 of them),
+    /// so the tree and treemap can show them without going back to the dump.
+    pub fn tree_lists_children_of(&self, node: Option<&str>) -> bool {
+        let Some(n) = node else { return true };
+        let listed = self.tree_children(Some(n)).len() as u64;
+        self.tree.iter().find(|t| t.object_id == n).is_some_and(|t| listed >= t.children.min(25))
     }
 
     /// Children of a tree node (`None`: the top level, what GC roots keep directly), largest first.

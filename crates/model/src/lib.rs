@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod capture;
 pub mod dumps;
 pub mod reports;
+pub mod treemap;
 mod format;
 mod range;
 
@@ -29,6 +30,9 @@ pub struct EngineStatus {
     pub error: Option<String>,
     /// Where memory numbers come from: `cgroup` (host files) or `api` (Engine stats API).
     pub stats_source: Option<String>,
+    /// Requests that panicked since the server started (each answered 500 and logged with its route).
+    #[serde(default)]
+    pub handler_panics: u64,
 }
 
 /// The latest memory reading of one container.
@@ -146,7 +150,7 @@ impl ContainerEvent {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LeakStatus {
     pub leak: bool,
-    /// `leak`, `growing`, `stable`, `warming up` or `unknown`.
+    /// `leak`, `growing`, `stable`, `warming up` or `too young`.
     pub verdict: String,
     pub slope_bytes_per_hour: f64,
     pub confidence: f64,
@@ -164,7 +168,7 @@ pub struct LeakStatus {
 }
 
 impl LeakStatus {
-    /// Leaks first, then growing, warming up, stable, unknown.
+    /// Leaks first, then growing, warming up, stable, too young.
     pub fn severity(&self) -> u8 {
         match self.verdict.as_str() {
             "leak" => 4,

@@ -8,9 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use end2end::{docker, Server, TestContainer};
-use leakscope_engine::memory::MemoryReading;
-use leakscope_engine::store::{SampleRow, Store};
+use end2end::{Server, TestContainer};
 
 const MINUTES: i64 = 7 * 24 * 60;
 
@@ -20,48 +18,10 @@ fn main() {
     server.wait_until(Duration::from_secs(30), "listed", || server.listed(&c.name).is_some());
 
     // A week of history under the container's name (a slow leak with a sawtooth).
-    let id = docker(&["inspect", "-f", "{{.Id}}", &c.name]).trim().to_string();
-    let mut store = Store::open(&server.data_dir.join("leakscope.db")).unwrap();
-    let now = leakscope_engine::now_ms();
-    let record = store.find_container(&id).unwrap().expect("the sampler stored the container").1;
-    let key = store.upsert_container(&record, now).unwrap();
-    let start = now - MINUTES * 60_000;
-    for chunk in (0..MINUTES).collect::<Vec<_>>().chunks(1440) {
-        let rows: Vec<SampleRow> = chunk
-            .iter()
-            .map(|m| {
-                let ws = 100_000_000 + (*m as u64) * 20_000 + (*m as u64 % 7) * 3_000_000;
-                SampleRow {
-                    container_key: key,
-                    time_ms: start + m * 60_000,
-                    reading: MemoryReading { usage: ws + 1_000_000, working_set: ws, rss: ws, cache: 1_000_000 },
-                    limit_bytes: Some(512 << 20),
-                }
-            })
-            .collect();
-        let tick = rows.last().unwrap().time_ms + 60_000;
-        store.write_tick(&rows, tick).unwrap();
-    }
-
-    let mut dumps = Vec::new();
-    for (i, sessions) in [5_000, 40_000].into_iter().enumerate() {
-        let bytes = std::fs::read(end2end::java_heap_dump(sessions, 200)).unwrap();
-        let (status, body) = server.post_bytes(&format!("/api/v1/dumps?name=b{i}.hprof&container={}", c.name), &bytes);
-        assert_eq!(status, 201, "{body}");
-        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
-        server.wait_until(Duration::from_secs(120), "analysed", || server.get(&format!("/api/v1/dumps/{id}/analysis")).0 == 200);
-        dumps.push(id);
-    }
-    let to = chrono_now_rfc3339(0);
-    let from = chrono_now_rfc3339(MINUTES * 60);
-    let body = serde_json::json!({ "container": c.name, "from": from, "to": to, "dumps": dumps, "title": "bench" });
-    let (status, answer) = end2end::answer(
-        server.request("POST", "/api/v1/reports").set("Content-Type", "application/json").send_string(&body.to_string()),
-        "create report",
-    );
-    assert_eq!(status, 201, "{answer}");
-    let url = serde_json::from_str::<serde_json::Value>(&answer).unwrap()["url"].as_str().unwrap().to_string();
-    let (_, report) = server.get_json(&format!("/api/v1/reports/{}", url.trim_start_matches("/reports/")));
+    end2end::seed_history(&server, &c.name, MINUTES);
+    let dumps = end2end::upload_analysed_dumps(&server, &c.name, &[5_000, 40_000]);
+    let (id, url) = end2end::create_report(&server, &c.name, MINUTES * 60, &dumps);
+    let (_, report) = server.get_json(&format!("/api/v1/reports/{id}"));
     println!("report: {} points, {} events, {} dumps, diff {}", report["series"].as_array().unwrap().len(),
         report["events"].as_array().unwrap().len(), report["dumps"].as_array().unwrap().len(), !report["diff"].is_null());
 
@@ -83,9 +43,4 @@ fn main() {
     ttfb.sort_by(f64::total_cmp);
     println!("report page {size} bytes; time to first byte over 200 requests: median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
         ttfb[100], ttfb[190], ttfb[199]);
-}
-
-fn chrono_now_rfc3339(seconds_ago: i64) -> String {
-    let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{}", leakscope_engine::now_ms() / 1000 - seconds_ago), "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

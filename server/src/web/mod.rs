@@ -1,0 +1,94 @@
+//! What every HTTP handler shares: the state it can reach, the one error
+//! type and its mapping to a status, and the small parsing helpers. Handler
+//! modules use this module and never each other.
+
+pub mod access;
+pub mod html;
+pub mod images;
+pub mod panics;
+pub mod query;
+
+use axum::extract::FromRef;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use leakscope_engine::{now_ms, Engine, EngineError};
+use leakscope_model::{ApiError, TimeRange};
+use leptos::prelude::LeptosOptions;
+use serde::Deserialize;
+
+pub use leakscope_access::{AccessState, SharedAccess};
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub engine: Engine,
+    pub access: SharedAccess,
+}
+
+/// An error answer: JSON `{"error": ...}` with the status that fits.
+pub struct HttpError(pub StatusCode, pub String);
+
+impl From<EngineError> for HttpError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::UnknownContainer(_) | EngineError::UnknownDump(_) | EngineError::UnknownReport(_) | EngineError::UnknownObject { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            EngineError::AnalysisPending(_) => StatusCode::ACCEPTED,
+            EngineError::AnalysisFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
+            EngineError::EngineUnreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "request failed");
+        }
+        HttpError(status, e.to_string())
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ApiError { error: self.1 })).into_response()
+    }
+}
+
+/// The range part of a query: `range=1h`, or `from`/`to` (RFC 3339, Unix
+/// seconds, or local `YYYY-MM-DDTHH:MM` with `tz` minutes east of UTC).
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeQuery {
+    pub range: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Kept as text: numbers inside `#[serde(flatten)]` do not deserialize from query strings.
+    pub tz: Option<String>,
+}
+
+impl RangeQuery {
+    /// The viewer's zone in minutes east of UTC (0 when absent).
+    pub fn tz_minutes(&self) -> Result<i32, HttpError> {
+        match self.tz.as_deref().filter(|t| !t.is_empty()) {
+            None => Ok(0),
+            Some(t) => t
+                .parse::<i32>()
+                .ok()
+                .filter(|m| m.abs() <= 24 * 60)
+                .ok_or_else(|| HttpError(StatusCode::BAD_REQUEST, format!("'tz' must be minutes east of UTC, got '{t}'"))),
+        }
+    }
+
+    pub fn resolve(&self) -> Result<TimeRange, HttpError> {
+        TimeRange::from_query(
+            self.range.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+            self.tz_minutes()?,
+            now_ms(),
+        )
+        .map_err(|e| HttpError(StatusCode::BAD_REQUEST, e.to_string()))
+    }
+}
+
