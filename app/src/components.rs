@@ -166,7 +166,7 @@ pub fn UserMenu() -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || me.get().and_then(Result::ok).flatten().map(|m| {
-                let admin = (m.role == "admin").then(|| view! { <a href="/admin" rel="external">"Admin"</a> });
+                let admin = (m.role == "admin").then(|| view! { <a href="/admin">"Admin"</a> });
                 let sign_out = m.csrf.is_some().then(|| view! {
                     <form method="post" action=m.form_action("/logout") class="inline"><button class="link">"Sign out"</button></form>
                 });
@@ -174,4 +174,27 @@ pub fn UserMenu() -> impl IntoView {
             })}
         </Suspense>
     }
+}
+
+/// The viewer's offset from UTC in minutes once the page runs in a browser
+/// (`None` while rendered on the server, where times say UTC).
+#[derive(Clone, Copy)]
+pub struct ViewerZone(pub RwSignal<Option<i32>>);
+
+pub fn provide_viewer_zone() {
+    let zone = RwSignal::new(None);
+    provide_context(ViewerZone(zone));
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        zone.set(Some(-(js_sys::Date::new_0().get_timezone_offset() as i32)));
+    });
+}
+
+/// A moment in the viewer's zone (UTC until the page hydrates, or with JavaScript off).
+#[component]
+pub fn LocalTime(ms: i64) -> impl IntoView {
+    let zone = use_context::<ViewerZone>().map(|z| z.0);
+    let text = move || leakscope_model::format_timestamp(ms, zone.and_then(|z| z.get()));
+    view! { <time datetime=leakscope_model::rfc3339_utc(ms) title=leakscope_model::format_timestamp(ms, None)>{text}</time> }
 }

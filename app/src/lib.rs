@@ -51,21 +51,12 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     live::provide_live_overview();
     components::provide_me();
+    components::provide_viewer_zone();
     view! {
         <Stylesheet id="leptos" href="/pkg/leakscope.css"/>
         <Title formatter=|text: String| if text.is_empty() { "Leakscope".to_string() } else { format!("{text} · Leakscope") }/>
         <Router>
-            <header class="topbar">
-                <A href="/" attr:class="brand">"Leakscope"</A>
-                <nav>
-                    <A href="/">"Containers"</A>
-                    <A href="/dumps">"Heap dumps"</A>
-                    <a href="/reports" rel="external">"Reports"</a>
-                </nav>
-                <live::LiveIndicator/>
-                <components::UserMenu/>
-            </header>
-            <components::EngineBanner/>
+            <TopBar/>
             <main>
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::dashboard::DashboardPage ssr=SsrMode::Async/>
@@ -73,9 +64,47 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/dumps") view=pages::dumps::DumpsPage ssr=SsrMode::Async/>
                     <Route path=path!("/dumps/:id") view=pages::dumps::DumpPage ssr=SsrMode::Async/>
                     <Route path=path!("/dumps/:a/diff/:b") view=pages::dumps::DiffPage ssr=SsrMode::Async/>
+                    <Route path=path!("/reports") view=pages::reports::ReportsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/reports/:slug") view=pages::reports::ReportPage ssr=SsrMode::Async/>
+                    <Route path=path!("/r/:token") view=pages::reports::PublicReportPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin") view=pages::access::AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/login") view=pages::access::LoginPage ssr=SsrMode::Async/>
+                    <Route path=path!("/setup/:secret") view=pages::access::SetupPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// Pages for people without an account (or not signed in yet): no navigation
+/// into the team's pages, no engine banner, no live stream.
+fn is_outside_path(path: &str) -> bool {
+    path == "/login" || path.starts_with("/setup/") || path.starts_with("/r/")
+}
+
+#[component]
+fn TopBar() -> impl IntoView {
+    let location = leptos_router::hooks::use_location();
+    let outside = Memo::new(move |_| is_outside_path(&location.pathname.get()));
+    move || {
+        if outside.get() {
+            view! { <header class="topbar"><span class="brand">"Leakscope"</span></header> }.into_any()
+        } else {
+            view! {
+                <header class="topbar">
+                    <A href="/" attr:class="brand">"Leakscope"</A>
+                    <nav>
+                        <A href="/">"Containers"</A>
+                        <A href="/dumps">"Heap dumps"</A>
+                        <A href="/reports">"Reports"</A>
+                    </nav>
+                    <live::LiveIndicator/>
+                    <components::UserMenu/>
+                </header>
+                <components::EngineBanner/>
+            }
+            .into_any()
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Live updates: one EventSource per page load on `/api/v1/stream`, which the
+//! Live updates: one EventSource per page load (opened by the top bar's indicator) on `/api/v1/stream`, which the
 //! server feeds with a whole `Overview` on every sampling tick.
 
 use leakscope_model::Overview;
@@ -18,11 +18,6 @@ pub fn provide_live_overview() {
     let connected = RwSignal::new(false);
     provide_context(LiveOverview(live));
     provide_context(StreamState(connected));
-    // Effects run only in the browser, after hydration.
-    Effect::new(move |_| {
-        #[cfg(feature = "hydrate")]
-        open_stream(live, connected);
-    });
 }
 
 #[cfg(feature = "hydrate")]
@@ -54,6 +49,15 @@ fn open_stream(live: RwSignal<Option<Overview>>, connected: RwSignal<bool>) {
 #[component]
 pub fn LiveIndicator() -> impl IntoView {
     let StreamState(connected) = expect_context::<StreamState>();
+    // The stream opens with the team's header (never on sign-in or public pages,
+    // whose visitors may not read it); effects run only in the browser.
+    let LiveOverview(live) = expect_context::<LiveOverview>();
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        open_stream(live, connected);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (live, connected);
+    });
     view! {
         <span class="live-indicator" class:on=move || connected.get() title="Updates stream from the server every sampling tick">
             {move || if connected.get() { "live" } else { "" }}

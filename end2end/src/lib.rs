@@ -392,20 +392,7 @@ pub fn upload_analysed_dumps(server: &Server, container_name: &str, sessions: &[
 
 /// An RFC 3339 UTC time `seconds_ago` before now.
 pub fn rfc3339_ago(seconds_ago: i64) -> String {
-    let secs = leakscope_engine::now_ms() / 1000 - seconds_ago;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, public domain).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    leakscope_model::rfc3339_utc(leakscope_engine::now_ms() - seconds_ago * 1000)
 }
 
 /// Creates a report of a container's last `window_seconds` with these dumps;

@@ -13,8 +13,16 @@ use end2end::{answer, create_token, create_user, Server};
 fn api_routes() -> BTreeSet<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
     let mut routes = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut folders = vec![dir];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() { folders.push(path) } else { files.push(path) }
+        }
+    }
+    for file in files {
+        let source = std::fs::read_to_string(file).unwrap();
         for call in source.split(".route(\"").skip(1) {
             let Some((path, rest)) = call.split_once('"') else { continue };
             if !path.starts_with("/api/v1") {
@@ -196,11 +204,15 @@ fn the_admin_page_manages_users_and_tokens_with_the_csrf_token() {
     };
     // Without the token: refused.
     assert_eq!(form("/admin/tokens", &[("name", "ci"), ("role", "viewer")]).0, 403);
-    // With it: the new token is shown once, in the answer itself.
-    let (status, page) = form(&format!("/admin/tokens?csrf={csrf}"), &[("name", "ci"), ("role", "viewer")]);
+    // With it: the new token is shown once, on the admin page the answer redirects to (never in a URL).
+    let (status, _) = form(&format!("/admin/tokens?csrf={csrf}"), &[("name", "ci"), ("role", "viewer")]);
+    assert_eq!(status, 303);
+    let (status, page) = call(&server, "GET", "/admin", None, Some(&cookie));
     assert_eq!(status, 200, "{page}");
-    let token = page.split("<code>").nth(1).unwrap().split("</code>").next().unwrap().to_string();
+    let token = page.split("id=\"new-token-value\">").nth(1).expect("the new token on the page").split('<').next().unwrap().to_string();
     assert!(token.starts_with("lsk_"), "{token}");
+    let (_, again) = call(&server, "GET", "/admin", None, Some(&cookie));
+    assert!(!again.contains(&token), "the token is shown once");
     assert_eq!(call(&server, "GET", "/api/v1/containers", Some(&token), None).0, 200);
     // Users: added through the form, listed, and able to sign in with their role.
     let (status, _) = form(&format!("/admin/users?csrf={csrf}"), &[("name", "vic"), ("password", "viewer-password"), ("role", "viewer")]);

@@ -28,15 +28,24 @@ fn start_chromedriver() -> Driver {
 }
 
 async fn browser(driver: &Driver, javascript: bool) -> Client {
+    browser_with(driver, javascript, false).await
+}
+
+/// A browser whose `prefers-color-scheme` is dark when `dark`.
+async fn browser_with(driver: &Driver, javascript: bool, dark: bool) -> Client {
     // A profile of its own: its own cookie jar, like a separate browser.
     let profile = std::env::temp_dir().join(end2end::unique_name(&format!("chromium-{javascript}")));
-    let mut options = json!({
-        "args": [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-dev-shm-usage", "--no-first-run", "--disable-component-update", "--disable-sync",
-            "--window-size=1400,1000", format!("--user-data-dir={}", profile.display()),
-        ],
-    });
+    let mut args = vec![
+        "--headless".to_string(), "--no-sandbox".into(), "--disable-gpu".into(), "--disable-background-networking".into(),
+        "--disable-dev-shm-usage".into(), "--no-first-run".into(), "--disable-component-update".into(), "--disable-sync".into(),
+        "--window-size=1400,1000".into(), format!("--user-data-dir={}", profile.display()),
+    ];
+    if dark {
+        // Blink's PreferredColorScheme: 0 is dark.
+        args.push("--force-dark-mode".into());
+        args.push("--blink-settings=preferredColorScheme=0".into());
+    }
+    let mut options = json!({ "args": args });
     if std::path::Path::new("/usr/bin/chromium").exists() {
         options["binary"] = json!("/usr/bin/chromium");
     }
@@ -232,6 +241,21 @@ async fn dump_analysis_page_shows_the_suspect_and_sorts_the_histogram() {
         }
     })
     .await;
+    // The treemap leads the tree: the server's picture, and a link over each block into the tree.
+    let blocks = client.find_all(Locator::Css("#treemap a.treemap-block")).await.unwrap();
+    assert!(!blocks.is_empty(), "the treemap has no blocks");
+    let picture = client.find(Locator::Css("#treemap img")).await.unwrap().attr("src").await.unwrap().unwrap();
+    let (status, svg) = server.get(&picture);
+    assert!(status == 200 && svg.contains("<svg"), "the treemap picture: {status}");
+    // The last link is drawn on top (a child block over its parent).
+    let top = blocks.last().unwrap();
+    let first = top.attr("data-object").await.unwrap().unwrap();
+    top.click().await.unwrap();
+    eventually("the block opened its object", || async {
+        client.current_url().await.map(|u| u.as_str().contains(&format!("node={first}"))).unwrap_or(false)
+    })
+    .await;
+    client.goto(&server.url(&format!("/dumps/{id}"))).await.unwrap();
     // The dominator tree expands level by level, and shows the path from a GC root.
     let before = client.find_all(Locator::Css("#tree-table tbody tr")).await.unwrap().len();
     assert!(before > 0, "the tree's top level is empty");
@@ -389,7 +413,7 @@ async fn a_report_is_created_from_the_container_page_shared_and_revoked() {
     let (status, _) = end2end::answer(ureq::get(&server.url(&link)).call(), "public link");
     assert_eq!(status, 404);
     stranger.goto(&server.url(&link)).await.unwrap();
-    assert!(stranger.source().await.unwrap().contains("no report"), "the revoked link still shows the report");
+    assert!(stranger.source().await.unwrap().contains("No such report"), "the revoked link still shows the report");
     for client in [operator, viewer, stranger] {
         client.close().await.unwrap();
     }
@@ -424,4 +448,63 @@ async fn verdict_column_sorts_and_a_chart_click_shows_that_minutes_logs() {
     let panel = client.wait().for_element(Locator::Id("logs-panel")).await.unwrap();
     eventually("that minute's log lines", || async { panel.text().await.map(|t| t.contains("tick-from-ticker")).unwrap_or(false) }).await;
     client.close().await.unwrap();
+}
+
+/// Every page in light and dark, at a desk's 1440 px and a phone's 390 px:
+/// none may scroll sideways as a whole (wide tables scroll inside their
+/// panel), and a screenshot of each lands in `target/screenshots/` for review.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_in_light_and_dark_at_desk_and_phone_width() {
+    let server = Server::start(&[], &[]);
+    let c = TestContainer::run("screens", &["-m", "256m", "--label", "com.docker.compose.service=shop"], &["sleep", "3600"]);
+    wait_listed(&server, &c.name);
+    end2end::seed_history(&server, &c.name, 6 * 60);
+    let dumps = end2end::upload_analysed_dumps(&server, &c.name, &[2_000, 20_000]);
+    let (report_id, report_url) = end2end::create_report(&server, &c.name, 6 * 3600, &dumps);
+    let (_, shared) = server.get_json(&format!("/api/v1/reports/{report_id}"));
+    let _ = shared;
+    let (status, body) = end2end::answer(server.request("POST", &format!("/api/v1/reports/{report_id}/share")).call(), "share");
+    assert_eq!(status, 200, "{body}");
+    let public = serde_json::from_str::<serde_json::Value>(&body).unwrap()["url"].as_str().unwrap().to_string();
+    let pages = [
+        ("dashboard", "/".to_string()),
+        ("container", format!("/containers/{}?range=6h", c.name)),
+        ("dumps", "/dumps".to_string()),
+        ("analysis", format!("/dumps/{}", dumps[1])),
+        ("diff", format!("/dumps/{}/diff/{}", dumps[0], dumps[1])),
+        ("reports", "/reports".to_string()),
+        ("report", report_url.clone()),
+        ("admin", "/admin".to_string()),
+    ];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let driver = start_chromedriver();
+    let mut overflowing = Vec::new();
+    for dark in [false, true] {
+        let theme = if dark { "dark" } else { "light" };
+        let client = browser_with(&driver, true, dark).await;
+        sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
+        let scheme = client.execute("return matchMedia('(prefers-color-scheme: dark)').matches", vec![]).await.unwrap();
+        assert_eq!(scheme, json!(dark), "the browser reports the colour scheme asked for");
+        let mut all: Vec<(&str, String)> = pages.iter().map(|(n, p)| (*n, p.clone())).collect();
+        all.push(("public-report", public.clone()));
+        for width in [1440u32, 390] {
+            client.set_window_size(width, 1600).await.unwrap();
+            for (name, path) in &all {
+                client.goto(&server.url(path)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                let png = client.screenshot().await.unwrap();
+                std::fs::write(dir.join(format!("{name}-{theme}-{width}.png")), png).unwrap();
+                let fits = client
+                    .execute("return document.documentElement.scrollWidth <= window.innerWidth + 1", vec![])
+                    .await
+                    .unwrap();
+                if fits != json!(true) {
+                    overflowing.push(format!("{name} ({theme}, {width} px)"));
+                }
+            }
+        }
+        client.close().await.unwrap();
+    }
+    assert!(overflowing.is_empty(), "pages wider than the window: {overflowing:?} (screenshots in {})", dir.display());
 }

@@ -41,6 +41,7 @@ fn every_route_holds_up_under_concurrent_clients() {
             "/dumps".into(),
             format!("/dumps?container={name}"),
             format!("/dumps/{b}"),
+            format!("/dumps/{b}/treemap.svg"),
             format!("/dumps/{a}/diff/{b}"),
             "/reports".into(),
             report_url.clone(),

@@ -16,7 +16,6 @@ use leakscope_engine::now_ms;
 use serde::Deserialize;
 
 use crate::web::query::{encode, url_pairs};
-use crate::web::html::{esc, plain_page};
 use crate::web::{AppState, HttpError, SharedAccess};
 
 pub const SESSION_COOKIE: &str = "leakscope_session";
@@ -148,16 +147,16 @@ async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Re
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/login", get(login_page).post(login))
+        // The pages themselves (sign-in, setup, admin) are the Leptos app's; these take their forms.
+        .route("/login", post(login))
         .route("/logout", post(logout))
-        .route("/setup/{secret}", get(setup_page).post(setup))
+        .route("/setup/{secret}", post(setup))
         .route("/api/v1/me", get(me))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/users/{id}", delete(delete_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/{id}", delete(revoke_token))
         .route("/api/v1/audit", get(audit_log))
-        .route("/admin", get(admin_page))
         .route("/admin/users", post(admin_create_user))
         .route("/admin/users/{id}/delete", post(admin_delete_user))
         .route("/admin/tokens", post(admin_create_token))
@@ -173,35 +172,6 @@ fn session_cookie(value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
     // Lax, not Strict: a report link opened from chat must arrive signed in.
     HeaderValue::from_str(&format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-// ---- plain server-rendered pages: sign-in, setup, admin ----
-
-#[derive(Deserialize, Default)]
-pub struct NextQuery {
-    next: Option<String>,
-    error: Option<String>,
-}
-
-async fn login_page(State(access): State<SharedAccess>, Query(q): Query<NextQuery>) -> Response {
-    let setup_hint = if access.setup_path().is_some() {
-        "<p class=\"banner\">No admin exists yet: open the one-time setup link that <code>leakscope serve</code> printed on its console.</p>"
-    } else {
-        ""
-    };
-    let error = q.error.map(|e| format!("<p class=\"banner error\" id=\"login-error\">{}</p>", esc(&e))).unwrap_or_default();
-    let next = esc(&safe_next(q.next.as_deref()));
-    plain_page(
-        "Sign in",
-        &format!(
-            "<h1>Sign in</h1>{setup_hint}{error}<form method=\"post\" action=\"/login\" class=\"stack\">\
-             <input type=\"hidden\" name=\"next\" value=\"{next}\">\
-             <label>User <input name=\"name\" id=\"login-name\" autocomplete=\"username\" required></label>\
-             <label>Password <input name=\"password\" id=\"login-password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             <button type=\"submit\" id=\"login-submit\">Sign in</button></form>"
-        ),
-    )
-    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -262,23 +232,6 @@ async fn logout(State(access): State<SharedAccess>, headers: HeaderMap) -> Respo
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, secure(&access, &headers)));
     response
-}
-
-async fn setup_page(State(access): State<SharedAccess>, Path(secret): Path<String>, Query(q): Query<NextQuery>) -> Response {
-    if !access.setup_secret_ok(&secret) {
-        return HttpError(StatusCode::NOT_FOUND, "this setup link is used up or wrong".into()).into_response();
-    }
-    let error = q.error.map(|e| format!("<p class=\"banner error\">{}</p>", esc(&e))).unwrap_or_default();
-    plain_page(
-        "First admin",
-        &format!(
-            "<h1>Create the first admin</h1>{error}<p class=\"muted\">This link works once. The admin adds the rest of the team under Admin.</p>\
-             <form method=\"post\" class=\"stack\"><label>User <input name=\"name\" id=\"setup-name\" required></label>\
-             <label>Password (10 characters or more) <input name=\"password\" id=\"setup-password\" type=\"password\" autocomplete=\"new-password\" required></label>\
-             <button type=\"submit\" id=\"setup-submit\">Create admin and sign in</button></form>"
-        ),
-    )
-    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -397,72 +350,6 @@ async fn audit_log(State(access): State<SharedAccess>, Query(q): Query<AuditQuer
 
 // ---- the admin page (server-rendered forms; every POST carries the CSRF token) ----
 
-fn utc(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default()
-}
-
-async fn admin_page(
-    State(access): State<SharedAccess>,
-    Extension(p): Extension<Principal>,
-    Query(q): Query<std::collections::HashMap<String, String>>,
-) -> Result<Response, HttpError> {
-    admin_html(&access, &p, None, q.get("error").map(String::as_str)).await
-}
-
-/// The admin page; `new_token` is shown once, in the answer to the form that made it
-/// (never in a URL, where history and logs would keep it).
-async fn admin_html(access: &SharedAccess, p: &Principal, new_token: Option<&str>, error: Option<&str>) -> Result<Response, HttpError> {
-    let (users, tokens, audit) = access.with(|s| Ok((s.users()?, s.tokens()?, s.audit_log(200)?))).await?;
-    let csrf = esc(p.csrf.as_deref().unwrap_or(""));
-    let role_options = "<option>viewer</option><option>operator</option><option>admin</option>";
-    let user_rows: String = users
-        .iter()
-        .map(|u| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/admin/users/{}/delete?csrf={csrf}\"><button>Remove</button></form></td></tr>",
-                esc(&u.name), u.role, utc(u.created_ms), u.id
-            )
-        })
-        .collect();
-    let token_rows: String = tokens
-        .iter()
-        .map(|t| {
-            let state = match t.revoked_ms {
-                Some(r) => format!("revoked {}", utc(r)),
-                None => format!("<form method=\"post\" action=\"/admin/tokens/{}/revoke?csrf={csrf}\"><button>Revoke</button></form>", t.id),
-            };
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td></tr>",
-                esc(&t.name), t.role, utc(t.created_ms), esc(t.created_by.as_deref().unwrap_or("console"))
-            )
-        })
-        .collect();
-    let audit_rows: String = audit
-        .iter()
-        .map(|a| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                utc(a.t_ms), esc(&a.actor), esc(&a.action), esc(&a.target), esc(a.detail.as_deref().unwrap_or(""))
-            )
-        })
-        .collect();
-    let new_token = new_token
-        .map(|t| format!("<p class=\"banner\" id=\"new-token\">New token (shown once): <code>{}</code></p>", esc(t)))
-        .unwrap_or_default();
-    let error = error.map(|e| format!("<p class=\"banner error\">{}</p>", esc(e))).unwrap_or_default();
-    let body = format!(
-        "<h1>Admin</h1>{error}{new_token}<p><a href=\"/\">Back to the dashboard</a></p>\
-         <h2>Users</h2><table class=\"grid\" id=\"users\"><tr><th>User</th><th>Role</th><th>Created</th><th></th></tr>{user_rows}</table>\
-         <form method=\"post\" action=\"/admin/users?csrf={csrf}\" class=\"inline\"><input name=\"name\" placeholder=\"user name\" required>\
-         <input name=\"password\" type=\"password\" placeholder=\"password (10+)\" required><select name=\"role\">{role_options}</select><button>Add user</button></form>\
-         <h2>API tokens</h2><table class=\"grid\" id=\"tokens\"><tr><th>Name</th><th>Role</th><th>Created</th><th>By</th><th></th></tr>{token_rows}</table>\
-         <form method=\"post\" action=\"/admin/tokens?csrf={csrf}\" class=\"inline\"><input name=\"name\" placeholder=\"token name\" required>\
-         <select name=\"role\">{role_options}</select><button>Create token</button></form>\
-         <h2>Audit log</h2><table class=\"grid\" id=\"audit\"><tr><th>When</th><th>Who</th><th>What</th><th>Target</th><th>Detail</th></tr>{audit_rows}</table>"
-    );
-    Ok(plain_page("Admin", &body).into_response())
-}
-
 fn admin_back(result: Result<(), HttpError>) -> Response {
     match result {
         Ok(()) => Redirect::to("/admin").into_response(),
@@ -478,13 +365,13 @@ async fn admin_delete_user(State(access): State<SharedAccess>, Extension(p): Ext
     admin_back(delete_user(State(access), Extension(p), Path(id)).await.map(|_| ()))
 }
 
+/// The new token goes to this admin's next page view (the admin page the
+/// redirect opens), once: never into a URL, where history and logs keep it.
 async fn admin_create_token(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewToken>) -> Response {
     match add_token(&access, &p, body).await {
         Ok((_, secret)) => {
-            let page = admin_html(&access, &p, Some(&secret), None).await;
-            let mut response = page.unwrap_or_else(|e| e.into_response());
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
+            access.put_flash(&p.name, secret);
+            Redirect::to("/admin").into_response()
         }
         Err(e) => admin_back(Err(e)),
     }
@@ -497,6 +384,7 @@ async fn admin_revoke_token(State(access): State<SharedAccess>, Extension(p): Ex
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::query::decode;
 
     #[test]
     fn cookies_queries_and_next() {

@@ -10,7 +10,8 @@ use leakscope_chart::{ChartSpec, Theme};
 use leakscope_engine::Engine;
 use serde::Deserialize;
 
-use crate::web::images::{image, trend_of, Format};
+use crate::web::images::{image, Format};
+use leakscope_chart::trend_of;
 use crate::web::{AppState, HttpError, RangeQuery};
 
 pub fn routes() -> Router<AppState> {

@@ -1,22 +1,23 @@
 //! Leak reports over HTTP: the JSON API, the container page's form, the
 //! report pages, their chart images and Markdown, and public links. Thin:
-//! the engine freezes and stores, `report_view` renders.
+//! the engine freezes and stores, `report_view` writes as Markdown.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use leakscope_access::{Principal, Role};
+use leakscope_access::Principal;
 use leakscope_chart::Theme;
 use leakscope_engine::Engine;
 use leakscope_model::reports::{Report, ReportRequest};
 
 use crate::web::HttpError;
 use crate::web::SharedAccess;
-use crate::web::images::{image, report_spec, Format};
-use crate::report_view::{self, Audience};
+use crate::web::images::{image, Format};
+use leakscope_chart::report_spec;
+use crate::report_view;
 use crate::web::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -24,15 +25,14 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/reports", get(list).post(create))
         .route("/api/v1/reports/{id}", get(one))
         .route("/api/v1/reports/{id}/share", post(share).delete(unshare))
-        .route("/reports", get(list_page).post(create_form))
+        // The pages (/reports, /reports/<slug>, /r/<token>) are the Leptos app's.
+        .route("/reports", post(create_form))
         .route("/reports/new", get(new_from_dumps))
-        .route("/reports/{slug}", get(page))
         .route("/reports/{slug}/chart.svg", get(chart_svg))
         .route("/reports/{slug}/chart.png", get(chart_png))
         .route("/reports/{slug}/report.md", get(markdown))
         .route("/reports/{slug}/share", post(share_form))
         .route("/reports/{slug}/unshare", post(unshare_form))
-        .route("/r/{token}", get(public_page))
         .route("/r/{token}/chart.png", get(public_chart_png))
         .route("/r/{token}/chart.svg", get(public_chart_svg))
 }
@@ -128,50 +128,10 @@ async fn new_from_dumps(State(engine): State<Engine>, axum::extract::Query(q): a
     Ok(Redirect::to(&format!("/containers/{name}?report={}#report-form", ids.join(","))).into_response())
 }
 
-async fn list_page(State(engine): State<Engine>) -> Result<Html<String>, HttpError> {
-    Ok(Html(report_view::list_page(&engine.reports().await?)))
-}
-
-/// The site's own address as the browser used it, for absolute OpenGraph URLs.
-fn origin(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
-    format!("{scheme}://{host}")
-}
-
-/// The chart's PNG as an absolute URL: the public one when shared, since chat
-/// tools and ticket systems fetch it without an account.
+/// The chart's PNG as an absolute URL (chat previews and tickets).
 fn chart_png_url(headers: &HeaderMap, report: &Report) -> String {
-    match &report.public_token {
-        Some(token) => format!("{}/r/{token}/chart.png", origin(headers)),
-        None => format!("{}/reports/{}/chart.png", origin(headers), report.slug),
-    }
-}
-
-fn chart_html(report: &Report) -> String {
-    let spec = report_spec(report, CHART_WIDTH, CHART_HEIGHT, Theme::Light);
-    match leakscope_chart::render_svg(&spec) {
-        Ok(svg) => svg.find("<svg").map(|at| svg[at..].to_string()).unwrap_or(svg),
-        Err(e) => format!("<p class=\"banner error\">The chart could not be drawn: {}</p>", crate::web::html::esc(&e.to_string())),
-    }
-}
-
-async fn page(
-    State(engine): State<Engine>,
-    Extension(who): Extension<Principal>,
-    headers: HeaderMap,
-    Path(slug): Path<String>,
-) -> Result<Html<String>, HttpError> {
-    let report = engine.report(&slug).await?;
-    let og = chart_png_url(&headers, &report);
-    let audience = Audience::Team { can_operate: who.role >= Role::Operator, csrf: who.csrf.as_deref() };
-    Ok(Html(report_view::page(&report, &chart_html(&report), &og, audience)))
-}
-
-async fn public_page(State(engine): State<Engine>, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, HttpError> {
-    let report = engine.public_report(&token).await?;
-    let html = report_view::page(&report, &chart_html(&report), &chart_png_url(&headers, &report), Audience::Public);
-    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    format!("{}{}", leakscope_model::reports::site_origin(header("host"), header("x-forwarded-proto")), report.chart_png_path())
 }
 
 async fn chart_for(report: Report, format: Format) -> Result<Response, HttpError> {

@@ -244,12 +244,16 @@ fn ReportForm(name: String) -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || may_create().then(|| {
                 let chosen = preselected();
-                let choices = dumps.get().and_then(Result::ok).unwrap_or_default().into_iter().map(|d| view! {
+                let list = dumps.get().and_then(Result::ok).unwrap_or_default();
+                let none = list.is_empty().then(|| view! {
+                    <p class="muted" id="report-no-dumps">"No heap dumps of this container yet: capture one above to add its analysis to the report, or create the report with the chart alone."</p>
+                });
+                let choices = list.into_iter().map(|d| view! {
                     <label class="dump-choice"><input type="checkbox" name="dumps" value=d.id.clone() checked=chosen.split(',').any(|c| c == d.id)/>
                         {format!(" {} · {} · {}", crate::pages::dumps::utc(d.created_ms), format_bytes(d.size_bytes), d.trigger)}</label>
                 }).collect_view();
                 view! {
-                    <section class="report-form" id="report-form">
+                    <section class="report-form panel" id="report-form">
                         <h2>"Create report"</h2>
                         <p class="muted">"Freezes this window (series, verdict, events) and the chosen dumps with their analyses into a link for the team; two dumps add their diff."</p>
                         <form method="post" action=crate::components::with_csrf("/reports".to_string()) class="stack">
@@ -258,7 +262,7 @@ fn ReportForm(name: String) -> impl IntoView {
                             <label>"Window " <select name="window">
                                 {windows.iter().map(|(v, l)| view! { <option value=*v selected=*v == "86400">{*l}</option> }).collect_view()}
                             </select></label>
-                            <fieldset><legend>"Heap dumps"</legend>{choices}</fieldset>
+                            <fieldset><legend>"Heap dumps"</legend>{none}{choices}</fieldset>
                             <label>"Notes (Markdown) " <textarea name="notes" id="report-notes-input" rows="4"></textarea></label>
                             <button type="submit" id="create-report">"Create report"</button>
                         </form>

@@ -145,7 +145,7 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
             <div class="stat" class:danger=leaking.gt(&0)><span class="stat-value" id="leak-count">{leaking}</span><span class="stat-label">"leaking"</span></div>
         </section>
         <table class="grid" id="containers">
-            <thead><tr>{headers}<th>"Last hour"</th></tr></thead>
+            <thead><tr>{headers}<th class="spark">"Last hour"</th></tr></thead>
             <tbody>
                 {rows}
             </tbody>
@@ -179,7 +179,7 @@ fn ContainerRow(c: ContainerInfo) -> impl IntoView {
             <td class="num"><LimitCell limit/></td>
             <td class="num"><PercentOfLimit container=c.clone()/></td>
             <td class="leak"><LeakBadge status=c.leak.clone()/></td>
-            <td><Sparkline values=sparkline limit=limit/></td>
+            <td class="spark"><Sparkline values=sparkline limit=limit/></td>
         </tr>
     }
 }

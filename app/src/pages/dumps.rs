@@ -11,20 +11,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 use crate::server_fns::{get_diff, get_dump, list_dumps, DumpPage};
 
 pub(crate) fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since the epoch (no clock or zone database needed in WASM).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    leakscope_model::format_timestamp(ms, None)
 }
 
 fn state_badge(d: &DumpInfo) -> impl IntoView {
@@ -110,11 +97,11 @@ pub fn DumpGroups(list: Vec<DumpInfo>, #[prop(optional)] empty_text: Option<&'st
                     view! {
                         <tr data-dump=d.id.clone()>
                             <td><a href=href.clone()>{utc(d.created_ms)}</a></td>
-                            <td>{d.file_name.clone()}</td>
-                            <td>{d.container_name.clone().unwrap_or_default()}</td>
+                            <td class="wrap">{d.file_name.clone()}</td>
+                            <td class="wrap">{d.container_name.clone().unwrap_or_default()}</td>
                             <td class="num">{format_bytes(d.size_bytes)}</td>
                             <td>{d.runtime.clone().unwrap_or_else(|| "java".into())}{d.pid.map(|p| format!(" · pid {p}"))}</td>
-                            <td>{d.trigger.clone()}{d.requested_by.clone().map(|b| format!(" ({b})"))}</td>
+                            <td class="wrap trigger">{d.trigger.clone()}{d.requested_by.clone().map(|b| format!(" ({b})"))}</td>
                             <td>{state_badge(&d)}</td>
                             <td class="actions">
                                 <a href=href>"analysis"</a>
@@ -349,6 +336,7 @@ fn AnalysisView(
             {suspects}
             {(!siblings.is_empty()).then(|| view! { <h3>"Compare"</h3><ul>{diff_links}</ul> })}
         </section>
+        <DominatorTree analysis=analysis_for_tree dump_id=id.clone() node=query.read_untracked().get("node") total node_error/>
         <section class="panel" id="histogram">
             <h2>"Class histogram"</h2>
             <form method="get" class="filters">
@@ -369,7 +357,6 @@ fn AnalysisView(
             </table>
             {more_rows}
         </section>
-        <DominatorTree analysis=analysis_for_tree dump_id=id.clone() node=query.read_untracked().get("node") total node_error/>
         <section class="panel" id="biggest">
             <h2>"Biggest objects (dominator tree)"</h2>
             <p class="muted">"Largest retained sizes first; indentation is depth in the dominator tree."</p>
@@ -563,13 +550,4 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
 fn signed_bytes(delta: i64) -> String {
     let sign = if delta < 0 { "−" } else { "+" };
     format!("{sign}{}", format_bytes(delta.unsigned_abs()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_civil_dates() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(super::utc(1_767_225_600_000), "2026-01-01 00:00:00 UTC");
-    }
 }

@@ -1,6 +1,8 @@
+pub mod access;
 pub mod container;
 pub mod dashboard;
 pub mod dumps;
+pub mod reports;
 
 use leptos::prelude::*;
 

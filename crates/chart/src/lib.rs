@@ -359,6 +359,35 @@ where
     Ok(())
 }
 
+/// The detector's trend line as the chart draws it.
+pub fn trend_of(s: &leakscope_model::LeakStatus) -> Option<Trend> {
+    (s.verdict != "too young").then(|| Trend {
+        from_ms: s.window_start_ms,
+        from_bytes: s.floor_start_bytes,
+        to_ms: s.window_end_ms,
+        to_bytes: s.floor_end_bytes,
+        limit_at_ms: s.time_to_limit_seconds.map(|t| s.window_end_ms + (t * 1000.0) as i64),
+        limit_bytes: s.limit_bytes.map(|l| l as f64),
+    })
+}
+
+/// A report's frozen window, drawn by the same code as the live chart.
+pub fn report_spec(report: &leakscope_model::reports::Report, width: u32, height: u32, theme: Theme) -> ChartSpec<'_> {
+    ChartSpec {
+        points: &report.series,
+        from_ms: report.from_ms,
+        to_ms: report.to_ms,
+        step_ms: report.step_ms.max(1000),
+        width,
+        height,
+        tz_offset_minutes: 0,
+        theme,
+        events: &report.events,
+        // The trend only when the report's window ends where the verdict's does.
+        trend: report.leak.as_ref().filter(|s| s.window_end_ms <= report.to_ms + 120_000).and_then(trend_of),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

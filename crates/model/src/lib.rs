@@ -4,6 +4,7 @@
 //! Architecture invariant: this crate compiles for `wasm32-unknown-unknown`
 //! and never reads a clock; callers pass `now` in.
 
+pub mod admin;
 pub mod analysis;
 pub mod capture;
 pub mod dumps;
@@ -12,7 +13,7 @@ pub mod treemap;
 mod format;
 mod range;
 
-pub use format::{format_bytes, format_duration, format_percent};
+pub use format::{civil_time, format_bytes, format_duration, format_percent, format_signed_bytes, format_timestamp, rfc3339_utc};
 pub use range::{parse_time_ms, RangeError, RangePreset, TimeRange, DEFAULT_PRESET, PRESETS};
 
 use serde::{Deserialize, Serialize};

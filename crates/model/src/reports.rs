@@ -68,6 +68,34 @@ impl Report {
     pub fn url(&self) -> String {
         format!("/reports/{}", self.slug)
     }
+
+    /// The verdict in one line, as the page, the preview and the Markdown say it.
+    pub fn verdict_line(&self) -> String {
+        match &self.leak {
+            Some(l) => {
+                let slope = format!("{}/h", crate::format_signed_bytes(l.slope_bytes_per_hour as i64));
+                let left = l.time_to_limit_seconds.map(|s| format!(", limit in {}", crate::format_duration(s))).unwrap_or_default();
+                format!("{} — {} ({slope}{left})", l.verdict, l.reason)
+            }
+            None => "no verdict yet (too little history when the report was made)".into(),
+        }
+    }
+
+    /// The chart's PNG: the public one when shared, since chat tools and
+    /// ticket systems fetch it without an account.
+    pub fn chart_png_path(&self) -> String {
+        match &self.public_token {
+            Some(token) => format!("/r/{token}/chart.png"),
+            None => format!("/reports/{}/chart.png", self.slug),
+        }
+    }
+}
+
+/// The site's own address as the browser used it (`Host`, `X-Forwarded-Proto`).
+pub fn site_origin(host: Option<&str>, forwarded_proto: Option<&str>) -> String {
+    let host = host.filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))).unwrap_or("localhost");
+    let scheme = if forwarded_proto == Some("https") { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }
 
 /// A row of `/reports`.
@@ -81,5 +109,21 @@ pub struct ReportListItem {
     pub created_by: String,
     pub from_ms: i64,
     pub to_ms: i64,
+    pub public: bool,
+}
+
+/// A report as its page shows it: the frozen record (its series drawn
+/// already, so the points need not travel to the browser), the notes as
+/// sanitised HTML, and the preview image for chat tools.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportPage {
+    pub report: Report,
+    /// The inline chart, drawn by the server (plotters SVG).
+    pub chart_svg: String,
+    /// The notes' Markdown rendered and sanitised on the server.
+    pub notes_html: String,
+    /// Absolute URL of the OpenGraph PNG.
+    pub og_image: String,
+    /// Opened through a public link: no account, no links into the team's pages.
     pub public: bool,
 }

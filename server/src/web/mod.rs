@@ -3,7 +3,6 @@
 //! modules use this module and never each other.
 
 pub mod access;
-pub mod html;
 pub mod images;
 pub mod panics;
 pub mod query;

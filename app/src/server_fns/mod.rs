@@ -133,3 +133,51 @@ pub async fn get_logs(name: String, at: i64) -> Result<leakscope_model::LogExcer
 pub async fn get_me() -> Result<Option<leakscope_model::Me>, ServerFnError> {
     Ok(use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<leakscope_model::Me>().cloned()))
 }
+
+mod admin;
+mod reports;
+pub use admin::{check_setup_link, get_admin, setup_pending};
+pub use reports::{get_public_report, get_report, list_reports};
+
+/// The principal the server's guard put on the request (`None` signed out).
+#[cfg(feature = "ssr")]
+fn principal() -> Option<leakscope_access::Principal> {
+    use_context::<http::request::Parts>().and_then(|parts| parts.extensions.get::<leakscope_access::Principal>().cloned())
+}
+
+/// Server functions are reachable over HTTP at their own URLs, which the
+/// route policy treats as reads: the ones that need more check it here.
+#[cfg(feature = "ssr")]
+fn require(role: leakscope_access::Role) -> Result<leakscope_access::Principal, ServerFnError> {
+    match principal() {
+        Some(p) if p.role >= role => Ok(p),
+        Some(p) => {
+            set_status(http::StatusCode::FORBIDDEN);
+            Err(ServerFnError::new(format!("this needs the {role} role; {} is a {}", p.name, p.role)))
+        }
+        None => {
+            set_status(http::StatusCode::UNAUTHORIZED);
+            Err(ServerFnError::new("sign in first"))
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn set_status(status: http::StatusCode) {
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(status);
+    }
+}
+
+/// Pages that show secrets (a new token) or private data must not be kept by caches.
+#[cfg(feature = "ssr")]
+fn no_store() {
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn access() -> Result<leakscope_access::SharedAccess, ServerFnError> {
+    use_context::<leakscope_access::SharedAccess>().ok_or_else(|| ServerFnError::new("access store missing from context"))
+}

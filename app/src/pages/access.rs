@@ -1,0 +1,173 @@
+//! Sign-in, the first-run setup link and the admin page. Their forms post to
+//! the server's own handlers (cookies, CSRF, redirects); the pages only show.
+
+use leakscope_model::admin::AdminView;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use crate::components::{with_csrf, LocalTime};
+use crate::server_fns::{check_setup_link, get_admin, setup_pending};
+
+fn error_banner(error: Option<String>, id: &'static str) -> impl IntoView {
+    error.filter(|e| !e.is_empty()).map(|e| view! { <p class="banner error" id=id>{e}</p> })
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let query = use_query_map();
+    let next = query.read_untracked().get("next").unwrap_or_else(|| "/".into());
+    let error = query.read_untracked().get("error");
+    let pending = Resource::new(|| (), |_| setup_pending());
+    view! {
+        <Title text="Sign in"/>
+        <section class="narrow">
+            <h1>"Sign in"</h1>
+            <Suspense fallback=|| ()>
+                {move || pending.get().and_then(Result::ok).filter(|p| *p).map(|_| view! {
+                    <p class="banner">"No admin exists yet: open the one-time setup link that " <code>"leakscope serve"</code> " printed on its console."</p>
+                })}
+            </Suspense>
+            {error_banner(error, "login-error")}
+            <form method="post" action="/login" class="stack panel">
+                <input type="hidden" name="next" value=next/>
+                <label>"User" <input name="name" id="login-name" autocomplete="username" required/></label>
+                <label>"Password" <input name="password" id="login-password" type="password" autocomplete="current-password" required/></label>
+                <button type="submit" id="login-submit">"Sign in"</button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+pub fn SetupPage() -> impl IntoView {
+    let params = use_params_map();
+    let secret = params.read_untracked().get("secret").unwrap_or_default();
+    let error = use_query_map().read_untracked().get("error");
+    let valid = Resource::new(move || secret.clone(), check_setup_link);
+    view! {
+        <Title text="First admin"/>
+        <section class="narrow">
+            <Suspense fallback=|| ()>
+                {move || valid.get().map(|v| match v {
+                    Ok(true) => view! {
+                        <h1>"Create the first admin"</h1>
+                        {error_banner(error.clone(), "setup-error")}
+                        <p class="muted">"This link works once. The admin adds the rest of the team under Admin."</p>
+                        <form method="post" class="stack panel">
+                            <label>"User" <input name="name" id="setup-name" required/></label>
+                            <label>"Password (10 characters or more)" <input name="password" id="setup-password" type="password" autocomplete="new-password" required/></label>
+                            <button type="submit" id="setup-submit">"Create admin and sign in"</button>
+                        </form>
+                    }.into_any(),
+                    _ => view! {
+                        <h1>"This setup link is used up or wrong"</h1>
+                        <p><a href="/login">"Sign in"</a></p>
+                    }.into_any(),
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+pub fn AdminPage() -> impl IntoView {
+    let admin = Resource::new(|| (), |_| get_admin());
+    let error = use_query_map().read_untracked().get("error");
+    view! {
+        <Title text="Admin"/>
+        <h1>"Admin"</h1>
+        {error_banner(error, "admin-error")}
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || admin.get().map(|r| match r {
+                Ok(view) => view! { <AdminView view/> }.into_any(),
+                Err(e) => view! { <div class="banner error">{e.to_string()}</div> }.into_any(),
+            })}
+        </Suspense>
+    }
+}
+
+fn role_options() -> impl IntoView {
+    ["viewer", "operator", "admin"].map(|r| view! { <option value=r>{r}</option> }).collect_view()
+}
+
+#[component]
+fn AdminView(view: AdminView) -> impl IntoView {
+    let new_token = view.new_token.map(|t| view! {
+        <div class="banner" id="new-token">"New token, shown only now — copy it: " <code id="new-token-value">{t}</code></div>
+    });
+    let users = view
+        .users
+        .into_iter()
+        .map(|u| {
+            let action = with_csrf(format!("/admin/users/{}/delete", u.id));
+            let name = u.name.clone();
+            view! {
+                <tr data-user=name>
+                    <td>{u.name}</td><td>{u.role}</td><td><LocalTime ms=u.created_ms/></td>
+                    <td><form method="post" action=action class="inline"><button class="link danger">"Remove"</button></form></td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let tokens = view
+        .tokens
+        .into_iter()
+        .map(|t| {
+            let action = with_csrf(format!("/admin/tokens/{}/revoke", t.id));
+            let state = match t.revoked_ms {
+                Some(r) => view! { <span class="muted">"revoked " <LocalTime ms=r/></span> }.into_any(),
+                None => view! { <form method="post" action=action class="inline"><button class="link danger">"Revoke"</button></form> }.into_any(),
+            };
+            view! {
+                <tr>
+                    <td>{t.name}</td><td>{t.role}</td><td><LocalTime ms=t.created_ms/></td>
+                    <td>{t.created_by.unwrap_or_else(|| "console".into())}</td><td>{state}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let audit = view
+        .audit
+        .into_iter()
+        .map(|a| view! {
+            <tr><td><LocalTime ms=a.t_ms/></td><td>{a.actor}</td><td>{a.action}</td><td class="wrap">{a.target}</td><td class="wrap">{a.detail.unwrap_or_default()}</td></tr>
+        })
+        .collect_view();
+    view! {
+        {new_token}
+        <section class="panel">
+            <h2>"Users"</h2>
+            <div class="scroll-x"><table class="grid" id="users">
+                <thead><tr><th>"User"</th><th>"Role"</th><th>"Created"</th><th></th></tr></thead>
+                <tbody>{users}</tbody>
+            </table></div>
+            <form method="post" action=with_csrf("/admin/users".into()) class="row-form" id="add-user">
+                <input name="name" placeholder="user name" aria-label="user name" required/>
+                <input name="password" type="password" placeholder="password (10+)" aria-label="password" autocomplete="new-password" required/>
+                <select name="role" aria-label="role">{role_options()}</select>
+                <button type="submit">"Add user"</button>
+            </form>
+        </section>
+        <section class="panel">
+            <h2>"API tokens"</h2>
+            <p class="muted">"For scripts and CI: " <code>"Authorization: Bearer lsk_…"</code> ". Shown once when made; only a hash is kept."</p>
+            <div class="scroll-x"><table class="grid" id="tokens">
+                <thead><tr><th>"Name"</th><th>"Role"</th><th>"Created"</th><th>"By"</th><th></th></tr></thead>
+                <tbody>{tokens}</tbody>
+            </table></div>
+            <form method="post" action=with_csrf("/admin/tokens".into()) class="row-form" id="add-token">
+                <input name="name" placeholder="token name" aria-label="token name" required/>
+                <select name="role" aria-label="role">{role_options()}</select>
+                <button type="submit">"Create token"</button>
+            </form>
+        </section>
+        <section class="panel">
+            <h2>"Audit log"</h2>
+            <div class="scroll-x"><table class="grid" id="audit">
+                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Target"</th><th>"Detail"</th></tr></thead>
+                <tbody>{audit}</tbody>
+            </table></div>
+        </section>
+    }
+}

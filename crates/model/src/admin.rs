@@ -1,0 +1,39 @@
+//! What the admin page shows: accounts, API tokens, the audit log.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenRow {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_ms: i64,
+    pub created_by: Option<String>,
+    pub revoked_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub t_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminView {
+    pub users: Vec<UserRow>,
+    pub tokens: Vec<TokenRow>,
+    pub audit: Vec<AuditRow>,
+    /// A token created a moment ago by this admin: shown on this one page, then gone.
+    pub new_token: Option<String>,
+}
