@@ -86,7 +86,7 @@ fn every_route_holds_up_under_concurrent_clients() {
         results.push(r);
     }
     // The public link, signed out, as a chat preview or a reader without an account opens it.
-    for path in [public_url.clone(), format!("{public_url}/chart.png")] {
+    for path in [public_url.clone(), format!("{public_url}/chart.png"), "/login".to_string()] {
         let r = hammer(&server.base, &path, None, 200, CLIENTS, Duration::from_secs(SECONDS_PER_ROUTE));
         println!("{}", r.line());
         results.push(r);
