@@ -24,6 +24,17 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Removes every container carrying `label` (`key=value`), running or not.
+pub fn remove_labelled(label: &str) {
+    let ids = docker(&["ps", "-aq", "--filter", &format!("label={label}")]);
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids);
+        docker(&args);
+    }
+}
+
 /// A unique, recognisable name for a test container.
 pub fn unique_name(what: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();

@@ -14,13 +14,7 @@ use leakscope_engine::{Engine, EngineConfig, StatsSource};
 const LABEL: &str = "io.leakscope.bench=sampling";
 
 fn remove_bench_containers() {
-    let ids = docker(&["ps", "-aq", "--filter", &format!("label={LABEL}")]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids);
-        docker(&args);
-    }
+    end2end::remove_labelled(LABEL);
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

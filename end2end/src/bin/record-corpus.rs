@@ -63,13 +63,7 @@ fn start() {
 }
 
 fn stop() {
-    let ids = docker(&["ps", "-aq", "--filter", &format!("label={LABEL}")]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut argv = vec!["rm", "-f"];
-        argv.extend(ids);
-        docker(&argv);
-    }
+    end2end::remove_labelled(LABEL);
 }
 
 fn export(base: &str) {

@@ -19,13 +19,7 @@ use leakscope_detect::{assess, theil_sen, Params, Sample};
 const LABEL: &str = "io.leakscope.bench=soak";
 
 fn remove_soak_containers() {
-    let ids = docker(&["ps", "-aq", "--filter", &format!("label={LABEL}")]);
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids);
-        docker(&args);
-    }
+    end2end::remove_labelled(LABEL);
 }
 
 fn get(agent: &ureq::Agent, url: &str, token: &str) -> bool {
