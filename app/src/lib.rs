@@ -68,6 +68,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/reports/:slug") view=pages::reports::ReportPage ssr=SsrMode::Async/>
                     <Route path=path!("/r/:token") view=pages::reports::PublicReportPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin") view=pages::access::AdminPage ssr=SsrMode::Async/>
+                    <Route path=path!("/api") view=pages::api_reference::ApiReferencePage ssr=SsrMode::Async/>
                     <Route path=path!("/login") view=pages::access::LoginPage ssr=SsrMode::Async/>
                     <Route path=path!("/setup/:secret") view=pages::access::SetupPage ssr=SsrMode::Async/>
                 </Routes>

@@ -1,45 +1,25 @@
 //! Team access against the real server: every API route refuses anonymous
-//! callers (the list is read from the router definitions in the source, so a
-//! new route cannot be forgotten), roles are enforced, cookie sessions need
+//! callers (the list is the OpenAPI document's, from which the router is
+//! built, so a new route cannot be forgotten), roles are enforced, cookie sessions need
 //! the CSRF token, the first-run setup link works once, sign-in is throttled,
 //! and the audit log records who did what.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use end2end::{answer, create_token, create_user, Server};
 
-/// (method, path) of every route under /api/v1, from the `.route(...)` calls in the server's source.
-fn api_routes() -> BTreeSet<(String, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
-    let mut routes = BTreeSet::new();
-    let mut files: Vec<std::path::PathBuf> = Vec::new();
-    let mut folders = vec![dir];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() { folders.push(path) } else { files.push(path) }
-        }
-    }
-    for file in files {
-        let source = std::fs::read_to_string(file).unwrap();
-        for call in source.split(".route(\"").skip(1) {
-            let Some((path, rest)) = call.split_once('"') else { continue };
-            if !path.starts_with("/api/v1") {
-                continue;
-            }
-            // The method router up to the closing parenthesis of .route(…).
-            let mut depth = 1;
-            let end = rest.char_indices().find(|&(_, c)| {
-                depth += match c { '(' => 1, ')' => -1, _ => 0 };
-                depth == 0
-            });
-            let methods = &rest[..end.map(|(i, _)| i).unwrap_or(rest.len())];
-            for (word, method) in [("get(", "GET"), ("post(", "POST"), ("delete(", "DELETE"), ("put(", "PUT")] {
-                if methods.contains(word) {
-                    let concrete = path.replace("{*rest}", "anything").split('/').map(|s| if s.starts_with('{') { "0" } else { s }).collect::<Vec<_>>().join("/");
-                    routes.insert((method.to_string(), concrete));
-                }
+/// (method, path) of every route under /api/v1, from the OpenAPI document,
+/// which the router is built from (see `server/src/openapi.rs`), plus the
+/// JSON 404 for unknown API paths.
+fn api_routes(server: &Server) -> BTreeSet<(String, String)> {
+    let (status, doc) = server.get_json("/api/v1/openapi.json");
+    assert_eq!(status, 200);
+    let mut routes = BTreeSet::from([("GET".to_string(), "/api/v1/anything".to_string())]);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                let concrete = path.split('/').map(|s| if s.starts_with('{') { "0" } else { s }).collect::<Vec<_>>().join("/");
+                routes.insert((method.to_uppercase(), concrete));
             }
         }
     }
@@ -61,7 +41,7 @@ fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, cookie: O
 #[test]
 fn every_api_route_needs_credentials_and_roles_are_enforced() {
     let server = Server::start(&[], &[]);
-    let routes = api_routes();
+    let routes = api_routes(&server);
     assert!(routes.len() >= 25, "too few routes found in the source: {routes:?}");
     assert!(routes.contains(&("POST".into(), "/api/v1/containers/0/dumps".into())));
     for (method, path) in &routes {

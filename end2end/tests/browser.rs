@@ -475,6 +475,7 @@ async fn every_page_in_light_and_dark_at_desk_and_phone_width() {
         ("reports", "/reports".to_string()),
         ("report", report_url.clone()),
         ("admin", "/admin".to_string()),
+        ("api-reference", "/api".to_string()),
     ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
     std::fs::create_dir_all(&dir).unwrap();

@@ -9,11 +9,15 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::post;
 use axum::{Extension, Form, Json, Router};
 use leakscope_access::{required_access, same_secret, Access, Principal, Role};
 use leakscope_engine::now_ms;
-use serde::Deserialize;
+use leakscope_access::{AuditEntry, TokenInfo, UserInfo};
+use leakscope_model::ApiError;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::web::query::{encode, url_pairs};
 use crate::web::{AppState, HttpError, SharedAccess};
@@ -145,18 +149,23 @@ async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Re
     next.run(request).await
 }
 
+/// The documented routes (see `openapi.rs`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(delete_user))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(audit_log))
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         // The pages themselves (sign-in, setup, admin) are the Leptos app's; these take their forms.
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/setup/{secret}", post(setup))
-        .route("/api/v1/me", get(me))
-        .route("/api/v1/users", get(list_users).post(create_user))
-        .route("/api/v1/users/{id}", delete(delete_user))
-        .route("/api/v1/tokens", get(list_tokens).post(create_token))
-        .route("/api/v1/tokens/{id}", delete(revoke_token))
-        .route("/api/v1/audit", get(audit_log))
         .route("/admin/users", post(admin_create_user))
         .route("/admin/users/{id}/delete", post(admin_delete_user))
         .route("/admin/tokens", post(admin_create_token))
@@ -258,21 +267,30 @@ async fn setup(State(access): State<SharedAccess>, Path(secret): Path<String>, h
 
 // ---- API ----
 
+/// Who this request is: name, role, and for browser sessions the CSRF token.
+#[utoipa::path(get, path = "/api/v1/me", tag = "access", responses((status = 200, body = Principal)))]
 async fn me(Extension(p): Extension<Principal>) -> Json<Principal> {
     Json(p)
 }
 
+/// Every account.
+#[utoipa::path(get, path = "/api/v1/users", tag = "access", responses((status = 200, body = Vec<UserInfo>)))]
 async fn list_users(State(access): State<SharedAccess>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(access.with(|s| s.users()).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewUser {
     name: String,
+    /// At least 10 characters.
     password: String,
     role: Role,
 }
 
+/// Create an account (audited).
+#[utoipa::path(post, path = "/api/v1/users", tag = "access", request_body = NewUser,
+    responses((status = 201, body = UserInfo), (status = 400, description = "name taken, or password too short", body = ApiError),
+        (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 async fn create_user(
     State(access): State<SharedAccess>,
     Extension(p): Extension<Principal>,
@@ -288,6 +306,9 @@ async fn add_user(access: &SharedAccess, p: &Principal, body: NewUser) -> Result
     Ok(user)
 }
 
+/// Delete an account and end its sessions (audited).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "access", params(("id" = i64, Path, description = "user id")),
+    responses((status = 204, description = "deleted"), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn delete_user(
     State(access): State<SharedAccess>,
     Extension(p): Extension<Principal>,
@@ -300,23 +321,37 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Every API token, revoked ones too (never their secrets).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "access", responses((status = 200, body = Vec<TokenInfo>)))]
 async fn list_tokens(State(access): State<SharedAccess>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(access.with(|s| s.tokens()).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewToken {
     name: String,
     role: Role,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct TokenCreated {
+    id: i64,
+    name: String,
+    role: Role,
+    /// The secret: shown this once, stored only as a hash.
+    token: String,
+}
+
+/// Create an API token (audited); its secret is in this answer only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "access", request_body = NewToken,
+    responses((status = 201, body = TokenCreated), (status = 400, body = ApiError), (status = 415, body = ApiError), (status = 422, body = ApiError)))]
 async fn create_token(
     State(access): State<SharedAccess>,
     Extension(p): Extension<Principal>,
     Json(body): Json<NewToken>,
 ) -> Result<impl IntoResponse, HttpError> {
     let (info, secret) = add_token(&access, &p, body).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": info.id, "name": info.name, "role": info.role, "token": secret }))))
+    Ok((StatusCode::CREATED, Json(TokenCreated { id: info.id, name: info.name, role: info.role, token: secret })))
 }
 
 async fn add_token(access: &SharedAccess, p: &Principal, body: NewToken) -> Result<(leakscope_access::TokenInfo, String), HttpError> {
@@ -326,6 +361,9 @@ async fn add_token(access: &SharedAccess, p: &Principal, body: NewToken) -> Resu
     Ok((info, secret))
 }
 
+/// Revoke an API token (audited); it stops working at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "access", params(("id" = i64, Path, description = "token id")),
+    responses((status = 204, description = "revoked"), (status = 400, body = ApiError), (status = 404, body = ApiError)))]
 async fn revoke_token(
     State(access): State<SharedAccess>,
     Extension(p): Extension<Principal>,
@@ -338,11 +376,16 @@ async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// Newest entries to return (default 200, at most 5000).
     limit: Option<u32>,
 }
 
+/// Who did what: sign-ins, captures, downloads, deletions, shares, account changes.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "access", params(AuditQuery),
+    responses((status = 200, body = Vec<AuditEntry>), (status = 400, body = ApiError)))]
 async fn audit_log(State(access): State<SharedAccess>, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, HttpError> {
     let limit = q.limit.unwrap_or(200).min(5000);
     Ok(Json(access.with(move |s| s.audit_log(limit)).await?))

@@ -6,31 +6,50 @@ use axum::body::Bytes;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Extension, Json, Router};
 use leakscope_access::Principal;
 use leakscope_engine::capture::CaptureRequest;
 use leakscope_engine::Engine;
 use leakscope_model::dumps::DumpFilter;
-use serde::Deserialize;
+use leakscope_model::capture::CaptureJob;
+use leakscope_model::dumps::DumpInfo;
+use leakscope_model::ApiError;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::web::HttpError;
 use crate::web::SharedAccess;
 use crate::web::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/containers/{id}/dumps", post(start).get(list))
-        .route("/api/v1/jobs/{id}", get(job))
-        .route("/containers/{name}/capture", post(start_form))
+/// The documented routes (see `openapi.rs`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(start, list)).routes(routes!(job))
 }
 
-#[derive(Debug, Default, Deserialize)]
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/containers/{name}/capture", post(start_form))
+}
+
+/// Optional: which process to dump when the container runs several.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CaptureBody {
     pid: Option<u32>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+struct CaptureStarted {
+    /// Follow it at `/api/v1/jobs/{job_id}`.
+    job_id: String,
+}
+
+/// Capture a heap dump now (or join the capture already running for this container).
+#[utoipa::path(post, path = "/api/v1/containers/{id}/dumps", tag = "capture",
+    params(("id" = String, Path, description = "container id or name")),
+    request_body(content = Option<CaptureBody>, description = "empty, or `{\"pid\": N}`"),
+    responses((status = 202, body = CaptureStarted), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 async fn start(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,
@@ -47,13 +66,19 @@ async fn start(
     let request = CaptureRequest { container: id.clone(), pid: body.pid, trigger: "manual".into(), requested_by: Some(who.name.clone()) };
     let job_id = engine.start_capture(request).await?;
     access.audit(&who.name, "captured heap dump", &id, Some(format!("job {job_id}"))).await;
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "job_id": job_id }))))
+    Ok((StatusCode::ACCEPTED, Json(CaptureStarted { job_id })))
 }
 
+/// This container's dumps, newest first.
+#[utoipa::path(get, path = "/api/v1/containers/{id}/dumps", tag = "capture",
+    params(("id" = String, Path, description = "container id or name")), responses((status = 200, body = Vec<DumpInfo>)))]
 async fn list(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dumps(DumpFilter { container: Some(id), ..Default::default() }).await?))
 }
 
+/// A capture job's progress; `jvms` lists the choices when a pid is needed.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "capture", params(("id" = String, Path, description = "job id")),
+    responses((status = 200, body = CaptureJob), (status = 404, body = ApiError)))]
 async fn job(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     engine
         .capture_job(&id)

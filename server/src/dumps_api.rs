@@ -20,15 +20,27 @@ use crate::web::SharedAccess;
 use axum::Extension;
 use leakscope_access::Principal;
 use crate::web::AppState;
+use leakscope_model::dumps::DumpInfo;
+use leakscope_model::ApiError;
+use leakscope_model::analysis::{Analysis, HeapDiff, ObjectDetail};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The documented routes (see `openapi.rs`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, upload))
+        .routes(routes!(info, delete))
+        .routes(routes!(analysis))
+        .routes(routes!(download))
+        .routes(routes!(diff))
+        .routes(routes!(object))
+        // Dumps are gigabytes: no body limit on the upload routes.
+        .layer(DefaultBodyLimit::disable())
+}
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/dumps", get(list).post(upload))
-        .route("/api/v1/dumps/{id}", get(info).delete(delete))
-        .route("/api/v1/dumps/{id}/analysis", get(analysis))
-        .route("/api/v1/dumps/{id}/download", get(download))
-        .route("/api/v1/dumps/{a}/diff/{b}", get(diff))
-        .route("/api/v1/dumps/{id}/objects/{object_id}", get(object))
         .route("/dumps/upload", post(upload_form))
         .route("/dumps/{id}/delete", post(delete_form))
         .route("/dumps/{id}/download", get(download))
@@ -53,10 +65,14 @@ where
     });
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
+    /// File name to keep (default `upload.hprof`).
     name: Option<String>,
+    /// Service the dump belongs to, for the history.
     service: Option<String>,
+    /// Container it came from.
     container: Option<String>,
 }
 
@@ -64,7 +80,11 @@ fn clean(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-/// `POST /api/v1/dumps?name=app.hprof[&service=..][&container=..]` with the dump as the body.
+/// Upload a heap dump (`.hprof`, or gzip-compressed) as the request body; analysis starts at once.
+#[utoipa::path(post, path = "/api/v1/dumps", tag = "dumps", params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the dump, streamed"),
+    responses((status = 201, body = DumpInfo), (status = 400, description = "not a heap dump, or truncated", body = ApiError),
+        (status = 507, description = "the dump folder's disk is full", body = ApiError)))]
 async fn upload(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,
@@ -155,27 +175,46 @@ async fn upload_form(
     Err(bad("the form had no file: choose a .hprof or .hprof.gz file".into()))
 }
 
+/// The dump history, newest first, optionally narrowed.
+#[utoipa::path(get, path = "/api/v1/dumps", tag = "dumps", params(DumpFilter), responses((status = 200, body = Vec<DumpInfo>)))]
 async fn list(State(engine): State<Engine>, Query(filter): Query<DumpFilter>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dumps(filter).await?))
 }
 
+/// One dump's record: where it came from, its size, analysis state and summary.
+#[utoipa::path(get, path = "/api/v1/dumps/{id}", tag = "dumps", params(("id" = String, Path, description = "dump id")),
+    responses((status = 200, body = DumpInfo), (status = 404, body = ApiError)))]
 async fn info(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dump(&id).await?))
 }
 
+/// The analysis: summary, histogram, dominator tree, leak suspects.
+#[utoipa::path(get, path = "/api/v1/dumps/{id}/analysis", tag = "dumps", params(("id" = String, Path, description = "dump id")),
+    responses((status = 200, body = Analysis), (status = 202, description = "still being analysed", body = ApiError),
+        (status = 404, body = ApiError), (status = 422, description = "the analysis failed; the error says why", body = ApiError)))]
 async fn analysis(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dump_analysis(&id).await?))
 }
 
 /// Any object by id: dominators, biggest children, path from a GC root.
+#[utoipa::path(get, path = "/api/v1/dumps/{id}/objects/{object_id}", tag = "dumps",
+    params(("id" = String, Path, description = "dump id"), ("object_id" = String, Path, description = "object id, `0x` followed by hex digits")),
+    responses((status = 200, body = ObjectDetail), (status = 202, body = ApiError), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
 async fn object(State(engine): State<Engine>, Path((id, object_id)): Path<(String, String)>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dump_object(&id, &object_id).await?.as_ref().clone()))
 }
 
+/// What grew between two dumps: classes and suspects by retained size.
+#[utoipa::path(get, path = "/api/v1/dumps/{a}/diff/{b}", tag = "dumps",
+    params(("a" = String, Path, description = "the earlier dump"), ("b" = String, Path, description = "the later dump")),
+    responses((status = 200, body = HeapDiff), (status = 202, body = ApiError), (status = 404, body = ApiError), (status = 422, body = ApiError)))]
 async fn diff(State(engine): State<Engine>, Path((a, b)): Path<(String, String)>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.dump_diff(&a, &b).await?))
 }
 
+/// Delete a dump and its analysis (audited).
+#[utoipa::path(delete, path = "/api/v1/dumps/{id}", tag = "dumps", params(("id" = String, Path, description = "dump id")),
+    responses((status = 204, description = "deleted"), (status = 404, body = ApiError)))]
 async fn delete(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,
@@ -199,6 +238,9 @@ async fn delete_form(
 
 /// The original `.hprof`, decompressed on the fly. Heap dumps hold secrets:
 /// never cached, always a download.
+#[utoipa::path(get, path = "/api/v1/dumps/{id}/download", tag = "dumps", params(("id" = String, Path, description = "dump id")),
+    responses((status = 200, description = "the dump (audited; `Cache-Control: no-store`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, body = ApiError)))]
 async fn download(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,

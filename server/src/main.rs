@@ -7,6 +7,8 @@ mod capture_api;
 mod charts;
 mod auth;
 mod demo;
+mod memory;
+mod openapi;
 mod detect;
 mod dumps_api;
 mod report_view;
@@ -121,6 +123,8 @@ fn main() -> std::process::ExitCode {
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
+    } else {
+        memory::limit_arenas();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

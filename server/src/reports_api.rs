@@ -11,7 +11,10 @@ use axum::{Extension, Json, Router};
 use leakscope_access::Principal;
 use leakscope_chart::Theme;
 use leakscope_engine::Engine;
-use leakscope_model::reports::{Report, ReportRequest};
+use leakscope_model::reports::{Report, ReportListItem, ReportRequest};
+use leakscope_model::ApiError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::web::HttpError;
 use crate::web::SharedAccess;
@@ -20,11 +23,26 @@ use leakscope_chart::report_spec;
 use crate::report_view;
 use crate::web::AppState;
 
+/// The documented routes (see `openapi.rs`).
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(one)).routes(routes!(share, unshare))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ReportCreated {
+    id: String,
+    /// The report's page, `/reports/{id}`.
+    url: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct PublicLink {
+    /// `/r/{token}`: readable without signing in until unshared.
+    url: String,
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/reports", get(list).post(create))
-        .route("/api/v1/reports/{id}", get(one))
-        .route("/api/v1/reports/{id}/share", post(share).delete(unshare))
         // The pages (/reports, /reports/<slug>, /r/<token>) are the Leptos app's.
         .route("/reports", post(create_form))
         .route("/reports/new", get(new_from_dumps))
@@ -43,6 +61,10 @@ const CHART_HEIGHT: u32 = 320;
 const OG_WIDTH: u32 = 1200;
 const OG_HEIGHT: u32 = 630;
 
+/// Freeze a container's memory, events, verdict and chosen dumps' findings into a report.
+#[utoipa::path(post, path = "/api/v1/reports", tag = "reports", request_body = ReportRequest,
+    responses((status = 201, body = ReportCreated), (status = 400, body = ApiError), (status = 404, body = ApiError),
+        (status = 415, description = "the body is not `application/json`", body = ApiError), (status = 422, description = "the JSON does not match ReportRequest", body = ApiError)))]
 async fn create(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,
@@ -51,17 +73,25 @@ async fn create(
 ) -> Result<impl IntoResponse, HttpError> {
     let report = engine.create_report(request, &who.name).await?;
     access.audit(&who.name, "created report", &report.id, Some(report.title.clone())).await;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": report.id, "url": report.url() }))))
+    Ok((StatusCode::CREATED, Json(ReportCreated { url: report.url(), id: report.id })))
 }
 
+/// Every report, newest first.
+#[utoipa::path(get, path = "/api/v1/reports", tag = "reports", responses((status = 200, body = Vec<ReportListItem>)))]
 async fn list(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.reports().await?))
 }
 
+/// One report, as frozen.
+#[utoipa::path(get, path = "/api/v1/reports/{id}", tag = "reports", params(("id" = String, Path, description = "report id")),
+    responses((status = 200, body = Report), (status = 404, body = ApiError)))]
 async fn one(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.report(&id).await?))
 }
 
+/// Make a public link (the same one if it exists); audited.
+#[utoipa::path(post, path = "/api/v1/reports/{id}/share", tag = "reports", params(("id" = String, Path, description = "report id")),
+    responses((status = 200, body = PublicLink), (status = 404, body = ApiError)))]
 async fn share(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,
@@ -70,9 +100,12 @@ async fn share(
 ) -> Result<impl IntoResponse, HttpError> {
     let token = engine.share_report(&id).await?;
     access.audit(&who.name, "shared report", &id, None).await;
-    Ok(Json(serde_json::json!({ "url": format!("/r/{token}") })))
+    Ok(Json(PublicLink { url: format!("/r/{token}") }))
 }
 
+/// Revoke the public link; audited.
+#[utoipa::path(delete, path = "/api/v1/reports/{id}/share", tag = "reports", params(("id" = String, Path, description = "report id")),
+    responses((status = 204, description = "the link no longer opens"), (status = 404, body = ApiError)))]
 async fn unshare(
     State(engine): State<Engine>,
     State(access): State<SharedAccess>,

@@ -52,6 +52,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.attach_jar_path = Some(agent.with_file_name("leakscope-attach.jar"));
     config.agent_path = Some(agent);
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
+    crate::memory::spawn_trimmer();
 
     if !site.join("pkg").join("leakscope.js").is_file() {
         tracing::warn!(site = %site.display(), "UI bundle not found: pages render but do not hydrate; build it with `./dev build`");
@@ -90,8 +91,11 @@ pub fn router(state: AppState) -> Router {
     let guard_access = state.access.clone();
     let options = state.leptos_options.clone();
     let pkg_dir = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let (documented, doc) = crate::openapi::api();
+    let reference = std::sync::Arc::new(crate::openapi::reference(&doc));
     Router::new()
         .nest_service("/pkg", ServeDir::new(pkg_dir).precompressed_gzip())
+        .merge(documented)
         .merge(crate::api::routes())
         .merge(crate::charts::routes())
         .merge(crate::dumps_api::routes())
@@ -104,11 +108,14 @@ pub fn router(state: AppState) -> Router {
             move || {
                 provide_context(engine.clone());
                 provide_context(access.clone());
+                provide_context(reference.clone());
             },
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(guard_access, crate::auth::guard))
+        // Inside compression: it rewrites plain bodies, never encoded ones.
+        .layer(axum::middleware::from_fn(crate::web::api_errors::json_errors))
         .layer(CompressionLayer::new().no_br().no_zstd())
         .layer(SetResponseHeaderLayer::overriding(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -77,6 +77,8 @@ pub fn AdminPage() -> impl IntoView {
     view! {
         <Title text="Admin"/>
         <h1>"Admin"</h1>
+        <p class="muted">"Scripts and CI use the same operations as this page: "
+            <a href="/api" id="api-reference-link">"API reference"</a>" (the "<a href="/api/v1/openapi.json">"OpenAPI document"</a>")."</p>
         {error_banner(error, "admin-error")}
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || admin.get().map(|r| match r {

@@ -1,4 +1,5 @@
 pub mod access;
+pub mod api_reference;
 pub mod container;
 pub mod dashboard;
 pub mod dumps;

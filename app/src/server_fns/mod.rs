@@ -40,6 +40,14 @@ pub async fn list_dumps(filter: DumpFilter) -> Result<Vec<leakscope_model::dumps
     engine()?.dumps(filter).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
+/// The API reference: the server's OpenAPI document, flattened.
+#[server(input = GetUrl)]
+pub async fn get_api_reference() -> Result<leakscope_model::api_doc::ApiReference, ServerFnError> {
+    use_context::<std::sync::Arc<leakscope_model::api_doc::ApiReference>>()
+        .map(|r| (*r).clone())
+        .ok_or_else(|| ServerFnError::new("API reference missing from context"))
+}
+
 /// A capture job by id, else the latest one for the container (`None` when there is none).
 #[server(input = GetUrl)]
 pub async fn get_capture(container: String, job_id: Option<String>) -> Result<Option<CaptureJob>, ServerFnError> {

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 /// Roles in increasing power; each can do everything the ones before it can.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Dashboards, dump lists, analyses, reports.

@@ -49,6 +49,7 @@ const MIN_PASSWORD: usize = 10;
 
 /// Who is asking: a signed-in user or an API token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(utoipa::ToSchema)]
 pub struct Principal {
     /// `alice`, or `token:ci` for API tokens.
     pub name: String,
@@ -66,6 +67,7 @@ pub struct Session {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema)]
 pub struct UserInfo {
     pub id: i64,
     pub name: String,
@@ -74,6 +76,7 @@ pub struct UserInfo {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: i64,
     pub name: String,
@@ -84,6 +87,7 @@ pub struct TokenInfo {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[derive(utoipa::ToSchema)]
 pub struct AuditEntry {
     pub t_ms: i64,
     pub actor: String,

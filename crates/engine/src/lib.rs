@@ -149,6 +149,9 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// `series` steps beyond a year give one point anyway.
+const MAX_STEP_SECONDS: u64 = 366 * 86_400;
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -347,7 +350,8 @@ impl Engine {
         let auto_step_ms = ((to_ms - from_ms) / 600).max(interval_ms);
         let mut step_ms = match step_seconds {
             Some(0) => return Err(EngineError::BadRequest("'step' must be at least 1 second".into())),
-            Some(s) => i64::try_from(s).unwrap_or(i64::MAX / 2_000).saturating_mul(1000),
+            // A step beyond a year is one point anyway; capped so the rounding below cannot overflow.
+            Some(s) => s.min(MAX_STEP_SECONDS) as i64 * 1000,
             None => auto_step_ms,
         };
         // Refuse answers that would be millions of points.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserRow {
     pub id: i64,
     pub name: String,
@@ -11,6 +12,7 @@ pub struct UserRow {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenRow {
     pub id: i64,
     pub name: String,
@@ -21,6 +23,7 @@ pub struct TokenRow {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditRow {
     pub t_ms: i64,
     pub actor: String,
@@ -30,6 +33,7 @@ pub struct AuditRow {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminView {
     pub users: Vec<UserRow>,
     pub tokens: Vec<TokenRow>,

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeapSummary {
     /// `hprof` for now; `v8` later.
     pub format: String,
@@ -29,6 +30,7 @@ pub struct HeapSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistogramEntry {
     /// Java source form: `long[]`, `java.lang.Object[]`, `com.example.Main$Session`.
     pub class: String,
@@ -39,6 +41,7 @@ pub struct HistogramEntry {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DominatorEntry {
     /// The object's id in the dump, hex (`0x...`).
     pub object_id: String,
@@ -51,6 +54,7 @@ pub struct DominatorEntry {
 
 /// One step on a path from a GC root: the object and the field leading onward.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PathStep {
     pub object_id: String,
     pub class: String,
@@ -61,6 +65,7 @@ pub struct PathStep {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Suspect {
     /// One sentence a person can act on.
     pub description: String,
@@ -81,6 +86,7 @@ pub struct Suspect {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Analysis {
     pub summary: HeapSummary,
     /// Sorted by retained bytes, then shallow bytes, largest first.
@@ -172,6 +178,7 @@ impl Analysis {
 /// Any object of a dump, looked up on demand: the stored tree lists only the
 /// biggest objects, this answers for every one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ObjectDetail {
     pub object: TreeNode,
     /// Its dominators, outermost first (the nearest 200 at most).
@@ -197,6 +204,7 @@ impl Analysis {
 
 /// One node of the browsable dominator tree.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TreeNode {
     pub object_id: String,
     pub class: String,
@@ -210,6 +218,7 @@ pub struct TreeNode {
 
 /// One object on a reference path from a GC root.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PathLink {
     pub object_id: String,
     pub class: String,
@@ -222,6 +231,7 @@ pub struct PathLink {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClassDelta {
     pub class: String,
     pub instances_before: u64,
@@ -236,6 +246,7 @@ pub struct ClassDelta {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SuspectDelta {
     pub description: String,
     pub accumulation_class: String,
@@ -245,6 +256,7 @@ pub struct SuspectDelta {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeapDiff {
     pub before: HeapSummary,
     pub after: HeapSummary,

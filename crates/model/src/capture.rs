@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A JVM process found inside a container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JvmProcess {
     /// The pid as seen inside the container.
     pub pid: u32,
@@ -20,6 +21,7 @@ pub struct JvmProcess {
 
 /// `running`, `done` or `failed`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureJob {
     pub job_id: String,
     pub container: String,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::HeapSummary;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DumpInfo {
     /// Random id; used in URLs (never a path).
     pub id: String,
@@ -49,6 +50,7 @@ pub struct DumpInfo {
 
 /// How far a running analysis got.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnalysisProgress {
     pub percent: u8,
     /// What it is doing, in words: `reading the dump`, `building the object graph`, …
@@ -57,6 +59,7 @@ pub struct AnalysisProgress {
 
 /// Narrows the dump history; empty fields match everything.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams), into_params(parameter_in = Query))]
 pub struct DumpFilter {
     pub service: Option<String>,
     /// Name or id.

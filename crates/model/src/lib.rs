@@ -5,6 +5,7 @@
 //! and never reads a clock; callers pass `now` in.
 
 pub mod admin;
+pub mod api_doc;
 pub mod analysis;
 pub mod capture;
 pub mod dumps;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 /// How Leakscope sees its Docker engine right now.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EngineStatus {
     /// The address tried, as the docker CLI would name it (`unix:///var/run/docker.sock`).
     pub address: String,
@@ -38,6 +40,7 @@ pub struct EngineStatus {
 
 /// The latest memory reading of one container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemorySnapshot {
     /// Unix milliseconds of the reading.
     pub time_ms: i64,
@@ -64,6 +67,7 @@ impl MemorySnapshot {
 
 /// One container as the dashboard lists it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerInfo {
     pub id: String,
     pub name: String,
@@ -89,6 +93,7 @@ pub struct ContainerInfo {
 
 /// Log lines of a container around a moment (the chart's click-through).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogExcerpt {
     pub container: String,
     pub from_ms: i64,
@@ -100,6 +105,7 @@ pub struct LogExcerpt {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     pub timestamp: String,
     /// `stdout` or `stderr`.
@@ -120,6 +126,7 @@ pub fn chart_axis_end(from_ms: i64, to_ms: i64, trend_end_ms: Option<i64>, limit
 
 /// A memory limit suggested from what the container really used.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitAdvice {
     /// 99.9th percentile of the per-minute peak working set over the observed window.
     pub p999_bytes: u64,
@@ -132,6 +139,7 @@ pub struct LimitAdvice {
 
 /// A lifecycle event of a container, as Leakscope recorded it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerEvent {
     pub time_ms: i64,
     /// The engine's word: `oom`, `die`, `kill`, `start`, `restart`.
@@ -149,6 +157,7 @@ impl ContainerEvent {
 
 /// The leak detector's verdict, as pages and the API show it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeakStatus {
     pub leak: bool,
     /// `leak`, `growing`, `stable`, `warming up` or `too young`.
@@ -189,6 +198,7 @@ impl ContainerInfo {
 
 /// Everything the dashboard needs, pushed whole on every sampling tick.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Overview {
     pub engine: EngineStatus,
     pub containers: Vec<ContainerInfo>,
@@ -199,6 +209,7 @@ pub struct Overview {
 
 /// One point of a memory series. Raw samples have min == avg == max.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemoryPoint {
     /// Unix milliseconds (start of the bucket for aggregated points).
     pub time_ms: i64,
@@ -212,6 +223,7 @@ pub struct MemoryPoint {
 
 /// A memory series answer: the points plus how they were made.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemorySeries {
     pub container: String,
     pub from_ms: i64,
@@ -225,6 +237,7 @@ pub struct MemorySeries {
 
 /// A container page: the container (live or historical) and where it stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerDetail {
     pub info: ContainerInfo,
     pub engine: EngineStatus,
@@ -234,6 +247,7 @@ pub struct ContainerDetail {
 
 /// The body of every JSON error answer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiError {
     pub error: String,
 }
@@ -244,6 +258,7 @@ pub struct CspNonce(pub String);
 
 /// Who the page is shown to (for the menu and for forms' CSRF tokens).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Me {
     pub name: String,
     /// `viewer`, `operator` or `admin`.

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A preset range that always ends now (and so stays live).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RangePreset {
     pub key: &'static str,
     pub seconds: i64,
@@ -24,6 +25,7 @@ pub const DEFAULT_PRESET: &str = "1h";
 
 /// A resolved time window in Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimeRange {
     pub from_ms: i64,
     pub to_ms: i64,
@@ -119,18 +121,20 @@ impl TimeRange {
 pub fn parse_time_ms(value: &str, tz_offset_minutes: i32) -> Result<i64, RangeError> {
     let value = value.trim();
     let bad = || RangeError::BadTime(value.to_string());
+    // 1970 to the end of 9999: windows stay small enough to subtract without overflow.
+    let in_range = |ms: i64| if (0..=253_402_300_799_999).contains(&ms) { Ok(ms) } else { Err(bad()) };
     if let Ok(secs) = value.parse::<i64>() {
-        return secs.checked_mul(1000).ok_or_else(bad);
+        return secs.checked_mul(1000).ok_or_else(bad).and_then(in_range);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.timestamp_millis());
+        return in_range(t.timestamp_millis());
     }
     let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M")
         .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S"))
         .map_err(|_| bad())?;
     let offset = FixedOffset::east_opt(tz_offset_minutes.saturating_mul(60)).ok_or_else(bad)?;
     let local = offset.from_local_datetime(&naive).single().ok_or_else(bad)?;
-    Ok(local.timestamp_millis())
+    in_range(local.timestamp_millis())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::{ContainerEvent, LeakStatus, MemoryPoint};
 
 /// `POST /api/v1/reports`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportRequest {
     /// Container id or name.
     pub container: String,
@@ -27,6 +28,7 @@ pub struct ReportRequest {
 
 /// One dump as a report keeps it: the numbers and the suspects, never contents.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportDump {
     pub info: DumpInfo,
     pub summary: Option<HeapSummary>,
@@ -36,6 +38,7 @@ pub struct ReportDump {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Report {
     pub id: String,
     /// The unguessable part of `/reports/<slug>`.
@@ -100,6 +103,7 @@ pub fn site_origin(host: Option<&str>, forwarded_proto: Option<&str>) -> String 
 
 /// A row of `/reports`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportListItem {
     pub id: String,
     pub slug: String,
@@ -116,6 +120,7 @@ pub struct ReportListItem {
 /// already, so the points need not travel to the browser), the notes as
 /// sanitised HTML, and the preview image for chat tools.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReportPage {
     pub report: Report,
     /// The inline chart, drawn by the server (plotters SVG).

@@ -14,6 +14,7 @@ use crate::analysis::Analysis;
 
 /// One block, in the drawing's pixel space.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Block {
     pub object_id: String,
     pub class: String,

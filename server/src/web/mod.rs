@@ -3,6 +3,7 @@
 //! modules use this module and never each other.
 
 pub mod access;
+pub mod api_errors;
 pub mod images;
 pub mod panics;
 pub mod query;
@@ -57,11 +58,16 @@ impl IntoResponse for HttpError {
 
 /// The range part of a query: `range=1h`, or `from`/`to` (RFC 3339, Unix
 /// seconds, or local `YYYY-MM-DDTHH:MM` with `tz` minutes east of UTC).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// A preset back from now: `15m`, `1h`, `6h`, `24h`, `7d`, `30d`.
     pub range: Option<String>,
+    /// Start: RFC 3339, Unix seconds, or local `YYYY-MM-DDTHH:MM` with `tz`.
     pub from: Option<String>,
+    /// End, as `from`; default now.
     pub to: Option<String>,
+    /// Minutes east of UTC for local `from`/`to`.
     /// Kept as text: numbers inside `#[serde(flatten)]` do not deserialize from query strings.
     pub tz: Option<String>,
 }
