@@ -229,7 +229,7 @@ parameters = {{ "path.id" = {{ dictionary = "reports", probability = 0.5 }} }}
 
     let summary = format!(
         "schemathesis {}: {} operations; admin token {} test cases (+{} revoking tokens), viewer token {} state-changing test cases, all passing ({CHECKS}; viewer: every change 403)\n",
-        String::from_utf8_lossy(&Command::new(&st).arg("--version").output().unwrap().stdout).trim(),
+        String::from_utf8_lossy(&Command::new(&st).arg("--version").output().unwrap().stdout).trim().trim_start_matches("st, version "),
         ops.len(),
         admin_run.cases,
         revoke_run.cases,
