@@ -71,26 +71,51 @@ fn concrete(method: &str, path: &str, f: &Fixture) -> String {
     if url.ends_with("/logs") { format!("{url}?at={}", leakscope_engine::now_ms()) } else { url }
 }
 
+/// The last `n` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, n: usize) -> &str {
+    let start = text.len().saturating_sub(n);
+    let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    &text[start..]
+}
+
 struct Run {
     ok: bool,
     output: String,
     cases: u64,
 }
 
+/// A crash inside schemathesis itself (a Python traceback, no failed check) is
+/// not a finding about the API: tried once more before it counts.
 fn run_schemathesis(st: &Path, schema: &Path, config: &Path, base: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let run = run_schemathesis_once(st, schema, config, base, token, args, env);
+    let internal = !run.ok && run.output.contains("Traceback (most recent call last)") && !run.output.contains("= FAILURES =");
+    if internal {
+        eprintln!("schemathesis crashed inside itself; running it again:\n{}", tail(&run.output, 2000));
+        return run_schemathesis_once(st, schema, config, base, token, args, env);
+    }
+    run
+}
+
+fn run_schemathesis_once(st: &Path, schema: &Path, config: &Path, base: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Run {
     let seed = std::env::var("LEAKSCOPE_FUZZ_SEED").unwrap_or_else(|_| SEED.into());
     let mut cmd = Command::new(st);
     // Its cache (`.schemathesis/`) goes beside the schema, not into the repo.
     cmd.current_dir(schema.parent().unwrap());
     cmd.arg("--no-color").arg("--config-file").arg(config).arg("run").arg(schema);
     cmd.args(["--url", base, "--header", &format!("Authorization: Bearer {token}"), "--seed", &seed, "--max-examples", MAX_EXAMPLES]);
-    cmd.args(["--workers", "2", "--request-timeout", "30", "--exclude-path", "/api/v1/stream"]);
+    // One worker: hypothesis's caches are not safe across schemathesis's worker threads
+    // (an internal KeyError was seen with two).
+    cmd.args(["--workers", "1", "--request-timeout", "30", "--exclude-path", "/api/v1/stream"]);
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run schemathesis");
-    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if output.len() > 20_000 {
+        // Tracebacks can quote whole source files; the summary is at the end.
+        output = format!("…{}", tail(&output, 20_000));
+    }
     // "Test cases:\n  1268 generated, 1268 passed"
     let cases = output
         .lines()
@@ -107,7 +132,9 @@ fn the_api_keeps_its_documented_contract_under_fuzzing() {
     let st = schemathesis();
     let server = Server::start(&[], &[]);
     let c = TestContainer::run("contract", &["-m", "256m"], &["sleep", "3600"]);
-    server.wait_until(Duration::from_secs(30), "listed", || server.listed(&c.name).is_some());
+    // A second one without a limit, so both shapes of a container are answered.
+    let other = TestContainer::run("contract-nolimit", &[], &["sleep", "3600"]);
+    server.wait_until(Duration::from_secs(30), "listed", || server.listed(&c.name).is_some() && server.listed(&other.name).is_some());
     seed_history(&server, &c.name, 120);
     let dumps = upload_analysed_dumps(&server, &c.name, &[2_000, 20_000]);
     let (report, _) = create_report(&server, &c.name, 3600, &dumps);
@@ -128,9 +155,20 @@ fn the_api_keeps_its_documented_contract_under_fuzzing() {
     // ones with ids nobody has, or bodies that do not parse, so nothing changes).
     for (method, path) in &ops {
         if path == "/api/v1/stream" {
+            // Endless, so not fuzzed: its first event must be an Overview as documented.
             let response = server.request("GET", path).call().expect("stream");
             assert_eq!(response.status(), 200);
             assert_eq!(response.header("content-type"), Some("text/event-stream"));
+            let mut reader = std::io::BufReader::new(response.into_reader());
+            let mut line = String::new();
+            while !line.starts_with("data: ") {
+                line.clear();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+            }
+            let overview: Value = serde_json::from_str(line.trim_start_matches("data: ")).unwrap();
+            for field in ["engine", "containers", "updated_ms", "sample_interval_ms"] {
+                assert!(!overview[field].is_null(), "stream event lacks {field}");
+            }
             continue;
         }
         let url = concrete(method, path, &f);
@@ -151,6 +189,20 @@ fn the_api_keeps_its_documented_contract_under_fuzzing() {
     let (_, admin_page) = server.get("/admin");
     assert!(admin_page.contains("href=\"/api\""), "the admin page links the reference");
 
+    // Ids are ids, not paths: traversal and encoded slashes are refused or unknown, never served.
+    for probe in [
+        "/api/v1/dumps/..%2F..%2Fleakscope.db/download",
+        "/api/v1/dumps/%2e%2e/download",
+        "/api/v1/dumps/..%5Cleakscope.db",
+        "/api/v1/reports/..%2F..%2F",
+        "/api/v1/containers/..%2F..%2Fetc%2Fpasswd/logs?at=0",
+        "/api/v1/dumps/%00/analysis",
+        "/api/v1/dumps/%FF%FE/analysis",
+    ] {
+        let (status, body) = server.get(probe);
+        assert!(matches!(status, 400 | 404), "{probe}: {status} {body}");
+        assert!(serde_json::from_str::<Value>(&body).is_ok_and(|v| v["error"].is_string()), "{probe}: {body}");
+    }
     // Every error under /api is JSON, axum's own rejections included.
     let (status, body) = server.get("/api/v1/containers/x/memory?step=banana");
     assert_eq!(status, 400);
@@ -187,7 +239,7 @@ include-path-regex = "^/api/v1/reports/"
 include-method = "GET"
 parameters = {{ "path.id" = {{ dictionary = "reports", probability = 0.5 }} }}
 "#,
-        containers = list(&[&f.container]),
+        containers = list(&[&f.container, &other.name]),
         dumps = list(&[&f.dumps[1], &f.dumps[0]]),
         reports = list(&[&f.report]),
         objects = list(&[&f.object]),
