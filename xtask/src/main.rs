@@ -10,13 +10,24 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod tests;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let release = args.iter().any(|a| a == "--release");
+    let with_tests = args.iter().any(|a| a == "--tests");
     match args.first().map(String::as_str) {
-        Some("build") => build(release),
+        Some("build") => build(release, with_tests),
         Some("site") => build_site(release),
-        _ => bail!("usage: xtask build [--release]   (site bundle + server)\n       xtask site [--release]    (site bundle only)"),
+        Some("test") => {
+            let passthrough: Vec<String> = args.iter().skip_while(|a| *a != "--").skip(1).cloned().collect();
+            tests::run(&passthrough)
+        }
+        _ => bail!(
+            "usage: xtask build [--release] [--tests]   (site bundle + server [+ every test target])\n       \
+             xtask site [--release]              (site bundle only)\n       \
+             xtask test [-- TEST ARGS]           (run the release test binaries, slow ones side by side)"
+        ),
     }
 }
 
@@ -34,14 +45,28 @@ fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn build(release: bool) -> Result<()> {
+fn build(release: bool, with_tests: bool) -> Result<()> {
     build_site(release)?;
     build_agent()?;
+    if with_tests {
+        // One feature resolution for the server and the tests: `cargo build -p leakscope`
+        // resolves features without the test crates' dev-dependencies, so a later
+        // `cargo test` would compile most of the workspace a second time (10 minutes cold).
+        return cargo(&test_build_args(release));
+    }
     let mut args = vec!["build", "-p", "leakscope", "--locked"];
     if release {
         args.push("--release");
     }
     cargo(&args)
+}
+
+fn test_build_args(release: bool) -> Vec<&'static str> {
+    let mut args = vec!["build", "--workspace", "--exclude", "xtask", "--all-targets", "--locked"];
+    if release {
+        args.push("--release");
+    }
+    args
 }
 
 fn build_site(release: bool) -> Result<()> {
