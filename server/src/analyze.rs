@@ -71,15 +71,18 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
     }
     let s = &analysis.summary;
     println!(
-        "{}: {} objects ({} reachable), {} classes, {} heap ({} reachable), {} GC roots, {}-byte ids, analysed in {} ms",
+        "{}: {} {} objects ({} reachable), {} classes, {} heap ({} reachable), {} GC roots, analysed in {} ms",
         args.file.display(),
+        match s.format.as_str() {
+            "v8" => "V8 heap snapshot (Node.js),".to_string(),
+            _ => format!("HPROF (Java, {}-byte ids),", s.id_size),
+        },
         s.objects,
         s.reachable_objects,
         s.classes,
         format_bytes(s.heap_bytes),
         format_bytes(s.reachable_bytes),
         s.gc_roots,
-        s.id_size,
         s.analysis_millis
     );
     println!();

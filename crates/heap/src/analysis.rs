@@ -8,9 +8,7 @@ use leakscope_model::{format_bytes, format_percent};
 
 use crate::dominators::{Dominators, NONE};
 use crate::join;
-use crate::graph::Graph;
-use crate::hprof::{root_kind_name, Kind};
-use crate::names::short_name;
+use crate::graph::{ObjectGraph, Role};
 
 pub struct Options {
     /// How many biggest objects to list.
@@ -42,11 +40,11 @@ pub struct Computed {
 }
 
 /// Retained size per node: its shallow size plus what it dominates.
-pub fn retained_sizes(graph: &Graph, dom: &Dominators) -> Computed {
+pub fn retained_sizes(graph: &dyn ObjectGraph, dom: &Dominators) -> Computed {
     let n = graph.len();
     let mut retained = vec![0u64; n + 1];
     for &v in &dom.preorder[1..] {
-        retained[v as usize] = graph.shallow[v as usize];
+        retained[v as usize] = graph.shallow(v);
     }
     // Children come after their dominator in preorder, so one reverse sweep suffices.
     for &v in dom.preorder[1..].iter().rev() {
@@ -82,27 +80,27 @@ fn dominator_children(n: usize, dom: &Dominators) -> (Vec<u32>, Vec<u32>) {
 }
 
 /// Per histogram class: instances and shallow bytes.
-fn class_totals(graph: &Graph) -> (Vec<u64>, Vec<u64>) {
-    let classes = graph.class_names.len();
+fn class_totals(graph: &dyn ObjectGraph) -> (Vec<u64>, Vec<u64>) {
+    let classes = graph.class_names().len();
     let mut instances = vec![0u64; classes];
     let mut shallow = vec![0u64; classes];
-    for (&c, &size) in graph.class_of.iter().zip(&graph.shallow) {
+    for (v, &c) in graph.class_of().iter().enumerate() {
         instances[c as usize] += 1;
-        shallow[c as usize] += size;
+        shallow[c as usize] += graph.shallow(v as u32);
     }
     (instances, shallow)
 }
 
 /// Retained bytes per histogram class, counting nested instances once: a
 /// walk of the dominator tree keeping, per class, how many ancestors are instances of it.
-fn class_retained<'k>(graph: &Graph, retained: &[u64], kids: &(dyn Fn(u32) -> &'k [u32] + Sync)) -> Vec<u64> {
+fn class_retained<'k>(graph: &dyn ObjectGraph, retained: &[u64], kids: &(dyn Fn(u32) -> &'k [u32] + Sync)) -> Vec<u64> {
     let n = graph.len();
-    let classes = graph.class_names.len();
+    let classes = graph.class_names().len();
     let mut class_retained = vec![0u64; classes];
     let mut open = vec![0u32; classes];
     let mut stack: Vec<(u32, bool)> = kids(n as u32).iter().rev().map(|&c| (c, false)).collect();
     while let Some((v, leaving)) = stack.pop() {
-        let c = graph.class_of[v as usize] as usize;
+        let c = graph.class_of()[v as usize] as usize;
         if leaving {
             open[c] -= 1;
             continue;
@@ -123,7 +121,7 @@ fn class_retained<'k>(graph: &Graph, retained: &[u64], kids: &(dyn Fn(u32) -> &'
 
 /// The objects retaining most, largest first: a bounded min-heap over every
 /// reachable object (no copy of the preorder).
-fn biggest_objects(graph: &Graph, dom: &Dominators, retained: &[u64], top: usize) -> Vec<DominatorEntry> {
+fn biggest_objects(graph: &dyn ObjectGraph, dom: &Dominators, retained: &[u64], top: usize) -> Vec<DominatorEntry> {
     let n = graph.len();
     let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, std::cmp::Reverse<u32>)>> =
         std::collections::BinaryHeap::with_capacity(top + 1);
@@ -154,7 +152,7 @@ fn biggest_objects(graph: &Graph, dom: &Dominators, retained: &[u64], top: usize
         .map(|&v| DominatorEntry {
             object_id: hex(graph.id(v)),
             class: graph.display_class(v),
-            shallow_bytes: graph.shallow[v as usize],
+            shallow_bytes: graph.shallow(v),
             retained_bytes: retained[v as usize],
             depth: depth(v),
         })
@@ -163,7 +161,7 @@ fn biggest_objects(graph: &Graph, dom: &Dominators, retained: &[u64], top: usize
 
 /// `referrer` is the breadth-first search from the roots (`bfs_referrers`), run beside the dominators.
 /// The independent parts run two at a time (this machine class has two cores).
-pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Options, started: std::time::Instant) -> Analysis {
+pub fn analyze(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], options: &Options, started: std::time::Instant) -> Analysis {
     let n = graph.len();
     let (computed, (instances, shallow), (child_start, children)) = std::thread::scope(|scope| {
         let tree = scope.spawn(|| dominator_children(n, dom));
@@ -184,7 +182,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
             .map(|&(v, parent)| TreeNode {
                 object_id: hex(graph.id(v)),
                 class: graph.display_class(v),
-                shallow_bytes: graph.shallow[v as usize],
+                shallow_bytes: graph.shallow(v),
                 retained_bytes: retained[v as usize],
                 parent: parent.map(|p| hex(graph.id(p))),
                 children: kids(v).len() as u64,
@@ -193,10 +191,10 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
         let gc_paths = path_links(graph, referrer, tree_nodes.iter().map(|&(v, _)| v));
         (join(per_class), (dominators, suspects, tree, gc_paths))
     });
-    let mut histogram: Vec<HistogramEntry> = (0..graph.class_names.len())
+    let mut histogram: Vec<HistogramEntry> = (0..graph.class_names().len())
         .filter(|&c| instances[c] > 0)
         .map(|c| HistogramEntry {
-            class: graph.class_names[c].clone(),
+            class: graph.class_names()[c].clone(),
             instances: instances[c],
             shallow_bytes: shallow[c],
             retained_bytes: class_retained[c],
@@ -207,20 +205,22 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
     });
 
     let reachable_objects = (dom.preorder.len() - 1) as u64;
+    let facts = graph.facts();
     Analysis {
         summary: HeapSummary {
-            format: "hprof".into(),
-            id_size: graph.parsed.id_size as u32,
-            timestamp_ms: graph.parsed.timestamp_ms,
+            format: facts.format.into(),
+            runtime: facts.runtime.into(),
+            id_size: facts.id_size,
+            timestamp_ms: facts.timestamp_ms,
             objects: n as u64,
             reachable_objects,
-            classes: graph.parsed.classes.len() as u64,
+            classes: facts.classes,
             heap_bytes: shallow.iter().sum(),
             reachable_bytes: computed.virtual_root_retained,
-            gc_roots: graph.roots.len() as u64,
-            object_header_bytes: graph.model.header as u32,
-            reference_bytes: graph.model.reference as u32,
-            compressed_oops: graph.model.compressed_oops,
+            gc_roots: graph.roots().len() as u64,
+            object_header_bytes: facts.object_header_bytes,
+            reference_bytes: facts.reference_bytes,
+            compressed_oops: facts.compressed_oops,
             analysis_millis: started.elapsed().as_millis() as u64,
         },
         histogram,
@@ -233,7 +233,7 @@ pub fn analyze(graph: &Graph, dom: &Dominators, referrer: &[u32], options: &Opti
 
 /// Everything about one object: its place in the dominator tree (dominators,
 /// biggest children) and its shortest path from a GC root.
-pub fn object_detail(graph: &Graph, dom: &Dominators, referrer: &[u32], node: u32, options: &Options) -> ObjectDetail {
+pub fn object_detail(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], node: u32, options: &Options) -> ObjectDetail {
     let n = graph.len();
     let retained = retained_sizes(graph, dom).retained;
     let mut child_counts = vec![0u32; n];
@@ -256,7 +256,7 @@ pub fn object_detail(graph: &Graph, dom: &Dominators, referrer: &[u32], node: u3
     let tree_node = |v: u32| TreeNode {
         object_id: hex(graph.id(v)),
         class: graph.display_class(v),
-        shallow_bytes: graph.shallow[v as usize],
+        shallow_bytes: graph.shallow(v),
         retained_bytes: retained[v as usize],
         parent: parent_of(v).map(|p| hex(graph.id(p))),
         children: child_counts[v as usize] as u64,
@@ -282,13 +282,13 @@ pub fn object_detail(graph: &Graph, dom: &Dominators, referrer: &[u32], node: u3
 /// For every object, the one that first reached it in a breadth-first search
 /// from the GC roots (a root points at itself; `NONE` = unreachable). One
 /// search gives the shortest path from a root to every object.
-pub fn bfs_referrers(graph: &Graph) -> Vec<u32> {
+pub fn bfs_referrers(graph: &dyn ObjectGraph) -> Vec<u32> {
     let n = graph.len();
     let mut referrer = vec![NONE; n];
     // Every object enters the queue once, so a plain vector with a read index will do.
     // Reserved whole (untouched pages cost nothing) rather than grown by copies.
     let mut queue: Vec<u32> = Vec::with_capacity(n);
-    for &(r, _) in &graph.roots {
+    for &(r, _) in graph.roots() {
         if referrer[r as usize] == NONE {
             referrer[r as usize] = r;
             queue.push(r);
@@ -349,7 +349,7 @@ fn browsable_tree<'k>(n: usize, retained: &[u64], total: u64, kids: &dyn Fn(u32)
 }
 
 /// The reference paths from GC roots to `targets`, each object once.
-fn path_links(graph: &Graph, referrer: &[u32], targets: impl Iterator<Item = u32>) -> Vec<PathLink> {
+fn path_links(graph: &dyn ObjectGraph, referrer: &[u32], targets: impl Iterator<Item = u32>) -> Vec<PathLink> {
     let mut seen = std::collections::HashSet::new();
     let mut links = Vec::new();
     for target in targets {
@@ -361,7 +361,7 @@ fn path_links(graph: &Graph, referrer: &[u32], targets: impl Iterator<Item = u32
                 object_id: hex(graph.id(v)),
                 class: graph.display_class(v),
                 referrer: (!is_root).then(|| hex(graph.id(r))),
-                field: (!is_root).then(|| graph.field_name(r, v)).flatten(),
+                field: (!is_root).then(|| graph.edge_name(r, v)).flatten(),
                 root_kind: is_root.then(|| root_kind_of(graph, v)),
             });
             if is_root {
@@ -373,12 +373,13 @@ fn path_links(graph: &Graph, referrer: &[u32], targets: impl Iterator<Item = u32
     links
 }
 
-fn root_kind_of(graph: &Graph, v: u32) -> String {
-    graph.roots.binary_search_by_key(&v, |r| r.0).ok().map(|k| root_kind_name(graph.roots[k].1).to_string()).unwrap_or_default()
+fn root_kind_of(graph: &dyn ObjectGraph, v: u32) -> String {
+    let roots = graph.roots();
+    roots.binary_search_by_key(&v, |r| r.0).ok().map(|k| graph.root_kind_name(roots[k].1)).unwrap_or_default()
 }
 
 fn find_suspects<'k>(
-    graph: &Graph,
+    graph: &dyn ObjectGraph,
     retained: &[u64],
     total: u64,
     kids: &dyn Fn(u32) -> &'k [u32],
@@ -407,7 +408,7 @@ fn find_suspects<'k>(
             // What accumulates there: the most common class among what it dominates.
             let mut counts: HashMap<u32, (u64, u64)> = HashMap::new();
             for &k in kids(point) {
-                let e = counts.entry(graph.class_of[k as usize]).or_default();
+                let e = counts.entry(graph.class_of()[k as usize]).or_default();
                 e.0 += 1;
                 e.1 += retained[k as usize];
             }
@@ -419,7 +420,7 @@ fn find_suspects<'k>(
                 .map(|(i, &v)| PathStep {
                     object_id: hex(graph.id(v)),
                     class: graph.display_class(v),
-                    field: path_nodes.get(i + 1).and_then(|&next| graph.field_name(v, next)),
+                    field: path_nodes.get(i + 1).and_then(|&next| graph.edge_name(v, next)),
                     root_kind: (i == 0).then(|| root_kind_of(graph, v)),
                 })
                 .collect();
@@ -435,7 +436,7 @@ fn find_suspects<'k>(
                 retained_share: share,
                 accumulation_object_id: hex(graph.id(point)),
                 accumulation_class: graph.display_class(point),
-                accumulated_class: accumulated.map(|(c, _)| graph.class_names[c as usize].clone()),
+                accumulated_class: accumulated.map(|(c, _)| graph.class_names()[c as usize].clone()),
                 accumulated_instances: accumulated.map(|(_, (count, _))| count).unwrap_or(0),
                 path,
             }
@@ -444,16 +445,16 @@ fn find_suspects<'k>(
 }
 
 /// `Main.SESSIONS -> ArrayList.elementData -> Object[200000] holds 200 000 Main$Session retaining 140 MiB (63 %)`
-fn describe(graph: &Graph, path: &[u32], point: u32, bytes: u64, total: u64, accumulated: Option<(u32, u64)>) -> String {
+fn describe(graph: &dyn ObjectGraph, path: &[u32], point: u32, bytes: u64, total: u64, accumulated: Option<(u32, u64)>) -> String {
     // Start the chain at the last class object (a static field) when there is one: that is where people look.
-    let start = path.iter().rposition(|&v| graph.kinds[v as usize] == Kind::Class).unwrap_or(0);
+    let start = path.iter().rposition(|&v| graph.role(v) == Role::Holder).unwrap_or(0);
     let mut parts: Vec<String> = Vec::new();
     for w in path[start..].windows(2) {
         let (v, next) = (w[0], w[1]);
-        let field = graph.field_name(v, next).unwrap_or_else(|| "?".into());
-        let owner = match graph.kinds[v as usize] {
-            Kind::Class => short_name(graph.display_class(v).trim_start_matches("class ")).to_string(),
-            _ => short_name(graph.class_name(v)).to_string(),
+        let field = graph.edge_name(v, next).unwrap_or_else(|| "?".into());
+        let owner = match graph.role(v) {
+            Role::Holder => graph.short_name(graph.display_class(v).trim_start_matches("class ")).to_string(),
+            _ => graph.short_name(graph.class_name(v)).to_string(),
         };
         if field.starts_with('[') {
             parts.push(format!("{owner}{field}"));
@@ -461,12 +462,16 @@ fn describe(graph: &Graph, path: &[u32], point: u32, bytes: u64, total: u64, acc
             parts.push(format!("{owner}.{field}"));
         }
     }
-    let last = match graph.kinds[point as usize] {
-        Kind::ObjectArray | Kind::PrimitiveArray(_) => {
-            let name = short_name(graph.class_name(point));
-            format!("{}{}]", name.trim_end_matches(']'), graph.lens[point as usize])
+    let last = match graph.role(point) {
+        Role::Array(len) => {
+            let display = graph.display_class(point);
+            let name = graph.short_name(&display);
+            match name.strip_suffix(']') {
+                Some(open) => format!("{open}{len}]"),
+                None => format!("{name}[{len}]"),
+            }
         }
-        _ => short_name(&graph.display_class(point)).to_string(),
+        _ => graph.short_name(&graph.display_class(point)).to_string(),
     };
     parts.push(last);
     let chain = parts.join(" -> ");
@@ -475,7 +480,7 @@ fn describe(graph: &Graph, path: &[u32], point: u32, bytes: u64, total: u64, acc
         Some((class, count)) if count >= 2 => format!(
             "{chain} holds {} {} retaining {} ({share})",
             group_thousands(count),
-            short_name(&graph.class_names[class as usize]),
+            graph.short_name(&graph.class_names()[class as usize]),
             format_bytes(bytes)
         ),
         _ => format!("{chain} retains {} ({share})", format_bytes(bytes)),

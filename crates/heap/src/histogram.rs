@@ -3,13 +3,16 @@
 
 use leakscope_model::analysis::HistogramEntry;
 
-use crate::graph::{align, build_layouts, class_mirror_field_bytes, class_object_size, instance_end, SizeModel};
-use crate::hprof::{parse_with, primitive_array_name, value_size, Kind};
+use crate::formats::hprof::graph::{align, build_layouts, class_mirror_field_bytes, class_object_size, instance_end, SizeModel};
+use crate::formats::hprof::{parse_with, primitive_array_name, value_size, Kind};
 use crate::names::source_name;
 use crate::{HeapError, IdMap};
 
 /// Instances and shallow bytes per class; `retained_bytes` is 0 (no graph is built).
 pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
+    if crate::formats::sniff(data) == Some(crate::Format::V8) {
+        return v8_histogram(data);
+    }
     // The size model needs the id size before the scan: it is in the header.
     let id_size = if data.len() > 23 && data.starts_with(b"JAVA PROFILE 1.0.") {
         let nul = data.iter().take(64).position(|&b| b == 0).unwrap_or(18);
@@ -66,6 +69,26 @@ pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
         let class_bytes: u64 = parsed.classes.values().map(|d| class_object_size(&model, mirror, d)).sum();
         out.push(HistogramEntry { class: "java.lang.Class".into(), instances: classes, shallow_bytes: class_bytes, retained_bytes: 0 });
     }
+    out.sort_by(|a, b| b.shallow_bytes.cmp(&a.shallow_bytes).then(a.class.cmp(&b.class)));
+    Ok(out)
+}
+
+/// A snapshot lists every node with its size: its histogram is the node table, counted.
+fn v8_histogram(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
+    use crate::graph::ObjectGraph;
+    let graph = crate::v8::V8Graph::parse(data, &|_| {}, &|| {})?;
+    let names = graph.class_names();
+    let mut totals = vec![(0u64, 0u64); names.len()];
+    for (v, &c) in graph.class_of().iter().enumerate() {
+        totals[c as usize].0 += 1;
+        totals[c as usize].1 += graph.shallow(v as u32);
+    }
+    let mut out: Vec<HistogramEntry> = totals
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(c, (instances, shallow_bytes))| HistogramEntry { class: names[c].clone(), instances, shallow_bytes, retained_bytes: 0 })
+        .collect();
     out.sort_by(|a, b| b.shallow_bytes.cmp(&a.shallow_bytes).then(a.class.cmp(&b.class)));
     Ok(out)
 }

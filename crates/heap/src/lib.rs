@@ -1,5 +1,7 @@
-//! What is in a heap dump: HPROF parsing, the object graph, dominator tree,
-//! retained sizes, histogram, leak suspects and the diff of two dumps.
+//! What is in a heap dump: one front end per format (HPROF from the JVM, V8
+//! heap snapshots from Node.js) building one runtime-neutral object graph,
+//! then the dominator tree, retained sizes, histogram, leak suspects and the
+//! diff of two dumps, which never ask which runtime they are looking at.
 //!
 //! Architecture invariant: synchronous, no network, no I/O beyond reading
 //! the dump (and unpacking a gzipped one to a temporary file next to it).
@@ -8,11 +10,13 @@ pub mod alloc;
 mod analysis;
 pub mod diff;
 pub mod dominators;
+pub mod formats;
 pub mod graph;
 pub mod histogram;
-pub mod hprof;
 mod names;
 mod reader;
+
+pub use formats::{hprof, v8, Format};
 
 /// Maps keyed by object or class ids: ids are already well spread, so a
 /// multiply is hash enough (SipHash was a third of the graph build).
@@ -45,7 +49,7 @@ pub use names::source_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeapError {
-    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x')")]
+    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x') nor a V8 heap snapshot (a JSON object that starts with \"snapshot\")")]
     NotHprof,
     #[error("the dump is truncated at byte {offset}: expected {what}")]
     Truncated { offset: u64, what: &'static str },
@@ -105,7 +109,7 @@ pub struct Progress {
 /// Receives progress; called from the analysing threads, often (cheap to ignore).
 pub type ProgressSink<'p> = &'p (dyn Fn(Progress) + Sync);
 
-/// Full analysis of HPROF bytes.
+/// Full analysis of a dump's bytes (HPROF or V8 heap snapshot).
 pub fn analyze_bytes(data: &[u8], options: &Options) -> Result<Analysis, HeapError> {
     analyze_bytes_with_progress(data, options, &|_| {})
 }
@@ -126,34 +130,48 @@ pub fn analyze_bytes_with_progress(data: &[u8], options: &Options, report: Progr
     };
     let (graph, dom, referrer) = walk(data, report, &phase)?;
     report(Progress { percent: 85, phase: "finding leak suspects" });
-    let analysis = analysis::analyze(&graph, &dom, &referrer, options, started);
+    let analysis = analysis::analyze(graph.as_ref(), &dom, &referrer, options, started);
     phase("analysed");
     report(Progress { percent: 100, phase: "done" });
     Ok(analysis)
 }
 
-/// Parses the dump, builds the graph, then computes dominators and the
-/// breadth-first referrers side by side (the part every question needs).
-fn walk<'a>(
-    data: &'a [u8],
-    report: ProgressSink,
-    phase: &dyn Fn(&str),
-) -> Result<(graph::Graph<'a>, dominators::Dominators, Vec<u32>), HeapError> {
+type Walked<'a> = (Box<dyn graph::ObjectGraph + 'a>, dominators::Dominators, Vec<u32>);
+
+/// The object graph of a dump, by the front end its first bytes call for.
+/// Reading and building are the first 55 % of the progress bar.
+pub fn build_graph<'a>(data: &'a [u8], report: ProgressSink, phase: &dyn Fn(&str)) -> Result<Box<dyn graph::ObjectGraph + 'a>, HeapError> {
     let total = data.len().max(1) as u64;
     report(Progress { percent: 0, phase: "reading the dump" });
-    let parsed = hprof::parse(data, &|bytes| {
-        report(Progress { percent: (bytes as u64 * 25 / total).min(25) as u8, phase: "reading the dump" })
-    })?;
-    phase("parsed");
-    report(Progress { percent: 25, phase: "building the object graph" });
-    let graph = graph::Graph::build(parsed, None)?;
-    phase("graph built");
+    let reading = |bytes: usize| report(Progress { percent: (bytes as u64 * 25 / total).min(25) as u8, phase: "reading the dump" });
+    match formats::sniff(data) {
+        // Anything that is not a snapshot goes to the HPROF parser, which says what it expected.
+        Some(Format::Hprof) | None => {
+            let parsed = hprof::parse(data, &reading)?;
+            phase("parsed");
+            report(Progress { percent: 25, phase: "building the object graph" });
+            let graph = hprof::graph::HprofGraph::build(parsed, None)?;
+            phase("graph built");
+            Ok(Box::new(graph))
+        }
+        Some(Format::V8) => {
+            let graph = v8::V8Graph::parse(data, &reading, &|| report(Progress { percent: 25, phase: "building the object graph" }))?;
+            phase("graph built");
+            Ok(Box::new(graph))
+        }
+    }
+}
+
+/// Parses the dump, builds the graph, then computes dominators and the
+/// breadth-first referrers side by side (the part every question needs).
+fn walk<'a>(data: &'a [u8], report: ProgressSink, phase: &dyn Fn(&str)) -> Result<Walked<'a>, HeapError> {
+    let graph = build_graph(data, report, phase)?;
     report(Progress { percent: 55, phase: "computing dominators and retained sizes" });
     // Two independent walks of the graph, one per core: the dominator tree,
     // and the breadth-first search that gives every object its shortest path from a root.
     let (dom, referrer) = std::thread::scope(|scope| {
-        let bfs = scope.spawn(|| analysis::bfs_referrers(&graph));
-        let dom = dominators::compute(graph.len(), &roots_of(&graph), |v| graph.successors(v));
+        let bfs = scope.spawn(|| analysis::bfs_referrers(graph.as_ref()));
+        let dom = dominators::compute(graph.len(), &graph.root_nodes(), |v| graph.successors(v));
         (dom, join(bfs))
     });
     phase("dominators");
@@ -164,7 +182,7 @@ fn walk<'a>(
 /// Costs a full pass over the dump, about as long as its analysis.
 pub fn inspect_object(data: &[u8], object_id: u64, options: &Options) -> Result<Option<ObjectDetail>, HeapError> {
     let (graph, dom, referrer) = walk(data, &|_| {}, &|_| {})?;
-    Ok(graph.index_of(object_id).map(|node| analysis::object_detail(&graph, &dom, &referrer, node, options)))
+    Ok(graph.index_of(object_id).map(|node| analysis::object_detail(graph.as_ref(), &dom, &referrer, node, options)))
 }
 
 pub fn inspect_object_in_file(path: &Path, object_id: u64, options: &Options) -> Result<Option<ObjectDetail>, HeapError> {
@@ -184,8 +202,4 @@ pub fn analyze_file_with_progress(path: &Path, options: &Options, report: Progre
 /// The result of a scoped helper thread; its panic goes on in the caller, never lost.
 pub(crate) fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
     handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-}
-
-fn roots_of(graph: &graph::Graph) -> Vec<u32> {
-    graph.roots.iter().map(|r| r.0).collect()
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use leakscope_heap::dominators;
-use leakscope_heap::graph::Graph;
+use leakscope_heap::hprof::graph::HprofGraph as Graph;
 use leakscope_heap::hprof;
 use leakscope_heap::{analyze_bytes, retained_sizes, HeapError, Options};
 use support::Writer;

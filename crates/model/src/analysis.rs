@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeapSummary {
-    /// `hprof` for now; `v8` later.
+    /// The dump's format: `hprof` or `v8` (a `.heapsnapshot`).
     pub format: String,
+    /// The runtime that wrote it: `java` or `node` (older records: empty, meaning java).
+    #[serde(default)]
+    pub runtime: String,
     /// Identifier size in bytes (4 or 8).
     pub id_size: u32,
     /// Dump time, Unix milliseconds (from the HPROF header).

@@ -4,6 +4,8 @@
 //! (id, kind, class, payload offset) per object; object payloads stay in the
 //! file and are read again when edges are built.
 
+pub mod graph;
+
 use crate::reader::Cursor;
 use crate::{HeapError, IdMap};
 

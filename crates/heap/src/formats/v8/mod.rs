@@ -1,0 +1,597 @@
+//! V8 heap snapshots (`.heapsnapshot`, written by Node.js and Chrome): the
+//! JSON is read straight from the mapped file by a hand-written scanner,
+//! because snapshots reach gigabytes and a `serde_json::Value` of one would
+//! need ten times its size; only the small `snapshot` header goes through
+//! serde. The field layout comes from `snapshot.meta`, never from fixed offsets.
+//!
+//! Semantics follow Chrome DevTools: the synthetic root's children (with the
+//! children of `(GC roots)`) are the roots, weak edges do not retain,
+//! shortcut edges retain only from the root, shallow size is `self_size`.
+
+mod scan;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::graph::{DumpFacts, ObjectGraph, Role};
+use crate::HeapError;
+use scan::Scanner;
+
+#[derive(Deserialize)]
+struct Header {
+    meta: Meta,
+    node_count: u64,
+    edge_count: u64,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    node_fields: Vec<String>,
+    /// The first entry lists the node type names; the rest describe other fields.
+    node_types: Vec<serde_json::Value>,
+    edge_fields: Vec<String>,
+    edge_types: Vec<serde_json::Value>,
+}
+
+/// Where each needed value sits in a node's or an edge's run of numbers.
+struct Layout {
+    node_fields: usize,
+    node_type: usize,
+    node_name: usize,
+    node_id: usize,
+    node_self_size: usize,
+    node_edge_count: usize,
+    edge_fields: usize,
+    edge_type: usize,
+    edge_name: usize,
+    edge_to: usize,
+    node_type_names: Vec<String>,
+    edge_type_names: Vec<String>,
+}
+
+impl Layout {
+    fn from_meta(meta: &Meta, offset: u64) -> Result<Self, HeapError> {
+        let corrupt = |reason: String| HeapError::Corrupt { offset, reason };
+        let find = |fields: &[String], name: &str, what: &str| {
+            fields.iter().position(|f| f == name).ok_or_else(|| corrupt(format!("snapshot.meta.{what} has no \"{name}\"")))
+        };
+        let names = |types: &[serde_json::Value], what: &str| -> Result<Vec<String>, HeapError> {
+            let list = types.first().and_then(|t| t.as_array()).ok_or_else(|| corrupt(format!("snapshot.meta.{what} has no list of type names")))?;
+            Ok(list.iter().map(|t| t.as_str().unwrap_or("?").to_string()).collect())
+        };
+        let layout = Layout {
+            node_fields: meta.node_fields.len(),
+            node_type: find(&meta.node_fields, "type", "node_fields")?,
+            node_name: find(&meta.node_fields, "name", "node_fields")?,
+            node_id: find(&meta.node_fields, "id", "node_fields")?,
+            node_self_size: find(&meta.node_fields, "self_size", "node_fields")?,
+            node_edge_count: find(&meta.node_fields, "edge_count", "node_fields")?,
+            edge_fields: meta.edge_fields.len(),
+            edge_type: find(&meta.edge_fields, "type", "edge_fields")?,
+            edge_name: find(&meta.edge_fields, "name_or_index", "edge_fields")?,
+            edge_to: find(&meta.edge_fields, "to_node", "edge_fields")?,
+            node_type_names: names(&meta.node_types, "node_types")?,
+            edge_type_names: names(&meta.edge_types, "edge_types")?,
+        };
+        if layout.node_type_names.len() > 255 || layout.edge_type_names.len() > 255 {
+            return Err(corrupt("more than 255 node or edge types".into()));
+        }
+        Ok(layout)
+    }
+
+    fn edge_type(&self, name: &str) -> u8 {
+        self.edge_type_names.iter().position(|t| t == name).map(|i| i as u8).unwrap_or(u8::MAX)
+    }
+
+    fn node_type(&self, name: &str) -> u8 {
+        self.node_type_names.iter().position(|t| t == name).map(|i| i as u8).unwrap_or(u8::MAX)
+    }
+}
+
+/// Root kinds (see `root_kind_name`).
+const ROOT_GC: u8 = 1;
+const ROOT_GLOBAL: u8 = 2;
+const ROOT_EMBEDDER: u8 = 3;
+
+/// A snapshot's object graph: columns per node, strong edges in CSR form with
+/// their type and name, strings left in the mapped file until asked for.
+pub struct V8Graph<'a> {
+    data: &'a [u8],
+    /// Per string: byte range of its JSON text (quotes excluded) and whether it has escapes.
+    strings: Vec<(u64, u32, bool)>,
+    node_type: Vec<u8>,
+    node_name: Vec<u32>,
+    node_id: Vec<u32>,
+    self_size: Vec<u32>,
+    edge_start: Vec<u32>,
+    edges: Vec<u32>,
+    edge_type: Vec<u8>,
+    edge_name: Vec<u32>,
+    class_of: Vec<u32>,
+    class_names: Vec<String>,
+    roots: Vec<(u32, u8)>,
+    /// Nodes sorted by V8 object id, for lookups by id.
+    by_id: Vec<u32>,
+    /// Global objects (shortcut targets of the root), sorted.
+    globals: Vec<u32>,
+    types: TypeCodes,
+    node_type_names: Vec<String>,
+}
+
+/// Node and edge type codes this file uses for the names the analysis needs.
+#[derive(Clone, Copy)]
+struct TypeCodes {
+    hidden: u8,
+    array: u8,
+    string: u8,
+    object: u8,
+    code: u8,
+    closure: u8,
+    native: u8,
+    synthetic: u8,
+    concatenated_string: u8,
+    sliced_string: u8,
+    edge_element: u8,
+    edge_hidden: u8,
+    edge_shortcut: u8,
+}
+
+impl<'a> V8Graph<'a> {
+    /// Parses a whole snapshot. `reading` gets the byte position as the scan
+    /// advances; `building` is called once the numbers are read.
+    pub fn parse(data: &'a [u8], reading: &dyn Fn(usize), building: &dyn Fn()) -> Result<Self, HeapError> {
+        let mut s = Scanner::new(data);
+        s.expect(b'{', "the snapshot's opening brace")?;
+        let mut header: Option<(Header, Layout)> = None;
+        let mut nodes: Option<NodeColumns> = None;
+        let mut edges: Option<EdgeColumns> = None;
+        let mut strings: Option<Vec<(u64, u32, bool)>> = None;
+        loop {
+            let key_at = s.pos() as u64;
+            let key = s.key()?;
+            match key {
+                b"snapshot" => {
+                    let (h, end): (Header, usize) = s.serde_value()?;
+                    let layout = Layout::from_meta(&h.meta, key_at)?;
+                    s.seek(end);
+                    header = Some((h, layout));
+                }
+                b"nodes" => {
+                    let (h, layout) = header.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"nodes\" comes before \"snapshot\"".into() })?;
+                    nodes = Some(NodeColumns::read(&mut s, h, layout, reading)?);
+                }
+                b"edges" => {
+                    let (h, layout) = header.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"edges\" comes before \"snapshot\"".into() })?;
+                    let n = nodes.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"edges\" comes before \"nodes\"".into() })?;
+                    edges = Some(EdgeColumns::read(&mut s, h, layout, n, reading)?);
+                }
+                b"strings" => strings = Some(s.string_array(reading)?),
+                _ => s.skip_value()?,
+            }
+            if !s.next_member()? {
+                break;
+            }
+        }
+        let at_end = s.pos() as u64;
+        let missing = |what: &'static str| HeapError::Truncated { offset: at_end, what };
+        let (_, layout) = header.ok_or_else(|| missing("the \"snapshot\" header"))?;
+        let nodes = nodes.ok_or_else(|| missing("the \"nodes\" array"))?;
+        let edges = edges.ok_or_else(|| missing("the \"edges\" array"))?;
+        let strings = strings.ok_or_else(|| missing("the \"strings\" array"))?;
+        building();
+        Self::assemble(data, layout, nodes, edges, strings, at_end)
+    }
+
+    fn assemble(
+        data: &'a [u8],
+        layout: Layout,
+        nodes: NodeColumns,
+        edges: EdgeColumns,
+        strings: Vec<(u64, u32, bool)>,
+        at_end: u64,
+    ) -> Result<Self, HeapError> {
+        let types = TypeCodes {
+            hidden: layout.node_type("hidden"),
+            array: layout.node_type("array"),
+            string: layout.node_type("string"),
+            object: layout.node_type("object"),
+            code: layout.node_type("code"),
+            closure: layout.node_type("closure"),
+            native: layout.node_type("native"),
+            synthetic: layout.node_type("synthetic"),
+            concatenated_string: layout.node_type("concatenated string"),
+            sliced_string: layout.node_type("sliced string"),
+            edge_element: layout.edge_type("element"),
+            edge_hidden: layout.edge_type("hidden"),
+            edge_shortcut: layout.edge_type("shortcut"),
+        };
+        let n = nodes.node_type.len();
+        if n == 0 {
+            return Err(HeapError::Corrupt { offset: at_end, reason: "the snapshot has no nodes (not even the synthetic root)".into() });
+        }
+        let bad_string = nodes.node_name.iter().chain(edges.name.iter().zip(&edges.kind).filter(|(_, &k)| k != types.edge_element && k != types.edge_hidden).map(|(n, _)| n))
+            .find(|&&s| s as usize >= strings.len());
+        if let Some(&index) = bad_string {
+            return Err(HeapError::Corrupt { offset: at_end, reason: format!("string index {index} is past the {} strings", strings.len()) });
+        }
+        let mut graph = V8Graph {
+            data,
+            strings,
+            node_type: nodes.node_type,
+            node_name: nodes.node_name,
+            node_id: nodes.node_id,
+            self_size: nodes.self_size,
+            edge_start: edges.start,
+            edges: edges.to,
+            edge_type: edges.kind,
+            edge_name: edges.name,
+            class_of: Vec::new(),
+            class_names: Vec::new(),
+            roots: Vec::new(),
+            by_id: Vec::new(),
+            globals: Vec::new(),
+            types,
+            node_type_names: layout.node_type_names,
+        };
+        graph.name_classes();
+        graph.find_roots();
+        let mut by_id: Vec<u32> = (0..n as u32).collect();
+        by_id.sort_unstable_by_key(|&v| graph.node_id[v as usize]);
+        graph.by_id = by_id;
+        Ok(graph)
+    }
+
+    /// Histogram class per node, named as DevTools' Summary view names them.
+    fn name_classes(&mut self) {
+        let mut names: Vec<String> = Vec::new();
+        let mut by_name: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        // Most nodes share a (type, name string) pair: look each pair up once.
+        let mut by_pair: std::collections::HashMap<(u8, u32), u32> = std::collections::HashMap::new();
+        let mut class_of = Vec::with_capacity(self.node_type.len());
+        for v in 0..self.node_type.len() {
+            let (t, name) = (self.node_type[v], self.node_name[v]);
+            let named = t == self.types.object || t == self.types.native;
+            let key = (t, if named { name } else { 0 });
+            let class = match by_pair.get(&key) {
+                Some(&c) => c,
+                None => {
+                    let text = self.class_name_for(t, name);
+                    let c = *by_name.entry(text.clone()).or_insert_with(|| {
+                        names.push(text);
+                        (names.len() - 1) as u32
+                    });
+                    by_pair.insert(key, c);
+                    c
+                }
+            };
+            class_of.push(class);
+        }
+        self.class_of = class_of;
+        self.class_names = names;
+    }
+
+    fn class_name_for(&self, node_type: u8, name: u32) -> String {
+        let t = self.types;
+        match node_type {
+            x if x == t.hidden => "(system)".into(),
+            x if x == t.object || x == t.native => {
+                let name = self.string(name);
+                if name.is_empty() { "(anonymous)".into() } else { name.into_owned() }
+            }
+            x if x == t.code => "(compiled code)".into(),
+            x => format!("({})", self.node_type_names.get(x as usize).map(String::as_str).unwrap_or("unknown")),
+        }
+    }
+
+    /// The root's children, with `(GC roots)` replaced by its own children.
+    fn find_roots(&mut self) {
+        let mut roots = Vec::new();
+        for k in self.edge_range(0) {
+            let child = self.edges[k];
+            if child == 0 {
+                continue;
+            }
+            if self.edge_type[k] == self.types.edge_shortcut {
+                roots.push((child, ROOT_GLOBAL));
+                self.globals.push(child);
+            } else if self.node_type[child as usize] == self.types.synthetic && self.string(self.node_name[child as usize]) == "(GC roots)" {
+                roots.push((child, ROOT_GC));
+                for j in self.edge_range(child) {
+                    roots.push((self.edges[j], ROOT_GC));
+                }
+            } else {
+                roots.push((child, ROOT_EMBEDDER));
+            }
+        }
+        roots.sort_unstable_by_key(|r| r.0);
+        roots.dedup_by_key(|r| r.0);
+        self.roots = roots;
+        self.globals.sort_unstable();
+        self.globals.dedup();
+    }
+
+    fn edge_range(&self, node: u32) -> std::ops::Range<usize> {
+        self.edge_start[node as usize] as usize..self.edge_start[node as usize + 1] as usize
+    }
+
+    /// A string of the snapshot's table, decoded from the mapped file.
+    pub fn string(&self, index: u32) -> Cow<'a, str> {
+        let Some(&(start, len, escaped)) = self.strings.get(index as usize) else { return Cow::Borrowed("") };
+        let raw = &self.data[start as usize..start as usize + len as usize];
+        if !escaped {
+            return String::from_utf8_lossy(raw);
+        }
+        let quoted = &self.data[start as usize - 1..start as usize + len as usize + 1];
+        // Lone surrogates (V8 writes them for broken UTF-16) are not JSON serde accepts: show the raw text.
+        serde_json::from_slice::<String>(quoted).map(Cow::Owned).unwrap_or_else(|_| String::from_utf8_lossy(raw))
+    }
+
+    pub fn node_type_name(&self, node: u32) -> &str {
+        self.node_type_names.get(self.node_type[node as usize] as usize).map(String::as_str).unwrap_or("unknown")
+    }
+
+    /// The node's own name in the snapshot (constructor, function name, string content).
+    pub fn node_name(&self, node: u32) -> Cow<'a, str> {
+        self.string(self.node_name[node as usize])
+    }
+
+    /// Elements of an array-like node: its element edges, else (V8's internal
+    /// arrays, such as a Map's table) every reference but the one to its shape.
+    fn element_count(&self, node: u32) -> u64 {
+        let elements = self.edge_range(node).filter(|&k| self.edge_type[k] == self.types.edge_element).count();
+        if elements > 0 {
+            return elements as u64;
+        }
+        self.edge_range(node).filter(|&k| self.string(self.edge_name[k]) != "map").count() as u64
+    }
+}
+
+impl ObjectGraph for V8Graph<'_> {
+    fn len(&self) -> usize {
+        self.node_type.len()
+    }
+    fn successors(&self, node: u32) -> &[u32] {
+        &self.edges[self.edge_range(node)]
+    }
+    fn shallow(&self, node: u32) -> u64 {
+        self.self_size[node as usize] as u64
+    }
+    fn class_of(&self) -> &[u32] {
+        &self.class_of
+    }
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn roots(&self) -> &[(u32, u8)] {
+        &self.roots
+    }
+    fn root_kind_name(&self, kind: u8) -> String {
+        match kind {
+            ROOT_GC => "GC root",
+            ROOT_GLOBAL => "global object",
+            ROOT_EMBEDDER => "embedder root",
+            _ => "root",
+        }
+        .into()
+    }
+    fn id(&self, node: u32) -> u64 {
+        self.node_id[node as usize] as u64
+    }
+    fn index_of(&self, id: u64) -> Option<u32> {
+        let id = u32::try_from(id).ok()?;
+        let at = self.by_id.binary_search_by_key(&id, |&v| self.node_id[v as usize]).ok()?;
+        Some(self.by_id[at])
+    }
+    fn edge_name(&self, from: u32, to: u32) -> Option<String> {
+        let k = self.edge_range(from).find(|&k| self.edges[k] == to)?;
+        let t = self.edge_type[k];
+        if t == self.types.edge_element || t == self.types.edge_hidden {
+            Some(format!("[{}]", self.edge_name[k]))
+        } else {
+            Some(self.string(self.edge_name[k]).into_owned())
+        }
+    }
+    fn display_class(&self, node: u32) -> String {
+        let t = self.node_type[node as usize];
+        let class = self.class_name(node);
+        let name = self.node_name(node);
+        let types = self.types;
+        if t == types.closure || t == types.code {
+            if name.is_empty() { class.to_string() } else { format!("{class} {name}") }
+        } else if t == types.string || t == types.concatenated_string || t == types.sliced_string {
+            format!("{class} {:?}", shorten(&name, 40))
+        } else if t == types.synthetic || t == types.array || t == types.hidden {
+            if name.is_empty() { class.to_string() } else { name.into_owned() }
+        } else {
+            class.to_string()
+        }
+    }
+    fn role(&self, node: u32) -> Role {
+        if self.globals.binary_search(&node).is_ok() {
+            return Role::Holder;
+        }
+        let t = self.node_type[node as usize];
+        if t == self.types.array || (t == self.types.object && self.class_name(node) == "Array") {
+            return Role::Array(self.element_count(node));
+        }
+        Role::Object
+    }
+    fn facts(&self) -> DumpFacts {
+        DumpFacts { format: "v8", runtime: "node", classes: self.class_names.len() as u64, ..DumpFacts::default() }
+    }
+    /// JavaScript names have no packages to strip.
+    fn short_name<'n>(&self, name: &'n str) -> &'n str {
+        name
+    }
+}
+
+fn shorten(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The node columns as read from the `nodes` array.
+struct NodeColumns {
+    node_type: Vec<u8>,
+    node_name: Vec<u32>,
+    node_id: Vec<u32>,
+    self_size: Vec<u32>,
+    edge_count: Vec<u32>,
+}
+
+impl NodeColumns {
+    fn read(s: &mut Scanner, header: &Header, layout: &Layout, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
+        let start = s.pos() as u64;
+        // Never reserve by an unchecked count: each node takes at least two bytes per field.
+        let room = (s.remaining() / (2 * layout.node_fields.max(1))) as u64;
+        let expected = header.node_count.min(room) as usize;
+        let mut columns = NodeColumns {
+            node_type: Vec::with_capacity(expected),
+            node_name: Vec::with_capacity(expected),
+            node_id: Vec::with_capacity(expected),
+            self_size: Vec::with_capacity(expected),
+            edge_count: Vec::with_capacity(expected),
+        };
+        let fields = layout.node_fields;
+        let mut field = 0usize;
+        let mut values = [0u64; 16];
+        let too_wide = fields > values.len();
+        if too_wide || fields == 0 {
+            return Err(HeapError::Corrupt { offset: start, reason: format!("{fields} node fields is not a layout this reader knows") });
+        }
+        let node_types = layout.node_type_names.len() as u64;
+        let mut failure: Option<HeapError> = None;
+        s.uint_array(reading, |value, at| {
+            values[field] = value;
+            field += 1;
+            if field == fields {
+                field = 0;
+                let t = values[layout.node_type];
+                let (name, id, size, count) =
+                    (values[layout.node_name], values[layout.node_id], values[layout.node_self_size], values[layout.node_edge_count]);
+                if t >= node_types || name > u32::MAX as u64 || id > u32::MAX as u64 || count > u32::MAX as u64 {
+                    failure = Some(HeapError::Corrupt { offset: at as u64, reason: "a node field is out of range (type, name, id or edge count)".into() });
+                    return false;
+                }
+                columns.node_type.push(t as u8);
+                columns.node_name.push(name as u32);
+                columns.node_id.push(id as u32);
+                // A single object over 4 GiB is not a thing V8 makes; saturate rather than wrap.
+                columns.self_size.push(size.min(u32::MAX as u64) as u32);
+                columns.edge_count.push(count as u32);
+            }
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        if field != 0 {
+            return Err(HeapError::Corrupt { offset: s.pos() as u64, reason: format!("the nodes array ends inside a node ({field} of {fields} fields)") });
+        }
+        let n = columns.node_type.len() as u64;
+        if n != header.node_count {
+            return Err(HeapError::Corrupt { offset: start, reason: format!("snapshot.node_count says {} nodes, the nodes array holds {n}", header.node_count) });
+        }
+        if n >= u32::MAX as u64 {
+            return Err(HeapError::Corrupt { offset: start, reason: format!("{n} nodes exceed this analyser's 4 billion limit") });
+        }
+        Ok(columns)
+    }
+}
+
+/// Strong edges in CSR order, as read from the `edges` array.
+struct EdgeColumns {
+    start: Vec<u32>,
+    to: Vec<u32>,
+    kind: Vec<u8>,
+    name: Vec<u32>,
+}
+
+impl EdgeColumns {
+    fn read(s: &mut Scanner, header: &Header, layout: &Layout, nodes: &NodeColumns, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
+        let start_at = s.pos() as u64;
+        let total: u64 = nodes.edge_count.iter().map(|&c| c as u64).sum();
+        if total != header.edge_count {
+            return Err(HeapError::Corrupt {
+                offset: start_at,
+                reason: format!("snapshot.edge_count says {} edges, the nodes' edge counts add up to {total}", header.edge_count),
+            });
+        }
+        if total >= u32::MAX as u64 {
+            return Err(HeapError::Corrupt { offset: start_at, reason: format!("{total} edges exceed this analyser's 4 billion limit") });
+        }
+        let room = (s.remaining() / (2 * layout.edge_fields.max(1))) as u64;
+        let expected = total.min(room) as usize;
+        let n = nodes.edge_count.len();
+        let mut columns = EdgeColumns {
+            start: Vec::with_capacity(n + 1),
+            to: Vec::with_capacity(expected),
+            kind: Vec::with_capacity(expected),
+            name: Vec::with_capacity(expected),
+        };
+        let fields = layout.edge_fields;
+        if fields == 0 || fields > 16 {
+            return Err(HeapError::Corrupt { offset: start_at, reason: format!("{fields} edge fields is not a layout this reader knows") });
+        }
+        let (weak, shortcut) = (layout.edge_type("weak"), layout.edge_type("shortcut"));
+        let edge_types = layout.edge_type_names.len() as u64;
+        let node_fields = layout.node_fields as u64;
+        let mut values = [0u64; 16];
+        let mut field = 0usize;
+        // The node whose edges are being read, and how many of its edges are left.
+        let mut from = 0usize;
+        let mut left = 0u64;
+        columns.start.push(0);
+        let advance = |from: &mut usize, left: &mut u64, columns: &mut EdgeColumns| {
+            while *left == 0 && *from < n {
+                *from += 1;
+                columns.start.push(columns.to.len() as u32);
+                if *from < n {
+                    *left = nodes.edge_count[*from] as u64;
+                }
+            }
+        };
+        if n > 0 {
+            left = nodes.edge_count[0] as u64;
+        }
+        advance(&mut from, &mut left, &mut columns);
+        let mut failure: Option<HeapError> = None;
+        s.uint_array(reading, |value, at| {
+            values[field] = value;
+            field += 1;
+            if field < fields {
+                return true;
+            }
+            field = 0;
+            if from >= n {
+                failure = Some(HeapError::Corrupt { offset: at as u64, reason: "more edges than the nodes' edge counts add up to".into() });
+                return false;
+            }
+            let (t, name, to) = (values[layout.edge_type], values[layout.edge_name], values[layout.edge_to]);
+            if t >= edge_types || name > u32::MAX as u64 || to % node_fields != 0 || to / node_fields >= n as u64 {
+                failure = Some(HeapError::Corrupt { offset: at as u64, reason: format!("edge {} of node {from} is out of range (type {t}, to_node {to})", columns.to.len()) });
+                return false;
+            }
+            let t = t as u8;
+            // Weak edges never retain; shortcuts retain only from the root (they mark its global objects).
+            if t != weak && (t != shortcut || from == 0) {
+                columns.to.push((to / node_fields) as u32);
+                columns.kind.push(t);
+                columns.name.push(name as u32);
+            }
+            left -= 1;
+            advance(&mut from, &mut left, &mut columns);
+            true
+        })?;
+        if let Some(err) = failure {
+            return Err(err);
+        }
+        if field != 0 || from < n {
+            return Err(HeapError::Corrupt { offset: s.pos() as u64, reason: "the edges array ends before the nodes' edge counts say it should".into() });
+        }
+        Ok(columns)
+    }
+}

@@ -1,0 +1,143 @@
+//! The V8 front end on real snapshots written by the host's Node.js: known
+//! shapes, retained sizes against a brute-force oracle, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use leakscope_heap::graph::ObjectGraph;
+use leakscope_heap::v8::V8Graph;
+use leakscope_heap::{analyze_bytes, dominators, retained_sizes, HeapError, Options};
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("leakscope-v8-{}-{name}", std::process::id()))
+}
+
+/// A snapshot of `tests/node/shapes.js` run by the host's `node`.
+fn shapes_snapshot(name: &str, sessions: u32, elements: u32, listeners: u32) -> PathBuf {
+    let out = temp(name);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/shapes.js");
+    let status = Command::new("node")
+        .arg(&script)
+        .arg(&out)
+        .args([sessions.to_string(), elements.to_string(), listeners.to_string()])
+        .status()
+        .expect("node runs (the test command installs nodejs)");
+    assert!(status.success(), "node {} failed", script.display());
+    out
+}
+
+#[test]
+fn known_shapes_come_out_with_their_counts_sizes_and_path() {
+    let file = shapes_snapshot("shapes.heapsnapshot", 2000, 1000, 300);
+    let data = std::fs::read(&file).unwrap();
+    let analysis = analyze_bytes(&data, &Options::default()).unwrap();
+    assert_eq!(analysis.summary.format, "v8");
+    assert_eq!(analysis.summary.runtime, "node");
+
+    let class = |name: &str| analysis.histogram.iter().find(|e| e.class == name).unwrap_or_else(|| panic!("no {name} in the histogram"));
+    let sessions = class("Session");
+    assert_eq!(sessions.instances, 2000);
+    // Each Session keeps its own array of 1000 numbers: at least 8 bytes per element.
+    assert!(sessions.retained_bytes >= 2000 * 1000 * 8, "{sessions:?}");
+    for name in ["(closure)", "(system)", "(compiled code)", "Map", "Object", "Array", "(string)"] {
+        class(name);
+    }
+
+    let suspect = analysis.suspects.first().expect("the sessions map is a suspect");
+    assert!(
+        suspect.description.starts_with("global.sessions -> Map.table -> (array)[2000] holds 2 000 Session retaining"),
+        "{}",
+        suspect.description
+    );
+    assert_eq!(suspect.path.first().and_then(|s| s.root_kind.as_deref()), Some("global object"));
+    assert_eq!(suspect.path[0].field.as_deref(), Some("sessions"));
+
+    // The listeners' closures: the emitter retains 300 arrays of 500 numbers.
+    let emitter = analysis.dominators.iter().find(|d| d.class == "EventEmitter").expect("the request bus is a big object");
+    assert!(emitter.retained_bytes >= 300 * 500 * 8, "{emitter:?}");
+
+    // Ids are V8's own object ids, and a lookup by id finds the same object.
+    let id = u64::from_str_radix(suspect.accumulation_object_id.trim_start_matches("0x"), 16).unwrap();
+    let detail = leakscope_heap::inspect_object(&data, id, &Options::default()).unwrap().expect("the accumulation point is found by its id");
+    assert_eq!(detail.object.class, "(array)");
+    assert_eq!(detail.children.len(), Options::default().tree_children);
+    assert!(detail.gc_path.iter().any(|l| l.field.as_deref() == Some("table")), "{:?}", detail.gc_path);
+    std::fs::remove_file(file).ok();
+}
+
+/// Objects reachable from the roots over strong edges, not entering `removed`.
+fn reachable(graph: &dyn ObjectGraph, removed: Option<u32>) -> Vec<bool> {
+    let mut seen = vec![false; graph.len()];
+    let mut stack: Vec<u32> = graph.root_nodes().into_iter().filter(|&r| Some(r) != removed).collect();
+    while let Some(v) = stack.pop() {
+        if std::mem::replace(&mut seen[v as usize], true) {
+            continue;
+        }
+        stack.extend(graph.successors(v).iter().copied().filter(|&w| Some(w) != removed && !seen[w as usize]));
+    }
+    seen
+}
+
+#[test]
+fn retained_sizes_equal_a_brute_force_oracle() {
+    let file = shapes_snapshot("oracle.heapsnapshot", 300, 50, 40);
+    let data = std::fs::read(&file).unwrap();
+    let graph = V8Graph::parse(&data, &|_| {}, &|| {}).unwrap();
+    let dom = dominators::compute(graph.len(), &graph.root_nodes(), |v| graph.successors(v));
+    let computed = retained_sizes(&graph, &dom);
+    let everything = reachable(&graph, None);
+    // The biggest retainers, and a spread of others: removing one makes exactly what it retains unreachable.
+    let mut order: Vec<u32> = (0..graph.len() as u32).filter(|&v| everything[v as usize]).collect();
+    order.sort_by_key(|&v| std::cmp::Reverse(computed.retained[v as usize]));
+    let mut sample: Vec<u32> = order.iter().take(25).copied().collect();
+    sample.extend(order.iter().step_by(order.len() / 40 + 1).copied());
+    for v in sample {
+        let without = reachable(&graph, Some(v));
+        let lost: u64 = (0..graph.len())
+            .filter(|&w| everything[w] && (!without[w] || w == v as usize))
+            .map(|w| graph.shallow(w as u32))
+            .sum();
+        assert_eq!(computed.retained[v as usize], lost, "retained size of {} (id {})", graph.display_class(v), graph.id(v));
+    }
+    std::fs::remove_file(file).ok();
+}
+
+#[test]
+fn bad_snapshots_fail_with_the_offset_and_never_panic() {
+    let file = shapes_snapshot("bad.heapsnapshot", 50, 10, 5);
+    let data = std::fs::read(&file).unwrap();
+    std::fs::remove_file(file).ok();
+    let expect_error = |bytes: &[u8]| match analyze_bytes(bytes, &Options::default()) {
+        Ok(_) => panic!("accepted a bad snapshot of {} bytes", bytes.len()),
+        Err(e) => e,
+    };
+    // Cut anywhere: a clear error, with the offset where the bytes ran out.
+    for cut in [10, 200, 800, data.len() / 3, data.len() / 2, data.len() - 40, data.len() - 1] {
+        match expect_error(&data[..cut]) {
+            HeapError::Truncated { offset, .. } => assert!(offset <= cut as u64, "offset {offset} past the cut {cut}"),
+            HeapError::Corrupt { offset, .. } => assert!(offset <= cut as u64),
+            other => panic!("cut at {cut}: {other}"),
+        }
+    }
+    let text = String::from_utf8(data.clone()).unwrap();
+    let corrupt = |from: &str, to: &str| {
+        assert!(text.contains(from), "the snapshot has {from}");
+        let err = expect_error(text.replacen(from, to, 1).as_bytes());
+        assert!(matches!(err, HeapError::Corrupt { .. } | HeapError::Truncated { .. }), "{from} -> {to}: {err}");
+        err.to_string()
+    };
+    // Wrong meta: a field missing, and a node count that does not match.
+    assert!(corrupt("\"self_size\"", "\"size_of_self\"").contains("self_size"));
+    let node_count = text.split("\"node_count\":").nth(1).unwrap().split(',').next().unwrap();
+    assert!(corrupt(&format!("\"node_count\":{node_count}"), "\"node_count\":5").contains("node_count"));
+    // Absurd counts must not size an allocation.
+    corrupt(&format!("\"node_count\":{node_count}"), "\"node_count\":9999999999999");
+    // An edge pointing past the nodes, a non-number in the nodes, garbage after the header.
+    corrupt("\"nodes\":[9,", "\"nodes\":[x,");
+    corrupt("\"nodes\":[", "\"nodes\":{");
+    let edges_at = text.find("\"edges\":[").unwrap() + 9;
+    let first: Vec<&str> = text[edges_at..].splitn(4, ',').take(3).collect();
+    assert!(corrupt(&format!("\"edges\":[{},{},{}", first[0], first[1], first[2]), &format!("\"edges\":[{},{},99999999", first[0], first[1])).contains("out of range"));
+    // A file that is JSON but not a snapshot.
+    assert!(matches!(expect_error(b"{\"nodes\":[]}"), HeapError::NotHprof));
+}
