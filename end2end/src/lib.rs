@@ -329,6 +329,24 @@ pub fn java_heap_dump(sessions: u32, payload: u32) -> PathBuf {
     dump
 }
 
+/// A V8 heap snapshot written by the host's Node.js running the heap crate's
+/// `shapes.js` fixture: `sessions` Session objects of `elements` numbers each
+/// in `global.sessions`, `listeners` closures on `global.requestBus`.
+pub fn node_heap_snapshot(sessions: u32, elements: u32, listeners: u32) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_name("node"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/heap/tests/node/shapes.js");
+    let out = dir.join("shapes.heapsnapshot");
+    let status = Command::new("node")
+        .arg(&script)
+        .arg(&out)
+        .args([sessions.to_string(), elements.to_string(), listeners.to_string()])
+        .status()
+        .expect("node is installed (./dev test installs nodejs)");
+    assert!(status.success(), "node {} failed", script.display());
+    out
+}
+
 /// (status, body) of an answer, whatever its status.
 pub fn answer(result: Result<ureq::Response, ureq::Error>, what: &str) -> (u16, String) {
     match result {

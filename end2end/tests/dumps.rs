@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use end2end::{java_heap_dump, Server};
+use end2end::{java_heap_dump, node_heap_snapshot, Server};
 
 fn wait_analysed(server: &Server, id: &str) -> serde_json::Value {
     let mut analysis = serde_json::Value::Null;
@@ -172,4 +172,59 @@ fn the_upload_form_accepts_a_multipart_file_and_redirects_to_the_analysis() {
     assert_eq!(info["service"], "billing");
     assert_eq!(info["file_name"], "billing.hprof");
     assert_eq!(info["size_bytes"].as_u64().unwrap(), dump.len() as u64);
+}
+
+#[test]
+fn a_node_heap_snapshot_is_stored_analysed_downloaded_and_not_diffed_against_java() {
+    let server = Server::start(&[], &[]);
+    let snapshot = std::fs::read(node_heap_snapshot(3_000, 200, 100)).unwrap();
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=api.heapsnapshot&service=api", &snapshot);
+    assert_eq!(status, 201, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = info["id"].as_str().unwrap().to_string();
+    assert_eq!(info["format"], "v8");
+    assert_eq!(info["runtime"], "node");
+
+    let analysis = wait_analysed(&server, &id);
+    assert_eq!(analysis["summary"]["format"], "v8");
+    assert_eq!(analysis["summary"]["runtime"], "node");
+    let suspect = analysis["suspects"][0]["description"].as_str().unwrap();
+    assert!(suspect.starts_with("global.sessions -> Map.table -> (array)[3000] holds 3 000 Session retaining"), "{suspect}");
+    assert!(analysis["histogram"].as_array().unwrap().iter().any(|e| e["class"] == "Session" && e["instances"] == 3_000));
+
+    // The analysis page names the runtime's own tools; the download is the snapshot, byte for byte.
+    let (status, html) = server.get(&format!("/dumps/{id}"));
+    assert_eq!(status, 200);
+    assert!(html.contains("Download .heapsnapshot") && html.contains("Chrome DevTools"), "the page offers the snapshot");
+    let response = server.request("GET", &format!("/api/v1/dumps/{id}/download")).call().unwrap();
+    assert_eq!(response.header("content-disposition"), Some(format!("attachment; filename=\"{id}.heapsnapshot\"").as_str()));
+    let mut downloaded = Vec::new();
+    std::io::Read::read_to_end(&mut response.into_reader(), &mut downloaded).unwrap();
+    assert!(downloaded == snapshot, "the download is the uploaded snapshot");
+
+    // A Java dump and a Node snapshot are not compared class by class.
+    let java = std::fs::read(java_heap_dump(100, 10)).unwrap();
+    let (_, body) = server.post_bytes("/api/v1/dumps?name=java.hprof&service=api", &java);
+    let java_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    wait_analysed(&server, &java_id);
+    let (status, body) = server.get_json(&format!("/api/v1/dumps/{java_id}/diff/{id}"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("cannot be compared"), "{body}");
+
+    // A cut snapshot is stored as the user has it, and its analysis says where it ends.
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=cut.heapsnapshot", &snapshot[..snapshot.len() / 2]);
+    assert_eq!(status, 201, "{body}");
+    let cut_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    let mut answer = serde_json::Value::Null;
+    server.wait_until(Duration::from_secs(30), "the analysis fails", || {
+        let (status, body) = server.get_json(&format!("/api/v1/dumps/{cut_id}/analysis"));
+        answer = body;
+        status == 422
+    });
+    assert!(answer["error"].as_str().unwrap().contains("at byte"), "{answer}");
+
+    // Delete removes the snapshot's file too.
+    let response = server.request("DELETE", &format!("/api/v1/dumps/{id}")).call().unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(!server.data_dir.join("dumps").join(format!("{id}.heapsnapshot.zst")).exists());
 }

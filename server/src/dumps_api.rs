@@ -80,7 +80,7 @@ fn clean(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-/// Upload a heap dump (`.hprof`, or gzip-compressed) as the request body; analysis starts at once.
+/// Upload a heap dump (`.hprof` or V8 `.heapsnapshot`, either gzip-compressed or not) as the request body; analysis starts at once.
 #[utoipa::path(post, path = "/api/v1/dumps", tag = "dumps", params(UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the dump, streamed"),
     responses((status = 201, body = DumpInfo), (status = 400, description = "not a heap dump, or truncated", body = ApiError),
@@ -172,7 +172,7 @@ async fn upload_form(
             _ => {}
         }
     }
-    Err(bad("the form had no file: choose a .hprof or .hprof.gz file".into()))
+    Err(bad("the form had no file: choose a .hprof, .heapsnapshot or gzipped file".into()))
 }
 
 /// The dump history, newest first, optionally narrowed.
@@ -274,7 +274,7 @@ async fn download(
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.hprof\"", info.id)),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", leakscope_engine::Engine::download_name(&info))),
             (header::CONTENT_LENGTH, info.size_bytes.to_string()),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],

@@ -495,7 +495,7 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
             {choices}
             {job.dump_id.clone().map(|id| view! {
                 <p id="capture-done">"Dump stored. " <a href=format!("/dumps/{id}")>"Open its analysis"</a>
-                " · " <a href=format!("/dumps/{id}/download")>"download .hprof"</a></p>
+                " · " <a href=format!("/dumps/{id}/download")>"download the dump"</a></p>
             })}
         </div>
     }

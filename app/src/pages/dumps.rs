@@ -48,8 +48,8 @@ pub fn DumpsPage() -> impl IntoView {
             </div>
             <form class="upload" method="post" action=crate::components::with_csrf("/dumps/upload".to_string()) enctype="multipart/form-data">
                 <input type="text" name="service" placeholder="service (optional)"/>
-                <input type="file" name="file" accept=".hprof,.gz" required/>
-                <button type="submit">"Upload .hprof"</button>
+                <input type="file" name="file" accept=".hprof,.heapsnapshot,.gz" required/>
+                <button type="submit">"Upload dump"</button>
             </form>
         </section>
         <form class="filters" method="get" action="/dumps">
@@ -163,8 +163,8 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
                 </p>
             </div>
             <p class="actions">
-                <a href=format!("/dumps/{}/download", info.id)>"Download .hprof"</a>
-                " (opens in Eclipse MAT or VisualVM) · "
+                <a href=format!("/dumps/{}/download", info.id)>{download_label(&info.format)}</a>
+                {opens_in(&info.format)} " · "
                 <a href=format!("/api/v1/dumps/{}/analysis", info.id)>"JSON"</a>
                 {info.container_name.is_some().then(|| view! {
                     " · " <a href=format!("/reports/new?dumps={}", info.id) rel="external" id="report-from-dump">"Create report"</a>
@@ -550,4 +550,19 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
 fn signed_bytes(delta: i64) -> String {
     let sign = if delta < 0 { "−" } else { "+" };
     format!("{sign}{}", format_bytes(delta.unsigned_abs()))
+}
+
+/// What the download link says: the file kind a person will get.
+pub fn download_label(format: &str) -> &'static str {
+    match format {
+        "v8" => "Download .heapsnapshot",
+        _ => "Download .hprof",
+    }
+}
+
+fn opens_in(format: &str) -> &'static str {
+    match format {
+        "v8" => " (opens in Chrome DevTools' Memory tab and in memlab)",
+        _ => " (opens in Eclipse MAT or VisualVM)",
+    }
 }

@@ -1,4 +1,5 @@
-//! The dump store: files under `<data>/dumps/<id>.hprof.zst` (zstd at rest),
+//! The dump store: files under `<data>/dumps/<id>.hprof.zst` or
+//! `<id>.heapsnapshot.zst` (zstd at rest, named by their format),
 //! records in SQLite, analyses computed once in the background and kept with
 //! the record so no page ever parses a dump.
 //!
@@ -63,6 +64,8 @@ pub struct NewDump {
 /// Dropping it removes the file, so a failed capture leaves nothing behind.
 pub struct Staged {
     tmp: tempfile::NamedTempFile,
+    /// `hprof` or `v8`, from the dump's first bytes.
+    pub format: &'static str,
     pub size_bytes: u64,
     pub stored_bytes: u64,
     pub sha256: String,
@@ -141,8 +144,17 @@ impl DumpStore {
         Ok(DumpStore { conn, dir: dir.to_path_buf() })
     }
 
+    /// The stored file of a dump, whichever format it holds.
     pub fn file_of(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.hprof.zst"))
+        let snapshot = self.file_for(id, "v8");
+        if snapshot.exists() {
+            return snapshot;
+        }
+        self.file_for(id, "hprof")
+    }
+
+    fn file_for(&self, id: &str, format: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{}.zst", extension_of(format)))
     }
 
     pub fn dir(&self) -> &Path {
@@ -158,7 +170,7 @@ impl DumpStore {
     /// Records a staged dump: renames it into place and inserts its row.
     pub fn commit(&self, staged: Staged, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
         let id = new_id()?;
-        let target = self.file_of(&id);
+        let target = self.file_for(&id, staged.format);
         staged.tmp.persist(&target).map_err(|e| io("saving the dump", e.error))?;
         let service = meta
             .service
@@ -169,10 +181,11 @@ impl DumpStore {
         let inserted = self.conn.execute(
             "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
                 size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by)
-             VALUES (?1, ?2, ?3, 'hprof', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15)",
+             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15)",
             params![id, now_ms, meta.file_name, service, meta.container_name, meta.container_id, meta.image,
                 staged.size_bytes as i64, staged.stored_bytes as i64, staged.sha256, meta.trigger,
-                meta.pid, meta.runtime, meta.capture_ms.map(|v| v as i64), meta.requested_by],
+                meta.pid, meta.runtime.clone().or_else(|| Some(runtime_of(staged.format).to_string())),
+                meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format],
         );
         if let Err(e) = inserted {
             let _ = std::fs::remove_file(&target);
@@ -295,11 +308,19 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
     // Check the magic before accepting the rest.
     let mut magic = [0u8; 18];
     let m = read_fully(&mut reader, &mut magic).map_err(|e| io("reading the upload", e))?;
-    if m < 18 || !magic.starts_with(b"JAVA PROFILE 1.0.") {
+    let format = match leakscope_heap::formats::sniff(&magic[..m]) {
+        Some(_) if m < 18 => None,
+        Some(leakscope_heap::Format::Hprof) if magic.starts_with(b"JAVA PROFILE 1.0.") => Some("hprof"),
+        Some(leakscope_heap::Format::V8) => Some("v8"),
+        _ => None,
+    };
+    let Some(format) = format else {
         return Err(EngineError::BadRequest(
-            "not an HPROF heap dump (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.')".into(),
+            "not an HPROF heap dump nor a V8 heap snapshot (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.', \
+             or a .heapsnapshot from Node.js or Chrome, gzipped or not)"
+                .into(),
         ));
-    }
+    };
     tee.write_all(&magic).map_err(|e| io("storing the dump", e))?;
     std::io::copy(&mut reader, &mut tee).map_err(|e| io("storing the dump", e))?;
     let Tee { inner, hash, bytes } = tee;
@@ -307,7 +328,22 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
     let stored_bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     tmp.as_file().sync_all().map_err(|e| io("syncing the dump", e))?;
     let sha256 = format!("{:x}", hash.finalize());
-    Ok(Staged { tmp, size_bytes: bytes, stored_bytes, sha256 })
+    Ok(Staged { tmp, format, size_bytes: bytes, stored_bytes, sha256 })
+}
+
+/// The file extension a dump of this format is downloaded (and stored) with.
+pub fn extension_of(format: &str) -> &'static str {
+    match format {
+        "v8" => "heapsnapshot",
+        _ => "hprof",
+    }
+}
+
+fn runtime_of(format: &str) -> &'static str {
+    match format {
+        "v8" => "node",
+        _ => "java",
+    }
 }
 
 fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

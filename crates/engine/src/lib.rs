@@ -545,7 +545,19 @@ impl Engine {
     pub async fn dump_diff(&self, before: &str, after: &str) -> Result<leakscope_heap::HeapDiff, EngineError> {
         let a = self.dump_analysis(before).await?;
         let b = self.dump_analysis(after).await?;
+        if a.summary.format != b.summary.format {
+            return Err(EngineError::BadRequest(format!(
+                "these dumps cannot be compared: one is {}, the other {}; compare two dumps of the same service",
+                format_name(&a.summary.format),
+                format_name(&b.summary.format)
+            )));
+        }
         Ok(leakscope_heap::diff::diff(&a, &b))
+    }
+
+    /// The file name a dump is downloaded as.
+    pub fn download_name(info: &leakscope_model::dumps::DumpInfo) -> String {
+        format!("{}.{}", info.id, dumps::extension_of(&info.format))
     }
 
     pub async fn delete_dump(&self, id: &str) -> Result<(), EngineError> {
@@ -643,5 +655,12 @@ impl Engine {
             updated_ms,
             sample_interval_ms: self.inner.config.sample_interval.as_millis() as u64,
         }));
+    }
+}
+
+fn format_name(format: &str) -> &'static str {
+    match format {
+        "v8" => "a V8 heap snapshot (Node.js)",
+        _ => "an HPROF dump (Java)",
     }
 }
