@@ -141,6 +141,13 @@ impl<'a> V8Graph<'a> {
     /// Parses a whole snapshot. `reading` gets the byte position as the scan
     /// advances; `building` is called once the numbers are read.
     pub fn parse(data: &'a [u8], reading: &dyn Fn(usize), building: &dyn Fn()) -> Result<Self, HeapError> {
+        let t0 = std::time::Instant::now();
+        let timing = std::env::var_os("LEAKSCOPE_TIMING").is_some();
+        let lap = |what: &str| {
+            if timing {
+                eprintln!("  v8 {what}: {} ms", t0.elapsed().as_millis());
+            }
+        };
         let mut s = Scanner::new(data);
         s.expect(b'{', "the snapshot's opening brace")?;
         let mut header: Option<(Header, Layout)> = None;
@@ -160,13 +167,18 @@ impl<'a> V8Graph<'a> {
                 b"nodes" => {
                     let (h, layout) = header.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"nodes\" comes before \"snapshot\"".into() })?;
                     nodes = Some(NodeColumns::read(&mut s, h, layout, reading)?);
+                    lap("nodes read");
                 }
                 b"edges" => {
                     let (h, layout) = header.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"edges\" comes before \"snapshot\"".into() })?;
                     let n = nodes.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"edges\" comes before \"nodes\"".into() })?;
                     edges = Some(EdgeColumns::read(&mut s, h, layout, n, reading)?);
+                    lap("edges read");
                 }
-                b"strings" => strings = Some(s.string_array(reading)?),
+                b"strings" => {
+                    strings = Some(s.string_array(reading)?);
+                    lap("strings read");
+                }
                 _ => s.skip_value()?,
             }
             if !s.next_member()? {
@@ -180,7 +192,9 @@ impl<'a> V8Graph<'a> {
         let edges = edges.ok_or_else(|| missing("the \"edges\" array"))?;
         let strings = strings.ok_or_else(|| missing("the \"strings\" array"))?;
         building();
-        Self::assemble(data, layout, nodes, edges, strings, at_end)
+        let graph = Self::assemble(data, layout, nodes, edges, strings, at_end);
+        lap("assembled");
+        graph
     }
 
     fn assemble(
@@ -237,7 +251,10 @@ impl<'a> V8Graph<'a> {
         graph.name_classes();
         graph.find_roots();
         let mut by_id: Vec<u32> = (0..n as u32).collect();
-        by_id.sort_unstable_by_key(|&v| graph.node_id[v as usize]);
+        // V8 numbers objects as it meets them, so the nodes usually come sorted already.
+        if !graph.node_id.is_sorted() {
+            by_id.sort_unstable_by_key(|&v| graph.node_id[v as usize]);
+        }
         graph.by_id = by_id;
         Ok(graph)
     }
@@ -247,12 +264,12 @@ impl<'a> V8Graph<'a> {
         let mut names: Vec<String> = Vec::new();
         let mut by_name: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         // Most nodes share a (type, name string) pair: look each pair up once.
-        let mut by_pair: std::collections::HashMap<(u8, u32), u32> = std::collections::HashMap::new();
+        let mut by_pair: crate::IdMap<u32> = crate::IdMap::default();
         let mut class_of = Vec::with_capacity(self.node_type.len());
         for v in 0..self.node_type.len() {
             let (t, name) = (self.node_type[v], self.node_name[v]);
             let named = t == self.types.object || t == self.types.native;
-            let key = (t, if named { name } else { 0 });
+            let key = (t as u64) << 32 | if named { name as u64 } else { 0 };
             let class = match by_pair.get(&key) {
                 Some(&c) => c,
                 None => {
@@ -502,6 +519,18 @@ impl NodeColumns {
     }
 }
 
+/// `to_node` is an offset into the nodes array: divided by the field count
+/// once per edge, so the usual counts get a division by a constant.
+#[inline]
+fn divide(value: u64, by: u64) -> (u64, u64) {
+    match by {
+        7 => (value / 7, value % 7),
+        6 => (value / 6, value % 6),
+        5 => (value / 5, value % 5),
+        _ => (value / by, value % by),
+    }
+}
+
 /// Strong edges in CSR order, as read from the `edges` array.
 struct EdgeColumns {
     start: Vec<u32>,
@@ -571,14 +600,15 @@ impl EdgeColumns {
                 return false;
             }
             let (t, name, to) = (values[layout.edge_type], values[layout.edge_name], values[layout.edge_to]);
-            if t >= edge_types || name > u32::MAX as u64 || to % node_fields != 0 || to / node_fields >= n as u64 {
+            let (target, rest) = divide(to, node_fields);
+            if t >= edge_types || name > u32::MAX as u64 || rest != 0 || target >= n as u64 {
                 failure = Some(HeapError::Corrupt { offset: at as u64, reason: format!("edge {} of node {from} is out of range (type {t}, to_node {to})", columns.to.len()) });
                 return false;
             }
             let t = t as u8;
             // Weak edges never retain; shortcuts retain only from the root (they mark its global objects).
             if t != weak && (t != shortcut || from == 0) {
-                columns.to.push((to / node_fields) as u32);
+                columns.to.push(target as u32);
                 columns.kind.push(t);
                 columns.name.push(name as u32);
             }
