@@ -681,7 +681,11 @@ fn choose_jvm(jvms: &[JvmProcess], pid: Option<u32>) -> StepResult<JvmProcess> {
             .find(|j| j.pid == pid)
             .cloned()
             .ok_or_else(|| format!("no JVM with pid {pid} runs in this container")),
-        (None, []) => Err("no JVM runs in this container (looked for java processes in /proc)".into()),
+        (None, []) => Err("no JVM runs in this container (looked for java processes in /proc). Capture handles Java only \
+             so far; for Node.js, write a snapshot in the container (`node --heapsnapshot-signal=SIGUSR2` then \
+             `kill -USR2 PID`, or `v8.writeHeapSnapshot()`) and upload the .heapsnapshot on the Dumps page: it is \
+             analysed here like a Java dump"
+            .into()),
         (None, [only]) => Ok(only.clone()),
         (None, several) => Err(format!(
             "this container runs {} JVMs; choose one: {}",
