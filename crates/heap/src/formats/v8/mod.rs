@@ -224,9 +224,10 @@ impl<'a> V8Graph<'a> {
         if n == 0 {
             return Err(HeapError::Corrupt { offset: at_end, reason: "the snapshot has no nodes (not even the synthetic root)".into() });
         }
-        let bad_string = nodes.node_name.iter().chain(edges.name.iter().zip(&edges.kind).filter(|(_, &k)| k != types.edge_element && k != types.edge_hidden).map(|(n, _)| n))
-            .find(|&&s| s as usize >= strings.len());
-        if let Some(&index) = bad_string {
+        // Node names and the names of named edges (element and hidden edges carry an index) are string indices.
+        let named_edges = edges.name.iter().zip(&edges.kind).filter(|&(_, &k)| k != types.edge_element && k != types.edge_hidden);
+        let mut string_refs = nodes.node_name.iter().chain(named_edges.map(|(name, _)| name));
+        if let Some(&index) = string_refs.find(|&&s| s as usize >= strings.len()) {
             return Err(HeapError::Corrupt { offset: at_end, reason: format!("string index {index} is past the {} strings", strings.len()) });
         }
         let mut graph = V8Graph {
