@@ -243,6 +243,33 @@ impl Server {
         (status, json)
     }
 
+    /// `POST /api/v1/containers/<container>/dumps`: (status, JSON answer or the text).
+    pub fn start_capture(&self, container: &str, body: &str) -> (u16, serde_json::Value) {
+        let (status, text) = self.post_bytes(&format!("/api/v1/containers/{container}/dumps"), body.as_bytes());
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// Starts (or joins) a capture and returns its job id.
+    pub fn capture_job(&self, container: &str, body: &str) -> String {
+        let (status, answer) = self.start_capture(container, body);
+        assert_eq!(status, 202, "{answer}");
+        answer["job_id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits (up to two minutes) until a capture job ends; returns its last state.
+    pub fn wait_job(&self, job: &str) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let (status, state) = self.get_json(&format!("/api/v1/jobs/{job}"));
+            assert_eq!(status, 200, "{state}");
+            if state["state"] != "running" {
+                return state;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "job still running: {state}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The container as `/api/v1/containers` lists it, if listed.
     pub fn listed(&self, name: &str) -> Option<serde_json::Value> {
         let (status, list) = self.get_json("/api/v1/containers");

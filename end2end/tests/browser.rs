@@ -266,6 +266,42 @@ async fn dump_analysis_page_shows_the_suspect_and_sorts_the_histogram() {
     client.close().await.unwrap();
 }
 
+/// Follows the capture job box until the job ends: the stages seen, in
+/// order, and the box's last text. Fails the test when the job fails.
+async fn watch_capture(client: &fantoccini::Client) -> (Vec<String>, String) {
+    let mut seen: Vec<String> = Vec::new();
+    let started = Instant::now();
+    loop {
+        // Stage and state are read in one script call: two separate reads can
+        // straddle the job's last update (stage "copying", state "done").
+        let read = client
+            .execute(
+                "const j = document.getElementById('capture-job'); \
+                 return j ? [j.getAttribute('data-stage'), j.getAttribute('data-state'), j.textContent] : null;",
+                vec![],
+            )
+            .await;
+        if let Ok(serde_json::Value::Array(fields)) = read {
+            if let [serde_json::Value::String(stage), serde_json::Value::String(state), serde_json::Value::String(text)] =
+                fields.as_slice()
+            {
+                if seen.last() != Some(stage) {
+                    seen.push(stage.clone());
+                }
+                if state != "running" {
+                    assert_eq!(state, "done", "the capture failed: {text}");
+                    return (seen, text.clone());
+                }
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "capture did not finish; stages seen: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     let server = Server::start(&[], &[]);
@@ -292,32 +328,7 @@ async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     client.find(Locator::Id("capture-button")).await.unwrap().click().await.unwrap();
 
     // Watch the job box: the stages change live until the job is done.
-    let mut seen: Vec<String> = Vec::new();
-    let started = Instant::now();
-    loop {
-        // Stage and state are read in one script call: two separate reads can
-        // straddle the job's last update (stage "copying", state "done").
-        let read = client
-            .execute(
-                "const j = document.getElementById('capture-job'); \
-                 return j ? [j.getAttribute('data-stage'), j.getAttribute('data-state'), j.textContent] : null;",
-                vec![],
-            )
-            .await;
-        if let Ok(serde_json::Value::Array(fields)) = read {
-            if let [serde_json::Value::String(stage), serde_json::Value::String(state), text] = fields.as_slice() {
-                if seen.last() != Some(stage) {
-                    seen.push(stage.clone());
-                }
-                if state != "running" {
-                    assert_eq!(state, "done", "the capture failed: {text}");
-                    break;
-                }
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "capture did not finish; stages seen: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (seen, _) = watch_capture(&client).await;
     assert_eq!(seen.last().map(String::as_str), Some("done"), "{seen:?}");
     assert!(seen.len() >= 2, "the stages should change while the page is open: {seen:?}");
     let url = client.current_url().await.unwrap();
@@ -334,6 +345,99 @@ async fn capture_button_shows_the_stages_and_the_dump_lands_in_the_history() {
     let mut head = vec![0u8; 18];
     std::io::Read::read_exact(&mut response.into_reader(), &mut head).unwrap();
     assert_eq!(&head, b"JAVA PROFILE 1.0.2");
+    client.close().await.unwrap();
+}
+
+/// The Node.js path in the browser: the risks are said before the click, the
+/// stages change live, and the analysis names the leaking listeners.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_service_is_captured_from_its_page_and_its_analysis_names_the_leak() {
+    let server = Server::start(&[], &[]);
+    let node = TestContainer::run_image(
+        "browser-node",
+        &end2end::fixture_image("node"),
+        &[
+            "-e",
+            "LEAK_KIB_PER_SEC=2048",
+            "-e",
+            "OBJECT_BYTES=256",
+            "-m",
+            "1g",
+        ],
+        &[],
+    );
+    wait_listed(&server, &node.name);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let driver = start_chromedriver();
+    let client = browser(&driver, true).await;
+    sign_in(&client, &server, end2end::TEST_USER, end2end::TEST_PASSWORD).await;
+    client
+        .goto(&server.url(&format!("/containers/{}", node.name)))
+        .await
+        .unwrap();
+    let risks = client
+        .find(Locator::Id("capture-risks"))
+        .await
+        .expect("the capture risks are said on the page");
+    assert!(
+        risks.text().await.unwrap().contains("inspector"),
+        "the inspector window is said before the click"
+    );
+    eventually(
+        "the page hydrates and the capture button is enabled",
+        || async {
+            match client.find(Locator::Id("capture-button")).await {
+                Ok(b) => b.attr("disabled").await.ok().flatten().is_none(),
+                Err(_) => false,
+            }
+        },
+    )
+    .await;
+    client
+        .find(Locator::Id("capture-button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let (seen, text) = watch_capture(&client).await;
+    assert!(
+        seen.len() >= 2,
+        "the stages should change while the page is open: {seen:?}"
+    );
+    assert!(
+        text.contains("closed again"),
+        "the job says the inspector was closed: {text}"
+    );
+    client
+        .find(Locator::Css("#capture-done a[href^='/dumps/']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the analysis names the leaking listeners", || async {
+        match client.find(Locator::Css("body")).await {
+            Ok(body) => body
+                .text()
+                .await
+                .map(|t| t.contains("requestBus") && t.contains("(closure)"))
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let capture = client
+        .find(Locator::Id("dump-capture"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        capture.contains("node v18") && capture.contains("paused"),
+        "{capture}"
+    );
     client.close().await.unwrap();
 }
 

@@ -12,30 +12,6 @@ use serde_json::Value;
 const QUIET: [&str; 4] = ["-e", "LEAK_KIB_PER_SEC=64", "-m", "512m"];
 const SERVICE_JAR: &str = "/app/leak-service.jar";
 
-fn start_capture(server: &Server, container: &str, body: &str) -> (u16, Value) {
-    let (status, text) = server.post_bytes(&format!("/api/v1/containers/{container}/dumps"), body.as_bytes());
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text)))
-}
-
-fn capture_job(server: &Server, container: &str, body: &str) -> String {
-    let (status, answer) = start_capture(server, container, body);
-    assert_eq!(status, 202, "{answer}");
-    answer["job_id"].as_str().unwrap().to_string()
-}
-
-fn wait_job(server: &Server, job: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, state) = server.get_json(&format!("/api/v1/jobs/{job}"));
-        assert_eq!(status, 200, "{state}");
-        if state["state"] != "running" {
-            return state;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "job still running: {state}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// Waits until the JVM in the container answers (it has started).
 fn wait_for_jvm(container: &TestContainer) {
     let started = Instant::now();
@@ -77,8 +53,8 @@ fn assert_clean(container: &TestContainer) {
 
 fn captured(server: &Server, container: &TestContainer, body: &str) -> Value {
     wait_for_jvm(container);
-    let job = capture_job(server, &container.name, body);
-    let state = wait_job(server, &job);
+    let job = server.capture_job(&container.name, body);
+    let state = server.wait_job(&job);
     assert_eq!(state["state"], "done", "{state}");
     assert_eq!(state["stage"], "done");
     check_dump(server, state["dump_id"].as_str().unwrap());
@@ -91,10 +67,13 @@ fn jdk_image_is_captured_with_its_own_jcmd_and_a_second_click_joins() {
     let server = Server::start(&[], &[]);
     let jvm = TestContainer::run_image("cap-jdk", &fixture_image("java"), &QUIET, &[]);
     wait_for_jvm(&jvm);
-    let first = capture_job(&server, &jvm.name, "");
-    let second = capture_job(&server, &jvm.name, "{}");
-    assert_eq!(first, second, "a second capture while one runs must join it");
-    let state = wait_job(&server, &first);
+    let first = server.capture_job(&jvm.name, "");
+    let second = server.capture_job(&jvm.name, "{}");
+    assert_eq!(
+        first, second,
+        "a second capture while one runs must join it"
+    );
+    let state = server.wait_job(&first);
     assert_eq!(state["state"], "done", "{state}");
     assert_eq!(state["recipe"], "jcmd");
     let dump_id = state["dump_id"].as_str().unwrap();
@@ -158,11 +137,18 @@ fn two_jvms_ask_for_a_choice_then_capture_the_chosen_one() {
     let jvm = TestContainer::run_image("cap-two", &fixture_image("java"), &QUIET, &["sh", "-c", &script]);
     wait_for_jvm(&jvm);
     std::thread::sleep(Duration::from_secs(2));
-    let job = capture_job(&server, &jvm.name, "");
-    let state = wait_job(&server, &job);
+    let job = server.capture_job(&jvm.name, "");
+    let state = server.wait_job(&job);
     assert_eq!(state["state"], "failed", "{state}");
-    assert!(state["error"].as_str().unwrap().contains("runs 2 JVMs"), "{state}");
-    let jvms = state["jvms"].as_array().unwrap();
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap()
+            .contains("runs 2 processes"),
+        "{state}"
+    );
+    let jvms = state["processes"].as_array().unwrap();
+    assert!(jvms.iter().all(|p| p["runtime"] == "java"), "{state}");
     assert_eq!(jvms.len(), 2);
     let chosen = jvms[1]["pid"].as_u64().unwrap();
     let state = captured(&server, &jvm, &format!("{{\"pid\": {chosen}}}"));
@@ -184,10 +170,14 @@ fn failures_say_why_and_leave_nothing_behind() {
     let no_tmp = TestContainer::run("cap-notmp", &[], &["sleep", "600"]);
     wait_for_jvm(&no_attach);
 
-    let expectations = [(&no_attach, "DisableAttachMechanism"), (&no_jvm, "no JVM runs in this container"), (&no_tmp, "needs a writable /tmp")];
+    let expectations = [
+        (&no_attach, "DisableAttachMechanism"),
+        (&no_jvm, "no Java or Node.js process runs in this container"),
+        (&no_tmp, "needs a writable /tmp"),
+    ];
     for (container, expected) in expectations {
-        let job = capture_job(&server, &container.name, "");
-        let state = wait_job(&server, &job);
+        let job = server.capture_job(&container.name, "");
+        let state = server.wait_job(&job);
         assert_eq!(state["state"], "failed", "{state}");
         let error = state["error"].as_str().unwrap();
         assert!(error.contains(expected), "{}: expected '{expected}' in: {error}", container.name);
@@ -199,9 +189,15 @@ fn failures_say_why_and_leave_nothing_behind() {
     // Stopped and unknown containers are refused at once.
     let stopped = TestContainer::run("cap-stopped", &[], &["true"]);
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(start_capture(&server, &stopped.name, "").0, 400);
-    assert_eq!(start_capture(&server, "no-such-container-anywhere", "").0, 404);
-    assert_eq!(start_capture(&server, &no_jvm.name, "{\"pid\": \"x\"}").0, 400);
+    assert_eq!(server.start_capture(&stopped.name, "").0, 400);
+    assert_eq!(
+        server.start_capture("no-such-container-anywhere", "").0,
+        404
+    );
+    assert_eq!(
+        server.start_capture(&no_jvm.name, "{\"pid\": \"x\"}").0,
+        400
+    );
 
     let dumps_after = server.get_json("/api/v1/dumps").1.as_array().unwrap().len();
     assert_eq!(dumps_before, dumps_after, "a failed capture stored a dump");
@@ -219,7 +215,7 @@ fn a_container_killed_mid_capture_fails_the_job_and_stores_nothing() {
     );
     wait_for_jvm(&jvm);
     std::thread::sleep(Duration::from_secs(3));
-    let job = capture_job(&server, &jvm.name, "");
+    let job = server.capture_job(&jvm.name, "");
     let started = Instant::now();
     loop {
         let (_, state) = server.get_json(&format!("/api/v1/jobs/{job}"));
@@ -231,7 +227,7 @@ fn a_container_killed_mid_capture_fails_the_job_and_stores_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     docker(&["kill", &jvm.name]);
-    let state = wait_job(&server, &job);
+    let state = server.wait_job(&job);
     assert_eq!(state["state"], "failed", "{state}");
     let error = state["error"].as_str().unwrap();
     assert!(!error.is_empty());
@@ -271,11 +267,18 @@ fn not_enough_disk_fails_before_dumping_and_says_so() {
         &[],
     );
     wait_for_jvm(&jvm);
-    server.wait_until(Duration::from_secs(30), "the JVM's memory is sampled above 100 MiB", || {
-        server.listed(&jvm.name).and_then(|c| c["memory"]["usage_bytes"].as_u64()).is_some_and(|u| u > 100 << 20)
-    });
-    let job = capture_job(&server, &jvm.name, "");
-    let state = wait_job(&server, &job);
+    server.wait_until(
+        Duration::from_secs(30),
+        "the JVM's memory is sampled above 100 MiB",
+        || {
+            server
+                .listed(&jvm.name)
+                .and_then(|c| c["memory"]["usage_bytes"].as_u64())
+                .is_some_and(|u| u > 100 << 20)
+        },
+    );
+    let job = server.capture_job(&jvm.name, "");
+    let state = server.wait_job(&job);
     assert_eq!(state["state"], "failed", "{state}");
     let error = state["error"].as_str().unwrap();
     assert!(error.contains("not enough disk space"), "{error}");

@@ -32,11 +32,14 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/containers/{name}/capture", post(start_form))
 }
 
-/// Optional: which process to dump when the container runs several.
+/// Optional: which process to dump when the container runs several, and the
+/// confirmation a Node.js snapshot needs in a container above 60 % of its limit.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CaptureBody {
     pid: Option<u32>,
+    #[serde(default)]
+    confirm: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -48,7 +51,7 @@ struct CaptureStarted {
 /// Capture a heap dump now (or join the capture already running for this container).
 #[utoipa::path(post, path = "/api/v1/containers/{id}/dumps", tag = "capture",
     params(("id" = String, Path, description = "container id or name")),
-    request_body(content = Option<CaptureBody>, description = "empty, or `{\"pid\": N}`"),
+    request_body(content = Option<CaptureBody>, description = "empty, or `{\"pid\": N, \"confirm\": true}`"),
     responses((status = 202, body = CaptureStarted), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 async fn start(
     State(engine): State<Engine>,
@@ -63,7 +66,13 @@ async fn start(
         serde_json::from_slice(&body)
             .map_err(|e| HttpError(StatusCode::BAD_REQUEST, format!("body must be JSON like {{\"pid\": 1}}: {e}")))?
     };
-    let request = CaptureRequest { container: id.clone(), pid: body.pid, trigger: "manual".into(), requested_by: Some(who.name.clone()) };
+    let request = CaptureRequest {
+        container: id.clone(),
+        pid: body.pid,
+        confirmed: body.confirm,
+        trigger: "manual".into(),
+        requested_by: Some(who.name.clone()),
+    };
     let job_id = engine.start_capture(request).await?;
     access.audit(&who.name, "captured heap dump", &id, Some(format!("job {job_id}"))).await;
     Ok((StatusCode::ACCEPTED, Json(CaptureStarted { job_id })))
@@ -76,7 +85,7 @@ async fn list(State(engine): State<Engine>, Path(id): Path<String>) -> Result<im
     Ok(Json(engine.dumps(DumpFilter { container: Some(id), ..Default::default() }).await?))
 }
 
-/// A capture job's progress; `jvms` lists the choices when a pid is needed.
+/// A capture job's progress; `processes` lists the choices when a pid is needed.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "capture", params(("id" = String, Path, description = "job id")),
     responses((status = 200, body = CaptureJob), (status = 404, body = ApiError)))]
 async fn job(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
@@ -89,6 +98,8 @@ async fn job(State(engine): State<Engine>, Path(id): Path<String>) -> Result<imp
 #[derive(Debug, Deserialize)]
 struct CaptureForm {
     pid: Option<String>,
+    /// The form's checkbox: `on` when ticked.
+    confirm: Option<String>,
 }
 
 async fn start_form(
@@ -102,7 +113,14 @@ async fn start_form(
         None => None,
         Some(p) => Some(p.parse::<u32>().map_err(|_| HttpError(StatusCode::BAD_REQUEST, format!("not a pid: '{p}'")))?),
     };
-    let request = CaptureRequest { container: name.clone(), pid, trigger: "manual".into(), requested_by: Some(who.name.clone()) };
+    let confirmed = form.confirm.is_some_and(|c| !c.is_empty());
+    let request = CaptureRequest {
+        container: name.clone(),
+        pid,
+        confirmed,
+        trigger: "manual".into(),
+        requested_by: Some(who.name.clone()),
+    };
     let job_id = engine.start_capture(request).await?;
     access.audit(&who.name, "captured heap dump", &name, Some(format!("job {job_id}"))).await;
     let name = utf8_percent(&name);

@@ -223,7 +223,9 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         {move || logs_at.get().map(|at| view! { <LogsPanel name=logs_name.clone() at/> })}
         <LimitAdvicePanel name=advice_name limit=detail.info.limit_bytes/>
         <EventsPanel name=events_name/>
-        <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running") auto_capture=detail.info.auto_capture.clone() query/>
+        <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running")
+            limit_share=Signal::derive(move || info.get().memory.and_then(|m| m.limit_fraction()))
+            auto_capture=detail.info.auto_capture.clone() query/>
         <ReportForm name=detail.info.name.clone()/>
     }
 }
@@ -388,7 +390,13 @@ const STAGES: [&str; 5] = ["locating", "dumping", "copying", "storing", "done"];
 
 /// *Capture heap dump*, the job's stages as they happen, and this container's dump history.
 #[component]
-fn CapturePanel(name: String, running: Signal<bool>, auto_capture: Option<String>, query: Memo<leptos_router::params::ParamsMap>) -> impl IntoView {
+fn CapturePanel(
+    name: String,
+    running: Signal<bool>,
+    limit_share: Signal<Option<f64>>,
+    auto_capture: Option<String>,
+    query: Memo<leptos_router::params::ParamsMap>,
+) -> impl IntoView {
     let job_param = Memo::new(move |_| query.read().get("capture"));
     // Bumped while a job runs, so the job (and then the history) is fetched again.
     let tick = RwSignal::new(0u32);
@@ -419,12 +427,25 @@ fn CapturePanel(name: String, running: Signal<bool>, auto_capture: Option<String
                 <h2>"Heap dumps"</h2>
                 <form method="post" action=crate::components::with_csrf(action.clone())>
                     <button id="capture-button" type="submit" disabled=move || !running.get() || !may_capture()
-                        title="Finds the JVM in the container and writes a heap dump (jcmd, or Leakscope's own helper when the image has no tools)">
+                        title="Finds the JVM or node process in the container and takes a heap dump, with nothing installed in the image">
                         "Capture heap dump"
                     </button>
+                    {move || limit_share.get().filter(|share| *share > 0.6).map(|share| view! {
+                        <label id="capture-confirm" class="warning">
+                            <input type="checkbox" name="confirm"/>
+                            {format!(" This container uses {:.0} % of its memory limit. A Node.js snapshot pauses the process \
+                                and can need about twice its heap, so the container may be OOM-killed: tick to capture anyway.", share * 100.0)}
+                        </label>
+                    })}
                 </form>
                 <a href=history_href class="muted">"all dumps of this container"</a>
             </div>
+            <p class="muted" id="capture-risks">
+                "A dump holds everything in the process's memory, secrets included: downloads are audited. "
+                "A dump pauses the process while it is written. For Node.js, Leakscope opens the process's inspector "
+                "(SIGUSR1, 127.0.0.1:9229 inside the container) for the seconds of the snapshot and closes it again; "
+                "while it is open, any process in that container could run code in node."
+            </p>
             {auto_capture.map(|text| view! {
                 <p class="muted" id="auto-capture">"Automatic dumps: " {text}
                     " — a first dump when it triggers, a second after further growth (the diff is linked below)."</p>
@@ -465,18 +486,30 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
     let how = job.recipe.clone().map(|r| match r.as_str() {
         "jcmd" => "with the image's jcmd".to_string(),
         "java-attach" => "with Leakscope's attach client on the container's own java (no jcmd, /tmp is noexec)".to_string(),
+        "node-inspector" => "over node's inspector, with Leakscope's helper".to_string(),
+        "node-client" => "over node's inspector, with Leakscope's script on the container's own node (/tmp is noexec)".to_string(),
         _ => "with Leakscope's attach helper (the image has no jcmd)".to_string(),
     });
+    let objects = job.objects_total.filter(|t| *t > 0).map(|total| {
+        let done = job.objects_done.unwrap_or(0);
+        format!(" · V8 snapshot: {done} of {total} objects")
+    });
+    let inspector = job
+        .inspector
+        .clone()
+        .map(|i| view! { <p class="muted" id="capture-inspector">"Inspector: " {i}</p> });
     let choices = job
-        .jvms
+        .processes
         .iter()
-        .map(|jvm| {
-            let pid = jvm.pid.to_string();
+        .map(|process| {
+            let pid = process.pid.to_string();
+            let rss = process.rss_bytes.map(|b| format!(" · {} resident", format_bytes(b)));
             view! {
                 <form method="post" action=crate::components::with_csrf(action.clone()) class="jvm-choice">
                     <input type="hidden" name="pid" value=pid.clone()/>
-                    <button type="submit">"Capture pid " {pid}</button>
-                    " " <code>{jvm.command.clone()}</code>
+                    <button type="submit" disabled=!process.capturable>"Capture " {process.runtime.clone()} " pid " {pid}</button>
+                    " " <code>{process.command.clone()}</code> {rss}
+                    {process.note.clone().map(|n| view! { <span class="muted">" — " {n}</span> })}
                 </form>
             }
         })
@@ -487,10 +520,12 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
             {running.then(|| view! { <noscript><meta http-equiv="refresh" content="2"/></noscript> })}
             <ol class="stages">{stages}</ol>
             <p class="muted">
-                {job.pid.map(|p| format!("JVM pid {p} "))}
+                {job.pid.map(|p| format!("{} pid {p} ", job.runtime.as_deref().unwrap_or("process")))}
                 {how}
+                {objects}
                 {copied.map(|c| format!(" · {c}"))}
             </p>
+            {inspector}
             {job.error.clone().map(|e| view! { <div class="banner error" id="capture-error">"Capture failed: " {e}</div> })}
             {choices}
             {job.dump_id.clone().map(|id| view! {

@@ -161,6 +161,14 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
                     {info.service.clone()} " · " {utc(info.created_ms)} " · " {format_bytes(info.size_bytes)}
                     " (" {format_bytes(info.stored_bytes)} " stored) · sha256 " <code>{info.sha256.chars().take(16).collect::<String>()}</code>
                 </p>
+                {info.runtime.clone().map(|runtime| view! {
+                    <p class="muted" id="dump-capture">
+                        {runtime} {info.pid.map(|p| format!(" · pid {p}"))}
+                        {info.pause_ms.map(|ms| format!(" · the process was paused {ms} ms"))}
+                        {info.capture_ms.map(|ms| format!(" · captured in {:.1} s", ms as f64 / 1000.0))}
+                        {info.requested_by.clone().map(|b| format!(" · asked by {b}"))}
+                    </p>
+                })}
             </div>
             <p class="actions">
                 <a href=format!("/dumps/{}/download", info.id)>{download_label(&info.format)}</a>

@@ -249,6 +249,8 @@ impl Engine {
             let request = CaptureRequest {
                 container: id.clone(),
                 pid: None,
+                // The policy chose to capture; automatic snapshots near the limit are its call.
+                confirmed: true,
                 trigger: "auto".into(),
                 requested_by: Some(format!("leakscope: {reason}")),
             };

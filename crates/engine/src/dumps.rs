@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS dumps (
     pid INTEGER,
     runtime TEXT,
     capture_ms INTEGER,
-    requested_by TEXT
+    requested_by TEXT,
+    pause_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS dumps_by_service ON dumps(service, created_ms);
 ";
@@ -53,11 +54,13 @@ pub struct NewDump {
     pub trigger: String,
     /// Expected size when known (uploads with Content-Length), for the free-space check.
     pub expected_bytes: Option<u64>,
-    /// Captures: the JVM's pid in the container, its runtime (`java 17.0.15`), how long it took, who asked.
+    /// Captures: the process's pid in the container, its runtime (`java 17.0.15`, `node v20.20.2`), how long it took, who asked.
     pub pid: Option<u32>,
     pub runtime: Option<String>,
     pub capture_ms: Option<u64>,
     pub requested_by: Option<String>,
+    /// How long the process was paused while it wrote the dump.
+    pub pause_ms: Option<u64>,
 }
 
 /// A dump written to a temporary file in the dump folder, not yet recorded.
@@ -72,8 +75,13 @@ pub struct Staged {
 }
 
 /// Columns added after the first release; added to older databases on open.
-const ADDED_COLUMNS: &[(&str, &str)] =
-    &[("pid", "INTEGER"), ("runtime", "TEXT"), ("capture_ms", "INTEGER"), ("requested_by", "TEXT")];
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("pid", "INTEGER"),
+    ("runtime", "TEXT"),
+    ("capture_ms", "INTEGER"),
+    ("requested_by", "TEXT"),
+    ("pause_ms", "INTEGER"),
+];
 
 pub struct DumpStore {
     conn: Connection,
@@ -180,12 +188,12 @@ impl DumpStore {
             .unwrap_or_else(|| "uploads".into());
         let inserted = self.conn.execute(
             "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
-                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by)
-             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15)",
+                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms)
+             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15, ?17)",
             params![id, now_ms, meta.file_name, service, meta.container_name, meta.container_id, meta.image,
                 staged.size_bytes as i64, staged.stored_bytes as i64, staged.sha256, meta.trigger,
                 meta.pid, meta.runtime.clone().or_else(|| Some(runtime_of(staged.format).to_string())),
-                meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format],
+                meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format, meta.pause_ms.map(|v| v as i64)],
         );
         if let Err(e) = inserted {
             let _ = std::fs::remove_file(&target);
@@ -217,11 +225,12 @@ impl DumpStore {
             runtime: row.get(16)?,
             capture_ms: row.get::<_, Option<i64>>(17)?.map(|v| v as u64),
             requested_by: row.get(18)?,
+            pause_ms: row.get::<_, Option<i64>>(19)?.map(|v| v as u64),
         })
     }
 
     const COLUMNS: &'static str = "id, created_ms, file_name, format, service, container_name, container_id, image,
-        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by";
+        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by, pause_ms";
 
     pub fn get(&self, id: &str) -> Result<Option<DumpInfo>, EngineError> {
         let sql = format!("SELECT {} FROM dumps WHERE id = ?1", Self::COLUMNS);

@@ -2,20 +2,30 @@
 
 use serde::{Deserialize, Serialize};
 
-/// A JVM process found inside a container.
+/// A process Leakscope can take a heap dump of, found inside a container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JvmProcess {
+pub struct RuntimeProcess {
     /// The pid as seen inside the container.
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-    /// `17.0.15`, when the JVM's `release` file says so.
+    /// `java` or `node`.
+    pub runtime: String,
+    /// `17.0.15` (from the JDK's `release` file), when known before the capture.
     pub version: Option<String>,
-    /// Path of `jcmd` beside the JVM, when the image has one.
-    pub jcmd: Option<String>,
-    /// False when started with `-XX:+DisableAttachMechanism`.
-    pub attach_enabled: bool,
+    /// Resident memory, when the listing could read it.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// A tool of the image the recipe uses, e.g. the JDK's `jcmd` beside the JVM.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// False when the process cannot be dumped as it runs (`note` says why).
+    pub capturable: bool,
+    /// In words: `started with --inspect: its inspector is already open`,
+    /// `started with -XX:+DisableAttachMechanism`, `the image has jcmd` …
+    #[serde(default)]
+    pub note: Option<String>,
     pub command: String,
 }
 
@@ -28,17 +38,32 @@ pub struct CaptureJob {
     pub state: String,
     /// `starting`, `locating`, `dumping`, `copying`, `storing`, `done`.
     pub stage: String,
-    /// How the dump is taken: `jcmd` or `agent` (our static helper).
+    /// `java` or `node`, once the process is chosen.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// How the dump is taken: `jcmd`, `agent` (our static helper speaking
+    /// HotSpot's attach protocol), `java-attach` (our jar on the container's
+    /// java), `node-inspector` (our helper on node's inspector) or
+    /// `node-client` (our script on the container's own node).
     pub recipe: Option<String>,
     pub pid: Option<u32>,
     pub bytes_copied: u64,
     /// Dump size as the JVM reported it, once written.
     pub bytes_total: Option<u64>,
     pub rate_bytes_per_sec: f64,
+    /// V8's own progress while it builds a snapshot: objects done of total.
+    #[serde(default)]
+    pub objects_done: Option<u64>,
+    #[serde(default)]
+    pub objects_total: Option<u64>,
+    /// Node.js: what happened to the process's inspector (`opened for the
+    /// snapshot and closed again`, or `already open; left open`).
+    #[serde(default)]
+    pub inspector: Option<String>,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     pub dump_id: Option<String>,
     pub error: Option<String>,
-    /// Filled when the container runs several JVMs and none was chosen.
-    pub jvms: Vec<JvmProcess>,
+    /// Filled when the container runs several dumpable processes and none was chosen.
+    pub processes: Vec<RuntimeProcess>,
 }

@@ -12,7 +12,7 @@ pub struct DumpInfo {
     pub created_ms: i64,
     /// The name it was uploaded or captured under.
     pub file_name: String,
-    /// `hprof` (Java).
+    /// `hprof` (Java) or `v8` (a Node.js `.heapsnapshot`).
     pub format: String,
     /// History groups by this: the compose service, else the image, else the container or file.
     pub service: String,
@@ -34,15 +34,18 @@ pub struct DumpInfo {
     #[serde(default)]
     pub analysis_progress: Option<AnalysisProgress>,
     pub summary: Option<HeapSummary>,
-    /// Captures: the JVM's pid inside the container.
+    /// Captures: the process's pid inside the container.
     #[serde(default)]
     pub pid: Option<u32>,
-    /// `java 17.0.15`, when known.
+    /// `java 17.0.15`, `node v20.20.2`, when known.
     #[serde(default)]
     pub runtime: Option<String>,
     /// How long the capture took, end to end.
     #[serde(default)]
     pub capture_ms: Option<u64>,
+    /// How long the process was paused while the dump was written.
+    #[serde(default)]
+    pub pause_ms: Option<u64>,
     /// Who asked for it.
     #[serde(default)]
     pub requested_by: Option<String>,
