@@ -228,3 +228,41 @@ fn a_node_heap_snapshot_is_stored_analysed_downloaded_and_not_diffed_against_jav
     assert_eq!(response.status(), 204);
     assert!(!server.data_dir.join("dumps").join(format!("{id}.heapsnapshot.zst")).exists());
 }
+
+/// Two snapshots one process wrote of itself keep V8's object ids: uploaded,
+/// they are compared object by object (DevTools' Comparison view), on the
+/// API and on the diff page; snapshots of two processes are not.
+#[test]
+fn uploaded_snapshots_of_one_process_are_compared_by_object_id() {
+    let server = Server::start(&[], &[]);
+    let dir = std::env::temp_dir().join(end2end::unique_name("two-snapshots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (first, second) = (dir.join("first.heapsnapshot"), dir.join("second.heapsnapshot"));
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/heap/tests/node/two-snapshots.js");
+    let status = std::process::Command::new("node").arg(&script).arg(&first).arg(&second).status().expect("node runs");
+    assert!(status.success());
+    let upload = |path: &std::path::Path, name: &str| {
+        let (status, body) = server.post_bytes(&format!("/api/v1/dumps?name={name}&service=api"), &std::fs::read(path).unwrap());
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+        wait_analysed(&server, &id);
+        id
+    };
+    let (a, b) = (upload(&first, "first.heapsnapshot"), upload(&second, "second.heapsnapshot"));
+    let (status, diff) = server.get_json(&format!("/api/v1/dumps/{a}/diff/{b}"));
+    assert_eq!(status, 200, "{diff}");
+    let objects = diff["objects"].as_array().expect("compared by object id");
+    let class = |name: &str| objects.iter().find(|o| o["class"] == name).unwrap_or_else(|| panic!("no {name}: {objects:?}")).clone();
+    assert_eq!((class("Grow")["new_objects"].as_u64(), class("Grow")["deleted_objects"].as_u64()), (Some(5000), Some(0)));
+    assert_eq!((class("Gone")["new_objects"].as_u64(), class("Gone")["deleted_objects"].as_u64()), (Some(0), Some(3000)));
+    let (status, page) = server.get(&format!("/dumps/{a}/diff/{b}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"diff-objects\"") && page.contains("Grow"), "the diff page shows the comparison");
+
+    // A snapshot of another process: its ids name other objects, so only the aggregate is compared.
+    let other = upload(&node_heap_snapshot(500, 10, 10), "other.heapsnapshot");
+    let (status, diff) = server.get_json(&format!("/api/v1/dumps/{a}/diff/{other}"));
+    assert_eq!(status, 200, "{diff}");
+    assert!(diff["objects"].is_null(), "{}", diff["objects"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

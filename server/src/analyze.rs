@@ -125,7 +125,11 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
 pub fn diff(args: DiffArgs) -> Result<(), String> {
     let before = run_analysis(&args.before, 20)?;
     let after = run_analysis(&args.after, 20)?;
-    let diff: HeapDiff = leakscope_heap::diff::diff(&before, &after);
+    let mut diff: HeapDiff = leakscope_heap::diff::diff(&before, &after);
+    if before.summary.format == "v8" && after.summary.format == "v8" {
+        // Two snapshots of one process also compare object by object (None: two processes).
+        diff.objects = leakscope_heap::diff::compare_object_files(&args.before, &args.after).map_err(|e| e.to_string())?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&diff).map_err(|e| e.to_string())?);
         return Ok(());
@@ -142,6 +146,12 @@ pub fn diff(args: DiffArgs) -> Result<(), String> {
     }
     for s in &diff.suspects {
         println!("suspect: {} ({:+} bytes since the earlier dump)", s.description, s.retained_bytes_delta);
+    }
+    if let Some(objects) = &diff.objects {
+        println!("objects matched by id (one process): {:>9} {:>9} {:>14}  constructor", "new", "deleted", "size delta");
+        for c in objects.iter().take(25) {
+            println!("{:>47} {:>9} {:>+14}  {}", c.new_objects, c.deleted_objects, c.bytes_delta, c.class);
+        }
     }
     Ok(())
 }

@@ -528,6 +528,38 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
             }
         })
         .collect_view();
+    // Snapshots of one process: DevTools' Comparison view, object by object.
+    let objects = diff.objects.clone().map(|changes| {
+        let rows = changes
+            .into_iter()
+            .take(100)
+            .map(|c| {
+                let class = if c.bytes_delta > 0 { "grew" } else { "" };
+                view! {
+                    <tr class=class>
+                        <td class="cls">{c.class}</td>
+                        <td class="num">{c.new_objects}</td>
+                        <td class="num">{c.deleted_objects}</td>
+                        <td class="num">{format!("{:+}", c.objects_delta)}</td>
+                        <td class="num">{format_bytes(c.new_bytes)}</td>
+                        <td class="num">{format_bytes(c.deleted_bytes)}</td>
+                        <td class="num">{signed_bytes(c.bytes_delta)}</td>
+                    </tr>
+                }
+            })
+            .collect_view();
+        view! {
+            <section class="panel">
+                <h2>"Objects added and freed"</h2>
+                <p class="muted">"These snapshots were written by one process, so V8's object ids match: every object of the later snapshot that the earlier one did not have is new, every one it lost was freed (Chrome DevTools' Comparison view)."</p>
+                <table class="grid" id="diff-objects">
+                    <thead><tr><th>"Constructor"</th><th class="num">"# New"</th><th class="num">"# Deleted"</th><th class="num">"# Delta"</th>
+                        <th class="num">"Alloc. size"</th><th class="num">"Freed size"</th><th class="num">"Size delta"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </section>
+        }
+    });
     let suspects = diff
         .suspects
         .iter()
@@ -545,6 +577,7 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
             <h2>"Suspects in the later dump"</h2>
             <ul>{suspects}</ul>
         </section>
+        {objects}
         <section class="panel">
             <h2>"Classes by growth"</h2>
             <table class="grid" id="diff">

@@ -121,6 +121,8 @@ struct Inner {
     analysis_slot: tokio::sync::Semaphore,
     /// Objects looked up lately (each lookup is a pass over the dump), newest last.
     inspected: Mutex<std::collections::VecDeque<((String, u64), Arc<leakscope_heap::ObjectDetail>)>>,
+    /// Object-id comparisons of snapshot pairs lately asked for (each is a pass over both), newest last.
+    compared: Mutex<std::collections::VecDeque<((String, String), Arc<Option<Vec<leakscope_model::analysis::ObjectChange>>>)>>,
     /// Progress of the running analysis, by dump id (in memory only).
     analysis_progress: Mutex<HashMap<String, leakscope_heap::Progress>>,
     jobs: capture::Jobs,
@@ -228,6 +230,7 @@ impl Engine {
                 analysis_slot: tokio::sync::Semaphore::new(1),
                 analysis_progress: Mutex::new(HashMap::new()),
                 inspected: Mutex::new(std::collections::VecDeque::new()),
+                compared: Mutex::new(std::collections::VecDeque::new()),
                 jobs: capture::Jobs::default(),
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
@@ -552,7 +555,40 @@ impl Engine {
                 format_name(&b.summary.format)
             )));
         }
-        Ok(leakscope_heap::diff::diff(&a, &b))
+        let mut diff = leakscope_heap::diff::diff(&a, &b);
+        let (first, second) = (self.dump(before).await?, self.dump(after).await?);
+        if same_process_snapshots(&first, &second) {
+            diff.objects = self.compare_objects(before, after).await?.as_ref().clone();
+        }
+        Ok(diff)
+    }
+
+    /// Objects added and freed between two snapshots, matched by id: a pass
+    /// over both dumps (one graph in memory at a time), in the analysis slot;
+    /// `None` when the ids do not match up; the last 8 answers are kept.
+    async fn compare_objects(&self, before: &str, after: &str) -> Result<Arc<Option<Vec<leakscope_model::analysis::ObjectChange>>>, EngineError> {
+        let key = (before.to_string(), after.to_string());
+        if let Some(hit) = lock(&self.inner.compared).iter().find(|(k, _)| *k == key).map(|(_, c)| c.clone()) {
+            return Ok(hit);
+        }
+        let _slot = self.inner.analysis_slot.acquire().await;
+        let job = key.clone();
+        let changes = self
+            .blocking(move |e| {
+                let dir = e.inner.config.data_dir.join("dumps");
+                let first = dumps::unpack(&lock(&e.inner.dumps).file_of(&job.0), &dir)?;
+                let second = dumps::unpack(&lock(&e.inner.dumps).file_of(&job.1), &dir)?;
+                leakscope_heap::diff::compare_object_files(first.path(), second.path())
+                    .map_err(|err| EngineError::Internal(format!("comparing the snapshots by object id: {err}")))
+            })
+            .await?;
+        let changes = Arc::new(changes);
+        let mut cache = lock(&self.inner.compared);
+        cache.push_back((key, changes.clone()));
+        if cache.len() > 8 {
+            cache.pop_front();
+        }
+        Ok(changes)
     }
 
     /// The file name a dump is downloaded as.
@@ -663,4 +699,13 @@ fn format_name(format: &str) -> &'static str {
         "v8" => "a V8 heap snapshot (Node.js)",
         _ => "an HPROF dump (Java)",
     }
+}
+
+/// Two V8 snapshots whose object ids may name the same objects: V8 keeps ids
+/// for the life of one inspector session or of a process writing its own
+/// snapshots (`v8.writeHeapSnapshot()`), so uploads qualify. A capture opens
+/// a new inspector session, and closing one resets V8's ids, so two captures
+/// never do. The comparison itself still refuses ids that change class.
+fn same_process_snapshots(before: &leakscope_model::dumps::DumpInfo, after: &leakscope_model::dumps::DumpInfo) -> bool {
+    before.format == "v8" && after.format == "v8" && before.trigger == "upload" && after.trigger == "upload"
 }

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use leakscope_model::analysis::{Analysis, ClassDelta, HeapDiff, SuspectDelta};
+use leakscope_model::analysis::{Analysis, ClassDelta, HeapDiff, ObjectChange, SuspectDelta};
+
+use crate::graph::ObjectGraph;
 
 fn delta(a: u64, b: u64) -> i64 {
     b as i64 - a as i64
@@ -72,5 +74,113 @@ pub fn diff(before: &Analysis, after: &Analysis) -> HeapDiff {
         heap_bytes_delta: delta(before.summary.heap_bytes, after.summary.heap_bytes),
         classes,
         suspects,
+        objects: None,
     }
+}
+
+/// Constructors kept in an object comparison, biggest change first.
+const KEEP_CHANGES: usize = 500;
+
+/// Every object of a graph as (id, class, shallow bytes), sorted by id; class
+/// names interned into `classes` so that two graphs share the numbering.
+fn objects_by_id(graph: &dyn ObjectGraph, classes: &mut HashMap<String, u32>) -> Vec<(u64, u32, u64)> {
+    let names = graph.class_names();
+    let shared: Vec<u32> = names
+        .iter()
+        .map(|name| {
+            let next = classes.len() as u32;
+            *classes.entry(name.clone()).or_insert(next)
+        })
+        .collect();
+    let class_of = graph.class_of();
+    let mut objects: Vec<(u64, u32, u64)> = (0..graph.len() as u32)
+        .map(|node| {
+            let shared = shared[class_of[node as usize] as usize];
+            (graph.id(node), shared, graph.shallow(node))
+        })
+        .collect();
+    objects.sort_unstable_by_key(|o| o.0);
+    objects
+}
+
+/// Objects added and freed per class between two snapshots of one process,
+/// matched by object id (DevTools' Comparison view). Only meaningful when the
+/// runtime keeps ids stable within a process, as V8 does; `None` when the ids
+/// do not match up (objects of one id but different classes: two processes,
+/// e.g. across a restart).
+pub fn compare_objects(before: &dyn ObjectGraph, after: &dyn ObjectGraph) -> Option<Vec<ObjectChange>> {
+    let mut classes = HashMap::new();
+    let old = objects_by_id(before, &mut classes);
+    let new = objects_by_id(after, &mut classes);
+    compare_sorted(&old, &new, classes)
+}
+
+/// The same from the compact lists, so a caller can drop one graph before building the next.
+fn compare_sorted(old: &[(u64, u32, u64)], new: &[(u64, u32, u64)], classes: HashMap<String, u32>) -> Option<Vec<ObjectChange>> {
+    let mut names = vec![String::new(); classes.len()];
+    for (name, index) in classes {
+        names[index as usize] = name;
+    }
+    // new_objects, new_bytes, deleted_objects, deleted_bytes per class.
+    let mut totals = vec![(0u64, 0u64, 0u64, 0u64); names.len()];
+    let (mut i, mut j) = (0, 0);
+    let (mut matched, mut mismatched) = (0u64, 0u64);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) if a.0 == b.0 => {
+                matched += 1;
+                mismatched += u64::from(a.1 != b.1);
+                i += 1;
+                j += 1;
+            }
+            (Some(a), b) if b.is_none_or(|b| a.0 < b.0) => {
+                let t = &mut totals[a.1 as usize];
+                t.2 += 1;
+                t.3 += a.2;
+                i += 1;
+            }
+            (_, Some(b)) => {
+                let t = &mut totals[b.1 as usize];
+                t.0 += 1;
+                t.1 += b.2;
+                j += 1;
+            }
+            _ => break,
+        }
+    }
+    // Within one process an id never changes class; a few can (V8 reuses
+    // some ids for internal objects), many cannot.
+    if mismatched > matched / 100 + 16 {
+        return None;
+    }
+    let mut changes: Vec<ObjectChange> = totals
+        .into_iter()
+        .zip(names)
+        .filter(|(t, _)| t.0 + t.2 > 0)
+        .map(|((new_objects, new_bytes, deleted_objects, deleted_bytes), class)| ObjectChange {
+            class,
+            new_objects,
+            new_bytes,
+            deleted_objects,
+            deleted_bytes,
+            objects_delta: delta(deleted_objects, new_objects),
+            bytes_delta: delta(deleted_bytes, new_bytes),
+        })
+        .collect();
+    changes.sort_by(|a, b| b.bytes_delta.cmp(&a.bytes_delta).then(b.new_bytes.cmp(&a.new_bytes)).then(a.class.cmp(&b.class)));
+    changes.truncate(KEEP_CHANGES);
+    Some(changes)
+}
+
+/// [`compare_objects`] of two dump files, one graph in memory at a time.
+pub fn compare_object_files(before: &std::path::Path, after: &std::path::Path) -> Result<Option<Vec<ObjectChange>>, crate::HeapError> {
+    let mut classes = HashMap::new();
+    let mut list = |path: &std::path::Path| -> Result<Vec<(u64, u32, u64)>, crate::HeapError> {
+        let dump = crate::DumpFile::open(path)?;
+        let graph = crate::build_graph(dump.bytes(), &|_| {}, &|_| {})?;
+        Ok(objects_by_id(graph.as_ref(), &mut classes))
+    };
+    let old = list(before)?;
+    let new = list(after)?;
+    Ok(compare_sorted(&old, &new, classes))
 }

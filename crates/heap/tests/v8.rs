@@ -141,3 +141,62 @@ fn bad_snapshots_fail_with_the_offset_and_never_panic() {
     // A file that is JSON but not a snapshot.
     assert!(matches!(expect_error(b"{\"nodes\":[]}"), HeapError::NotHprof));
 }
+
+/// DevTools' Comparison view: two snapshots of one process, matched by object id.
+#[test]
+fn two_snapshots_of_one_process_compare_by_object_id() {
+    let (first, second) = (temp("first.heapsnapshot"), temp("second.heapsnapshot"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node/two-snapshots.js");
+    let status = Command::new("node").arg(&script).arg(&first).arg(&second).status().expect("node runs");
+    assert!(status.success(), "node {} failed", script.display());
+    let changes = leakscope_heap::diff::compare_object_files(&first, &second).unwrap().expect("one process");
+    let change = |name: &str| changes.iter().find(|c| c.class == name).unwrap_or_else(|| panic!("no {name} in {changes:?}"));
+    let grow = change("Grow");
+    assert_eq!((grow.new_objects, grow.deleted_objects), (5000, 0), "{grow:?}");
+    let gone = change("Gone");
+    assert_eq!((gone.new_objects, gone.deleted_objects), (0, 3000), "{gone:?}");
+    assert!(gone.bytes_delta < 0 && gone.deleted_bytes >= 3000 * 16, "{gone:?}");
+    // The 5 000 arrays of 100 numbers are new too, and the biggest change comes first.
+    assert!(change("Array").new_objects >= 5000);
+    assert!(changes.windows(2).all(|w| w[0].bytes_delta >= w[1].bytes_delta));
+    // A snapshot compared with itself changes nothing.
+    assert!(leakscope_heap::diff::compare_object_files(&first, &first).unwrap().unwrap().is_empty());
+    // Two processes: ids collide with other objects, and no comparison is made.
+    let other = shapes_snapshot("other.heapsnapshot", 2000, 100, 10);
+    assert!(leakscope_heap::diff::compare_object_files(&first, &other).unwrap().is_none());
+    let _ = std::fs::remove_file(&other);
+    let _ = std::fs::remove_file(&first);
+    let _ = std::fs::remove_file(&second);
+}
+
+/// The peer as an oracle: memlab's own retained sizes (`getFullHeapFromFile`,
+/// run for real by the host's node) for the 30 biggest objects of a snapshot.
+/// The test command installs memlab (`./dev test`, `LEAKSCOPE_MEMLAB_MODULES`).
+#[test]
+fn retained_sizes_of_the_biggest_objects_equal_memlabs() {
+    let modules = std::env::var("LEAKSCOPE_MEMLAB_MODULES").unwrap_or_else(|_| {
+        panic!("memlab is not installed: run the suite with ./dev test (it installs @memlab/heap-analysis and sets LEAKSCOPE_MEMLAB_MODULES)")
+    });
+    let file = shapes_snapshot("memlab.heapsnapshot", 1500, 200, 120);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../end2end/fixtures/bench/memlab-full-heap.js");
+    let output = Command::new("node").env("NODE_PATH", &modules).arg(&script).arg(&file).output().expect("node runs");
+    assert!(output.status.success(), "memlab failed: {}", String::from_utf8_lossy(&output.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).expect("memlab's JSON");
+    let data = std::fs::read(&file).unwrap();
+    let graph = V8Graph::parse(&data, &|_| {}, &|| {}).unwrap();
+    let dom = dominators::compute(graph.len(), &graph.root_nodes(), |v| graph.successors(v));
+    let ours = retained_sizes(&graph, &dom);
+    let mut compared = 0;
+    for entry in answer["top"].as_array().unwrap() {
+        let (size, id, name) = (entry[0].as_u64().unwrap(), entry[1].as_u64().unwrap(), entry[2].as_str().unwrap_or(""));
+        let node = graph.index_of(id).unwrap_or_else(|| panic!("memlab's object {id} ({name}) is not in our graph"));
+        // The synthetic root and (GC roots) are roots here (as in DevTools), not objects with a size.
+        if graph.roots().iter().any(|r| r.0 == node) || name == "(GC roots)" || id == graph.id(0) {
+            continue;
+        }
+        assert_eq!(ours.retained[node as usize], size, "retained size of {name} (id {id}) differs from memlab's");
+        compared += 1;
+    }
+    assert!(compared >= 20, "only {compared} of memlab's biggest objects were comparable");
+    let _ = std::fs::remove_file(&file);
+}

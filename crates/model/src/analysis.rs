@@ -268,4 +268,25 @@ pub struct HeapDiff {
     pub classes: Vec<ClassDelta>,
     /// Suspects of the later dump with how much they grew.
     pub suspects: Vec<SuspectDelta>,
+    /// Two V8 snapshots of one process (V8 keeps object ids within a
+    /// process): per constructor, the objects added and freed between them,
+    /// matched by object id, as Chrome DevTools' Comparison view. `None` for
+    /// other pairs (the per-class aggregate above is then the comparison).
+    #[serde(default)]
+    pub objects: Option<Vec<ObjectChange>>,
+}
+
+/// One constructor's objects added and freed between two snapshots of one process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ObjectChange {
+    pub class: String,
+    /// In the later snapshot only.
+    pub new_objects: u64,
+    pub new_bytes: u64,
+    /// In the earlier snapshot only.
+    pub deleted_objects: u64,
+    pub deleted_bytes: u64,
+    pub objects_delta: i64,
+    pub bytes_delta: i64,
 }
