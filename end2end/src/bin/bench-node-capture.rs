@@ -20,11 +20,12 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Resident KiB of our helper in the container, 0 while it does not run.
 fn helper_rss_kib(container: &str) -> u64 {
-    let top = std::process::Command::new("docker").args(["top", container, "-eo", "rss,args"]).output();
+    // The engine needs a pid column in `docker top`.
+    let top = std::process::Command::new("docker").args(["top", container, "-eo", "pid,rss,args"]).output();
     let text = top.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     text.lines()
         .filter(|l| l.contains("leakscope-agent"))
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         .max()
         .unwrap_or(0)
 }
@@ -67,7 +68,6 @@ fn main() {
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!("snapshot: {:.0} MB, {} objects, {}", info["size_bytes"].as_f64().unwrap() / 1e6, state["objects_total"], info["runtime"]);
     println!("click to stored dump: {click_to_stored:.1} s; node paused {:.1} s", info["pause_ms"].as_f64().unwrap() / 1000.0);
-    println!("streamed at {:.0} MiB/s", state["rate_bytes_per_sec"].as_f64().unwrap() / 1048576.0);
     println!("leakscope serve RSS: {:.0} MiB before, peak {:.0} MiB (+{:.0} MiB)", mib(baseline), mib(server_peak), mib(server_peak - baseline));
     println!("helper RSS in the container: peak {:.1} MiB ({samples} samples)", mib(helper_peak));
 }
