@@ -119,19 +119,24 @@ pub fn Sparkline(values: Vec<Option<u64>>, limit: Option<u64>) -> impl IntoView 
     }
 }
 
+/// The badge colour of a leak verdict word.
+pub fn verdict_class(verdict: &str) -> &'static str {
+    match verdict {
+        "leak" => "badge danger",
+        "growing" => "badge warn",
+        "warming up" => "badge info",
+        "stable" => "badge ok",
+        _ => "badge",
+    }
+}
+
 /// The leak detector's verdict as a badge, with the time left until the limit.
 #[component]
 pub fn LeakBadge(status: Option<LeakStatus>) -> impl IntoView {
     let Some(status) = status else {
         return view! { <span class="muted" title="not assessed yet">"–"</span> }.into_any();
     };
-    let class = match status.verdict.as_str() {
-        "leak" => "badge danger",
-        "growing" => "badge warn",
-        "warming up" => "badge info",
-        "stable" => "badge ok",
-        _ => "badge",
-    };
+    let class = verdict_class(&status.verdict);
     let ttl = status.time_to_limit_seconds.map(|t| format!(" · limit in {}", format_duration(t)));
     view! {
         <span class=class data-verdict=status.verdict.clone() title=status.reason.clone()>{status.verdict.clone()}</span>

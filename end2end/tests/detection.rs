@@ -19,7 +19,10 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
         &["-e", "LEAK_KIB_PER_SEC=341", "-e", "OBJECT_BYTES=16384", "-m", "1g", "--label", "io.leakscope.capture=on-leak"],
         &[],
     );
-    let native = TestContainer::run_image("detect-native", &fixture_image("native"), &["-e", "LEAK_KIB_PER_SEC=170", "-m", "512m"], &[]);
+    // Two replicas of one compose service (the labels compose sets): one leaks, one does not.
+    const REPLICA: [&str; 4] = ["--label", "com.docker.compose.project=detect", "--label", "com.docker.compose.service=worker"];
+    let native = TestContainer::run_image("detect-native", &fixture_image("native"), &[&["-e", "LEAK_KIB_PER_SEC=170", "-m", "512m"][..], &REPLICA].concat(), &[]);
+    let _replica = TestContainer::run_image("detect-native-2", &fixture_image("native"), &[&["-e", "LEAK_KIB_PER_SEC=0", "-m", "512m"][..], &REPLICA].concat(), &[]);
     let steady = TestContainer::run_image("detect-steady", &java, &["-e", "MODE=steady", "-e", "GARBAGE_MIB_PER_SEC=20", "-m", "256m"], &[]);
     let warmup = TestContainer::run_image(
         "detect-warmup",
@@ -62,6 +65,16 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     assert_eq!(listed["leak"]["verdict"], "leak", "{listed}");
     let (_, page) = server.get(&format!("/containers/{}", leak.name));
     assert!(page.contains("id=\"leak-verdict\"") && page.contains("data-verdict=\"leak\""), "the page shows no leak verdict");
+    // One verdict for the service over its replicas, on the API and the dashboard.
+    let (status, services) = server.get_json("/api/v1/services");
+    assert_eq!(status, 200, "{services}");
+    let worker = services.as_array().unwrap().iter().find(|s| s["service"] == "worker").cloned().unwrap_or_else(|| panic!("no worker service: {services}"));
+    assert_eq!(worker["verdict"], "leak", "{worker}");
+    assert_eq!(worker["replicas"].as_array().unwrap().len(), 2, "{worker}");
+    assert_eq!(worker["leaking"], serde_json::json!([native.name]), "{worker}");
+    assert!(worker["reason"].as_str().unwrap().starts_with("1 of 2 replicas leak"), "{worker}");
+    let (_, dashboard) = server.get("/");
+    assert!(dashboard.contains("id=\"services\"") && dashboard.contains("data-service=\"detect/worker\" data-verdict=\"leak\""), "the dashboard has no service row");
     let (status, svg) = server.get(&format!("/containers/{}/memory.svg?range=15m", leak.name));
     assert_eq!(status, 200);
     assert!(svg.contains("\ntrend\n"), "the chart has no trend line");

@@ -52,6 +52,7 @@ fn every_route_holds_up_under_concurrent_clients() {
             "/admin".into(),
             "/api/v1/engine".into(),
             "/api/v1/containers".into(),
+            "/api/v1/services".into(),
             format!("/api/v1/containers/{name}"),
             format!("/api/v1/containers/{name}/memory?range=24h"),
             format!("/api/v1/containers/{name}/memory?range=15m&step=1"),

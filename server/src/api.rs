@@ -23,6 +23,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(engine_status))
         .routes(routes!(list_containers))
+        .routes(routes!(list_services))
         .routes(routes!(container))
         .routes(routes!(memory))
         .routes(routes!(leak))
@@ -50,6 +51,13 @@ async fn engine_status(State(engine): State<Engine>) -> impl IntoResponse {
     responses((status = 200, body = Vec<ContainerInfo>), (status = 503, description = "the Docker engine does not answer", body = ApiError)))]
 async fn list_containers(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {
     Ok(Json(engine.containers()?))
+}
+
+/// A leak verdict per compose service over its running replicas (most severe first).
+#[utoipa::path(get, path = "/api/v1/services", tag = "containers",
+    responses((status = 200, body = Vec<leakscope_model::services::ServiceVerdict>), (status = 503, description = "the Docker engine does not answer", body = ApiError)))]
+async fn list_services(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {
+    Ok(Json(engine.services()?))
 }
 
 /// One container by id or name: its details and latest snapshot.

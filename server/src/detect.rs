@@ -7,7 +7,8 @@ use leakscope_detect::{assess, csv, Params};
 
 #[derive(clap::Args, Debug)]
 pub struct DetectArgs {
-    /// CSV with a header: `timestamp` (Unix seconds), `working_set_bytes`, optional `limit_bytes`.
+    /// CSV with a header: `timestamp` (Unix seconds), `working_set_bytes`, optional `limit_bytes`,
+    /// and optionally the restarts: `started_at` (the process's start per row) or `restart` (1 after one).
     #[arg(long)]
     pub csv: PathBuf,
     /// Print the verdict as JSON (`leak`, `verdict`, `slope_bytes_per_hour`, `time_to_limit_seconds`, …).
@@ -18,7 +19,7 @@ pub struct DetectArgs {
 pub fn detect(args: DetectArgs) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.csv).map_err(|e| format!("{}: {e}", args.csv.display()))?;
     let trace = csv::parse(&text).map_err(|e| format!("{}: {e}", args.csv.display()))?;
-    let assessment = assess(&trace.samples, trace.limit, &[], &Params::default());
+    let assessment = assess(&trace.samples, trace.limit, trace.starts(), &Params::default());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&assessment).map_err(|e| e.to_string())?);
     } else {

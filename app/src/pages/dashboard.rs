@@ -1,11 +1,12 @@
 //! `/`: every container with its memory, limit and last hour; sortable, live.
 
-use leakscope_model::{format_bytes, ContainerInfo, Overview};
+use leakscope_model::services::ServiceVerdict;
+use leakscope_model::{format_bytes, format_duration, ContainerInfo, Overview};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::{LeakBadge, LimitCell, PercentOfLimit, Sparkline, StateBadge};
+use crate::components::{verdict_class, LeakBadge, LimitCell, PercentOfLimit, Sparkline, StateBadge};
 use crate::live::current_overview;
 use crate::server_fns::get_overview;
 
@@ -108,6 +109,7 @@ pub fn DashboardPage() -> impl IntoView {
 
 #[component]
 fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
+    let services = data.services;
     let mut containers = data.containers;
     sort_containers(&mut containers, sort, descending);
     let running = containers.iter().filter(|c| c.is_running()).count();
@@ -144,6 +146,7 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
             <div class="stat" class:danger=near_limit.gt(&0)><span class="stat-value">{near_limit}</span><span class="stat-label">"at 80 % of limit or more"</span></div>
             <div class="stat" class:danger=leaking.gt(&0)><span class="stat-value" id="leak-count">{leaking}</span><span class="stat-label">"leaking"</span></div>
         </section>
+        {(!services.is_empty()).then(|| view! { <Services services/> })}
         <table class="grid" id="containers">
             <thead><tr>{headers}<th class="spark">"Last hour"</th></tr></thead>
             <tbody>
@@ -151,6 +154,40 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
             </tbody>
         </table>
         {(total == 0).then(|| view! { <p class="empty">"No containers on this engine yet. Start one and it appears here within seconds."</p> })}
+    }
+}
+
+/// Compose services with their replicas grouped: one verdict per service.
+#[component]
+fn Services(services: Vec<ServiceVerdict>) -> impl IntoView {
+    let rows = services
+        .into_iter()
+        .map(|s| {
+            let label = s.label();
+            let key = label.clone();
+            let class = verdict_class(&s.verdict);
+            let ttl = s.time_to_limit_seconds.map(|t| format!(" · limit in {}", format_duration(t)));
+            let leaking = s
+                .leaking
+                .iter()
+                .map(|name| view! { <a href=format!("/containers/{name}") class="name">{name.clone()}</a>" " })
+                .collect_view();
+            view! {
+                <tr data-service=key data-verdict=s.verdict.clone()>
+                    <td>{label}</td>
+                    <td class="num">{s.replicas.len()}</td>
+                    <td class="leak"><span class=class>{s.verdict.clone()}</span><span class="muted ttl">{ttl}</span></td>
+                    <td>{leaking}</td>
+                    <td class="reason">{s.reason}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table class="grid" id="services">
+            <thead><tr><th>"Compose service"</th><th class="num">"Replicas"</th><th>"Verdict"</th><th>"Leaking replicas"</th><th>"Why"</th></tr></thead>
+            <tbody>{rows}</tbody>
+        </table>
     }
 }
 

@@ -11,18 +11,24 @@ use leakscope_detect::Params;
 fn main() {
     let verbose = std::env::args().any(|a| a == "--verbose");
     let traces = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")).expect("corpus loads");
-    // `--trace FILE`: the detector's verdict every 5 minutes of one trace.
+    // `--trace FILE`: the detector's verdict minute by minute through one trace,
+    // printed when it changes (and every 30 minutes).
     if let Some(file) = std::env::args().skip_while(|a| a != "--trace").nth(1) {
         let trace = traces.iter().find(|t| t.file == file).expect("no such trace");
         let t0 = trace.samples[0].t;
-        for minute in (5..).step_by(5) {
+        let last = trace.samples[trace.samples.len() - 1].t;
+        let mut previous = None;
+        for minute in 2.. {
             let now = t0 + minute as f64 * 60.0;
-            let prefix: Vec<_> = trace.samples.iter().copied().filter(|s| s.t <= now).collect();
-            if prefix.len() == trace.samples.len() && minute > 5 && prefix.last().unwrap().t < now - 300.0 {
+            if now > last + 60.0 {
                 break;
             }
-            let a = leakscope_detect::assess(&prefix, trace.limit, &[], &Params::default());
-            println!("{minute:>4} min  {:<10} {}", a.verdict.as_str(), a.reason);
+            let prefix: Vec<_> = trace.samples.iter().copied().filter(|s| s.t <= now).collect();
+            let a = leakscope_detect::assess(&prefix, trace.limit, trace.starts(), &Params::default());
+            if previous != Some(a.verdict) || minute % 30 == 0 {
+                println!("{minute:>4} min  {:<10} {}", a.verdict.as_str(), a.reason);
+            }
+            previous = Some(a.verdict);
         }
         return;
     }
@@ -36,14 +42,55 @@ fn main() {
     if let Some(m) = std::env::args().skip_while(|a| a != "--slowdown").nth(1) {
         params.slowdown_share = m.parse().unwrap();
     }
+    let minutes = |s: Option<f64>| s.map(|s| format!("{:.0} min", s / 60.0)).unwrap_or_else(|| "-".into());
+    let mut scores = Vec::new();
     for method in Method::ALL {
         let score = evaluate(&traces, method, &params);
-        let detect = score.median_detect_seconds.map(|s| format!("{:.0} min", s / 60.0)).unwrap_or_else(|| "-".into());
-        println!("{:<52} {:>9.3} {:>7.3} {:>16} {:>4} {:>4}", method.name(), score.precision, score.recall, detect, score.false_positives, score.false_negatives);
+        println!(
+            "{:<52} {:>9.3} {:>7.3} {:>16} {:>4} {:>4}",
+            method.name(),
+            score.precision,
+            score.recall,
+            minutes(score.median_detect_seconds),
+            score.false_positives,
+            score.false_negatives
+        );
         if verbose {
             for r in score.results.iter().filter(|r| r.leak != r.flagged) {
                 println!("    wrong: {} (leak: {}, flagged: {})", r.file, r.leak, r.flagged);
             }
         }
+        scores.push(score);
+    }
+    let ours = &scores[0];
+    println!(
+        "\nLeakscope's median time to detect: {} over the leaks of 1 MiB/min or more ({}), {} over those that would reach their limit within an hour ({})",
+        minutes(ours.median_detect_fast_seconds),
+        traces.iter().filter(|t| t.leak && t.rate_mib_per_min >= 1.0).count(),
+        minutes(ours.median_detect_urgent_seconds),
+        traces.iter().filter(|t| t.urgent()).count()
+    );
+    // Per shape, so a regression shows where.
+    let mut kinds: Vec<&str> = traces.iter().map(|t| t.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    println!("\n| Shape | Leak? | Traces | Leakscope flagged | Median time to detect | predict_linear flagged | Coroot flagged |");
+    println!("|---|---|---|---|---|---|---|");
+    for kind in kinds {
+        let of = |score: &leakscope_detect::corpus::Score| {
+            let rows: Vec<_> = traces.iter().zip(&score.results).filter(|(t, _)| t.kind == kind).map(|(_, r)| r).collect();
+            (rows.len(), rows.iter().filter(|r| r.flagged).count(), rows.iter().filter_map(|r| r.detect_seconds).collect::<Vec<_>>())
+        };
+        let (n, flagged, mut detect) = of(ours);
+        detect.sort_by(f64::total_cmp);
+        let median = (!detect.is_empty()).then(|| detect[detect.len() / 2]);
+        let leak = traces.iter().any(|t| t.kind == kind && t.leak);
+        println!(
+            "| {kind} | {} | {n} | {flagged} | {} | {} | {} |",
+            if leak { "yes" } else { "no" },
+            if leak { minutes(median) } else { "-".into() },
+            of(&scores[1]).1,
+            of(&scores[2]).1
+        );
     }
 }

@@ -16,15 +16,16 @@ fn main() {
         .filter(|l| !l.starts_with("synthetic-"))
         .map(str::to_string)
         .collect();
-    let mut labels = String::from("file,label,kind,source,onset_seconds,description\n");
+    let mut labels = String::from("file,label,kind,source,onset_seconds,description,rate_mib_per_min\n");
     for line in kept {
         labels.push_str(&line);
         labels.push('\n');
     }
     for trace in leakscope_detect::corpus::synthetic() {
-        std::fs::write(dir.join(&trace.file), leakscope_detect::csv::write(&trace.samples, trace.limit)).unwrap();
+        std::fs::write(dir.join(&trace.file), leakscope_detect::csv::write(&trace.samples, trace.limit, trace.starts.as_deref())).unwrap();
         let label = if trace.leak { "leak" } else { "no-leak" };
-        labels.push_str(&format!("{},{label},{},synthetic,{},\"{}\"\n", trace.file, trace.kind, trace.onset_seconds, trace.description));
+        let rate = if trace.leak { trace.rate_mib_per_min.to_string() } else { String::new() };
+        labels.push_str(&format!("{},{label},{},synthetic,{},\"{}\",{rate}\n", trace.file, trace.kind, trace.onset_seconds, trace.description));
     }
     std::fs::write(&labels_path, labels).unwrap();
     println!("wrote {}", labels_path.display());

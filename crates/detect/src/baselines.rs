@@ -54,7 +54,7 @@ pub fn predict_linear(series: &[Sample], limit: Option<f64>, now: f64) -> bool {
 pub fn coroot(series: &[Sample], limit: Option<f64>, now: f64) -> bool {
     let Some(limit) = limit else { return false };
     let upto: Vec<Sample> = series.iter().copied().filter(|s| s.t <= now).collect();
-    let segments = split(&upto, &[], 0.5);
+    let segments = split(&upto, crate::Starts::Unknown, 0.5);
     let Some(longest) = segments.iter().max_by(|a, b| {
         let d = |r: &std::ops::Range<usize>| upto[r.end - 1].t - upto[r.start].t;
         d(a).total_cmp(&d(b))

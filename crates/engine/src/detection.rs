@@ -1,10 +1,12 @@
 //! Leak verdicts for every container, refreshed every minute from the stored
 //! series (per-minute minimums of the working set, by container name so a
-//! re-created container continues its history; restarts split the series).
+//! re-created container continues its history). Lives are split at the
+//! `start` events the engine reported, so a drop inside one life is memory
+//! the process freed, not a restart.
 
 use std::time::Duration;
 
-use leakscope_detect::{assess, Params, Sample};
+use leakscope_detect::{assess, Params, Sample, Starts};
 use leakscope_model::{LeakStatus, LimitAdvice};
 
 use crate::store::SeriesSource;
@@ -24,9 +26,9 @@ pub(crate) async fn assess_forever(engine: Engine) {
     }
 }
 
-/// The detector's answer in the wire type.
-pub fn status_of(samples: &[Sample], limit: Option<f64>, assessed_ms: i64, params: &Params) -> LeakStatus {
-    let a = assess(samples, limit, &[], params);
+/// The detector's answer in the wire type. `starts`: Unix seconds of the container's (re)starts.
+pub fn status_of(samples: &[Sample], limit: Option<f64>, starts: &[f64], assessed_ms: i64, params: &Params) -> LeakStatus {
+    let a = assess(samples, limit, Starts::Known(starts), params);
     let span_s = a.window_end - a.window_start;
     LeakStatus {
         leak: a.leak,
@@ -73,7 +75,14 @@ impl Engine {
                     let limit = points.iter().rev().find_map(|p| p.limit_bytes).map(|l| l as f64);
                     let samples: Vec<Sample> =
                         points.iter().map(|p| Sample { t: p.time_ms as f64 / 1000.0, bytes: p.working_set_min_bytes as f64 }).collect();
-                    out.push((name, status_of(&samples, limit, now, &e.inner.config.detect)));
+                    let starts: Vec<f64> = store
+                        .events(&name, now - LOOKBACK_MS, now + 1)?
+                        .iter()
+                        .filter(|event| event.action == "start")
+                        // To the minute of the rollup that holds it: that minute's minimum is already the new process's.
+                        .map(|event| (event.time_ms / 60_000 * 60) as f64)
+                        .collect();
+                    out.push((name, status_of(&samples, limit, &starts, now, &e.inner.config.detect)));
                 }
                 Ok(out)
             })

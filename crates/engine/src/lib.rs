@@ -286,6 +286,15 @@ impl Engine {
         Ok(overview.containers.clone())
     }
 
+    /// A verdict per compose service over its running replicas.
+    pub fn services(&self) -> Result<Vec<leakscope_model::services::ServiceVerdict>, EngineError> {
+        let overview = self.overview();
+        if !overview.engine.connected {
+            return Err(self.unreachable());
+        }
+        Ok(overview.services.clone())
+    }
+
     /// One container by id, id prefix or name; from history when it is gone.
     pub async fn container(&self, id_or_name: &str) -> Result<ContainerDetail, EngineError> {
         let engine = self.status();
@@ -687,6 +696,7 @@ impl Engine {
         list.sort_by(|a, b| a.name.cmp(&b.name));
         self.inner.overview.send_replace(Arc::new(Overview {
             engine: self.status(),
+            services: leakscope_model::services::service_verdicts(&list),
             containers: list,
             updated_ms,
             sample_interval_ms: self.inner.config.sample_interval.as_millis() as u64,

@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod capture;
 pub mod dumps;
 pub mod reports;
+pub mod services;
 pub mod treemap;
 mod format;
 mod range;
@@ -180,7 +181,11 @@ pub struct LeakStatus {
 impl LeakStatus {
     /// Leaks first, then growing, warming up, stable, too young.
     pub fn severity(&self) -> u8 {
-        match self.verdict.as_str() {
+        Self::severity_of(&self.verdict)
+    }
+
+    pub fn severity_of(verdict: &str) -> u8 {
+        match verdict {
             "leak" => 4,
             "growing" => 3,
             "warming up" => 2,
@@ -202,6 +207,9 @@ impl ContainerInfo {
 pub struct Overview {
     pub engine: EngineStatus,
     pub containers: Vec<ContainerInfo>,
+    /// A verdict per compose service over its running replicas, most severe first.
+    #[serde(default)]
+    pub services: Vec<services::ServiceVerdict>,
     /// Unix milliseconds of the sampling tick this overview reflects.
     pub updated_ms: i64,
     pub sample_interval_ms: u64,

@@ -124,7 +124,7 @@ fn main() {
     // Judged after the first 10 minutes (caches and connection pools fill first).
     let settled: Vec<Sample> = floor.iter().copied().filter(|s| s.t >= 600.0).collect();
     let slope_mib_per_hour = theil_sen(&settled) * 3600.0 / (1024.0 * 1024.0);
-    let verdict = assess(&series, None, &[], &Params::default());
+    let verdict = assess(&series, None, leakscope_detect::Starts::Known(&[]), &Params::default());
     let (first, last) = (settled.first().map(|s| s.bytes).unwrap_or(0.0), settled.last().map(|s| s.bytes).unwrap_or(0.0));
     println!(
         "soak: {containers} containers, {clients} live dashboard clients, {minutes} min: {} page views, {} stream events, {} failures",
