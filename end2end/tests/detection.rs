@@ -141,3 +141,48 @@ fn log_lines_around_a_moment_come_from_the_engine() {
     let (_, page) = server.get(&format!("/containers/{}?range=15m&logs={at}", talker.name));
     assert!(page.contains("id=\"logs-panel\"") && page.contains("line-"), "the page shows no log lines");
 }
+
+/// `leakscope detect --csv`: the restarts come from the file, and a drop inside
+/// one process life is not taken for a restart.
+#[test]
+fn the_offline_detector_takes_restarts_from_the_csv() {
+    let dir = std::env::temp_dir().join(end2end::unique_name("detect-csv"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Climbs 10 MiB/min for 40 min, drops to where it began, climbs again for 25 min at the same rate.
+    let mib = 1024.0 * 1024.0;
+    let rows: Vec<(i64, f64)> = (0..65 * 4)
+        .map(|i| {
+            let t = i as f64 * 15.0;
+            let climb = if t < 2400.0 { t } else { t - 2400.0 };
+            (1_790_000_000 + t as i64, 200.0 * mib + climb / 60.0 * 10.0 * mib)
+        })
+        .collect();
+    let write = |name: &str, header: &str, extra: &dyn Fn(i64) -> String| {
+        let mut csv = format!("timestamp,working_set_bytes,limit_bytes{header}\n");
+        for (t, bytes) in &rows {
+            csv.push_str(&format!("{t},{bytes:.0},{}{}\n", 4096.0 * mib, extra(*t)));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, csv).unwrap();
+        path
+    };
+    let verdict = |path: &std::path::Path| {
+        let out = std::process::Command::new(end2end::leakscope_bin()).args(["detect", "--json", "--csv"]).arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let one_life = verdict(&write("one-life.csv", ",started_at", &|_| ",1789990000".into()));
+    assert_ne!(one_life["verdict"], "leak", "{one_life}");
+    assert!(one_life["reason"].as_str().unwrap().contains("not yet above where it was before"), "{one_life}");
+    let restart_at = rows[160].0;
+    let restarted = verdict(&write("restarted.csv", ",restart", &|t| if t == restart_at { ",1".into() } else { ",".into() }));
+    assert_eq!(restarted["verdict"], "leak", "{restarted}");
+    assert_eq!(restarted["segments"], 2, "{restarted}");
+
+    let bad = write("bad.csv", ",restart", &|_| ",perhaps".into());
+    let out = std::process::Command::new(end2end::leakscope_bin()).args(["detect", "--csv"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 2") && stderr.contains("restart must be"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
