@@ -5,6 +5,7 @@ mod analyze;
 mod api;
 mod capture_api;
 mod charts;
+mod check;
 mod auth;
 mod demo;
 mod memory;
@@ -40,6 +41,8 @@ enum Command {
     Diff(analyze::DiffArgs),
     /// Leak verdict on a memory series from a CSV file (offline).
     Detect(detect::DetectArgs),
+    /// CI gate: run a service under load, judge its memory; exit 1 on a leak or an exceeded budget.
+    Check(check::CheckArgs),
     /// API tokens for scripts and CI (`token create` prints the token on its last line).
     #[command(subcommand)]
     Token(users::TokenCommand),
@@ -113,7 +116,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // A CI check's log is its table: only warnings from the sampler it runs.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if std::env::args().nth(1).as_deref() == Some("check") { "warn" } else { "info" })),
         )
         .init();
     let cli = Cli::parse();
@@ -134,6 +138,8 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command {
+        // Its own exit codes: 1 a leak, 2 could not judge.
+        Command::Check(args) => return runtime.block_on(check::run(args)),
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Analyze(args) => analyze::analyze(args),
         Command::Diff(args) => analyze::diff(args),

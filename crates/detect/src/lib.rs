@@ -25,6 +25,7 @@
 //! traces and the evaluation.
 
 pub mod baselines;
+pub mod budget;
 pub mod corpus;
 pub mod csv;
 
