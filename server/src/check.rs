@@ -23,16 +23,24 @@ use leakscope_engine::{now_ms, Engine, EngineConfig};
 use leakscope_model::{LeakStatus, MemoryPoint};
 use serde::Serialize;
 
+use crate::compose;
+
 const CHECK_LABEL: &str = "io.leakscope.check";
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// Attach to this running container (it is left running afterwards).
-    #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+    #[arg(long, conflicts_with_all = ["image", "compose"], required_unless_present_any = ["image", "compose"])]
     pub container: Option<String>,
     /// Start this (local) image for the check and remove it afterwards.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "compose")]
     pub image: Option<String>,
+    /// Start the services of this compose file (on their own networks) and remove them afterwards.
+    #[arg(long)]
+    pub compose: Option<PathBuf>,
+    /// With --compose: judge only these services (repeatable; the others still run).
+    #[arg(long = "service", requires = "compose")]
+    pub services: Vec<String>,
     /// Memory limit of the started container (e.g. 512MiB); no swap beyond it.
     #[arg(long, requires = "image", value_parser = budget::parse_bytes)]
     pub memory: Option<f64>,
@@ -44,7 +52,8 @@ pub struct CheckArgs {
     pub name: Option<String>,
     /// The load: one command line, split into an argv as a shell would (quotes
     /// respected) and run without a shell; `{target}` in it becomes the
-    /// container's IP address (also in the environment as LEAKSCOPE_TARGET).
+    /// container's IP address (also in the environment as LEAKSCOPE_TARGET), and
+    /// `{target:SERVICE}` a compose service's.
     /// A non-zero exit fails the check (2).
     #[arg(long)]
     pub load: Option<String>,
@@ -127,20 +136,34 @@ pub struct CheckReport {
 /// What the check started and must remove.
 struct Started {
     docker: Docker,
-    container: Option<String>,
+    containers: Vec<String>,
+    networks: Vec<String>,
     data_dir: PathBuf,
 }
 
 impl Started {
     async fn clean_up(self) {
-        if let Some(name) = &self.container {
+        for name in &self.containers {
             let options = RemoveContainerOptionsBuilder::default().force(true).build();
             if let Err(e) = self.docker.remove_container(name, Some(options)).await {
                 eprintln!("leakscope check: could not remove {name}: {e}");
             }
         }
+        for network in &self.networks {
+            if let Err(e) = self.docker.remove_network(network).await {
+                eprintln!("leakscope check: could not remove network {network}: {e}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A container the check watches, and whether it is judged.
+struct Target {
+    container: String,
+    service: String,
+    judged: bool,
+    oom_killed: bool,
 }
 
 pub async fn run(args: CheckArgs) -> ExitCode {
@@ -151,7 +174,7 @@ pub async fn run(args: CheckArgs) -> ExitCode {
         Err(e) => return finish(&args, not_judged(&args, started_ms, format!("the Docker engine at {address} does not answer: {e}"))),
     };
     let data_dir = std::env::temp_dir().join(format!("leakscope-check-{}-{started_ms}", std::process::id()));
-    let mut started = Started { docker: docker.clone(), container: None, data_dir: data_dir.clone() };
+    let mut started = Started { docker: docker.clone(), containers: Vec::new(), networks: Vec::new(), data_dir: data_dir.clone() };
     let outcome = check(&args, &docker, &mut started, started_ms).await;
     started.clean_up().await;
     let report = match outcome {
@@ -195,37 +218,95 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
     config.sample_interval = Duration::from_secs(1);
     let engine = Engine::start(config).map_err(|e| NotJudged(format!("cannot start the sampler: {e}")))?;
 
-    let (container, service) = match (&args.image, &args.container) {
-        (Some(image), _) => {
-            let service = args.name.clone().unwrap_or_else(|| image_service_name(image));
-            let name = format!("leakscope-check-{service}-{}", std::process::id());
-            create_container(docker, args, image, &name, started_ms).await?;
-            // Removed at the end whatever happens from here on.
-            started.container = Some(name.clone());
-            docker.start_container(&name, None).await.map_err(|e| NotJudged(format!("cannot start {name}: {e}")))?;
-            (name, service)
-        }
-        (None, Some(name)) => {
-            let inspected = docker.inspect_container(name, None).await.map_err(|e| NotJudged(format!("container {name}: {e}")))?;
-            if !inspected.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
-                return Err(NotJudged(format!("container {name} is not running")));
+    let mut targets: Vec<Target> = Vec::new();
+    if let Some(image) = &args.image {
+        let service = args.name.clone().unwrap_or_else(|| image_service_name(image));
+        let name = format!("leakscope-check-{service}-{}", std::process::id());
+        let spec = compose::ServiceSpec {
+            name: service.clone(),
+            image: image.clone(),
+            env: args.env.clone(),
+            command: (!args.command.is_empty()).then(|| args.command.clone()),
+            memory_bytes: args.memory,
+            ports: HashMap::new(),
+            networks: Vec::new(),
+        };
+        create_container(docker, &spec, &name, None, started_ms).await?;
+        // Removed at the end whatever happens from here on.
+        started.containers.push(name.clone());
+        docker.start_container(&name, None).await.map_err(|e| NotJudged(format!("cannot start {name}: {e}")))?;
+        targets.push(Target { container: name, service, judged: true, oom_killed: false });
+    } else if let Some(file) = &args.compose {
+        let text = std::fs::read_to_string(file).map_err(|e| NotJudged(format!("{}: {e}", file.display())))?;
+        let folder = file.canonicalize().ok().and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().to_string()));
+        let project = compose::parse(&text, &folder.map(|f| image_service_name(&f)).unwrap_or_else(|| "check".into())).map_err(NotJudged)?;
+        for wanted in &args.services {
+            if !project.services.iter().any(|s| &s.name == wanted) {
+                return Err(NotJudged(format!("--service {wanted}: the compose file has no such service")));
             }
-            let name = inspected.name.as_deref().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| name.clone());
-            (name.clone(), args.name.clone().unwrap_or(name))
         }
-        (None, None) => return Err(NotJudged("give --image or --container".into())),
-    };
-    eprintln!(
-        "leakscope check: {service} ({container}): warm-up {}, judged until {}",
-        humantime::format_duration(args.warmup),
-        humantime::format_duration(args.duration)
-    );
+        let pid = std::process::id();
+        for network in &project.networks {
+            let name = format!("leakscope-check-{}-{network}-{pid}", project.name);
+            let request = leakscope_engine::bollard::models::NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(HashMap::from([(CHECK_LABEL.to_string(), started_ms.to_string())])),
+                ..Default::default()
+            };
+            docker.create_network(request).await.map_err(|e| NotJudged(format!("cannot create network {name}: {e}")))?;
+            started.networks.push(name);
+        }
+        for spec in &project.services {
+            let name = format!("leakscope-check-{}-{}-{pid}", project.name, spec.name);
+            let network = spec.networks.first().map(|n| format!("leakscope-check-{}-{n}-{pid}", project.name));
+            create_container(docker, spec, &name, network.as_deref(), started_ms).await?;
+            started.containers.push(name.clone());
+            for extra in spec.networks.iter().skip(1) {
+                let network = format!("leakscope-check-{}-{extra}-{pid}", project.name);
+                let request = leakscope_engine::bollard::models::NetworkConnectRequest {
+                    container: name.clone(),
+                    endpoint_config: Some(leakscope_engine::bollard::models::EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() }),
+                };
+                docker.connect_network(&network, request).await.map_err(|e| NotJudged(format!("cannot connect {name} to {network}: {e}")))?;
+            }
+            let judged = args.services.is_empty() || args.services.contains(&spec.name);
+            targets.push(Target { container: name, service: spec.name.clone(), judged, oom_killed: false });
+        }
+        for target in &targets {
+            docker.start_container(&target.container, None).await.map_err(|e| NotJudged(format!("cannot start {}: {e}", target.container)))?;
+        }
+    } else if let Some(name) = &args.container {
+        let inspected = docker.inspect_container(name, None).await.map_err(|e| NotJudged(format!("container {name}: {e}")))?;
+        if !inspected.state.as_ref().and_then(|s| s.running).unwrap_or(false) {
+            return Err(NotJudged(format!("container {name} is not running")));
+        }
+        let name = inspected.name.as_deref().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| name.clone());
+        targets.push(Target { container: name.clone(), service: args.name.clone().unwrap_or(name), judged: true, oom_killed: false });
+    } else {
+        return Err(NotJudged("give --image, --compose or --container".into()));
+    }
+    for t in targets.iter().filter(|t| t.judged) {
+        eprintln!(
+            "leakscope check: {} ({}): warm-up {}, judged until {}",
+            t.service,
+            t.container,
+            humantime::format_duration(args.warmup),
+            humantime::format_duration(args.duration)
+        );
+    }
 
-    let target = container_address(docker, &container).await;
+    // Where the load finds the services: {target} (the first judged one) and {target:SERVICE}.
+    let mut addresses: Vec<(String, String)> = Vec::new();
+    for t in &targets {
+        addresses.push((format!("{{target:{}}}", t.service), container_address(docker, &t.container).await));
+    }
+    let first = targets.iter().position(|t| t.judged).unwrap_or(0);
+    let target = addresses[first].1.clone();
+    let place = |word: &String| addresses.iter().fold(word.replace("{target}", &target), |w, (key, ip)| w.replace(key, ip));
     let mut load_child = match &load {
         Some(argv) => Some(
             tokio::process::Command::new(&argv[0])
-                .args(argv[1..].iter().map(|word| word.replace("{target}", &target)))
+                .args(argv[1..].iter().map(place))
                 .env("LEAKSCOPE_TARGET", &target)
                 .kill_on_drop(true)
                 .spawn()
@@ -235,7 +316,6 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
     };
     let run_start = Instant::now();
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| NotJudged(e.to_string()))?;
-    let mut oom_killed = false;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while run_start.elapsed() < args.duration {
         tokio::select! {
@@ -250,18 +330,26 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
                 }
             }
             _ = ticker.tick() => {
-                let inspected = docker.inspect_container(&container, None).await.map_err(|e| NotJudged(format!("container {container}: {e}")))?;
-                let state = inspected.state.unwrap_or_default();
-                if !state.running.unwrap_or(false) {
+                for t in targets.iter_mut().filter(|t| !t.oom_killed) {
+                    let inspected = docker.inspect_container(&t.container, None).await.map_err(|e| NotJudged(format!("container {}: {e}", t.container)))?;
+                    let state = inspected.state.unwrap_or_default();
+                    if state.running.unwrap_or(false) {
+                        continue;
+                    }
                     if state.oom_killed.unwrap_or(false) {
-                        oom_killed = true;
-                        break;
+                        // A finding, not a failure to judge: the service ran out of memory.
+                        t.oom_killed = true;
+                        continue;
                     }
                     return Err(NotJudged(format!(
-                        "{service} stopped after {} (exit code {})",
+                        "{} stopped after {} (exit code {})",
+                        t.service,
                         humantime::format_duration(Duration::from_secs(run_start.elapsed().as_secs())),
                         state.exit_code.unwrap_or(-1)
                     )));
+                }
+                if targets.iter().filter(|t| t.judged).all(|t| t.oom_killed) {
+                    break;
                 }
             }
         }
@@ -271,15 +359,19 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
     let to_ms = now_ms();
     let container_start_ms = to_ms - run_start.elapsed().as_millis() as i64;
     let judged_from_ms = container_start_ms + args.warmup.as_millis() as i64;
-    let series = engine
-        .series(&container, container_start_ms - 5_000, to_ms + 1, Some(1))
-        .await
-        .map_err(|e| NotJudged(format!("no samples of {container}: {e}")))?;
-    let result = judge(&service, &container, &series.points, judged_from_ms, to_ms, container_start_ms, oom_killed, args)?;
-    if let Some(markdown) = &args.markdown {
-        write_chart(markdown, &result, &series.points, container_start_ms, to_ms);
+    let mut results = Vec::new();
+    for t in targets.iter().filter(|t| t.judged) {
+        let series = engine
+            .series(&t.container, container_start_ms - 5_000, to_ms + 1, Some(1))
+            .await
+            .map_err(|e| NotJudged(format!("no samples of {}: {e}", t.container)))?;
+        let result = judge(&t.service, &t.container, &series.points, judged_from_ms, to_ms, container_start_ms, t.oom_killed, args)?;
+        if let Some(markdown) = &args.markdown {
+            write_chart(markdown, &result, &series.points, container_start_ms, to_ms);
+        }
+        results.push(result);
     }
-    let passed = result.passed;
+    let passed = results.iter().all(|r| r.passed);
     Ok(CheckReport {
         passed,
         exit_code: if passed { 0 } else { 1 },
@@ -287,7 +379,7 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
         finished_ms: now_ms(),
         warmup_seconds: args.warmup.as_secs_f64(),
         duration_seconds: args.duration.as_secs_f64(),
-        services: vec![result],
+        services: results,
         error: None,
     })
 }
@@ -310,22 +402,44 @@ fn image_service_name(image: &str) -> String {
     if clean.is_empty() { "service".into() } else { clean }
 }
 
-async fn create_container(docker: &Docker, args: &CheckArgs, image: &str, name: &str, run_id: i64) -> Result<(), NotJudged> {
+async fn create_container(docker: &Docker, spec: &compose::ServiceSpec, name: &str, network: Option<&str>, run_id: i64) -> Result<(), NotJudged> {
+    let image = &spec.image;
     if let Err(e) = docker.inspect_image(image).await {
         return Err(NotJudged(format!("image {image} is not on this engine ({e}); build or pull it before the check")));
     }
-    for pair in &args.env {
+    for pair in &spec.env {
         if !pair.contains('=') {
-            return Err(NotJudged(format!("--env {pair}: expected K=V")));
+            return Err(NotJudged(format!("{}: environment {pair}: expected K=V", spec.name)));
         }
     }
-    let memory = args.memory.map(|m| m as i64);
+    let memory = spec.memory_bytes.map(|m| m as i64);
+    let port_bindings: HashMap<String, Option<Vec<leakscope_engine::bollard::models::PortBinding>>> = spec
+        .ports
+        .iter()
+        .map(|(container, host)| {
+            let binding = leakscope_engine::bollard::models::PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host.clone()) };
+            (container.clone(), (!host.is_empty()).then(|| vec![binding]))
+        })
+        .collect();
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
-        env: Some(args.env.clone()),
-        cmd: (!args.command.is_empty()).then(|| args.command.clone()),
+        env: Some(spec.env.clone()),
+        cmd: spec.command.clone(),
         labels: Some(HashMap::from([(CHECK_LABEL.to_string(), run_id.to_string())])),
-        host_config: Some(HostConfig { memory, memory_swap: memory, ..Default::default() }),
+        exposed_ports: (!spec.ports.is_empty()).then(|| spec.ports.keys().cloned().collect()),
+        host_config: Some(HostConfig {
+            memory,
+            memory_swap: memory,
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            network_mode: network.map(str::to_string),
+            ..Default::default()
+        }),
+        networking_config: network.map(|n| leakscope_engine::bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                n.to_string(),
+                leakscope_engine::bollard::models::EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() },
+            )])),
+        }),
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::default().name(name).build();

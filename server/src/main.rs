@@ -6,6 +6,7 @@ mod api;
 mod capture_api;
 mod charts;
 mod check;
+mod compose;
 mod auth;
 mod demo;
 mod memory;

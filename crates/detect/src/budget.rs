@@ -96,6 +96,10 @@ pub fn short_run_params(judged_seconds: f64) -> Params {
         fast_min_age_seconds: age,
         urgent_min_age_seconds: age.min(Params::default().urgent_min_age_seconds),
         min_growth_bytes: 4.0 * MIB,
+        floor_step_seconds: (judged_seconds / 40.0).clamp(1.0, 60.0),
+        // The warm-up is skipped by the run itself; a JVM's heap grows in steps,
+        // which over a few minutes look like slowing down when they are not.
+        slowdown_share: 0.6,
         ..Params::default()
     }
 }
@@ -160,5 +164,18 @@ mod tests {
         assert_eq!(names, ["max-growth", "max-slope", "max-percent-of-limit"]);
         let loose = Budgets { max_growth_bytes: Some(64.0 * MIB), max_slope_bytes_per_minute: Some(5.0 * MIB), max_percent_of_limit: Some(80.0) };
         assert!(breaches(&m, &loose).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod short_run {
+    use super::*;
+
+    #[test]
+    fn a_steady_leak_over_a_short_run_is_a_leak() {
+        // 10 MiB/min sampled every second for 3.5 minutes after the warm-up.
+        let samples: Vec<Sample> = (0..210).map(|i| Sample { t: 1_800_000_000.0 + i as f64, bytes: 10.0 * MIB + i as f64 / 60.0 * 10.0 * MIB }).collect();
+        let a = crate::assess(&samples, Some(512.0 * MIB), crate::Starts::Known(&[1_799_999_000.0]), &short_run_params(210.0));
+        assert_eq!(a.verdict, crate::Verdict::Leak, "{}", a.reason);
     }
 }

@@ -125,6 +125,8 @@ pub struct Params {
     pub min_growth_share: f64,
     /// Slowing down: the second half's slope under this share of the first half's.
     pub slowdown_share: f64,
+    /// One floor point per this many seconds (finer for the minutes of a CI run).
+    pub floor_step_seconds: f64,
 }
 
 impl Default for Params {
@@ -141,6 +143,7 @@ impl Default for Params {
             min_growth_bytes: 8.0 * MIB,
             min_growth_share: 0.03,
             slowdown_share: 0.8,
+            floor_step_seconds: 60.0,
         }
     }
 }
@@ -296,7 +299,7 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, starts: Starts, params: &P
         }
     };
 
-    let floor = rolling_floor(&window);
+    let floor = rolling_floor(&window, params.floor_step_seconds);
     // Memory the process freed inside this life: with several such drops the
     // floor after each one decides; after a single one, only the climb since
     // counts, and only once it passes what was there before the drop.
@@ -331,11 +334,13 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, starts: Starts, params: &P
         let earlier_max = earlier_max.max(drops.last().map(|d| d.peak).unwrap_or(f64::MIN));
         let new_high = earlier_max == f64::MIN || part.last().map(|l| l.bytes).unwrap_or(0.0) > earlier_max + params.min_growth_bytes;
         if judgement.verdict == Verdict::Leak {
-            if let Some((at, jump)) = largest_jump(&fine, start).filter(|(_, jump)| *jump > 0.5 * judgement.slope * span) {
+            // Most of the growth within 2 minutes, and far more than the trend gives in 2 minutes.
+            let growth = judgement.slope * span;
+            if let Some((at, jump)) = largest_jump(&fine, start).filter(|(_, jump)| *jump > 0.5 * growth && *jump > 3.0 * judgement.slope * 120.0) {
                 judgement.verdict = Verdict::Growing;
                 judgement.reason = format!(
                     "grew {} in {}, {} of it at once {} ago (a one-off step, not steady growth)",
-                    mib(judgement.slope * span),
+                    mib(growth),
                     duration(span),
                     mib(jump),
                     duration(end - at)
@@ -612,11 +617,11 @@ pub fn split(series: &[Sample], starts: Starts, drop_share: f64) -> Vec<std::ops
 
 /// The floor: a centred rolling minimum over about 5 minutes (window/20 on
 /// long windows), sampled once a minute. A GC sawtooth's peaks vanish; its troughs remain.
-fn rolling_floor(window: &[Sample]) -> Vec<Sample> {
+fn rolling_floor(window: &[Sample], step: f64) -> Vec<Sample> {
     let (t0, t1) = (window[0].t, window[window.len() - 1].t);
     // Wide enough to span a GC cycle (up to ~5 min), narrower on short histories.
     let width = ((t1 - t0) / 20.0).max(300.0f64.min((t1 - t0) / 5.0));
-    rolling_min(window, width, (60.0f64).max((t1 - t0) / 400.0))
+    rolling_min(window, width, step.max((t1 - t0) / 400.0))
 }
 
 /// A centred rolling minimum of `width` seconds, one point every `step`.
