@@ -11,7 +11,7 @@ use axum::{Extension, Json, Router};
 use leakscope_access::Principal;
 use leakscope_chart::Theme;
 use leakscope_engine::Engine;
-use leakscope_model::reports::{Report, ReportListItem, ReportRequest};
+use leakscope_model::reports::{Report, ReportListItem, ReportRequest, RunReportRequest};
 use leakscope_model::ApiError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,7 +25,7 @@ use crate::web::AppState;
 
 /// The documented routes (see `openapi.rs`).
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(one)).routes(routes!(share, unshare))
+    OpenApiRouter::new().routes(routes!(list, create)).routes(routes!(create_from_run)).routes(routes!(one)).routes(routes!(share, unshare))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -72,6 +72,23 @@ async fn create(
     Json(request): Json<ReportRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
     let report = engine.create_report(request, &who.name).await?;
+    access.audit(&who.name, "created report", &report.id, Some(report.title.clone())).await;
+    Ok((StatusCode::CREATED, Json(ReportCreated { url: report.url(), id: report.id })))
+}
+
+/// Freeze a run measured elsewhere (`leakscope check --server` in CI) into a
+/// report: its series, verdict and events come with the request; its dumps
+/// were uploaded first (`POST /api/v1/dumps`).
+#[utoipa::path(post, path = "/api/v1/check-reports", tag = "reports", request_body = RunReportRequest,
+    responses((status = 201, body = ReportCreated), (status = 400, body = ApiError), (status = 404, description = "a named dump is unknown", body = ApiError),
+        (status = 415, description = "the body is not `application/json`", body = ApiError), (status = 422, description = "the JSON does not match RunReportRequest", body = ApiError)))]
+async fn create_from_run(
+    State(engine): State<Engine>,
+    State(access): State<SharedAccess>,
+    Extension(who): Extension<Principal>,
+    Json(request): Json<RunReportRequest>,
+) -> Result<impl IntoResponse, HttpError> {
+    let report = engine.create_run_report(request, &who.name).await?;
     access.audit(&who.name, "created report", &report.id, Some(report.title.clone())).await;
     Ok((StatusCode::CREATED, Json(ReportCreated { url: report.url(), id: report.id })))
 }

@@ -17,7 +17,7 @@ use crate::ServeArgs;
 
 /// The site directory: explicit, else `../site` next to the binary (the
 /// layout `./dev build` produces under `target/`), else `target/site`.
-fn site_root(explicit: Option<PathBuf>) -> PathBuf {
+pub fn site_root(explicit: Option<PathBuf>) -> PathBuf {
     if let Some(dir) = explicit {
         return dir;
     }
@@ -28,6 +28,17 @@ fn site_root(explicit: Option<PathBuf>) -> PathBuf {
         Some(dir) if dir.join("pkg").is_dir() => dir,
         _ => PathBuf::from("target/site"),
     }
+}
+
+/// Points the engine at our capture helper (explicit, else `capture/` beside
+/// the site root — beside it, not in it: the site root is served over HTTP)
+/// and its Java twin beside it. Err(path) when the helper is not there.
+pub fn use_capture_helpers(config: &mut EngineConfig, explicit: Option<PathBuf>, site: &std::path::Path) -> Result<(), PathBuf> {
+    let agent = explicit.unwrap_or_else(|| site.parent().unwrap_or(std::path::Path::new(".")).join("capture").join("leakscope-agent"));
+    // The twin for containers whose /tmp is noexec.
+    config.attach_jar_path = Some(agent.with_file_name("leakscope-attach.jar"));
+    config.agent_path = Some(agent.clone());
+    if agent.is_file() { Ok(()) } else { Err(agent) }
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
@@ -41,16 +52,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.detect.min_age_seconds = args.leak_min_age.as_secs_f64();
     config.auto_capture = leakscope_engine::AutoCaptureConfig { policy: args.auto_capture, spacing: args.auto_capture_spacing };
     let site = site_root(args.site_root.clone());
-    // Beside the site, not in it: the site root is served over HTTP.
-    let agent = args.agent.clone().unwrap_or_else(|| {
-        site.parent().unwrap_or(std::path::Path::new(".")).join("capture").join("leakscope-agent")
-    });
-    if !agent.is_file() {
-        tracing::warn!(agent = %agent.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
+    if let Err(missing) = use_capture_helpers(&mut config, args.agent.clone(), &site) {
+        tracing::warn!(agent = %missing.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
     }
-    // Its Java twin, for containers whose /tmp is noexec, lives beside it.
-    config.attach_jar_path = Some(agent.with_file_name("leakscope-attach.jar"));
-    config.agent_path = Some(agent);
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
     crate::memory::spawn_trimmer();
 

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 /// Test targets that mostly wait: started first, run beside the rest.
-const BESIDE_THE_REST: &[&str] = &["detection", "check"];
+const BESIDE_THE_REST: &[&str] = &["detection", "check", "check_evidence"];
 /// Test targets that disturb every other test (restarting the engine): run alone, last.
 const ALONE_AT_THE_END: &[&str] = &["engine_restart"];
 

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use leakscope_model::dumps::DumpInfo;
-use leakscope_model::reports::{Report, ReportDump, ReportListItem, ReportRequest};
+use leakscope_model::reports::{Report, ReportDump, ReportListItem, ReportRequest, RunReportRequest};
+use leakscope_model::MemoryPoint;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{lock, now_ms, Engine, EngineError};
@@ -31,6 +32,9 @@ const DIFF_CLASSES: usize = 25;
 const MAX_DUMPS: usize = 10;
 const MAX_TITLE: usize = 200;
 const MAX_NOTES: usize = 20_000;
+/// A run sampled every second for a day, with room to spare.
+const MAX_RUN_POINTS: usize = 100_000;
+const MAX_RUN_EVENTS: usize = 10_000;
 
 pub(crate) struct ReportStore {
     conn: Connection,
@@ -103,6 +107,34 @@ impl ReportStore {
     }
 }
 
+/// Keeps at most [`MAX_POINTS`] points of a run's series: each kept point
+/// stands for a bucket of consecutive samples (mean, min and max of the
+/// working set), as the store's own rollups do. Returns the bucket width.
+fn thin_series(points: Vec<MemoryPoint>) -> (Vec<MemoryPoint>, i64) {
+    let span = points.last().map(|p| p.time_ms).unwrap_or(0).saturating_sub(points.first().map(|p| p.time_ms).unwrap_or(0));
+    let per_bucket = points.len().div_ceil(MAX_POINTS as usize).max(1);
+    let step_ms = (span / (points.len() as i64 - 1).max(1)).max(1).saturating_mul(per_bucket as i64);
+    if per_bucket == 1 {
+        return (points, step_ms);
+    }
+    let thinned = points
+        .chunks(per_bucket)
+        .map(|bucket| {
+            // u128: the values come from a request and may be anything.
+            let mean = |value: fn(&MemoryPoint) -> u64| (bucket.iter().map(|p| u128::from(value(p))).sum::<u128>() / bucket.len() as u128) as u64;
+            MemoryPoint {
+                time_ms: bucket[0].time_ms,
+                working_set_bytes: mean(|p| p.working_set_bytes),
+                working_set_min_bytes: bucket.iter().map(|p| p.working_set_min_bytes).min().unwrap_or(0),
+                working_set_max_bytes: bucket.iter().map(|p| p.working_set_max_bytes).max().unwrap_or(0),
+                usage_bytes: mean(|p| p.usage_bytes),
+                limit_bytes: bucket.iter().rev().find_map(|p| p.limit_bytes),
+            }
+        })
+        .collect();
+    (thinned, step_ms)
+}
+
 fn parse_rfc3339(field: &str, text: &str) -> Result<i64, EngineError> {
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.timestamp_millis())
@@ -117,9 +149,6 @@ impl Engine {
         if from_ms >= to_ms {
             return Err(EngineError::BadRequest("'from' must be before 'to'".into()));
         }
-        if request.dumps.len() > MAX_DUMPS {
-            return Err(EngineError::BadRequest(format!("a report holds at most {MAX_DUMPS} dumps")));
-        }
         let detail = self.container(&request.container).await?;
         let info = detail.info;
         let interval_ms = self.config().sample_interval.as_millis().max(1) as i64;
@@ -127,8 +156,46 @@ impl Engine {
         let series = self.series(&info.name, from_ms, to_ms, Some(step_s as u64)).await?;
         let events = self.events(&info.name, from_ms, to_ms).await?;
 
+        let (dumps, diff) = self.freeze_dumps(&request.dumps).await?;
+        let title = match request.title.trim() {
+            "" => format!("Memory of {}", info.name),
+            t => t.chars().take(MAX_TITLE).collect(),
+        };
+        let report = Report {
+            id: crate::dumps::new_id()?,
+            slug: crate::dumps::new_id()? + &crate::dumps::new_id()?,
+            title,
+            notes: request.notes.chars().take(MAX_NOTES).collect(),
+            created_ms: now_ms(),
+            created_by: created_by.to_string(),
+            container_name: info.name.clone(),
+            container_id: info.id.clone(),
+            image: info.image.clone(),
+            service: info.compose_service.clone(),
+            from_ms,
+            to_ms,
+            step_ms: series.step_seconds as i64 * 1000,
+            series: series.points,
+            limit_bytes: info.limit_bytes,
+            leak: self.leak_status(&info.name),
+            events,
+            dumps,
+            diff,
+            public_token: None,
+        };
+        let stored = report.clone();
+        self.blocking(move |e| lock(&e.inner.reports).insert(&stored)).await?;
+        Ok(report)
+    }
+
+    /// The chosen dumps as a report keeps them (oldest first) and the diff of
+    /// the first to the last when both were analysed.
+    async fn freeze_dumps(&self, ids: &[String]) -> Result<(Vec<ReportDump>, Option<leakscope_model::analysis::HeapDiff>), EngineError> {
+        if ids.len() > MAX_DUMPS {
+            return Err(EngineError::BadRequest(format!("a report holds at most {MAX_DUMPS} dumps")));
+        }
         let mut dumps = Vec::new();
-        for id in &request.dumps {
+        for id in ids {
             let dump: DumpInfo = self.dump(id).await?;
             // Analyses still running are frozen as they are (summary missing) rather than waited for.
             let analysis = self.dump_analysis(id).await.ok();
@@ -155,8 +222,40 @@ impl Engine {
             }
             _ => None,
         };
+        Ok((dumps, diff))
+    }
+
+    /// Freezes a run measured elsewhere (`leakscope check` in CI): its own
+    /// series, verdict and events, and dumps already uploaded here.
+    pub async fn create_run_report(&self, request: RunReportRequest, created_by: &str) -> Result<Report, EngineError> {
+        let from_ms = parse_rfc3339("from", &request.from)?;
+        let to_ms = parse_rfc3339("to", &request.to)?;
+        if from_ms >= to_ms {
+            return Err(EngineError::BadRequest("'from' must be before 'to'".into()));
+        }
+        let name_ok = |text: &str| !text.trim().is_empty() && text.len() <= MAX_TITLE && !text.chars().any(char::is_control);
+        if !name_ok(&request.service) || !name_ok(&request.container_name) || request.image.len() > MAX_TITLE {
+            return Err(EngineError::BadRequest(format!(
+                "'service' and 'container_name' must be 1 to {MAX_TITLE} characters without control characters, 'image' at most {MAX_TITLE}"
+            )));
+        }
+        if request.series.is_empty() || request.series.len() > MAX_RUN_POINTS {
+            return Err(EngineError::BadRequest(format!("'series' must hold 1 to {MAX_RUN_POINTS} points")));
+        }
+        if request.series.windows(2).any(|w| w[0].time_ms > w[1].time_ms) {
+            return Err(EngineError::BadRequest("'series' must be sorted by time_ms, oldest first".into()));
+        }
+        let slack = 60_000;
+        if request.series.iter().any(|p| p.time_ms < from_ms.saturating_sub(slack) || p.time_ms > to_ms.saturating_add(slack)) {
+            return Err(EngineError::BadRequest("every point of 'series' must lie between 'from' and 'to'".into()));
+        }
+        if request.events.len() > MAX_RUN_EVENTS {
+            return Err(EngineError::BadRequest(format!("a run report holds at most {MAX_RUN_EVENTS} events")));
+        }
+        let (dumps, diff) = self.freeze_dumps(&request.dumps).await?;
+        let (series, step_ms) = thin_series(request.series);
         let title = match request.title.trim() {
-            "" => format!("Memory of {}", info.name),
+            "" => format!("Memory check of {}", request.service.trim()),
             t => t.chars().take(MAX_TITLE).collect(),
         };
         let report = Report {
@@ -166,17 +265,17 @@ impl Engine {
             notes: request.notes.chars().take(MAX_NOTES).collect(),
             created_ms: now_ms(),
             created_by: created_by.to_string(),
-            container_name: info.name.clone(),
-            container_id: info.id.clone(),
-            image: info.image.clone(),
-            service: info.compose_service.clone(),
+            container_name: request.container_name.trim().to_string(),
+            container_id: String::new(),
+            image: request.image,
+            service: Some(request.service.trim().to_string()),
             from_ms,
             to_ms,
-            step_ms: series.step_seconds as i64 * 1000,
-            series: series.points,
-            limit_bytes: info.limit_bytes,
-            leak: self.leak_status(&info.name),
-            events,
+            step_ms,
+            series,
+            limit_bytes: request.limit_bytes,
+            leak: request.leak,
+            events: request.events,
             dumps,
             diff,
             public_token: None,
@@ -229,5 +328,32 @@ impl Engine {
         let report = self.report(id).await?;
         self.blocking(move |e| lock(&e.inner.reports).set_public_token(&report.id, None)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(time_ms: i64, bytes: u64) -> MemoryPoint {
+        MemoryPoint { time_ms, working_set_bytes: bytes, working_set_min_bytes: bytes, working_set_max_bytes: bytes, usage_bytes: bytes, limit_bytes: Some(1 << 30) }
+    }
+
+    #[test]
+    fn a_long_run_is_thinned_into_buckets_that_keep_the_extremes() {
+        let short: Vec<MemoryPoint> = (0..900).map(|i| point(i * 1000, 100)).collect();
+        let (kept, step) = thin_series(short.clone());
+        assert_eq!((kept, step), (short, 1000));
+
+        let mut day: Vec<MemoryPoint> = (0..86_400).map(|i| point(i * 1000, 100 + i as u64)).collect();
+        day[500].working_set_max_bytes = u64::MAX;
+        day[501].working_set_bytes = u64::MAX;
+        let (kept, step) = thin_series(day);
+        assert!(kept.len() <= MAX_POINTS as usize && kept.len() > 900, "{}", kept.len());
+        assert_eq!(step, 87_000);
+        assert_eq!(kept[0].working_set_min_bytes, 100);
+        assert_eq!(kept[5].working_set_max_bytes, u64::MAX, "a spike inside a bucket stays visible");
+        assert!(kept[5].working_set_bytes > 1 << 50, "means do not overflow");
+        assert!(kept.windows(2).all(|w| w[0].time_ms < w[1].time_ms));
     }
 }

@@ -26,6 +26,40 @@ pub struct ReportRequest {
     pub notes: String,
 }
 
+/// `POST /api/v1/check-reports`: a run measured elsewhere (`leakscope check`
+/// in a CI job) frozen as a report. The series comes with the request, since
+/// the server never watched that container; dumps are uploaded first
+/// (`POST /api/v1/dumps`) and named here by id.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunReportRequest {
+    #[serde(default)]
+    pub title: String,
+    /// Plain text or Markdown (rendered without raw HTML).
+    #[serde(default)]
+    pub notes: String,
+    /// The service's name in the run (compose service, or the image's name).
+    pub service: String,
+    pub container_name: String,
+    #[serde(default)]
+    pub image: String,
+    /// RFC 3339: the run's start and end.
+    pub from: String,
+    pub to: String,
+    /// The run's samples, oldest first (at most 100 000; drawn from at most about a thousand).
+    pub series: Vec<MemoryPoint>,
+    #[serde(default)]
+    pub limit_bytes: Option<u64>,
+    /// The run's verdict.
+    #[serde(default)]
+    pub leak: Option<LeakStatus>,
+    #[serde(default)]
+    pub events: Vec<ContainerEvent>,
+    /// Dumps already uploaded to this server (their analyses are frozen as they are).
+    #[serde(default)]
+    pub dumps: Vec<String>,
+}
+
 /// One dump as a report keeps it: the numbers and the suspects, never contents.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -8,12 +8,33 @@
 //! service or the load crashed, interrupted) — never 0 without a verdict.
 //! It removes what it started, also on Ctrl-C or SIGTERM, and nothing else.
 
+/// A progress line on stderr; a closed stderr (the pipeline went away) is not an error worth dying for.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// A line of the result table on stdout, likewise.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+mod evidence;
+mod outputs;
+mod publish;
+
 use std::collections::HashMap;
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use leakscope_detect::budget::{self, Breach, Budgets, Measured};
 use leakscope_detect::Sample;
 use leakscope_engine::bollard::models::{ContainerCreateBody, HostConfig};
@@ -24,6 +45,8 @@ use leakscope_model::{LeakStatus, MemoryPoint};
 use serde::Serialize;
 
 use crate::compose;
+use evidence::{DumpEvidence, DumpPlan};
+use outputs::{finish, write_chart};
 
 const CHECK_LABEL: &str = "io.leakscope.check";
 
@@ -84,6 +107,23 @@ pub struct CheckArgs {
     /// Docker engine address (defaults to DOCKER_HOST, then the local socket).
     #[arg(long, env = "LEAKSCOPE_DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// `start-end`: a heap dump of each judged service after the warm-up and
+    /// another at the end (any runtime Leakscope captures), compared; the
+    /// classes that grew go into every output.
+    #[arg(long, value_enum, default_value = "none")]
+    pub dumps: DumpPlan,
+    /// Our static capture helper (default: `capture/leakscope-agent` beside the site, as for `serve`).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// Send the run (series, verdict, events, dumps) to this Leakscope server as a report and print its link.
+    #[arg(long, requires = "token")]
+    pub server: Option<String>,
+    /// An operator's API token for --server.
+    #[arg(long, env = "LEAKSCOPE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// With --server: also make the report's public link (readable without an account) and print that.
+    #[arg(long, requires = "server")]
+    pub share: bool,
     /// The command the started container runs (as after `docker run IMAGE`).
     #[arg(last = true, requires = "image")]
     pub command: Vec<String>,
@@ -118,6 +158,10 @@ pub struct ServiceResult {
     pub judged_from_ms: i64,
     pub judged_to_ms: i64,
     pub samples: usize,
+    /// `--dumps start-end`: the two dumps and what grew between them.
+    pub dumps: Option<DumpEvidence>,
+    /// `--server`: the report's link.
+    pub report_url: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -131,6 +175,8 @@ pub struct CheckReport {
     pub services: Vec<ServiceResult>,
     /// Set when the check could not judge.
     pub error: Option<String>,
+    /// Set when the run was judged but `--server` could not take the report.
+    pub report_error: Option<String>,
 }
 
 /// What the check started and must remove.
@@ -146,12 +192,12 @@ impl Started {
         for name in &self.containers {
             let options = RemoveContainerOptionsBuilder::default().force(true).build();
             if let Err(e) = self.docker.remove_container(name, Some(options)).await {
-                eprintln!("leakscope check: could not remove {name}: {e}");
+                say!("leakscope check: could not remove {name}: {e}");
             }
         }
         for network in &self.networks {
             if let Err(e) = self.docker.remove_network(network).await {
-                eprintln!("leakscope check: could not remove network {network}: {e}");
+                say!("leakscope check: could not remove network {network}: {e}");
             }
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
@@ -162,6 +208,7 @@ impl Started {
 struct Target {
     container: String,
     service: String,
+    image: String,
     judged: bool,
     oom_killed: bool,
 }
@@ -175,11 +222,13 @@ pub async fn run(args: CheckArgs) -> ExitCode {
     };
     let data_dir = std::env::temp_dir().join(format!("leakscope-check-{}-{started_ms}", std::process::id()));
     let mut started = Started { docker: docker.clone(), containers: Vec::new(), networks: Vec::new(), data_dir: data_dir.clone() };
-    let outcome = check(&args, &docker, &mut started, started_ms).await;
+    // Whatever happens inside (even a panic, e.g. printing to a closed pipe), what was started is removed.
+    let outcome = AssertUnwindSafe(check(&args, &docker, &mut started, started_ms)).catch_unwind().await;
     started.clean_up().await;
     let report = match outcome {
-        Ok(report) => report,
-        Err(NotJudged(reason)) => not_judged(&args, started_ms, reason),
+        Ok(Ok(report)) => report,
+        Ok(Err(NotJudged(reason))) => not_judged(&args, started_ms, reason),
+        Err(_) => not_judged(&args, started_ms, "the check stopped on an internal error (see above); what it started was removed".into()),
     };
     finish(&args, report)
 }
@@ -194,6 +243,7 @@ fn not_judged(args: &CheckArgs, started_ms: i64, reason: String) -> CheckReport 
         duration_seconds: args.duration.as_secs_f64(),
         services: Vec::new(),
         error: Some(reason),
+        report_error: None,
     }
 }
 
@@ -216,6 +266,20 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
     let mut config = EngineConfig::new(&started.data_dir);
     config.docker_host = args.docker_host.clone();
     config.sample_interval = Duration::from_secs(1);
+    let server = match (&args.server, &args.token) {
+        (Some(url), Some(token)) => Some(publish::Target::new(url, token, args.share).map_err(NotJudged)?),
+        _ => None,
+    };
+    if let Some(server) = &server {
+        publish::preflight(server).await.map_err(NotJudged)?;
+    }
+    if args.dumps == DumpPlan::StartEnd {
+        let site = crate::serve::site_root(None);
+        if let Err(missing) = crate::serve::use_capture_helpers(&mut config, args.agent.clone(), &site) {
+            // Images with jcmd still work; the others say so in the dump's problem.
+            say!("leakscope check: capture helper not found at {} (build it with `./dev build` or pass --agent)", missing.display());
+        }
+    }
     let engine = Engine::start(config).map_err(|e| NotJudged(format!("cannot start the sampler: {e}")))?;
 
     let mut targets: Vec<Target> = Vec::new();
@@ -235,7 +299,7 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
         // Removed at the end whatever happens from here on.
         started.containers.push(name.clone());
         docker.start_container(&name, None).await.map_err(|e| NotJudged(format!("cannot start {name}: {e}")))?;
-        targets.push(Target { container: name, service, judged: true, oom_killed: false });
+        targets.push(Target { container: name, service, image: image.clone(), judged: true, oom_killed: false });
     } else if let Some(file) = &args.compose {
         let text = std::fs::read_to_string(file).map_err(|e| NotJudged(format!("{}: {e}", file.display())))?;
         let folder = file.canonicalize().ok().and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().to_string()));
@@ -270,7 +334,7 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
                 docker.connect_network(&network, request).await.map_err(|e| NotJudged(format!("cannot connect {name} to {network}: {e}")))?;
             }
             let judged = args.services.is_empty() || args.services.contains(&spec.name);
-            targets.push(Target { container: name, service: spec.name.clone(), judged, oom_killed: false });
+            targets.push(Target { container: name, service: spec.name.clone(), image: spec.image.clone(), judged, oom_killed: false });
         }
         for target in &targets {
             docker.start_container(&target.container, None).await.map_err(|e| NotJudged(format!("cannot start {}: {e}", target.container)))?;
@@ -281,12 +345,13 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
             return Err(NotJudged(format!("container {name} is not running")));
         }
         let name = inspected.name.as_deref().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_else(|| name.clone());
-        targets.push(Target { container: name.clone(), service: args.name.clone().unwrap_or(name), judged: true, oom_killed: false });
+        let image = inspected.config.and_then(|c| c.image).unwrap_or_default();
+        targets.push(Target { container: name.clone(), service: args.name.clone().unwrap_or(name), image, judged: true, oom_killed: false });
     } else {
         return Err(NotJudged("give --image, --compose or --container".into()));
     }
     for t in targets.iter().filter(|t| t.judged) {
-        eprintln!(
+        say!(
             "leakscope check: {} ({}): warm-up {}, judged until {}",
             t.service,
             t.container,
@@ -315,6 +380,9 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
         None => None,
     };
     let run_start = Instant::now();
+    // `--dumps start-end`: the first dumps, started when the warm-up ends, by target index.
+    let mut first_dumps: Vec<(usize, tokio::task::JoinHandle<Result<evidence::TakenDump, String>>)> = Vec::new();
+    let mut first_dumps_started = args.dumps == DumpPlan::None;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| NotJudged(e.to_string()))?;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     while run_start.elapsed() < args.duration {
@@ -324,12 +392,20 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
             status = async { load_child.as_mut().unwrap().wait().await }, if load_child.is_some() => {
                 load_child = None;
                 match status {
-                    Ok(s) if s.success() => eprintln!("leakscope check: the load command finished; sampling until the end"),
+                    Ok(s) if s.success() => say!("leakscope check: the load command finished; sampling until the end"),
                     Ok(s) => return Err(NotJudged(format!("the load command exited with {s}"))),
                     Err(e) => return Err(NotJudged(format!("the load command: {e}"))),
                 }
             }
             _ = ticker.tick() => {
+                if !first_dumps_started && run_start.elapsed() >= args.warmup {
+                    first_dumps_started = true;
+                    for (index, t) in targets.iter().enumerate().filter(|(_, t)| t.judged) {
+                        say!("leakscope check: {}: warm-up over, taking the first heap dump", t.service);
+                        let (engine, container) = (engine.clone(), t.container.clone());
+                        first_dumps.push((index, tokio::spawn(async move { evidence::take(&engine, &container, false).await })));
+                    }
+                }
                 for t in targets.iter_mut().filter(|t| !t.oom_killed) {
                     let inspected = docker.inspect_container(&t.container, None).await.map_err(|e| NotJudged(format!("container {}: {e}", t.container)))?;
                     let state = inspected.state.unwrap_or_default();
@@ -358,30 +434,117 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
     engine.sample_now().await;
     let to_ms = now_ms();
     let container_start_ms = to_ms - run_start.elapsed().as_millis() as i64;
-    let judged_from_ms = container_start_ms + args.warmup.as_millis() as i64;
+    let warm_ms = container_start_ms + args.warmup.as_millis() as i64;
+    let mut evidence: HashMap<usize, DumpEvidence> = HashMap::new();
+    for (index, handle) in first_dumps {
+        let taken = interruptible(handle).await?.unwrap_or_else(|e| Err(e.to_string()));
+        let entry = evidence.entry(index).or_default();
+        match taken {
+            Ok(dump) => entry.start = Some(dump),
+            Err(why) => entry.problems.push(format!("no first dump: {why}")),
+        }
+    }
     let mut results = Vec::new();
-    for t in targets.iter().filter(|t| t.judged) {
+    let mut runs = Vec::new();
+    for (index, t) in targets.iter().enumerate().filter(|(_, t)| t.judged) {
         let series = engine
             .series(&t.container, container_start_ms - 5_000, to_ms + 1, Some(1))
             .await
             .map_err(|e| NotJudged(format!("no samples of {}: {e}", t.container)))?;
+        // The first dump's pause and the full collection it forces are not the service's own growth.
+        let judged_from_ms = evidence::judged_after(evidence.get(&index)).map_or(warm_ms, |after| after.max(warm_ms));
         let result = judge(&t.service, &t.container, &series.points, judged_from_ms, to_ms, container_start_ms, t.oom_killed, args)?;
         if let Some(markdown) = &args.markdown {
             write_chart(markdown, &result, &series.points, container_start_ms, to_ms);
         }
         results.push(result);
+        runs.push((index, series.points));
+    }
+    if args.dumps == DumpPlan::StartEnd {
+        // The judged window is closed: a dump near the limit may be taken now.
+        let mut last_dumps = Vec::new();
+        for (index, t) in targets.iter().enumerate().filter(|(_, t)| t.judged && !t.oom_killed) {
+            say!("leakscope check: {}: taking the last heap dump", t.service);
+            let (engine, container) = (engine.clone(), t.container.clone());
+            last_dumps.push((index, tokio::spawn(async move { evidence::take(&engine, &container, true).await })));
+        }
+        for (index, handle) in last_dumps {
+            let taken = interruptible(handle).await?.unwrap_or_else(|e| Err(e.to_string()));
+            let entry = evidence.entry(index).or_default();
+            match taken {
+                Ok(dump) => entry.end = Some(dump),
+                Err(why) => entry.problems.push(format!("no last dump: {why}")),
+            }
+        }
+        for (result, (index, _)) in results.iter_mut().zip(&runs) {
+            let mut found = evidence.remove(index).unwrap_or_default();
+            if targets[*index].oom_killed {
+                found.problems.push("no last dump: the service was OOM-killed".into());
+            }
+            evidence::compare(&engine, &mut found).await;
+            result.dumps = Some(found);
+        }
     }
     let passed = results.iter().all(|r| r.passed);
+    let mut report_error = None;
+    if let Some(server) = &server {
+        for (result, (index, points)) in results.iter_mut().zip(runs) {
+            let events = engine.events(&result.container, container_start_ms - 5_000, now_ms()).await.unwrap_or_default();
+            let dumps = result.dumps.as_ref().map(|d| d.start.iter().chain(d.end.iter()).map(|t| t.id.clone()).collect()).unwrap_or_default();
+            let run = publish::Run {
+                service: result.service.clone(),
+                container: result.container.clone(),
+                image: targets[index].image.clone(),
+                from_ms: container_start_ms,
+                to_ms,
+                limit_bytes: points.iter().rev().find_map(|p| p.limit_bytes),
+                points,
+                events,
+                verdict: result.verdict.clone(),
+                notes: outputs::report_notes(result, args),
+                dumps,
+            };
+            match interruptible(tokio::spawn({
+                let (engine, server) = (engine.clone(), server.clone());
+                async move { publish::publish(&engine, &server, run).await }
+            }))
+            .await?
+            .unwrap_or_else(|e| Err(e.to_string()))
+            {
+                Ok(url) => {
+                    say!("leakscope check: report for {}: {url}", result.service);
+                    result.report_url = Some(url);
+                }
+                Err(why) => {
+                    say!("leakscope check: the report for {} was not created: {why}", result.service);
+                    report_error.get_or_insert(why);
+                }
+            }
+        }
+    }
     Ok(CheckReport {
         passed,
-        exit_code: if passed { 0 } else { 1 },
+        // A report the pipeline asked for and did not get is not a pass.
+        exit_code: if !passed { 1 } else if report_error.is_some() { 2 } else { 0 },
         started_ms,
         finished_ms: now_ms(),
         warmup_seconds: args.warmup.as_secs_f64(),
         duration_seconds: args.duration.as_secs_f64(),
         services: results,
         error: None,
+        report_error,
     })
+}
+
+/// Awaits a task unless the user interrupts first (the caller then cleans up).
+async fn interruptible<T>(task: tokio::task::JoinHandle<T>) -> Result<Result<T, tokio::task::JoinError>, NotJudged> {
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| NotJudged(e.to_string()))?;
+    let abort = task.abort_handle();
+    tokio::select! {
+        done = task => Ok(done),
+        _ = tokio::signal::ctrl_c() => { abort.abort(); Err(NotJudged("interrupted (Ctrl-C)".into())) }
+        _ = sigterm.recv() => { abort.abort(); Err(NotJudged("interrupted (SIGTERM)".into())) }
+    }
 }
 
 /// The container's IP address on its first network (how a load on this host reaches it).
@@ -492,159 +655,9 @@ fn judge(
         judged_from_ms,
         judged_to_ms: to_ms,
         samples: samples.len(),
+        dumps: None,
+        report_url: None,
     })
-}
-
-/// The outputs, then the exit code.
-fn finish(args: &CheckArgs, report: CheckReport) -> ExitCode {
-    print_table(&report);
-    let mut write_failed = false;
-    let mut write = |path: &Option<PathBuf>, text: String| {
-        if let Some(path) = path {
-            if let Err(e) = std::fs::write(path, text) {
-                eprintln!("leakscope check: cannot write {}: {e}", path.display());
-                write_failed = true;
-            }
-        }
-    };
-    write(&args.junit, junit(&report));
-    write(&args.markdown, markdown(&report, args.markdown.as_deref()));
-    write(&args.json, serde_json::to_string_pretty(&report).unwrap_or_default());
-    // An output a pipeline relies on that could not be written is not a pass.
-    ExitCode::from(if write_failed && report.exit_code == 0 { 2 } else { report.exit_code })
-}
-
-fn print_table(report: &CheckReport) {
-    let colour = std::io::stdout().is_terminal();
-    let paint = |text: &str, code: &str| if colour { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() };
-    if let Some(error) = &report.error {
-        println!("{} the check could not judge: {error}", paint("ERROR", "1;33"));
-        return;
-    }
-    println!("{:<28} {:<11} {:>11} {:>13} {:>18}  RESULT", "SERVICE", "VERDICT", "GROWTH", "SLOPE", "PEAK / LIMIT");
-    for s in &report.services {
-        let peak = match s.measured.percent_of_limit {
-            Some(p) => format!("{} ({p:.0} %)", leakscope_detect::mib(s.measured.peak_bytes)),
-            None => leakscope_detect::mib(s.measured.peak_bytes),
-        };
-        let result = match &s.failure {
-            None => paint("PASS", "32"),
-            Some(why) => format!("{} {why}", paint("FAIL", "1;31")),
-        };
-        println!(
-            "{:<28} {:<11} {:>11} {:>13} {:>18}  {result}",
-            s.service,
-            s.verdict.verdict,
-            format!("+{}", leakscope_detect::mib(s.measured.growth_bytes)),
-            format!("{}/min", leakscope_detect::mib(s.measured.slope_bytes_per_minute)),
-            peak
-        );
-    }
-}
-
-/// XML text and attribute escaping (JUnit files are read by CI servers, not rendered as pages).
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
-}
-
-fn junit(report: &CheckReport) -> String {
-    let failures = report.services.iter().filter(|s| !s.passed).count();
-    let seconds = (report.finished_ms - report.started_ms) as f64 / 1000.0;
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let errors = usize::from(report.error.is_some());
-    out.push_str(&format!(
-        "<testsuites><testsuite name=\"leakscope check\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.1}\">\n",
-        report.services.len().max(errors)
-    ));
-    if let Some(error) = &report.error {
-        out.push_str(&format!("<testcase classname=\"leakscope\" name=\"check\"><error message=\"{}\"/></testcase>\n", xml(error)));
-    }
-    for s in &report.services {
-        out.push_str(&format!("<testcase classname=\"leakscope.memory\" name=\"{}\" time=\"{seconds:.1}\">", xml(&s.service)));
-        if let Some(why) = &s.failure {
-            let details = format!(
-                "verdict: {} ({})\ngrowth after warm-up: {}\nslope: {}/min\npeak: {}\nbudgets exceeded: {}",
-                s.verdict.verdict,
-                s.verdict.reason,
-                leakscope_detect::mib(s.measured.growth_bytes),
-                leakscope_detect::mib(s.measured.slope_bytes_per_minute),
-                leakscope_detect::mib(s.measured.peak_bytes),
-                if s.breaches.is_empty() { "none".to_string() } else { s.breaches.iter().map(|b| b.sentence.clone()).collect::<Vec<_>>().join("; ") }
-            );
-            out.push_str(&format!("<failure message=\"{}\" type=\"memory\">{}</failure>", xml(why), xml(&details)));
-        }
-        out.push_str("</testcase>\n");
-    }
-    out.push_str("</testsuite></testsuites>\n");
-    out
-}
-
-/// Markdown table cells: no pipes or line breaks from the text.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
-
-fn markdown(report: &CheckReport, path: Option<&Path>) -> String {
-    let mut out = String::from("## Leakscope memory check\n\n");
-    if let Some(error) = &report.error {
-        out.push_str(&format!("**The check could not judge:** {}\n", cell(error)));
-        return out;
-    }
-    out.push_str(&format!(
-        "{} — warm-up {} s skipped, {} s judged.\n\n| Service | Result | Verdict | Growth after warm-up | Slope | Peak |\n|---|---|---|---|---|---|\n",
-        if report.passed { "**Passed**" } else { "**Failed**" },
-        report.warmup_seconds,
-        report.duration_seconds - report.warmup_seconds
-    ));
-    for s in &report.services {
-        out.push_str(&format!(
-            "| {} | {} | {} | {} | {}/min | {}{} |\n",
-            cell(&s.service),
-            if s.passed { "pass".to_string() } else { format!("**fail**: {}", cell(s.failure.as_deref().unwrap_or(""))) },
-            cell(&s.verdict.verdict),
-            leakscope_detect::mib(s.measured.growth_bytes),
-            leakscope_detect::mib(s.measured.slope_bytes_per_minute),
-            leakscope_detect::mib(s.measured.peak_bytes),
-            s.measured.percent_of_limit.map(|p| format!(" ({p:.0} % of limit)")).unwrap_or_default()
-        ));
-    }
-    for s in &report.services {
-        out.push_str(&format!("\n**{}**: {}\n", cell(&s.service), cell(&s.verdict.reason)));
-        if let Some(path) = path {
-            out.push_str(&format!("\n![memory of {}]({})\n", cell(&s.service), chart_path(path, &s.service).file_name().unwrap_or_default().to_string_lossy()));
-        }
-    }
-    out
-}
-
-fn chart_path(markdown: &Path, service: &str) -> PathBuf {
-    let stem = markdown.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "leakscope".into());
-    markdown.with_file_name(format!("{stem}-{}.svg", image_service_name(service)))
-}
-
-/// The run's chart (the dashboard's renderer) beside the Markdown file.
-fn write_chart(markdown: &Path, result: &ServiceResult, points: &[MemoryPoint], from_ms: i64, to_ms: i64) {
-    let spec = leakscope_chart::ChartSpec {
-        points,
-        from_ms,
-        to_ms,
-        step_ms: 1000,
-        width: 900,
-        height: 320,
-        tz_offset_minutes: 0,
-        theme: leakscope_chart::Theme::Light,
-        trend: leakscope_chart::trend_of(&result.verdict),
-        events: &[],
-    };
-    match leakscope_chart::render_svg(&spec) {
-        Ok(svg) => {
-            let path = chart_path(markdown, &result.service);
-            if let Err(e) = std::fs::write(&path, svg) {
-                eprintln!("leakscope check: cannot write {}: {e}", path.display());
-            }
-        }
-        Err(e) => eprintln!("leakscope check: no chart: {e}"),
-    }
 }
 
 #[cfg(test)]
@@ -652,10 +665,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn service_names_come_from_the_image_and_xml_is_escaped() {
+    fn service_names_come_from_the_image() {
         assert_eq!(image_service_name("registry.example:5000/team/leak-service:1.2"), "leak-service");
         assert_eq!(image_service_name("leakscope-fixture/java:abc"), "java");
-        assert_eq!(xml("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
-        assert_eq!(cell("a|b\nc"), "a\\|b c");
     }
 }
