@@ -72,6 +72,11 @@ fn dumps_name_the_leaking_class_and_the_report_link_opens() {
     assert_eq!(unreachable.status.code(), Some(2), "{}", text(&unreachable));
     assert!(text(&unreachable).contains("--server http://127.0.0.1:9"), "{}", text(&unreachable));
 
+    // The pipeline stops reading (`| head`, a killed log shipper): the check still judges and removes its container.
+    let mut unread = check(&["--image", &native, "--name", "unread", "--env", "LEAK_KIB_PER_SEC=0", "--warmup", "5s", "--duration", "70s"]);
+    drop(unread.stdout.take());
+    drop(unread.stderr.take());
+
     let java = java.wait_with_output().unwrap();
     let said = text(&java);
     assert!(matches!(java.status.code(), Some(0 | 1)), "the check judged: {said}");
@@ -120,5 +125,9 @@ fn dumps_name_the_leaking_class_and_the_report_link_opens() {
     let page = public.into_string().unwrap();
     assert!(page.contains("node-dumps") && page.contains("(closure)"), "the public page shows the run");
 
+    let unread = unread.wait().unwrap();
+    assert_eq!(unread.code(), Some(0), "a closed pipe neither kills nor fails the check");
+    let left = end2end::docker(&["ps", "-a", "--filter", "label=io.leakscope.check", "--format", "{{.Names}}"]);
+    assert!(!left.lines().any(|name| name.starts_with("leakscope-check-unread-")), "left behind: {left}");
     let _ = std::fs::remove_dir_all(&dir);
 }

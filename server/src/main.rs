@@ -122,8 +122,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Serve(_)) {
+    if !matches!(cli.command, Command::Serve(_) | Command::Check(_)) {
         // Report tools end quietly when their reader goes away (`| head`), like other CLI tools.
+        // Not `serve`, and not `check`: it must still remove what it started.
         // SAFETY: setting a signal disposition to its default before any thread starts.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);

@@ -135,6 +135,18 @@ fn thin_series(points: Vec<MemoryPoint>) -> (Vec<MemoryPoint>, i64) {
     (thinned, step_ms)
 }
 
+/// A new report's id and the unguessable slug of its link.
+fn new_identity() -> Result<(String, String), EngineError> {
+    Ok((crate::dumps::new_id()?, crate::dumps::new_id()? + &crate::dumps::new_id()?))
+}
+
+fn title_or(requested: &str, default: impl FnOnce() -> String) -> String {
+    match requested.trim() {
+        "" => default(),
+        t => t.chars().take(MAX_TITLE).collect(),
+    }
+}
+
 fn parse_rfc3339(field: &str, text: &str) -> Result<i64, EngineError> {
     chrono::DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.timestamp_millis())
@@ -157,14 +169,11 @@ impl Engine {
         let events = self.events(&info.name, from_ms, to_ms).await?;
 
         let (dumps, diff) = self.freeze_dumps(&request.dumps).await?;
-        let title = match request.title.trim() {
-            "" => format!("Memory of {}", info.name),
-            t => t.chars().take(MAX_TITLE).collect(),
-        };
+        let (id, slug) = new_identity()?;
         let report = Report {
-            id: crate::dumps::new_id()?,
-            slug: crate::dumps::new_id()? + &crate::dumps::new_id()?,
-            title,
+            id,
+            slug,
+            title: title_or(&request.title, || format!("Memory of {}", info.name)),
             notes: request.notes.chars().take(MAX_NOTES).collect(),
             created_ms: now_ms(),
             created_by: created_by.to_string(),
@@ -183,9 +192,7 @@ impl Engine {
             diff,
             public_token: None,
         };
-        let stored = report.clone();
-        self.blocking(move |e| lock(&e.inner.reports).insert(&stored)).await?;
-        Ok(report)
+        self.store_report(report).await
     }
 
     /// The chosen dumps as a report keeps them (oldest first) and the diff of
@@ -254,14 +261,11 @@ impl Engine {
         }
         let (dumps, diff) = self.freeze_dumps(&request.dumps).await?;
         let (series, step_ms) = thin_series(request.series);
-        let title = match request.title.trim() {
-            "" => format!("Memory check of {}", request.service.trim()),
-            t => t.chars().take(MAX_TITLE).collect(),
-        };
+        let (id, slug) = new_identity()?;
         let report = Report {
-            id: crate::dumps::new_id()?,
-            slug: crate::dumps::new_id()? + &crate::dumps::new_id()?,
-            title,
+            id,
+            slug,
+            title: title_or(&request.title, || format!("Memory check of {}", request.service.trim())),
             notes: request.notes.chars().take(MAX_NOTES).collect(),
             created_ms: now_ms(),
             created_by: created_by.to_string(),
@@ -280,6 +284,10 @@ impl Engine {
             diff,
             public_token: None,
         };
+        self.store_report(report).await
+    }
+
+    async fn store_report(&self, report: Report) -> Result<Report, EngineError> {
         let stored = report.clone();
         self.blocking(move |e| lock(&e.inner.reports).insert(&stored)).await?;
         Ok(report)
