@@ -35,6 +35,7 @@ struct Meta {
 }
 
 /// Where each needed value sits in a node's or an edge's run of numbers.
+#[derive(Clone)]
 struct Layout {
     node_fields: usize,
     node_type: usize,
@@ -112,7 +113,9 @@ pub struct V8Graph<'a> {
     class_names: Vec<String>,
     roots: Vec<(u32, u8)>,
     /// Nodes sorted by V8 object id, for lookups by id.
-    by_id: Vec<u32>,
+    /// Node indices by object id, made on the first lookup by id (an
+    /// analysis never needs it: sorting 5 M ids would be a tenth of its time).
+    by_id: std::sync::OnceLock<Vec<u32>>,
     /// Global objects (shortcut targets of the root), sorted.
     globals: Vec<u32>,
     types: TypeCodes,
@@ -140,7 +143,7 @@ struct TypeCodes {
 impl<'a> V8Graph<'a> {
     /// Parses a whole snapshot. `reading` gets the byte position as the scan
     /// advances; `building` is called once the numbers are read.
-    pub fn parse(data: &'a [u8], reading: &dyn Fn(usize), building: &dyn Fn()) -> Result<Self, HeapError> {
+    pub fn parse(data: &'a [u8], reading: &(dyn Fn(usize) + Sync), building: &dyn Fn()) -> Result<Self, HeapError> {
         let t0 = std::time::Instant::now();
         let timing = std::env::var_os("LEAKSCOPE_TIMING").is_some();
         let lap = |what: &str| {
@@ -151,45 +154,65 @@ impl<'a> V8Graph<'a> {
         let mut s = Scanner::new(data);
         s.expect(b'{', "the snapshot's opening brace")?;
         let mut header: Option<(Header, Layout)> = None;
-        let mut nodes: Option<NodeColumns> = None;
-        let mut edges: Option<EdgeColumns> = None;
         let mut strings: Option<Vec<(u64, u32, bool)>> = None;
-        loop {
-            let key_at = s.pos() as u64;
-            let key = s.key()?;
-            match key {
-                b"snapshot" => {
-                    let (h, end): (Header, usize) = s.serde_value()?;
-                    let layout = Layout::from_meta(&h.meta, key_at)?;
-                    s.seek(end);
-                    header = Some((h, layout));
+        // The nodes and the edges (nine tenths of the file) are read on threads
+        // of their own while this one walks on to the strings: the top level
+        // only needs to find where each number array ends.
+        let (nodes, edges) = std::thread::scope(|scope| -> Result<_, HeapError> {
+            let mut nodes_job = None;
+            let mut edges_job = None;
+            loop {
+                let key_at = s.pos() as u64;
+                let key = s.key()?;
+                match key {
+                    b"snapshot" => {
+                        let (h, end): (Header, usize) = s.serde_value()?;
+                        let layout = Layout::from_meta(&h.meta, key_at)?;
+                        s.seek(end);
+                        header = Some((h, layout));
+                    }
+                    b"nodes" | b"edges" => {
+                        let (h, layout) = header.as_ref().ok_or_else(|| HeapError::Corrupt {
+                            offset: key_at,
+                            reason: format!("\"{}\" comes before \"snapshot\"", String::from_utf8_lossy(key)),
+                        })?;
+                        let (at, node_count, layout) = (s.pos(), h.node_count, layout.clone());
+                        s.skip_number_array()?;
+                        let mut part = Scanner::new(data);
+                        part.seek(at);
+                        if key == b"nodes" {
+                            nodes_job = Some((key_at, scope.spawn(move || NodeColumns::read(&mut part, node_count, &layout, reading))));
+                        } else {
+                            edges_job = Some((key_at, scope.spawn(move || RawEdges::read(&mut part, node_count, &layout, reading))));
+                        }
+                    }
+                    b"strings" => {
+                        strings = Some(s.string_array(reading)?);
+                        lap("strings read");
+                    }
+                    _ => s.skip_value()?,
                 }
-                b"nodes" => {
-                    let (h, layout) = header.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"nodes\" comes before \"snapshot\"".into() })?;
-                    nodes = Some(NodeColumns::read(&mut s, h, layout, reading)?);
-                    lap("nodes read");
+                if !s.next_member()? {
+                    break;
                 }
-                b"edges" => {
-                    let (h, layout) = header.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"edges\" comes before \"snapshot\"".into() })?;
-                    let n = nodes.as_ref().ok_or(HeapError::Corrupt { offset: key_at, reason: "\"edges\" comes before \"nodes\"".into() })?;
-                    edges = Some(EdgeColumns::read(&mut s, h, layout, n, reading)?);
-                    lap("edges read");
-                }
-                b"strings" => {
-                    strings = Some(s.string_array(reading)?);
-                    lap("strings read");
-                }
-                _ => s.skip_value()?,
             }
-            if !s.next_member()? {
-                break;
-            }
-        }
+            let at_end = s.pos() as u64;
+            let missing = |what: &'static str| HeapError::Truncated { offset: at_end, what };
+            // In file order, so a broken file reports its first fault.
+            let (nodes_at, nodes) = nodes_job.ok_or_else(|| missing("the \"nodes\" array"))?;
+            let nodes = crate::join(nodes)?;
+            lap("nodes read");
+            let (edges_at, edges) = edges_job.ok_or_else(|| missing("the \"edges\" array"))?;
+            let edges = crate::join(edges)?;
+            lap("edges read");
+            let (h, layout) = header.as_ref().ok_or_else(|| missing("the \"snapshot\" header"))?;
+            let edges = EdgeColumns::from_raw(edges, &nodes, h.edge_count, layout, edges_at.max(nodes_at))?;
+            lap("edges linked");
+            Ok((nodes, edges))
+        })?;
         let at_end = s.pos() as u64;
         let missing = |what: &'static str| HeapError::Truncated { offset: at_end, what };
         let (_, layout) = header.ok_or_else(|| missing("the \"snapshot\" header"))?;
-        let nodes = nodes.ok_or_else(|| missing("the \"nodes\" array"))?;
-        let edges = edges.ok_or_else(|| missing("the \"edges\" array"))?;
         let strings = strings.ok_or_else(|| missing("the \"strings\" array"))?;
         building();
         let graph = Self::assemble(data, layout, nodes, edges, strings, at_end);
@@ -225,10 +248,10 @@ impl<'a> V8Graph<'a> {
             return Err(HeapError::Corrupt { offset: at_end, reason: "the snapshot has no nodes (not even the synthetic root)".into() });
         }
         // Node names and the names of named edges (element and hidden edges carry an index) are string indices.
-        let named_edges = edges.name.iter().zip(&edges.kind).filter(|&(_, &k)| k != types.edge_element && k != types.edge_hidden);
-        let mut string_refs = nodes.node_name.iter().chain(named_edges.map(|(name, _)| name));
-        if let Some(&index) = string_refs.find(|&&s| s as usize >= strings.len()) {
-            return Err(HeapError::Corrupt { offset: at_end, reason: format!("string index {index} is past the {} strings", strings.len()) });
+        let strings_len = strings.len();
+        let past_the_strings = move |index: u32| HeapError::Corrupt { offset: at_end, reason: format!("string index {index} is past the {strings_len} strings") };
+        if let Some(&index) = nodes.node_name.iter().find(|&&s| s as usize >= strings_len) {
+            return Err(past_the_strings(index));
         }
         let mut graph = V8Graph {
             data,
@@ -244,24 +267,29 @@ impl<'a> V8Graph<'a> {
             class_of: Vec::new(),
             class_names: Vec::new(),
             roots: Vec::new(),
-            by_id: Vec::new(),
+            by_id: std::sync::OnceLock::new(),
             globals: Vec::new(),
             types,
             node_type_names: layout.node_type_names,
         };
-        graph.name_classes();
-        graph.find_roots();
-        let mut by_id: Vec<u32> = (0..n as u32).collect();
-        // V8 numbers objects as it meets them, so the nodes usually come sorted already.
-        if !graph.node_id.is_sorted() {
-            by_id.sort_unstable_by_key(|&v| graph.node_id[v as usize]);
+        // Naming every node's class (a hash lookup per node) on a thread of its
+        // own while this one checks the edges' string indices.
+        let (classes, bad_edge_name) = std::thread::scope(|scope| {
+            let classes = scope.spawn(|| graph.class_table());
+            let named = graph.edge_name.iter().zip(&graph.edge_type).filter(|&(_, &k)| k != types.edge_element && k != types.edge_hidden);
+            let bad = named.map(|(&name, _)| name).find(|&name| name as usize >= strings_len);
+            (crate::join(classes), bad)
+        });
+        if let Some(index) = bad_edge_name {
+            return Err(past_the_strings(index));
         }
-        graph.by_id = by_id;
+        (graph.class_of, graph.class_names) = classes;
+        graph.find_roots();
         Ok(graph)
     }
 
     /// Histogram class per node, named as DevTools' Summary view names them.
-    fn name_classes(&mut self) {
+    fn class_table(&self) -> (Vec<u32>, Vec<String>) {
         let mut names: Vec<String> = Vec::new();
         let mut by_name: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         // Most nodes share a (type, name string) pair: look each pair up once.
@@ -285,8 +313,7 @@ impl<'a> V8Graph<'a> {
             };
             class_of.push(class);
         }
-        self.class_of = class_of;
-        self.class_names = names;
+        (class_of, names)
     }
 
     fn class_name_for(&self, node_type: u8, name: u32) -> String {
@@ -398,9 +425,16 @@ impl ObjectGraph for V8Graph<'_> {
     }
     fn index_of(&self, id: u64) -> Option<u32> {
         let id = u32::try_from(id).ok()?;
-        let at = self.by_id.binary_search_by_key(&id, |&v| self.node_id[v as usize]).ok()?;
-        Some(self.by_id[at])
+        let by_id = self.by_id.get_or_init(|| {
+            // (id, index) pairs sort in cache order, unlike indices keyed through the id column.
+            let mut pairs: Vec<(u32, u32)> = self.node_id.iter().enumerate().map(|(v, &id)| (id, v as u32)).collect();
+            pairs.sort_unstable();
+            pairs.into_iter().map(|(_, v)| v).collect()
+        });
+        let at = by_id.binary_search_by_key(&id, |&v| self.node_id[v as usize]).ok()?;
+        Some(by_id[at])
     }
+
     fn edge_name(&self, from: u32, to: u32) -> Option<String> {
         let k = self.edge_range(from).find(|&k| self.edges[k] == to)?;
         let t = self.edge_type[k];
@@ -461,11 +495,11 @@ struct NodeColumns {
 }
 
 impl NodeColumns {
-    fn read(s: &mut Scanner, header: &Header, layout: &Layout, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
+    fn read(s: &mut Scanner, node_count: u64, layout: &Layout, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
         let start = s.pos() as u64;
         // Never reserve by an unchecked count: each node takes at least two bytes per field.
         let room = (s.remaining() / (2 * layout.node_fields.max(1))) as u64;
-        let expected = header.node_count.min(room) as usize;
+        let expected = node_count.min(room) as usize;
         let mut columns = NodeColumns {
             node_type: Vec::with_capacity(expected),
             node_name: Vec::with_capacity(expected),
@@ -510,8 +544,8 @@ impl NodeColumns {
             return Err(HeapError::Corrupt { offset: s.pos() as u64, reason: format!("the nodes array ends inside a node ({field} of {fields} fields)") });
         }
         let n = columns.node_type.len() as u64;
-        if n != header.node_count {
-            return Err(HeapError::Corrupt { offset: start, reason: format!("snapshot.node_count says {} nodes, the nodes array holds {n}", header.node_count) });
+        if n != node_count {
+            return Err(HeapError::Corrupt { offset: start, reason: format!("snapshot.node_count says {node_count} nodes, the nodes array holds {n}") });
         }
         if n >= u32::MAX as u64 {
             return Err(HeapError::Corrupt { offset: start, reason: format!("{n} nodes exceed this analyser's 4 billion limit") });
@@ -532,62 +566,28 @@ fn divide(value: u64, by: u64) -> (u64, u64) {
     }
 }
 
-/// Strong edges in CSR order, as read from the `edges` array.
-struct EdgeColumns {
-    start: Vec<u32>,
+/// Every edge as the `edges` array lists it (checked, not yet tied to the
+/// node it leaves): read without the nodes, so both arrays are read at once.
+struct RawEdges {
     to: Vec<u32>,
     kind: Vec<u8>,
     name: Vec<u32>,
 }
 
-impl EdgeColumns {
-    fn read(s: &mut Scanner, header: &Header, layout: &Layout, nodes: &NodeColumns, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
+impl RawEdges {
+    fn read(s: &mut Scanner, node_count: u64, layout: &Layout, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
         let start_at = s.pos() as u64;
-        let total: u64 = nodes.edge_count.iter().map(|&c| c as u64).sum();
-        if total != header.edge_count {
-            return Err(HeapError::Corrupt {
-                offset: start_at,
-                reason: format!("snapshot.edge_count says {} edges, the nodes' edge counts add up to {total}", header.edge_count),
-            });
-        }
-        if total >= u32::MAX as u64 {
-            return Err(HeapError::Corrupt { offset: start_at, reason: format!("{total} edges exceed this analyser's 4 billion limit") });
-        }
-        let room = (s.remaining() / (2 * layout.edge_fields.max(1))) as u64;
-        let expected = total.min(room) as usize;
-        let n = nodes.edge_count.len();
-        let mut columns = EdgeColumns {
-            start: Vec::with_capacity(n + 1),
-            to: Vec::with_capacity(expected),
-            kind: Vec::with_capacity(expected),
-            name: Vec::with_capacity(expected),
-        };
         let fields = layout.edge_fields;
         if fields == 0 || fields > 16 {
             return Err(HeapError::Corrupt { offset: start_at, reason: format!("{fields} edge fields is not a layout this reader knows") });
         }
-        let (weak, shortcut) = (layout.edge_type("weak"), layout.edge_type("shortcut"));
+        // Never reserve by an unchecked count: each edge takes at least two bytes per field.
+        let expected = s.remaining() / (2 * fields) / 2;
+        let mut edges = RawEdges { to: Vec::with_capacity(expected), kind: Vec::with_capacity(expected), name: Vec::with_capacity(expected) };
         let edge_types = layout.edge_type_names.len() as u64;
         let node_fields = layout.node_fields as u64;
         let mut values = [0u64; 16];
         let mut field = 0usize;
-        // The node whose edges are being read, and how many of its edges are left.
-        let mut from = 0usize;
-        let mut left = 0u64;
-        columns.start.push(0);
-        let advance = |from: &mut usize, left: &mut u64, columns: &mut EdgeColumns| {
-            while *left == 0 && *from < n {
-                *from += 1;
-                columns.start.push(columns.to.len() as u32);
-                if *from < n {
-                    *left = nodes.edge_count[*from] as u64;
-                }
-            }
-        };
-        if n > 0 {
-            left = nodes.edge_count[0] as u64;
-        }
-        advance(&mut from, &mut left, &mut columns);
         let mut failure: Option<HeapError> = None;
         s.uint_array(reading, |value, at| {
             values[field] = value;
@@ -596,33 +596,69 @@ impl EdgeColumns {
                 return true;
             }
             field = 0;
-            if from >= n {
-                failure = Some(HeapError::Corrupt { offset: at as u64, reason: "more edges than the nodes' edge counts add up to".into() });
-                return false;
-            }
             let (t, name, to) = (values[layout.edge_type], values[layout.edge_name], values[layout.edge_to]);
             let (target, rest) = divide(to, node_fields);
-            if t >= edge_types || name > u32::MAX as u64 || rest != 0 || target >= n as u64 {
-                failure = Some(HeapError::Corrupt { offset: at as u64, reason: format!("edge {} of node {from} is out of range (type {t}, to_node {to})", columns.to.len()) });
+            if t >= edge_types || name > u32::MAX as u64 || rest != 0 || target >= node_count || edges.to.len() >= u32::MAX as usize - 1 {
+                failure = Some(HeapError::Corrupt { offset: at as u64, reason: format!("edge {} is out of range (type {t}, to_node {to})", edges.to.len()) });
                 return false;
             }
-            let t = t as u8;
-            // Weak edges never retain; shortcuts retain only from the root (they mark its global objects).
-            if t != weak && (t != shortcut || from == 0) {
-                columns.to.push(target as u32);
-                columns.kind.push(t);
-                columns.name.push(name as u32);
-            }
-            left -= 1;
-            advance(&mut from, &mut left, &mut columns);
+            edges.to.push(target as u32);
+            edges.kind.push(t as u8);
+            edges.name.push(name as u32);
             true
         })?;
         if let Some(err) = failure {
             return Err(err);
         }
-        if field != 0 || from < n {
-            return Err(HeapError::Corrupt { offset: s.pos() as u64, reason: "the edges array ends before the nodes' edge counts say it should".into() });
+        if field != 0 {
+            return Err(HeapError::Corrupt { offset: s.pos() as u64, reason: format!("the edges array ends inside an edge ({field} of {fields} fields)") });
         }
-        Ok(columns)
+        Ok(edges)
+    }
+}
+
+/// Strong edges in CSR order.
+struct EdgeColumns {
+    start: Vec<u32>,
+    to: Vec<u32>,
+    kind: Vec<u8>,
+    name: Vec<u32>,
+}
+
+impl EdgeColumns {
+    /// Ties the edges to the nodes they leave (in order, by each node's edge
+    /// count) and keeps the strong ones, in place.
+    fn from_raw(raw: RawEdges, nodes: &NodeColumns, edge_count: u64, layout: &Layout, offset: u64) -> Result<Self, HeapError> {
+        let total: u64 = nodes.edge_count.iter().map(|&c| c as u64).sum();
+        if total != edge_count {
+            return Err(HeapError::Corrupt { offset, reason: format!("snapshot.edge_count says {edge_count} edges, the nodes' edge counts add up to {total}") });
+        }
+        if total != raw.to.len() as u64 {
+            return Err(HeapError::Corrupt { offset, reason: format!("the edges array holds {} edges, the nodes' edge counts add up to {total}", raw.to.len()) });
+        }
+        let (weak, shortcut) = (layout.edge_type("weak"), layout.edge_type("shortcut"));
+        let RawEdges { mut to, mut kind, mut name } = raw;
+        let mut start = Vec::with_capacity(nodes.edge_count.len() + 1);
+        let mut kept = 0usize;
+        let mut read = 0usize;
+        for (from, &count) in nodes.edge_count.iter().enumerate() {
+            start.push(kept as u32);
+            for _ in 0..count {
+                let t = kind[read];
+                // Weak edges never retain; shortcuts retain only from the root (they mark its global objects).
+                if t != weak && (t != shortcut || from == 0) {
+                    to[kept] = to[read];
+                    kind[kept] = t;
+                    name[kept] = name[read];
+                    kept += 1;
+                }
+                read += 1;
+            }
+        }
+        start.push(kept as u32);
+        to.truncate(kept);
+        kind.truncate(kept);
+        name.truncate(kept);
+        Ok(EdgeColumns { start, to, kind, name })
     }
 }

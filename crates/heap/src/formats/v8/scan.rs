@@ -169,6 +169,20 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Steps over `[…]` of numbers to the byte after its `]` without reading
+    /// them (a number array holds no brackets; the numbers are read and
+    /// checked by whoever reads the array itself).
+    pub fn skip_number_array(&mut self) -> Result<(), HeapError> {
+        self.expect(b'[', "'[' opening an array of numbers")?;
+        match memchr::memchr(b']', &self.data[self.pos..]) {
+            Some(i) => {
+                self.pos += i + 1;
+                Ok(())
+            }
+            None => Err(HeapError::Truncated { offset: self.data.len() as u64, what: "the end of an array of numbers" }),
+        }
+    }
+
     /// `["a","b"]` → where each string's text is (nothing is copied).
     pub fn string_array(&mut self, reading: &dyn Fn(usize)) -> Result<Vec<(u64, u32, bool)>, HeapError> {
         self.expect(b'[', "'[' opening the strings array")?;
