@@ -43,6 +43,8 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
             stack.pop();
         }
     }
+    // Its capacity can reach the node count on deep graphs: not kept through the rest.
+    drop(stack);
     let count = vertex.len();
 
     // 2. Predecessors in preorder numbering (reachable nodes only). The fill

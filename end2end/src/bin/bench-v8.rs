@@ -9,7 +9,7 @@
 //! Without SNAPSHOT it writes `target/bench/big.heapsnapshot` first with
 //! `end2end/fixtures/bench/big-node-heap.js` (424 MB, 5.2 M nodes with
 //! Node 20). memlab comes from `./dev test`'s pinned install, or
-//! `LEAKSCOPE_MEMLAB_MODULES`. Runs: `MEMLAB_RUNS` (3), `LEAKSCOPE_RUNS` (5).
+//! `LEAKSCOPE_MEMLAB_MODULES`. Runs: `MEMLAB_RUNS` (3), `LEAKSCOPE_RUNS` (7).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -97,7 +97,7 @@ fn main() {
         memlab_runs.push(run);
     }
     let mut ours = Vec::new();
-    for i in 0..runs("LEAKSCOPE_RUNS", 5) {
+    for i in 0..runs("LEAKSCOPE_RUNS", 7) {
         let run = measure(Command::new(end2end::leakscope_bin()).args(["analyze", "--json"]).arg(&snapshot));
         println!("leakscope run {}: {:.2} s wall, peak RssAnon {:.0} MiB", i + 1, run.seconds, run.peak_anon_mib);
         ours.push(run);
