@@ -103,6 +103,16 @@ fn xml(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
+/// `<name a="v">content</name>` (`<name a="v"/>` without content), the
+/// attribute values escaped; `content` is markup already.
+fn element(name: &str, attributes: &[(&str, &str)], content: Option<&str>) -> String {
+    let attributes: String = attributes.iter().map(|(key, value)| format!(" {key}=\"{}\"", xml(value))).collect();
+    match content {
+        Some(content) => format!("<{name}{attributes}>{content}</{name}>"),
+        None => format!("<{name}{attributes}/>"),
+    }
+}
+
 fn junit(report: &CheckReport) -> String {
     let failures = report.services.iter().filter(|s| !s.passed).count();
     let seconds = (report.finished_ms - report.started_ms) as f64 / 1000.0;
@@ -118,7 +128,7 @@ fn junit(report: &CheckReport) -> String {
     for s in &report.services {
         out.push_str(&format!("<testcase classname=\"leakscope.memory\" name=\"{}\" time=\"{seconds:.1}\">", xml(&s.service)));
         if let Some(url) = &s.report_url {
-            out.push_str(&format!("<properties><property name=\"report\" value=\"{}\"/></properties>", xml(url)));
+            out.push_str(&element("properties", &[], Some(&element("property", &[("name", "report"), ("value", url)], None))));
         }
         if let Some(why) = &s.failure {
             let details = format!(
@@ -136,7 +146,7 @@ fn junit(report: &CheckReport) -> String {
         let found = evidence_lines(s);
         if s.passed && (!found.is_empty() || s.report_url.is_some()) {
             let text = found.iter().cloned().chain(s.report_url.iter().map(|u| format!("report: {u}"))).collect::<Vec<_>>().join("\n");
-            out.push_str(&format!("<system-out>{}</system-out>", xml(&text)));
+            out.push_str(&element("system-out", &[], Some(&xml(&text))));
         }
         out.push_str("</testcase>\n");
     }
