@@ -112,7 +112,6 @@ pub struct V8Graph<'a> {
     class_of: Vec<u32>,
     class_names: Vec<String>,
     roots: Vec<(u32, u8)>,
-    /// Nodes sorted by V8 object id, for lookups by id.
     /// Node indices by object id, made on the first lookup by id (an
     /// analysis never needs it: sorting 5 M ids would be a tenth of its time).
     by_id: std::sync::OnceLock<Vec<u32>>,
@@ -176,14 +175,14 @@ impl<'a> V8Graph<'a> {
                             offset: key_at,
                             reason: format!("\"{}\" comes before \"snapshot\"", String::from_utf8_lossy(key)),
                         })?;
-                        let (at, node_count, layout) = (s.pos(), h.node_count, layout.clone());
+                        let (at, node_count, edge_count, layout) = (s.pos(), h.node_count, h.edge_count, layout.clone());
                         s.skip_number_array()?;
                         let mut part = Scanner::new(data);
                         part.seek(at);
                         if key == b"nodes" {
                             nodes_job = Some((key_at, scope.spawn(move || NodeColumns::read(&mut part, node_count, &layout, reading))));
                         } else {
-                            edges_job = Some((key_at, scope.spawn(move || RawEdges::read(&mut part, node_count, &layout, reading))));
+                            edges_job = Some((key_at, scope.spawn(move || RawEdges::read(&mut part, node_count, edge_count, &layout, reading))));
                         }
                     }
                     b"strings" => {
@@ -575,14 +574,14 @@ struct RawEdges {
 }
 
 impl RawEdges {
-    fn read(s: &mut Scanner, node_count: u64, layout: &Layout, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
+    fn read(s: &mut Scanner, node_count: u64, edge_count: u64, layout: &Layout, reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
         let start_at = s.pos() as u64;
         let fields = layout.edge_fields;
         if fields == 0 || fields > 16 {
             return Err(HeapError::Corrupt { offset: start_at, reason: format!("{fields} edge fields is not a layout this reader knows") });
         }
-        // Never reserve by an unchecked count: each edge takes at least two bytes per field.
-        let expected = s.remaining() / (2 * fields) / 2;
+        // The header's count, but never more than the bytes left could hold (two per field).
+        let expected = edge_count.min((s.remaining() / (2 * fields)) as u64) as usize;
         let mut edges = RawEdges { to: Vec::with_capacity(expected), kind: Vec::with_capacity(expected), name: Vec::with_capacity(expected) };
         let edge_types = layout.edge_type_names.len() as u64;
         let node_fields = layout.node_fields as u64;
