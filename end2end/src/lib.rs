@@ -210,7 +210,9 @@ impl Server {
         }
         let child = cmd.spawn().expect("spawn leakscope serve");
         let server = Server { child, base: format!("http://{bind}"), data_dir, log, token };
-        server.wait_until(Duration::from_secs(30), "the server answers", || server.request("GET", "/api/v1/engine").call().is_ok());
+        // A wrapped binary (LEAKSCOPE_BIN=a heaptrack script) starts slowly.
+        let patience = Duration::from_secs(if std::env::var_os("LEAKSCOPE_BIN").is_some() { 300 } else { 30 });
+        server.wait_until(patience, "the server answers", || server.request("GET", "/api/v1/engine").call().is_ok());
         server
     }
 

@@ -94,9 +94,10 @@ fn objects_by_id(graph: &dyn ObjectGraph, classes: &mut HashMap<String, u32>) ->
         .collect();
     let class_of = graph.class_of();
     let mut objects: Vec<(u64, u32, u64)> = (0..graph.len() as u32)
-        .map(|node| {
+        .zip(graph.ids())
+        .map(|(node, id)| {
             let shared = shared[class_of[node as usize] as usize];
-            (graph.id(node), shared, graph.shallow(node))
+            (id, shared, graph.shallow(node))
         })
         .collect();
     objects.sort_unstable_by_key(|o| o.0);

@@ -48,6 +48,10 @@ pub trait ObjectGraph: Sync {
     fn root_kind_name(&self, kind: u8) -> String;
     /// The dump's own id of a node (an address for HPROF, V8's object id).
     fn id(&self, node: u32) -> u64;
+    /// Every node's id, in node order (one pass where ids are not kept in memory).
+    fn ids(&self) -> Vec<u64> {
+        (0..self.len() as u32).map(|node| self.id(node)).collect()
+    }
     fn index_of(&self, id: u64) -> Option<u32>;
     /// The field, property, element (`[3]`) or variable of `from` that refers to `to`.
     fn edge_name(&self, from: u32, to: u32) -> Option<String>;

@@ -8,6 +8,7 @@
 //! children of `(GC roots)`) are the roots, weak edges do not retain,
 //! shortcut edges retain only from the root, shallow size is `self_size`.
 
+mod cold;
 mod scan;
 
 use std::borrow::Cow;
@@ -16,6 +17,7 @@ use serde::Deserialize;
 
 use crate::graph::{DumpFacts, ObjectGraph, Role};
 use crate::HeapError;
+use cold::{ColdIndex, BLOCK};
 use scan::Scanner;
 
 #[derive(Deserialize)]
@@ -95,26 +97,25 @@ const ROOT_GC: u8 = 1;
 const ROOT_GLOBAL: u8 = 2;
 const ROOT_EMBEDDER: u8 = 3;
 
-/// A snapshot's object graph: columns per node, strong edges in CSR form with
-/// their type and name, strings left in the mapped file until asked for.
+/// A snapshot's object graph: the columns every walk needs per node (type,
+/// size, class) and strong edges in CSR form in memory; node ids and names,
+/// edge types and names, and strings left in the mapped file until asked for
+/// (see `cold`).
 pub struct V8Graph<'a> {
     data: &'a [u8],
     /// Per string: byte range of its JSON text (quotes excluded) and whether it has escapes.
     strings: Vec<(u64, u32, bool)>,
     node_type: Vec<u8>,
-    node_name: Vec<u32>,
-    node_id: Vec<u32>,
     self_size: Vec<u32>,
     edge_start: Vec<u32>,
     edges: Vec<u32>,
-    edge_type: Vec<u8>,
-    edge_name: Vec<u32>,
+    cold: ColdIndex,
     class_of: Vec<u32>,
     class_names: Vec<String>,
     roots: Vec<(u32, u8)>,
-    /// Node indices by object id, made on the first lookup by id (an
-    /// analysis never needs it: sorting 5 M ids would be a tenth of its time).
-    by_id: std::sync::OnceLock<Vec<u32>>,
+    /// (object id, node) sorted, made on the first lookup by id (an analysis
+    /// never needs it: reading and sorting 5 M ids would be a tenth of its time).
+    by_id: std::sync::OnceLock<Vec<(u32, u32)>>,
     /// Global objects (shortcut targets of the root), sorted.
     globals: Vec<u32>,
     types: TypeCodes,
@@ -247,22 +248,36 @@ impl<'a> V8Graph<'a> {
             return Err(HeapError::Corrupt { offset: at_end, reason: "the snapshot has no nodes (not even the synthetic root)".into() });
         }
         // Node names and the names of named edges (element and hidden edges carry an index) are string indices.
-        let strings_len = strings.len();
-        let past_the_strings = move |index: u32| HeapError::Corrupt { offset: at_end, reason: format!("string index {index} is past the {strings_len} strings") };
-        if let Some(&index) = nodes.node_name.iter().find(|&&s| s as usize >= strings_len) {
-            return Err(past_the_strings(index));
+        let strings_len = strings.len() as u64;
+        let past_the_strings = |index: u64, offset: u64| HeapError::Corrupt { offset, reason: format!("string index {index} is past the {strings_len} strings") };
+        if let Some(&index) = nodes.node_name.iter().find(|&&s| s as u64 >= strings_len) {
+            return Err(past_the_strings(index as u64, at_end));
         }
+        if let Some((index, offset)) = edges.largest_name.filter(|&(index, _)| index >= strings_len) {
+            return Err(past_the_strings(index, offset));
+        }
+        let cold = ColdIndex {
+            node_at: nodes.node_at,
+            raw_edge_at: edges.raw_edge_at,
+            strong_raw: edges.strong_raw,
+            root_raw_edges: nodes.edge_count.first().copied().unwrap_or(0) as u64,
+            node_fields: layout.node_fields,
+            node_id_field: layout.node_id,
+            node_name_field: layout.node_name,
+            edge_fields: layout.edge_fields,
+            edge_type_field: layout.edge_type,
+            edge_name_field: layout.edge_name,
+            weak: layout.edge_type("weak"),
+            shortcut: types.edge_shortcut,
+        };
         let mut graph = V8Graph {
             data,
             strings,
             node_type: nodes.node_type,
-            node_name: nodes.node_name,
-            node_id: nodes.node_id,
             self_size: nodes.self_size,
             edge_start: edges.start,
             edges: edges.to,
-            edge_type: edges.kind,
-            edge_name: edges.name,
+            cold,
             class_of: Vec::new(),
             class_names: Vec::new(),
             roots: Vec::new(),
@@ -271,31 +286,22 @@ impl<'a> V8Graph<'a> {
             types,
             node_type_names: layout.node_type_names,
         };
-        // Naming every node's class (a hash lookup per node) on a thread of its
-        // own while this one checks the edges' string indices.
-        let (classes, bad_edge_name) = std::thread::scope(|scope| {
-            let classes = scope.spawn(|| graph.class_table());
-            let named = graph.edge_name.iter().zip(&graph.edge_type).filter(|&(_, &k)| k != types.edge_element && k != types.edge_hidden);
-            let bad = named.map(|(&name, _)| name).find(|&name| name as usize >= strings_len);
-            (crate::join(classes), bad)
-        });
-        if let Some(index) = bad_edge_name {
-            return Err(past_the_strings(index));
-        }
-        (graph.class_of, graph.class_names) = classes;
+        // The names are needed once, for the classes, and then read from the file.
+        (graph.class_of, graph.class_names) = graph.class_table(&nodes.node_name);
+        drop(nodes.node_name);
         graph.find_roots();
         Ok(graph)
     }
 
     /// Histogram class per node, named as DevTools' Summary view names them.
-    fn class_table(&self) -> (Vec<u32>, Vec<String>) {
+    fn class_table(&self, node_name: &[u32]) -> (Vec<u32>, Vec<String>) {
         let mut names: Vec<String> = Vec::new();
         let mut by_name: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
         // Most nodes share a (type, name string) pair: look each pair up once.
         let mut by_pair: crate::IdMap<u32> = crate::IdMap::default();
         let mut class_of = Vec::with_capacity(self.node_type.len());
         for v in 0..self.node_type.len() {
-            let (t, name) = (self.node_type[v], self.node_name[v]);
+            let (t, name) = (self.node_type[v], node_name[v]);
             let named = t == self.types.object || t == self.types.native;
             let key = (t as u64) << 32 | if named { name as u64 } else { 0 };
             let class = match by_pair.get(&key) {
@@ -331,15 +337,16 @@ impl<'a> V8Graph<'a> {
     /// The root's children, with `(GC roots)` replaced by its own children.
     fn find_roots(&mut self) {
         let mut roots = Vec::new();
-        for k in self.edge_range(0) {
+        let kinds = self.cold.strong_edges(self.data, self.edge_range(0));
+        for (k, (kind, _)) in self.edge_range(0).zip(kinds) {
             let child = self.edges[k];
             if child == 0 {
                 continue;
             }
-            if self.edge_type[k] == self.types.edge_shortcut {
+            if kind == self.types.edge_shortcut {
                 roots.push((child, ROOT_GLOBAL));
                 self.globals.push(child);
-            } else if self.node_type[child as usize] == self.types.synthetic && self.string(self.node_name[child as usize]) == "(GC roots)" {
+            } else if self.node_type[child as usize] == self.types.synthetic && self.node_name(child) == "(GC roots)" {
                 roots.push((child, ROOT_GC));
                 for j in self.edge_range(child) {
                     roots.push((self.edges[j], ROOT_GC));
@@ -377,17 +384,19 @@ impl<'a> V8Graph<'a> {
 
     /// The node's own name in the snapshot (constructor, function name, string content).
     pub fn node_name(&self, node: u32) -> Cow<'a, str> {
-        self.string(self.node_name[node as usize])
+        let index = self.cold.node_field(self.data, node, self.cold.node_name_field);
+        index.and_then(|i| u32::try_from(i).ok()).map(|i| self.string(i)).unwrap_or(Cow::Borrowed(""))
     }
 
     /// Elements of an array-like node: its element edges, else (V8's internal
     /// arrays, such as a Map's table) every reference but the one to its shape.
     fn element_count(&self, node: u32) -> u64 {
-        let elements = self.edge_range(node).filter(|&k| self.edge_type[k] == self.types.edge_element).count();
+        let edges = self.cold.strong_edges(self.data, self.edge_range(node));
+        let elements = edges.iter().filter(|&&(kind, _)| kind == self.types.edge_element).count();
         if elements > 0 {
             return elements as u64;
         }
-        self.edge_range(node).filter(|&k| self.string(self.edge_name[k]) != "map").count() as u64
+        edges.iter().filter(|&&(_, name)| u32::try_from(name).map_or(true, |name| self.string(name) != "map")).count() as u64
     }
 }
 
@@ -420,27 +429,30 @@ impl ObjectGraph for V8Graph<'_> {
         .into()
     }
     fn id(&self, node: u32) -> u64 {
-        self.node_id[node as usize] as u64
+        self.cold.node_field(self.data, node, self.cold.node_id_field).unwrap_or(0)
+    }
+    fn ids(&self) -> Vec<u64> {
+        self.cold.every_node_field(self.data, self.len(), self.cold.node_id_field)
     }
     fn index_of(&self, id: u64) -> Option<u32> {
         let id = u32::try_from(id).ok()?;
         let by_id = self.by_id.get_or_init(|| {
-            // (id, index) pairs sort in cache order, unlike indices keyed through the id column.
-            let mut pairs: Vec<(u32, u32)> = self.node_id.iter().enumerate().map(|(v, &id)| (id, v as u32)).collect();
+            // Every id was checked to fit in 32 bits when the nodes were read.
+            let mut pairs: Vec<(u32, u32)> = self.ids().into_iter().enumerate().map(|(v, id)| (id as u32, v as u32)).collect();
             pairs.sort_unstable();
-            pairs.into_iter().map(|(_, v)| v).collect()
+            pairs
         });
-        let at = by_id.binary_search_by_key(&id, |&v| self.node_id[v as usize]).ok()?;
-        Some(by_id[at])
+        let at = by_id.binary_search_by_key(&id, |&(id, _)| id).ok()?;
+        Some(by_id[at].1)
     }
 
     fn edge_name(&self, from: u32, to: u32) -> Option<String> {
         let k = self.edge_range(from).find(|&k| self.edges[k] == to)?;
-        let t = self.edge_type[k];
-        if t == self.types.edge_element || t == self.types.edge_hidden {
-            Some(format!("[{}]", self.edge_name[k]))
+        let &(kind, name) = self.cold.strong_edges(self.data, k..k + 1).first()?;
+        if kind == self.types.edge_element || kind == self.types.edge_hidden {
+            Some(format!("[{name}]"))
         } else {
-            Some(self.string(self.edge_name[k]).into_owned())
+            Some(self.string(u32::try_from(name).ok()?).into_owned())
         }
     }
     fn display_class(&self, node: u32) -> String {
@@ -484,13 +496,14 @@ fn shorten(text: &str, chars: usize) -> String {
     }
 }
 
-/// The node columns as read from the `nodes` array.
+/// The node columns as read from the `nodes` array (ids are checked, not kept: see `cold`).
 struct NodeColumns {
     node_type: Vec<u8>,
     node_name: Vec<u32>,
-    node_id: Vec<u32>,
     self_size: Vec<u32>,
     edge_count: Vec<u32>,
+    /// Byte offset of every `BLOCK`-th node.
+    node_at: Vec<u64>,
 }
 
 impl NodeColumns {
@@ -502,9 +515,9 @@ impl NodeColumns {
         let mut columns = NodeColumns {
             node_type: Vec::with_capacity(expected),
             node_name: Vec::with_capacity(expected),
-            node_id: Vec::with_capacity(expected),
             self_size: Vec::with_capacity(expected),
             edge_count: Vec::with_capacity(expected),
+            node_at: Vec::with_capacity(expected / BLOCK + 1),
         };
         let fields = layout.node_fields;
         let mut field = 0usize;
@@ -516,6 +529,9 @@ impl NodeColumns {
         let node_types = layout.node_type_names.len() as u64;
         let mut failure: Option<HeapError> = None;
         s.uint_array(reading, |value, at| {
+            if field == 0 && columns.node_type.len() % BLOCK == 0 {
+                columns.node_at.push(at as u64);
+            }
             values[field] = value;
             field += 1;
             if field == fields {
@@ -529,7 +545,6 @@ impl NodeColumns {
                 }
                 columns.node_type.push(t as u8);
                 columns.node_name.push(name as u32);
-                columns.node_id.push(id as u32);
                 // A single object over 4 GiB is not a thing V8 makes; saturate rather than wrap.
                 columns.self_size.push(size.min(u32::MAX as u64) as u32);
                 columns.edge_count.push(count as u32);
@@ -567,10 +582,14 @@ fn divide(value: u64, by: u64) -> (u64, u64) {
 
 /// Every edge as the `edges` array lists it (checked, not yet tied to the
 /// node it leaves): read without the nodes, so both arrays are read at once.
+/// Names are checked, not kept (see `cold`).
 struct RawEdges {
     to: Vec<u32>,
     kind: Vec<u8>,
-    name: Vec<u32>,
+    /// Byte offset of every `BLOCK`-th edge.
+    edge_at: Vec<u64>,
+    /// The largest string index a named edge uses, and where (checked once the strings are read).
+    largest_name: Option<(u64, u64)>,
 }
 
 impl RawEdges {
@@ -582,13 +601,23 @@ impl RawEdges {
         }
         // The header's count, but never more than the bytes left could hold (two per field).
         let expected = edge_count.min((s.remaining() / (2 * fields)) as u64) as usize;
-        let mut edges = RawEdges { to: Vec::with_capacity(expected), kind: Vec::with_capacity(expected), name: Vec::with_capacity(expected) };
+        let mut edges = RawEdges {
+            to: Vec::with_capacity(expected),
+            kind: Vec::with_capacity(expected),
+            edge_at: Vec::with_capacity(expected / BLOCK + 1),
+            largest_name: None,
+        };
         let edge_types = layout.edge_type_names.len() as u64;
+        // Element and hidden edges carry an index, the others a string index.
+        let (element, hidden) = (layout.edge_type("element") as u64, layout.edge_type("hidden") as u64);
         let node_fields = layout.node_fields as u64;
         let mut values = [0u64; 16];
         let mut field = 0usize;
         let mut failure: Option<HeapError> = None;
         s.uint_array(reading, |value, at| {
+            if field == 0 && edges.to.len() % BLOCK == 0 {
+                edges.edge_at.push(at as u64);
+            }
             values[field] = value;
             field += 1;
             if field < fields {
@@ -601,9 +630,11 @@ impl RawEdges {
                 failure = Some(HeapError::Corrupt { offset: at as u64, reason: format!("edge {} is out of range (type {t}, to_node {to})", edges.to.len()) });
                 return false;
             }
+            if t != element && t != hidden && edges.largest_name.is_none_or(|(largest, _)| name > largest) {
+                edges.largest_name = Some((name, at as u64));
+            }
             edges.to.push(target as u32);
             edges.kind.push(t as u8);
-            edges.name.push(name as u32);
             true
         })?;
         if let Some(err) = failure {
@@ -616,12 +647,14 @@ impl RawEdges {
     }
 }
 
-/// Strong edges in CSR order.
+/// Strong edges in CSR order, with where to find their types and names in the file.
 struct EdgeColumns {
     start: Vec<u32>,
     to: Vec<u32>,
-    kind: Vec<u8>,
-    name: Vec<u32>,
+    raw_edge_at: Vec<u64>,
+    /// Raw edge index of every `BLOCK`-th strong edge.
+    strong_raw: Vec<u64>,
+    largest_name: Option<(u64, u64)>,
 }
 
 impl EdgeColumns {
@@ -636,8 +669,9 @@ impl EdgeColumns {
             return Err(HeapError::Corrupt { offset, reason: format!("the edges array holds {} edges, the nodes' edge counts add up to {total}", raw.to.len()) });
         }
         let (weak, shortcut) = (layout.edge_type("weak"), layout.edge_type("shortcut"));
-        let RawEdges { mut to, mut kind, mut name } = raw;
+        let RawEdges { mut to, kind, edge_at, largest_name } = raw;
         let mut start = Vec::with_capacity(nodes.edge_count.len() + 1);
+        let mut strong_raw = Vec::with_capacity(to.len() / BLOCK + 1);
         let mut kept = 0usize;
         let mut read = 0usize;
         for (from, &count) in nodes.edge_count.iter().enumerate() {
@@ -646,18 +680,19 @@ impl EdgeColumns {
                 let t = kind[read];
                 // Weak edges never retain; shortcuts retain only from the root (they mark its global objects).
                 if t != weak && (t != shortcut || from == 0) {
+                    if kept % BLOCK == 0 {
+                        strong_raw.push(read as u64);
+                    }
                     to[kept] = to[read];
-                    kind[kept] = t;
-                    name[kept] = name[read];
                     kept += 1;
                 }
                 read += 1;
             }
         }
         start.push(kept as u32);
+        drop(kind);
         to.truncate(kept);
-        kind.truncate(kept);
-        name.truncate(kept);
-        Ok(EdgeColumns { start, to, kind, name })
+        to.shrink_to_fit();
+        Ok(EdgeColumns { start, to, raw_edge_at: edge_at, strong_raw, largest_name })
     }
 }
