@@ -453,7 +453,9 @@ async fn check(args: &CheckArgs, docker: &Docker, started: &mut Started, started
             .map_err(|e| NotJudged(format!("no samples of {}: {e}", t.container)))?;
         // The first dump's pause and the full collection it forces are not the service's own growth.
         let judged_from_ms = evidence::judged_after(evidence.get(&index)).map_or(warm_ms, |after| after.max(warm_ms));
-        let result = judge(&t.service, &t.container, &series.points, judged_from_ms, to_ms, container_start_ms, t.oom_killed, args)?;
+        // A first heap dump that ended after the warm-up moves the window's start: say which.
+        let window_start = if judged_from_ms > warm_ms { "the first heap dump" } else { "the warm-up" };
+        let result = judge(&t.service, &t.container, &series.points, (judged_from_ms, window_start), to_ms, container_start_ms, t.oom_killed, args)?;
         if let Some(markdown) = &args.markdown {
             write_chart(markdown, &result, &series.points, container_start_ms, to_ms);
         }
@@ -615,7 +617,7 @@ fn judge(
     service: &str,
     container: &str,
     points: &[MemoryPoint],
-    judged_from_ms: i64,
+    (judged_from_ms, window_start): (i64, &str),
     to_ms: i64,
     container_start_ms: i64,
     oom_killed: bool,
@@ -627,7 +629,7 @@ fn judge(
         .map(|p| Sample { t: p.time_ms as f64 / 1000.0, bytes: p.working_set_bytes as f64 })
         .collect();
     if samples.len() < 30 && !oom_killed {
-        return Err(NotJudged(format!("only {} samples of {container} after the warm-up: too few to judge", samples.len())));
+        return Err(NotJudged(format!("only {} samples of {container} after {window_start}: too few to judge", samples.len())));
     }
     let limit = points.iter().rev().find_map(|p| p.limit_bytes).map(|l| l as f64);
     let judged_seconds = (to_ms - judged_from_ms) as f64 / 1000.0;
