@@ -200,3 +200,53 @@ fn retained_sizes_of_the_biggest_objects_equal_memlabs() {
     assert!(compared >= 20, "only {compared} of memlab's biggest objects were comparable");
     let _ = std::fs::remove_file(&file);
 }
+
+/// Node ids and names and edge names are read back from the file on demand
+/// (`formats/v8/cold.rs`): every one of them must equal what a plain JSON
+/// reading of the whole (small) snapshot says, weak edges skipped as the graph skips them.
+#[test]
+fn ids_and_names_read_back_from_the_file_equal_a_plain_json_reading() {
+    let file = shapes_snapshot("cold.heapsnapshot", 200, 30, 20);
+    let data = std::fs::read(&file).unwrap();
+    let graph = V8Graph::parse(&data, &|_| {}, &|| {}).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    let meta = &json["snapshot"]["meta"];
+    let position = |list: &str, name: &str| meta[list].as_array().unwrap().iter().position(|f| f == name).unwrap();
+    let (node_fields, edge_fields) = (meta["node_fields"].as_array().unwrap().len(), meta["edge_fields"].as_array().unwrap().len());
+    let (id_at, name_at, count_at) = (position("node_fields", "id"), position("node_fields", "name"), position("node_fields", "edge_count"));
+    let (type_at, edge_name_at, to_at) = (position("edge_fields", "type"), position("edge_fields", "name_or_index"), position("edge_fields", "to_node"));
+    let edge_types: Vec<&str> = meta["edge_types"][0].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let number = |v: &serde_json::Value| v.as_u64().unwrap();
+    let (nodes, edges, strings) = (json["nodes"].as_array().unwrap(), json["edges"].as_array().unwrap(), json["strings"].as_array().unwrap());
+    assert_eq!(graph.len(), nodes.len() / node_fields);
+    let ids = graph.ids();
+    let mut edge = 0;
+    for v in 0..graph.len() {
+        let node = &nodes[v * node_fields..(v + 1) * node_fields];
+        assert_eq!(graph.id(v as u32), number(&node[id_at]), "id of node {v}");
+        assert_eq!(ids[v], number(&node[id_at]));
+        assert_eq!(graph.node_name(v as u32), strings[number(&node[name_at]) as usize].as_str().unwrap(), "name of node {v}");
+        let mut named_targets = std::collections::HashSet::new();
+        for _ in 0..number(&node[count_at]) {
+            let e = &edges[edge * edge_fields..(edge + 1) * edge_fields];
+            edge += 1;
+            let kind = edge_types[number(&e[type_at]) as usize];
+            if kind == "weak" || (kind == "shortcut" && v != 0) {
+                continue;
+            }
+            let to = (number(&e[to_at]) as usize / node_fields) as u32;
+            // The first strong edge to a target names it.
+            if !named_targets.insert(to) {
+                continue;
+            }
+            let name = &e[edge_name_at];
+            let expected = if kind == "element" || kind == "hidden" { format!("[{}]", number(name)) } else { strings[number(name) as usize].as_str().unwrap().to_string() };
+            assert_eq!(graph.edge_name(v as u32, to).as_deref(), Some(expected.as_str()), "edge {v} -> {to}");
+        }
+    }
+    // And back: a lookup by id finds every node.
+    for v in (0..graph.len() as u32).step_by(97) {
+        assert_eq!(graph.index_of(graph.id(v)), Some(v));
+    }
+    std::fs::remove_file(file).ok();
+}
