@@ -57,7 +57,12 @@ fn main() {
         );
         if verbose {
             for r in score.results.iter().filter(|r| r.leak != r.flagged) {
-                println!("    wrong: {} (leak: {}, flagged: {})", r.file, r.leak, r.flagged);
+                let when = r.detect_seconds.map(|s| format!(" after {}", minutes(Some(s)))).unwrap_or_default();
+                println!("    wrong: {} (leak: {}, flagged: {}{when})", r.file, r.leak, r.flagged);
+            }
+            // What the detector said when it flagged, and the urgent leaks' times.
+            for r in score.results.iter().filter(|r| method == Method::Leakscope && (r.leak != r.flagged || traces.iter().any(|t| t.file == r.file && t.urgent()))) {
+                println!("    {}: {}", r.file, r.detect_seconds.map(|s| minutes(Some(s))).unwrap_or_else(|| "not flagged".into()));
             }
         }
         scores.push(score);
