@@ -2,6 +2,7 @@
 //! map errors; nothing else.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -138,13 +139,28 @@ async fn leak(State(engine): State<Engine>, Path(id): Path<String>) -> Result<im
     responses((status = 200, description = "`text/event-stream`; each `message` event's data is an Overview as JSON", content_type = "text/event-stream", body = Overview)))]
 async fn stream(State(engine): State<Engine>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let updates = tokio_stream::wrappers::WatchStream::new(engine.subscribe()).map(|overview| {
-        let event = match serde_json::to_string(&*overview) {
-            Ok(json) => Event::default().event("message").data(json),
-            Err(e) => Event::default().event("error").data(e.to_string()),
+        let event = match overview_json(&overview) {
+            Ok(json) => Event::default().event("message").data(&*json),
+            Err(e) => Event::default().event("error").data(e),
         };
         Ok(event)
     });
     Sse::new(updates).keep_alive(KeepAlive::default())
+}
+
+/// The overview as JSON, made once per tick for every open stream: fifty open
+/// dashboards would otherwise serialise the same containers fifty times a tick,
+/// and hold fifty copies of it at once.
+fn overview_json(overview: &Arc<Overview>) -> Result<Arc<str>, String> {
+    static LAST: Mutex<Option<(Weak<Overview>, Arc<str>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // The Weak keeps the allocation, so its address cannot be reused by a newer overview.
+    if let Some((_, json)) = last.as_ref().filter(|(made_from, _)| std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(overview))) {
+        return Ok(json.clone());
+    }
+    let json: Arc<str> = serde_json::to_string(&**overview).map_err(|e| e.to_string())?.into();
+    *last = Some((Arc::downgrade(overview), json.clone()));
+    Ok(json)
 }
 
 async fn unknown_route() -> HttpError {

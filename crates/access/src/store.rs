@@ -111,6 +111,8 @@ impl AccessStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // As the engine's connections: a bounded page cache (see leakscope_engine::store).
+        conn.pragma_update(None, "cache_size", -1024)?;
         conn.execute_batch(SCHEMA)?;
         Ok(AccessStore { conn })
     }

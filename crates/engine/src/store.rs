@@ -104,10 +104,13 @@ pub struct Store {
 }
 
 /// A connection in WAL mode (readers never block the writer; a crash loses at
-/// most the transaction in flight) with `schema` applied.
+/// most the transaction in flight) with `schema` applied. Its page cache is
+/// held to 1 MiB: SQLite's default (2 MiB per connection, five connections)
+/// fills slowly as the database grows, and showed as an hour of rising
+/// resident memory in the soak; the file stays in the kernel's page cache anyway.
 pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, EngineError> {
     let conn = Connection::open(path).map_err(|e| EngineError::store(path, e))?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;")
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-1024;")
         .map_err(|e| EngineError::store(path, e))?;
     conn.execute_batch(schema).map_err(|e| EngineError::store(path, e))?;
     Ok(conn)

@@ -116,6 +116,9 @@ pub struct V8Graph<'a> {
     /// (object id, node) sorted, made on the first lookup by id (an analysis
     /// never needs it: reading and sorting 5 M ids would be a tenth of its time).
     by_id: std::sync::OnceLock<Vec<(u32, u32)>>,
+    /// Element counts already read from the file (sentences ask for the same
+    /// big arrays again and again, and a million-element one is a 20 MB read).
+    element_counts: std::sync::Mutex<std::collections::HashMap<u32, u64>>,
     /// Global objects (shortcut targets of the root), sorted.
     globals: Vec<u32>,
     types: TypeCodes,
@@ -282,6 +285,7 @@ impl<'a> V8Graph<'a> {
             class_names: Vec::new(),
             roots: Vec::new(),
             by_id: std::sync::OnceLock::new(),
+            element_counts: Default::default(),
             globals: Vec::new(),
             types,
             node_type_names: layout.node_type_names,
@@ -391,6 +395,16 @@ impl<'a> V8Graph<'a> {
     /// Elements of an array-like node: its element edges, else (V8's internal
     /// arrays, such as a Map's table) every reference but the one to its shape.
     fn element_count(&self, node: u32) -> u64 {
+        let known = |counts: &std::collections::HashMap<u32, u64>| counts.get(&node).copied();
+        if let Some(count) = known(&self.element_counts.lock().unwrap_or_else(|p| p.into_inner())) {
+            return count;
+        }
+        let count = self.count_elements(node);
+        self.element_counts.lock().unwrap_or_else(|p| p.into_inner()).insert(node, count);
+        count
+    }
+
+    fn count_elements(&self, node: u32) -> u64 {
         let edges = self.cold.strong_edges(self.data, self.edge_range(node));
         let elements = edges.iter().filter(|&&(kind, _)| kind == self.types.edge_element).count();
         if elements > 0 {
