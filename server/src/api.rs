@@ -4,13 +4,13 @@
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, Weak};
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::IntoResponse;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use leakscope_engine::Engine;
 use leakscope_model::{ApiError, ContainerDetail, ContainerEvent, ContainerInfo, EngineStatus, LeakStatus, LimitAdvice, LogExcerpt, MemorySeries, Overview};
 use serde::Deserialize;
@@ -137,30 +137,40 @@ async fn leak(State(engine): State<Engine>, Path(id): Path<String>) -> Result<im
 /// Server-sent events: the whole overview on every sampling tick.
 #[utoipa::path(get, path = "/api/v1/stream", tag = "engine",
     responses((status = 200, description = "`text/event-stream`; each `message` event's data is an Overview as JSON", content_type = "text/event-stream", body = Overview)))]
-async fn stream(State(engine): State<Engine>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let updates = tokio_stream::wrappers::WatchStream::new(engine.subscribe()).map(|overview| {
-        let event = match overview_json(&overview) {
-            Ok(json) => Event::default().event("message").data(&*json),
-            Err(e) => Event::default().event("error").data(e),
-        };
-        Ok(event)
+async fn stream(State(engine): State<Engine>) -> Response {
+    let frames = tokio_stream::wrappers::WatchStream::new(engine.subscribe()).map(|overview| Some(overview_frame(&overview)));
+    // A comment every 15 s keeps proxies from closing a stream that waits
+    // (sampling pauses while the engine restarts).
+    let keep_alive = futures::stream::unfold((), |()| async {
+        tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+        Some((Some(Bytes::from_static(b":\n\n")), ()))
     });
-    Sse::new(updates).keep_alive(KeepAlive::default())
+    // Ends when the overviews end (the engine shut down), keep-alives or not.
+    let until_the_end = frames.chain(futures::stream::once(async { None }));
+    let body = futures::stream::select(until_the_end, keep_alive)
+        .take_while(|frame| std::future::ready(frame.is_some()))
+        .filter_map(|frame| std::future::ready(frame.map(Ok::<_, Infallible>)));
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(body)).into_response()
 }
 
-/// The overview as JSON, made once per tick for every open stream: fifty open
-/// dashboards would otherwise serialise the same containers fifty times a tick,
-/// and hold fifty copies of it at once.
-fn overview_json(overview: &Arc<Overview>) -> Result<Arc<str>, String> {
-    static LAST: Mutex<Option<(Weak<Overview>, Arc<str>)>> = Mutex::new(None);
+/// The overview as one server-sent event, made once per tick and shared by
+/// every open stream (a reference count, not a copy): fifty open dashboards
+/// would otherwise serialise the same containers fifty times a tick and hold
+/// fifty copies of them, a resident set that grows with every client.
+fn overview_frame(overview: &Arc<Overview>) -> Bytes {
+    static LAST: Mutex<Option<(Weak<Overview>, Bytes)>> = Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // The Weak keeps the allocation, so its address cannot be reused by a newer overview.
-    if let Some((_, json)) = last.as_ref().filter(|(made_from, _)| std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(overview))) {
-        return Ok(json.clone());
+    if let Some((_, frame)) = last.as_ref().filter(|(made_from, _)| std::ptr::eq(made_from.as_ptr(), Arc::as_ptr(overview))) {
+        return frame.clone();
     }
-    let json: Arc<str> = serde_json::to_string(&**overview).map_err(|e| e.to_string())?.into();
-    *last = Some((Arc::downgrade(overview), json.clone()));
-    Ok(json)
+    // Compact JSON has no line breaks (serde_json escapes them inside strings): one data line.
+    let frame = match serde_json::to_string(&**overview) {
+        Ok(json) => Bytes::from(format!("event: message\ndata: {json}\n\n")),
+        Err(e) => Bytes::from(format!("event: error\ndata: {}\n\n", e.to_string().replace('\n', " "))),
+    };
+    *last = Some((Arc::downgrade(overview), frame.clone()));
+    frame
 }
 
 async fn unknown_route() -> HttpError {
