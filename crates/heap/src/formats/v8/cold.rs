@@ -45,17 +45,9 @@ impl Iterator for Numbers<'_> {
             p += 1;
         }
         let start = p;
-        let mut value: u64 = 0;
-        while let Some(&b) = data.get(p) {
-            let digit = b.wrapping_sub(b'0');
-            if digit > 9 {
-                break;
-            }
-            value = value.wrapping_mul(10).wrapping_add(digit as u64);
-            p += 1;
-        }
-        self.pos = p;
-        (p > start).then_some(value)
+        let value;
+        (value, self.pos) = super::scan::read_digits(data, p);
+        (self.pos > start).then_some(value)
     }
 }
 

@@ -20,6 +20,22 @@ fn skip_ws(data: &[u8], mut p: usize) -> usize {
     p
 }
 
+/// The run of ASCII digits at `p` as a number and where it ends. Wraps only
+/// past 19 digits, which callers refuse by the run's length.
+#[inline]
+pub fn read_digits(data: &[u8], mut p: usize) -> (u64, usize) {
+    let mut value: u64 = 0;
+    while let Some(&b) = data.get(p) {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        value = value.wrapping_mul(10).wrapping_add(digit as u64);
+        p += 1;
+    }
+    (value, p)
+}
+
 impl<'a> Scanner<'a> {
     pub fn new(data: &'a [u8]) -> Self {
         Scanner { data, pos: 0 }
@@ -128,16 +144,8 @@ impl<'a> Scanner<'a> {
         let mut next_report = p + REPORT_EVERY;
         loop {
             let start = p;
-            let mut value: u64 = 0;
-            while let Some(&b) = data.get(p) {
-                let digit = b.wrapping_sub(b'0');
-                if digit > 9 {
-                    break;
-                }
-                // Wraps only past 19 digits, which the length check below refuses.
-                value = value.wrapping_mul(10).wrapping_add(digit as u64);
-                p += 1;
-            }
+            let value;
+            (value, p) = read_digits(data, p);
             // 16 digits stay exact in a double, which is all V8 writes.
             if p == start || p - start > 16 {
                 self.pos = p;
