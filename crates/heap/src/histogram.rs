@@ -10,8 +10,10 @@ use crate::{HeapError, IdMap};
 
 /// Instances and shallow bytes per class; `retained_bytes` is 0 (no graph is built).
 pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
-    if crate::formats::sniff(data) == Some(crate::Format::V8) {
-        return v8_histogram(data);
+    match crate::formats::sniff(data) {
+        Some(crate::Format::V8) => return graph_histogram(&crate::v8::V8Graph::parse(data, &|_| {}, &|| {})?),
+        Some(crate::Format::Python) => return graph_histogram(&crate::formats::python::PythonGraph::parse(data, &|_| {})?),
+        _ => {}
     }
     // The size model needs the id size before the scan: it is in the header.
     let id_size = if data.len() > 23 && data.starts_with(b"JAVA PROFILE 1.0.") {
@@ -74,9 +76,7 @@ pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
 }
 
 /// A snapshot lists every node with its size: its histogram is the node table, counted.
-fn v8_histogram(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
-    use crate::graph::ObjectGraph;
-    let graph = crate::v8::V8Graph::parse(data, &|_| {}, &|| {})?;
+fn graph_histogram(graph: &dyn crate::graph::ObjectGraph) -> Result<Vec<HistogramEntry>, HeapError> {
     let names = graph.class_names();
     let mut totals = vec![(0u64, 0u64); names.len()];
     for (v, &c) in graph.class_of().iter().enumerate() {

@@ -49,7 +49,7 @@ pub use names::source_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeapError {
-    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x') nor a V8 heap snapshot (a JSON object that starts with \"snapshot\")")]
+    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x'), a V8 heap snapshot (a JSON object that starts with \"snapshot\") nor a Leakscope Python heap snapshot ('LEAKSCOPE PYHEAP')")]
     NotHprof,
     #[error("the dump is truncated at byte {offset}: expected {what}")]
     Truncated { offset: u64, what: &'static str },
@@ -156,6 +156,11 @@ pub fn build_graph<'a>(data: &'a [u8], report: ProgressSink, phase: &dyn Fn(&str
         }
         Some(Format::V8) => {
             let graph = v8::V8Graph::parse(data, &reading, &|| report(Progress { percent: 25, phase: "building the object graph" }))?;
+            phase("graph built");
+            Ok(Box::new(graph))
+        }
+        Some(Format::Python) => {
+            let graph = formats::python::PythonGraph::parse(data, &reading)?;
             phase("graph built");
             Ok(Box::new(graph))
         }

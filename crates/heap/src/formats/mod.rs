@@ -1,6 +1,7 @@
 //! One front end per dump format; each builds an [`crate::graph::ObjectGraph`].
 
 pub mod hprof;
+pub mod python;
 pub mod v8;
 
 /// Which front end reads these bytes (by their first bytes, not the file name).
@@ -8,11 +9,60 @@ pub mod v8;
 pub enum Format {
     Hprof,
     V8,
+    Python,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Hprof, Format::V8, Format::Python];
+
+    /// The name stored with a dump and shown by the API (`hprof`, `v8`, `python`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Format::Hprof => "hprof",
+            Format::V8 => "v8",
+            Format::Python => "python",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.key() == key)
+    }
+
+    /// The file extension a dump of this format is stored and downloaded with.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Hprof => "hprof",
+            Format::V8 => "heapsnapshot",
+            Format::Python => "pyheap",
+        }
+    }
+
+    /// The runtime whose dumps use this format.
+    pub fn runtime(self) -> &'static str {
+        match self {
+            Format::Hprof => "java",
+            Format::V8 => "node",
+            Format::Python => "python",
+        }
+    }
+
+    /// In words, for pages and errors.
+    pub fn description(self) -> &'static str {
+        match self {
+            Format::Hprof => "an HPROF dump (Java)",
+            Format::V8 => "a V8 heap snapshot (Node.js)",
+            Format::Python => "a Python heap snapshot (Leakscope's walk of a CPython process)",
+        }
+    }
 }
 
 pub fn sniff(data: &[u8]) -> Option<Format> {
     if data.starts_with(b"JAVA PROFILE") {
         return Some(Format::Hprof);
+    }
+    let prefix = python::MAGIC_PREFIX;
+    if data.starts_with(prefix) || (data.len() < prefix.len() && !data.is_empty() && prefix.starts_with(data)) {
+        return Some(Format::Python);
     }
     let start = data.iter().position(|b| !b.is_ascii_whitespace())?;
     let rest = &data[start..];

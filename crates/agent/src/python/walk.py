@@ -1,0 +1,351 @@
+# Leakscope's Python heap walk. It runs inside the target interpreter (put
+# there by `leakscope-agent python-snapshot`, or run by `leakscope-agent`'s
+# tests on a plain interpreter) and streams every object the garbage collector
+# tracks, and the untracked objects they refer to, to the helper over a
+# loopback socket, in the format `crates/heap/src/formats/python` reads
+# ("LEAKSCOPE PYHEAP 1"). It leaves nothing behind: no module, no global, no
+# file; modules it imported are removed from sys.modules again.
+#
+# Given in the globals: _LS = (port, token, timeout_secs) or, for tests,
+# _LS_SINK = a writable binary file.
+#
+# Only builtin modules (gc, sys, _socket, _struct, time): images with
+# python3-minimal have no socket.py. It never calls code of the program's
+# own classes except sys.getsizeof (their __sizeof__, as every heap tool does)
+# and, on 3.11+, reading __dict__ of at most 256 instances per class (which
+# makes CPython create a small dict for each: about 100 bytes, said in the UI).
+
+
+def _leakscope_walk(port, token, timeout, sink):
+    import gc
+    import sys
+    import time
+    import _struct
+
+    before_modules = set(sys.modules)
+    started = time.monotonic()
+    paused = 0.0
+    sock = None
+    buf = bytearray()
+    out = None
+    try:
+        if sink is None:
+            import _socket
+
+            sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(token.encode() + b"\n")
+            out = sock.sendall
+        else:
+            out = sink.write
+        pack_obj = _struct.Struct("<cQIQQII").pack
+        pack_edge = _struct.Struct("<QBI").pack
+        pack_str = _struct.Struct("<cI").pack
+        pack_fold = _struct.Struct("<cQQ").pack
+        pack_root = _struct.Struct("<cQBI").pack
+        pack_end = _struct.Struct("<cQQQ").pack
+        NONE = 0xFFFFFFFF
+        NOLEN = 0xFFFFFFFFFFFFFFFF
+        NAMED, INDEX, UNNAMED, KEY = 0, 1, 2, 3
+        HEAP_TYPE = 1 << 9
+        strings = {}
+
+        def sid(text):
+            n = strings.get(text)
+            if n is None:
+                n = len(strings)
+                strings[text] = n
+                data = text.encode("utf-8", "surrogatepass")
+                buf.extend(pack_str(b"s", len(data)))
+                buf.extend(data)
+            return n
+
+        version = "%d.%d.%d" % sys.version_info[:3]
+        tracing = "_tracemalloc" in sys.modules and sys.modules["_tracemalloc"].is_tracing()
+        header = '{"python":"%s","implementation":"%s","pid":%d,"time_ms":%d,"tracemalloc":%s}\n' % (
+            version,
+            sys.implementation.name,
+            __import__("posix").getpid(),
+            int(time.time() * 1000),
+            "true" if tracing else "false",
+        )
+        buf.extend(b"LEAKSCOPE PYHEAP 1\n" + header.encode())
+
+        managed_dicts = sys.version_info >= (3, 11)
+        sized = (list, tuple, dict, set, frozenset, str, bytes, bytearray)
+        atoms = (str, bytes, int, float, bool, complex, type(None))
+        module_type = type(sys)
+        frame_type = type(sys._getframe())
+        type_names = {}
+        named_instances = {}
+        key_order = {}
+        getsizeof = sys.getsizeof
+        get_referents = gc.get_referents
+        is_tracked = gc.is_tracked
+        ours = set()
+
+        def type_sid(t):
+            n = type_names.get(t)
+            if n is None:
+                try:
+                    module = t.__module__
+                    name = t.__qualname__
+                    if not isinstance(module, str) or not isinstance(name, str):
+                        raise TypeError
+                    n = sid(name if module == "builtins" else module + "." + name)
+                except Exception:
+                    n = sid(getattr(t, "__name__", "?") if isinstance(getattr(t, "__name__", None), str) else "?")
+                type_names[t] = n
+            return n
+
+        def key_name(k):
+            if type(k) is str:
+                return sid(k[:120])
+            if type(k) in (int, float, bool) or k is None:
+                return sid("[" + repr(k) + "]")
+            return NONE
+
+        def emit(o, edges, label=NONE):
+            t = type(o)
+            try:
+                size = getsizeof(o)
+            except Exception:
+                size = 0
+            length = len(o) if t in sized else NOLEN
+            buf.extend(pack_obj(b"o", id(o), type_sid(t), size, length, label, len(edges)))
+            for target, kind, value in edges:
+                buf.extend(pack_edge(id(target), kind, value))
+
+        def dict_edges(d, edges):
+            for k, v in d.items():
+                edges.append((k, KEY, 0))
+                n = key_name(k)
+                edges.append((v, UNNAMED, 0) if n == NONE else (v, NAMED, n))
+
+        def instance_dict(o, t, refs):
+            # The instance's own attribute dict, when one exists or may be made.
+            if not managed_dicts:
+                for r in refs:
+                    if type(r) is dict:
+                        d = o.__dict__
+                        return d if d is r else None
+                return None
+            count = named_instances.get(t, 0)
+            if count < 256:
+                named_instances[t] = count + 1
+                try:
+                    d = o.__dict__
+                except Exception:
+                    return None
+                if type(d) is dict:
+                    key_order[t] = [k for k in d]
+                    return d
+            return None
+
+        def describe(o):
+            # Edges with names, and what the object folds in (a __dict__ that is its own).
+            t = type(o)
+            refs = get_referents(o)
+            edges = []
+            folded = None
+            fresh = False
+            label = NONE
+            if t is dict:
+                dict_edges(o, edges)
+            elif t is list or t is tuple:
+                edges = [(r, INDEX, i) for i, r in enumerate(o)]
+            elif t is module_type:
+                d = getattr(o, "__dict__", None)
+                name = d.get("__name__") if type(d) is dict else None
+                if type(name) is str:
+                    label = sid(name)
+                if type(d) is dict:
+                    folded = d
+                    edges = [(r, UNNAMED, 0) for r in refs if r is not d]
+            elif isinstance(o, type):
+                try:
+                    name = o.__qualname__
+                    label = sid(o.__module__ + "." + name if o.__module__ != "builtins" else name)
+                except Exception:
+                    pass
+                try:
+                    inner = get_referents(o.__dict__)
+                except Exception:
+                    inner = ()
+                d = inner[0] if len(inner) == 1 and type(inner[0]) is dict else None
+                folded = d
+                for r in refs:
+                    if r is d:
+                        continue
+                    if r is getattr(o, "__base__", None):
+                        edges.append((r, NAMED, sid("__base__")))
+                    elif r is getattr(o, "__mro__", None):
+                        edges.append((r, NAMED, sid("__mro__")))
+                    else:
+                        edges.append((r, UNNAMED, 0))
+            elif t.__dictoffset__ != 0 and t.__flags__ & HEAP_TYPE:  # instances of classes written in Python
+                d = instance_dict(o, t, refs)
+                if d is not None:
+                    folded = d
+                    # On 3.11+ reading __dict__ may have just made it: not in gc.get_objects().
+                    fresh = managed_dicts
+                    if managed_dicts:
+                        refs = get_referents(o)  # the values are now the dict's, not the instance's
+                    edges = [(r, UNNAMED, 0) for r in refs if r is not d and r is not t]
+                    edges.append((t, NAMED, sid("__class__")))
+                else:
+                    values = [r for r in refs if r is not t]
+                    keys = key_order.get(t)
+                    if managed_dicts and keys is not None and len(keys) == len(values):
+                        edges = [(v, NAMED, key_name(k)) for k, v in zip(keys, values)]
+                    else:
+                        edges = [(v, UNNAMED, 0) for v in values]
+                    edges.append((t, NAMED, sid("__class__")))
+            elif t is frame_type:
+                code = o.f_code
+                label = sid("%s line %d" % (getattr(code, "co_qualname", code.co_name), o.f_lineno or 0))
+                edges = [(r, UNNAMED, 0) for r in refs]
+            else:
+                code = getattr(o, "__code__", None) if t.__name__ == "function" else None
+                if code is not None:
+                    try:
+                        label = sid(o.__qualname__)
+                    except Exception:
+                        pass
+                    for r in refs:
+                        if r is o.__globals__:
+                            edges.append((r, NAMED, sid("__globals__")))
+                        elif r is o.__closure__:
+                            edges.append((r, NAMED, sid("__closure__")))
+                        elif r is code:
+                            edges.append((r, NAMED, sid("__code__")))
+                        else:
+                            edges.append((r, UNNAMED, 0))
+                else:
+                    edges = [(r, UNNAMED, 0) for r in refs]
+            return edges, folded, fresh, label
+
+        leaves_seen = set()
+        objects = 0
+
+        def walk_one(o):
+            nonlocal objects
+            edges, folded, fresh, label = describe(o)
+            emit(o, edges, label)
+            objects += 1
+            if folded is not None:
+                buf.extend(pack_fold(b"f", id(o), id(folded)))
+                if fresh:
+                    walk_one(folded)  # maybe written twice: the reader keeps the first
+                elif not is_tracked(folded):
+                    walk_untracked(folded)
+            for target, _, _ in edges:
+                if not is_tracked(target):
+                    walk_untracked(target)
+
+        def walk_untracked(o):
+            # Untracked objects (str, int, bytes, dicts and tuples of only those)
+            # are not in gc.get_objects(); each is written when first met. The
+            # set of those already written is cleared now and then to bound our
+            # own memory; the reader drops the repeats.
+            nonlocal objects
+            i = id(o)
+            if i in leaves_seen or i in ours:
+                return
+            if len(leaves_seen) > 200000:
+                leaves_seen.clear()
+            leaves_seen.add(i)
+            t = type(o)
+            if t not in atoms:
+                edges = describe(o)[0]
+                emit(o, edges)
+                objects += 1
+                for target, _, _ in edges:
+                    if not is_tracked(target):
+                        walk_untracked(target)
+            else:
+                emit(o, ())
+                objects += 1
+
+        everything = gc.get_objects()
+        ours.update((id(everything), id(leaves_seen), id(strings), id(type_names), id(buf), id(ours)))
+        ours.update((id(named_instances), id(key_order)))
+        ours.update(id(p.__self__) for p in (pack_obj, pack_edge, pack_str, pack_fold, pack_root, pack_end))
+        buf.extend(pack_root(b"r", id(sys.modules), 0, sid("sys.modules")))
+        for thread_id, frame in sys._current_frames().items():
+            label = sid("thread %d" % thread_id)
+            while frame is not None:
+                if frame.f_code.co_filename == "<leakscope>":
+                    ours.add(id(frame))  # our own frames are not the program's
+                else:
+                    buf.extend(pack_root(b"r", id(frame), 1, label))
+                frame = frame.f_back
+        deadline = started + timeout
+        chunk_started = time.monotonic()
+        code_type = type(_leakscope_walk.__code__)
+        function_type = type(_leakscope_walk)
+
+        def our_code(code):
+            ours.add(id(code))
+            ours.add(id(code.co_consts))
+            for c in code.co_consts:
+                if type(c) is code_type:
+                    our_code(c)
+
+        frame = sys._getframe()
+        while frame is not None and frame.f_code.co_filename == "<leakscope>":
+            our_code(frame.f_code)
+            frame = frame.f_back
+        frame = None
+        for o in everything:
+            if id(o) in ours:
+                continue
+            t = type(o)
+            if (t is code_type and o.co_filename == "<leakscope>") or (
+                t is function_type and o.__code__.co_filename == "<leakscope>"
+            ):
+                continue  # the walk's own code
+            try:
+                walk_one(o)
+            except Exception:
+                pass
+            if len(buf) > (1 << 20):
+                paused += time.monotonic() - chunk_started
+                out(buf)
+                buf.clear()
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the walk took longer than %d s and was stopped" % timeout)
+                time.sleep(0)  # let the program's other threads run
+                chunk_started = time.monotonic()
+        paused += time.monotonic() - chunk_started
+        everything = None
+        buf.extend(pack_end(b"e", objects, int((time.monotonic() - started) * 1e6), int(paused * 1e6)))
+        out(buf)
+    except BaseException as e:  # never let SystemExit or anything else reach the program
+        try:
+            message = ("%s: %s" % (type(e).__name__, e)).encode("utf-8", "replace")[:2000]
+            if out is not None:
+                out(_struct.pack("<cI", b"x", len(message)) + message)
+        except BaseException:
+            pass
+    finally:
+        # The nested functions refer to each other through their cells: clear
+        # them, so the walk's own objects go now, not at the next collection.
+        sid = type_sid = key_name = emit = dict_edges = instance_dict = None
+        describe = walk_one = walk_untracked = our_code = None
+        strings = type_names = named_instances = key_order = leaves_seen = ours = None
+        buf = None
+        if sock is not None:
+            try:
+                sock.close()
+            except BaseException:
+                pass
+        for name in set(sys.modules) - before_modules:
+            sys.modules.pop(name, None)
+
+
+if "_LS" in globals():
+    _leakscope_walk(_LS[0], _LS[1], _LS[2], None)
+else:
+    _leakscope_walk(0, "", 600, _LS_SINK)

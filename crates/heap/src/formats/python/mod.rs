@@ -1,0 +1,538 @@
+//! Python heap snapshots ("LEAKSCOPE PYHEAP 1"), written by Leakscope's own
+//! walk running inside a CPython process (`crates/agent/src/python/walk.py`).
+//!
+//! Why a format of our own: CPython has no heap dump format; pickle would run
+//! code and cannot describe objects it cannot pickle; JSON for millions of
+//! objects costs the target more time and memory to write than packed records
+//! (`struct.pack` into one buffer), and the walk must pause the program as
+//! little as possible. Hand-written reader: nothing else reads this format.
+//!
+//! Layout (little-endian): the line `LEAKSCOPE PYHEAP 1\n`, one JSON line
+//! (`python`, `implementation`, `pid`, `time_ms`, `tracemalloc`), then records,
+//! each starting with one tag byte:
+//! - `s` len:u32 utf8[len] — a string; strings are numbered 0, 1, … in order.
+//! - `o` id:u64 type:u32 size:u64 length:u64 label:u32 n:u32, then n edges of
+//!   target:u64 kind:u8 value:u32 — an object: `id()` (its address), its type's
+//!   name (string), `sys.getsizeof`, `len()` for builtin containers and strings
+//!   (else all ones), a label (module, class or function name; else all ones).
+//!   Edge kinds: 0 named (value = string: a dict key, an attribute),
+//!   1 index (value = position), 2 unnamed, 3 a dict's key object itself.
+//! - `f` owner:u64 dict:u64 — that dict is the owner's own `__dict__` (module,
+//!   class, instance): its entries become the owner's attributes.
+//! - `r` id:u64 kind:u8 label:u32 — a root (0 `sys.modules`, 1 a thread's frame).
+//! - `e` objects:u64 walk_us:u64 paused_us:u64 — the end; without it the
+//!   snapshot is truncated.
+//! - `x` len:u32 utf8[len] — the walk failed, and why.
+//!
+//! Objects may appear twice (the walk bounds its own memory); the first
+//! record counts. Edges to ids without a record (objects made during the
+//! walk) are dropped. Objects no other object refers to are roots too (held
+//! by C code or the interpreter), and so is one object of each cycle that
+//! nothing reaches.
+
+use crate::graph::{DumpFacts, ObjectGraph, Role};
+use crate::HeapError;
+
+pub const MAGIC: &[u8] = b"LEAKSCOPE PYHEAP 1\n";
+/// The start every version shares (for sniffing and a clear "newer version" error).
+pub const MAGIC_PREFIX: &[u8] = b"LEAKSCOPE PYHEAP ";
+
+const NO_STRING: u32 = u32::MAX;
+const NO_LENGTH: u64 = u64::MAX;
+const EDGE_NAMED: u8 = 0;
+const EDGE_INDEX: u8 = 1;
+const EDGE_UNNAMED: u8 = 2;
+const EDGE_KEY: u8 = 3;
+const OBJECT_HEAD: usize = 8 + 4 + 8 + 8 + 4 + 4;
+const EDGE_BYTES: usize = 8 + 1 + 4;
+
+pub const ROOT_MODULES: u8 = 0;
+pub const ROOT_FRAME: u8 = 1;
+pub const ROOT_UNREFERENCED: u8 = 2;
+pub const ROOT_CYCLE: u8 = 3;
+
+/// What the snapshot's JSON line says about the process.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct Meta {
+    #[serde(default)]
+    pub python: String,
+    #[serde(default)]
+    pub pid: u64,
+    #[serde(default)]
+    pub time_ms: i64,
+    #[serde(default)]
+    pub tracemalloc: bool,
+}
+
+/// What the `e` record says.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    pub objects: u64,
+    pub walk_us: u64,
+    pub paused_us: u64,
+}
+
+pub struct PythonGraph<'a> {
+    data: &'a [u8],
+    pub meta: Meta,
+    pub totals: Totals,
+    /// Node ids (addresses), ascending.
+    ids: Vec<u64>,
+    /// Where each node's record starts (edge names and labels are read back from there).
+    record_at: Vec<u64>,
+    /// (owner node, record offset of a dict folded into it), sorted by owner.
+    folded: Vec<(u32, u64)>,
+    /// Dict ids folded into an owner id, sorted: edges to the dict go to the owner.
+    fold_target: Vec<(u64, u64)>,
+    class_of: Vec<u32>,
+    class_names: Vec<String>,
+    shallow: Vec<u64>,
+    length: Vec<u32>,
+    edge_start: Vec<u32>,
+    edges: Vec<u32>,
+    roots: Vec<(u32, u8)>,
+    /// (offset, length) of every string.
+    strings: Vec<(u32, u32)>,
+    holder_classes: [u32; 2],
+    /// Names of the snapshot's own roots (`sys.modules`), by node.
+    root_labels: Vec<(u32, u32)>,
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// One object record, read in place.
+struct Record<'a> {
+    id: u64,
+    type_name: u32,
+    size: u64,
+    length: u64,
+    label: u32,
+    /// The edges' bytes, `EDGE_BYTES` each.
+    edges: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The record at `at` (just after its tag); checked when the file was first scanned.
+    fn at(data: &'a [u8], at: usize) -> Record<'a> {
+        let h = &data[at..at + OBJECT_HEAD];
+        let n = le_u32(&h[32..]) as usize;
+        Record {
+            id: le_u64(h),
+            type_name: le_u32(&h[8..]),
+            size: le_u64(&h[12..]),
+            length: le_u64(&h[20..]),
+            label: le_u32(&h[28..]),
+            edges: &data[at + OBJECT_HEAD..at + OBJECT_HEAD + n * EDGE_BYTES],
+        }
+    }
+
+    fn edges(&self) -> impl Iterator<Item = (u64, u8, u32)> + 'a {
+        self.edges.chunks_exact(EDGE_BYTES).map(|e| (le_u64(e), e[8], le_u32(&e[9..])))
+    }
+}
+
+/// What the first pass over the records found.
+struct Scan {
+    meta: Meta,
+    totals: Totals,
+    strings: Vec<(u32, u32)>,
+    /// (id, record offset) of every object record.
+    objects: Vec<(u64, u64)>,
+    /// (owner id, dict id).
+    folds: Vec<(u64, u64)>,
+    /// (id, kind, label).
+    roots: Vec<(u64, u8, u32)>,
+}
+
+fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
+    if !data.starts_with(MAGIC) {
+        if data.starts_with(MAGIC_PREFIX) {
+            let version: String = data[MAGIC_PREFIX.len()..].iter().take(8).take_while(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+            return Err(HeapError::Corrupt {
+                offset: MAGIC_PREFIX.len() as u64,
+                reason: format!("Python heap snapshot version {version}; this Leakscope reads version 1 (a newer Leakscope wrote it)"),
+            });
+        }
+        return Err(HeapError::Corrupt { offset: 0, reason: "not a Leakscope Python heap snapshot".into() });
+    }
+    let mut pos = MAGIC.len();
+    let line_end = memchr::memchr(b'\n', &data[pos..]).ok_or(HeapError::Truncated { offset: pos as u64, what: "the snapshot's JSON header line" })?;
+    let meta: Meta = serde_json::from_slice(&data[pos..pos + line_end])
+        .map_err(|e| HeapError::Corrupt { offset: pos as u64, reason: format!("the header line is not JSON: {e}") })?;
+    pos += line_end + 1;
+    if data.len() > u32::MAX as usize * 4 {
+        return Err(HeapError::Corrupt { offset: 0, reason: "snapshots above 16 GiB are not supported".into() });
+    }
+    let mut scan = Scan { meta, totals: Totals::default(), strings: Vec::new(), objects: Vec::new(), folds: Vec::new(), roots: Vec::new() };
+    let need = |pos: usize, n: usize, what: &'static str| -> Result<(), HeapError> {
+        if data.len() - pos < n {
+            Err(HeapError::Truncated { offset: pos as u64, what })
+        } else {
+            Ok(())
+        }
+    };
+    let mut next_report = 0usize;
+    loop {
+        if pos >= next_report {
+            reading(pos);
+            next_report = pos + (16 << 20);
+        }
+        need(pos, 1, "a record, or the end record 'e' (the walk was cut short)")?;
+        let tag = data[pos];
+        let at = pos + 1;
+        match tag {
+            b's' => {
+                need(at, 4, "a string's length")?;
+                let n = le_u32(&data[at..]) as usize;
+                need(at + 4, n, "a string's bytes")?;
+                if std::str::from_utf8(&data[at + 4..at + 4 + n]).is_err() {
+                    return Err(HeapError::Corrupt { offset: (at + 4) as u64, reason: "a string is not UTF-8".into() });
+                }
+                scan.strings.push(((at + 4) as u32, n as u32));
+                pos = at + 4 + n;
+            }
+            b'o' => {
+                need(at, OBJECT_HEAD, "an object record")?;
+                let n = le_u32(&data[at + 32..]) as usize;
+                need(at + OBJECT_HEAD, n.saturating_mul(EDGE_BYTES), "an object's references")?;
+                let record = Record::at(data, at);
+                let strings = scan.strings.len() as u32;
+                if record.type_name >= strings || (record.label != NO_STRING && record.label >= strings) {
+                    return Err(HeapError::Corrupt { offset: at as u64, reason: "an object names a string that was not written before it".into() });
+                }
+                for (k, (_, kind, value)) in record.edges().enumerate() {
+                    if ![EDGE_NAMED, EDGE_INDEX, EDGE_UNNAMED, EDGE_KEY].contains(&kind) || (kind == EDGE_NAMED && value >= strings) {
+                        return Err(HeapError::Corrupt {
+                            offset: (at + OBJECT_HEAD + k * EDGE_BYTES) as u64,
+                            reason: "a reference has an unknown kind or names an unknown string".into(),
+                        });
+                    }
+                }
+                scan.objects.push((record.id, at as u64));
+                pos = at + OBJECT_HEAD + n * EDGE_BYTES;
+            }
+            b'f' => {
+                need(at, 16, "a __dict__ record")?;
+                scan.folds.push((le_u64(&data[at..]), le_u64(&data[at + 8..])));
+                pos = at + 16;
+            }
+            b'r' => {
+                need(at, 13, "a root record")?;
+                let kind = data[at + 8];
+                if kind > ROOT_FRAME {
+                    return Err(HeapError::Corrupt { offset: (at + 8) as u64, reason: format!("unknown root kind {kind}") });
+                }
+                let label = le_u32(&data[at + 9..]);
+                if label != NO_STRING && label as usize >= scan.strings.len() {
+                    return Err(HeapError::Corrupt { offset: (at + 9) as u64, reason: "a root names a string that was not written before it".into() });
+                }
+                scan.roots.push((le_u64(&data[at..]), kind, label));
+                pos = at + 13;
+            }
+            b'e' => {
+                need(at, 24, "the end record")?;
+                scan.totals = Totals { objects: le_u64(&data[at..]), walk_us: le_u64(&data[at + 8..]), paused_us: le_u64(&data[at + 16..]) };
+                return Ok(scan);
+            }
+            b'x' => {
+                need(at, 4, "the walk's error message")?;
+                let n = (le_u32(&data[at..]) as usize).min(data.len() - at - 4);
+                let message = String::from_utf8_lossy(&data[at + 4..at + 4 + n]);
+                return Err(HeapError::Corrupt { offset: pos as u64, reason: format!("the walk inside the interpreter failed: {message}") });
+            }
+            other => {
+                return Err(HeapError::Corrupt { offset: pos as u64, reason: format!("unknown record tag 0x{other:02x}") });
+            }
+        }
+    }
+}
+
+impl<'a> PythonGraph<'a> {
+    pub fn parse(data: &'a [u8], reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
+        let Scan { meta, totals, strings, mut objects, mut folds, roots } = scan(data, reading)?;
+        // The first record of an id counts (repeats are untracked objects written again).
+        objects.sort_unstable();
+        objects.dedup_by_key(|o| o.0);
+        folds.sort_unstable_by_key(|f| f.1);
+        folds.dedup_by_key(|f| f.1);
+        let has = |id: u64| objects.binary_search_by_key(&id, |o| o.0).is_ok();
+        // A dict folds into its owner only when both were written (and the owner is no folded dict itself).
+        folds.retain(|&(owner, dict)| owner != dict && has(owner) && has(dict));
+        let folded_ids: Vec<u64> = folds.iter().map(|f| f.1).collect();
+        let owners_folded = |id: u64| folded_ids.binary_search(&id).is_ok();
+        folds.retain(|&(owner, _)| !owners_folded(owner));
+        let fold_target: Vec<(u64, u64)> = folds.iter().map(|&(owner, dict)| (dict, owner)).collect();
+        let is_folded = |id: u64| fold_target.binary_search_by_key(&id, |f| f.0).is_ok();
+        let nodes: Vec<(u64, u64)> = objects.iter().copied().filter(|&(id, _)| !is_folded(id)).collect();
+        let ids: Vec<u64> = nodes.iter().map(|n| n.0).collect();
+        let record_at: Vec<u64> = nodes.iter().map(|n| n.1).collect();
+        let offset_of = |id: u64| objects.binary_search_by_key(&id, |o| o.0).ok().map(|i| objects[i].1);
+        let mut folded: Vec<(u32, u64)> = folds
+            .iter()
+            .filter_map(|&(owner, dict)| Some((ids.binary_search(&owner).ok()? as u32, offset_of(dict)?)))
+            .collect();
+        folded.sort_unstable();
+        drop(objects);
+
+        let resolve = |id: u64| -> Option<u32> {
+            let id = match fold_target.binary_search_by_key(&id, |f| f.0) {
+                Ok(i) => fold_target[i].1,
+                Err(_) => id,
+            };
+            ids.binary_search(&id).ok().map(|i| i as u32)
+        };
+        let n = ids.len();
+        let mut class_index = vec![u32::MAX; strings.len()];
+        let mut class_names = Vec::new();
+        let mut class_of = Vec::with_capacity(n);
+        let mut shallow = Vec::with_capacity(n);
+        let mut length = Vec::with_capacity(n);
+        let mut edge_start = Vec::with_capacity(n + 1);
+        let mut edges = Vec::new();
+        let string = |s: u32| -> &str {
+            let (at, len) = strings[s as usize];
+            std::str::from_utf8(&data[at as usize..(at + len) as usize]).unwrap_or("?")
+        };
+        let mut next_fold = 0usize;
+        for (node, &at) in record_at.iter().enumerate() {
+            let record = Record::at(data, at as usize);
+            let class = &mut class_index[record.type_name as usize];
+            if *class == u32::MAX {
+                *class = class_names.len() as u32;
+                class_names.push(string(record.type_name).to_string());
+            }
+            class_of.push(*class);
+            edge_start.push(u32::try_from(edges.len()).map_err(|_| HeapError::Corrupt { offset: at, reason: "more than 4 billion references".into() })?);
+            let mut size = record.size;
+            length.push(if record.length == NO_LENGTH { u32::MAX } else { record.length.min(u32::MAX as u64 - 1) as u32 });
+            let mut add = |record: &Record| {
+                for (target, _, _) in record.edges() {
+                    if let Some(t) = resolve(target) {
+                        if t as usize != node {
+                            edges.push(t);
+                        }
+                    }
+                }
+            };
+            add(&record);
+            while next_fold < folded.len() && folded[next_fold].0 as usize == node {
+                let dict = Record::at(data, folded[next_fold].1 as usize);
+                size += dict.size;
+                add(&dict);
+                next_fold += 1;
+            }
+            shallow.push(size);
+        }
+        edge_start.push(edges.len() as u32);
+        let holder_classes = [
+            class_names.iter().position(|c| c == "module").map_or(u32::MAX, |i| i as u32),
+            class_names.iter().position(|c| c == "type").map_or(u32::MAX, |i| i as u32),
+        ];
+        let mut graph = PythonGraph {
+            data,
+            meta,
+            totals,
+            ids,
+            record_at,
+            folded,
+            fold_target,
+            class_of,
+            class_names,
+            shallow,
+            length,
+            edge_start,
+            edges,
+            roots: Vec::new(),
+            strings,
+            holder_classes,
+            root_labels: Vec::new(),
+        };
+        graph.roots = graph.find_roots(&roots);
+        graph.root_labels = roots
+            .iter()
+            .filter(|r| r.1 == ROOT_MODULES && r.2 != NO_STRING)
+            .filter_map(|&(id, _, label)| Some((graph.index_of(id)?, label)))
+            .collect();
+        graph.root_labels.sort_unstable();
+        Ok(graph)
+    }
+
+    /// The snapshot's own roots, then objects nothing refers to, then one
+    /// object of every cycle still not reached.
+    fn find_roots(&self, named: &[(u64, u8, u32)]) -> Vec<(u32, u8)> {
+        let n = self.ids.len();
+        let mut kind = vec![u8::MAX; n];
+        for &(id, k, _) in named {
+            if let Ok(node) = self.ids.binary_search(&id) {
+                kind[node] = kind[node].min(k);
+            }
+        }
+        let mut referenced = vec![false; n];
+        for &t in &self.edges {
+            referenced[t as usize] = true;
+        }
+        for node in 0..n {
+            if kind[node] == u8::MAX && !referenced[node] {
+                kind[node] = ROOT_UNREFERENCED;
+            }
+        }
+        let mut reached = vec![false; n];
+        let mut stack: Vec<u32> = (0..n as u32).filter(|&v| kind[v as usize] != u8::MAX).collect();
+        let visit = |stack: &mut Vec<u32>, reached: &mut Vec<bool>| {
+            while let Some(v) = stack.pop() {
+                if std::mem::replace(&mut reached[v as usize], true) {
+                    continue;
+                }
+                for &w in self.successors(v) {
+                    if !reached[w as usize] {
+                        stack.push(w);
+                    }
+                }
+            }
+        };
+        visit(&mut stack, &mut reached);
+        for node in 0..n {
+            if !reached[node] {
+                kind[node] = ROOT_CYCLE;
+                stack.push(node as u32);
+                visit(&mut stack, &mut reached);
+            }
+        }
+        kind.iter().enumerate().filter(|(_, &k)| k != u8::MAX).map(|(v, &k)| (v as u32, k)).collect()
+    }
+
+    fn string(&self, s: u32) -> &'a str {
+        let Some(&(at, len)) = self.strings.get(s as usize) else { return "?" };
+        std::str::from_utf8(&self.data[at as usize..(at + len) as usize]).unwrap_or("?")
+    }
+
+    fn record(&self, node: u32) -> Record<'a> {
+        Record::at(self.data, self.record_at[node as usize] as usize)
+    }
+
+    fn label(&self, node: u32) -> Option<&'a str> {
+        let label = self.record(node).label;
+        (label != NO_STRING).then(|| self.string(label))
+    }
+
+    fn resolve(&self, id: u64) -> Option<u32> {
+        let id = match self.fold_target.binary_search_by_key(&id, |f| f.0) {
+            Ok(i) => self.fold_target[i].1,
+            Err(_) => id,
+        };
+        self.ids.binary_search(&id).ok().map(|i| i as u32)
+    }
+
+    /// The node's own record and the records of the dicts folded into it.
+    fn records_of(&self, node: u32) -> impl Iterator<Item = Record<'a>> + '_ {
+        let first = self.folded.partition_point(|f| f.0 < node);
+        let dicts = self.folded[first..].iter().take_while(move |f| f.0 == node);
+        std::iter::once(self.record(node)).chain(dicts.map(|f| Record::at(self.data, f.1 as usize)))
+    }
+}
+
+impl ObjectGraph for PythonGraph<'_> {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+    fn successors(&self, node: u32) -> &[u32] {
+        let v = node as usize;
+        &self.edges[self.edge_start[v] as usize..self.edge_start[v + 1] as usize]
+    }
+    fn shallow(&self, node: u32) -> u64 {
+        self.shallow[node as usize]
+    }
+    fn class_of(&self) -> &[u32] {
+        &self.class_of
+    }
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn roots(&self) -> &[(u32, u8)] {
+        &self.roots
+    }
+    fn root_kind_name(&self, kind: u8) -> String {
+        match kind {
+            ROOT_MODULES => "sys.modules",
+            ROOT_FRAME => "a thread's frame",
+            ROOT_UNREFERENCED => "held by C code or the interpreter",
+            ROOT_CYCLE => "a cycle nothing else reaches",
+            _ => "root",
+        }
+        .into()
+    }
+    fn id(&self, node: u32) -> u64 {
+        self.ids[node as usize]
+    }
+    fn ids(&self) -> Vec<u64> {
+        self.ids.clone()
+    }
+    fn index_of(&self, id: u64) -> Option<u32> {
+        self.ids.binary_search(&id).ok().map(|i| i as u32)
+    }
+    /// The first reference from `from` to `to` that has a name (an unnamed one may come first).
+    fn edge_name(&self, from: u32, to: u32) -> Option<String> {
+        self.records_of(from).find_map(|record| {
+            record.edges().find_map(|(target, kind, value)| {
+                if kind == EDGE_UNNAMED || self.resolve(target) != Some(to) {
+                    return None;
+                }
+                Some(match kind {
+                    EDGE_NAMED => self.string(value).to_string(),
+                    EDGE_INDEX => format!("[{value}]"),
+                    _ => "(key)".into(),
+                })
+            })
+        })
+    }
+    fn display_class(&self, node: u32) -> String {
+        if let Ok(i) = self.root_labels.binary_search_by_key(&node, |r| r.0) {
+            return self.string(self.root_labels[i].1).to_string();
+        }
+        let class = self.class_name(node);
+        match (class, self.label(node)) {
+            ("module", Some(name)) => format!("module {name}"),
+            ("type", Some(name)) => format!("class {name}"),
+            ("function", Some(name)) => format!("function {name}"),
+            ("frame", Some(name)) => format!("frame {name}"),
+            _ => class.to_string(),
+        }
+    }
+    fn role(&self, node: u32) -> Role {
+        let class = self.class_of[node as usize];
+        if self.holder_classes.contains(&class) {
+            return Role::Holder;
+        }
+        match self.length[node as usize] {
+            u32::MAX => Role::Object,
+            n if matches!(self.class_names[class as usize].as_str(), "list" | "tuple" | "dict" | "set" | "frozenset") => Role::Array(n as u64),
+            _ => Role::Object,
+        }
+    }
+    /// `app.models.Item` → `Item`; names with a space (`module app.cache`) and `sys.modules` stay whole.
+    fn short_name<'n>(&self, name: &'n str) -> &'n str {
+        if name.contains(' ') || name == "sys.modules" {
+            name
+        } else {
+            crate::names::short_name(name)
+        }
+    }
+    fn facts(&self) -> DumpFacts {
+        DumpFacts {
+            format: "python",
+            runtime: "python",
+            id_size: 8,
+            timestamp_ms: self.meta.time_ms,
+            classes: self.class_names.len() as u64,
+            ..DumpFacts::default()
+        }
+    }
+}
