@@ -75,6 +75,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
         args.file.display(),
         match s.format.as_str() {
             "v8" => "V8 heap snapshot (Node.js),".to_string(),
+            "python" => "Python heap snapshot (CPython),".to_string(),
             _ => format!("HPROF (Java, {}-byte ids),", s.id_size),
         },
         s.objects,
@@ -126,7 +127,7 @@ pub fn diff(args: DiffArgs) -> Result<(), String> {
     let before = run_analysis(&args.before, 20)?;
     let after = run_analysis(&args.after, 20)?;
     let mut diff: HeapDiff = leakscope_heap::diff::diff(&before, &after);
-    if before.summary.format == "v8" && after.summary.format == "v8" {
+    if before.summary.format == after.summary.format && matches!(before.summary.format.as_str(), "v8" | "python") {
         // Two snapshots of one process also compare object by object (None: two processes).
         diff.objects = leakscope_heap::diff::compare_object_files(&args.before, &args.after).map_err(|e| e.to_string())?;
     }

@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// Least time between two automatic dumps of one container (at most two per day and container).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub auto_capture_spacing: Duration,
+    /// How long a Python process may take to start Leakscope's heap walk (its main thread
+    /// may be blocked in a C call) and the walk to finish; then the capture fails and the walk is dropped.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub python_walk_timeout: Duration,
     /// Mark session cookies Secure (set this when a TLS proxy is in front; `X-Forwarded-Proto: https` does it per request).
     #[arg(long)]
     pub secure_cookies: bool,

@@ -51,6 +51,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.cgroup_root = args.cgroup_root.clone();
     config.detect.min_age_seconds = args.leak_min_age.as_secs_f64();
     config.auto_capture = leakscope_engine::AutoCaptureConfig { policy: args.auto_capture, spacing: args.auto_capture_spacing };
+    config.python_walk_timeout = args.python_walk_timeout;
     let site = site_root(args.site_root.clone());
     if let Err(missing) = use_capture_helpers(&mut config, args.agent.clone(), &site) {
         tracing::warn!(agent = %missing.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");

@@ -444,7 +444,10 @@ fn CapturePanel(
                 "A dump holds everything in the process's memory, secrets included: downloads are audited. "
                 "A dump pauses the process while it is written. For Node.js, Leakscope opens the process's inspector "
                 "(SIGUSR1, 127.0.0.1:9229 inside the container) for the seconds of the snapshot and closes it again; "
-                "while it is open, any process in that container could run code in node."
+                "while it is open, any process in that container could run code in node. For Python, Leakscope's helper runs "
+                "for a moment in a container beside this one with CAP_SYS_PTRACE only, stops the interpreter's main thread "
+                "for milliseconds to queue its walk of the heap (which then runs inside the interpreter and holds it while it "
+                "walks), and is removed again; while attached, it could run any code in the process."
             </p>
             {auto_capture.map(|text| view! {
                 <p class="muted" id="auto-capture">"Automatic dumps: " {text}
@@ -488,6 +491,7 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         "java-attach" => "with Leakscope's attach client on the container's own java (no jcmd, /tmp is noexec)".to_string(),
         "node-inspector" => "over node's inspector, with Leakscope's helper".to_string(),
         "node-client" => "over node's inspector, with Leakscope's script on the container's own node (/tmp is noexec)".to_string(),
+        "python-walk" => "by Leakscope's walk inside the interpreter, queued through ptrace by the helper beside the container".to_string(),
         _ => "with Leakscope's attach helper (the image has no jcmd)".to_string(),
     });
     let objects = job.objects_total.filter(|t| *t > 0).map(|total| {
@@ -497,7 +501,10 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
     let inspector = job
         .inspector
         .clone()
-        .map(|i| view! { <p class="muted" id="capture-inspector">"Inspector: " {i}</p> });
+        .map(|i| {
+            let what = if job.runtime.as_deref() == Some("python") { "ptrace: " } else { "Inspector: " };
+            view! { <p class="muted" id="capture-inspector">{what} {i}</p> }
+        });
     let choices = job
         .processes
         .iter()

@@ -597,6 +597,7 @@ fn signed_bytes(delta: i64) -> String {
 pub fn download_label(format: &str) -> &'static str {
     match format {
         "v8" => "Download .heapsnapshot",
+        "python" => "Download .pyheap",
         _ => "Download .hprof",
     }
 }
@@ -604,6 +605,7 @@ pub fn download_label(format: &str) -> &'static str {
 fn opens_in(format: &str) -> &'static str {
     match format {
         "v8" => " (opens in Chrome DevTools' Memory tab and in memlab)",
+        "python" => " (Leakscope's own format: `leakscope analyze FILE` reads it offline)",
         _ => " (opens in Eclipse MAT or VisualVM)",
     }
 }

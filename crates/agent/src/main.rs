@@ -5,6 +5,8 @@
 //!   leakscope-agent dump PID PATH    ask JVM PID to write a heap dump of live objects to PATH (HotSpot attach)
 //!   leakscope-agent nodes            one line per node process: pid uid gid inspector sigusr1 rss_kib cmdline
 //!   leakscope-agent node-snapshot PID  heap snapshot of node PID over its inspector, to stdout
+//!   leakscope-agent pythons          one line per CPython process: pid uid gid version rss_kib cmdline
+//!   leakscope-agent python-snapshot PID [SECONDS]  heap snapshot of CPython PID (ptrace: needs CAP_SYS_PTRACE), to stdout
 //!   leakscope-agent cat PATH         copy a file to stdout (for read-only root filesystems and tmpfs)
 //!   leakscope-agent rm PATH...       remove files, missing ones included
 //!
@@ -14,6 +16,7 @@
 mod java;
 mod node;
 mod procfs;
+mod python;
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -25,6 +28,12 @@ fn main() -> ExitCode {
         ["dump", pid, path] => parse_pid(pid).and_then(|pid| java::dump(pid, path)),
         ["nodes"] => node::list(),
         ["node-snapshot", pid] => parse_pid(pid).and_then(node::snapshot),
+        ["pythons"] => python::list(),
+        ["python-snapshot", pid] => parse_pid(pid).and_then(|pid| python::snapshot(pid, 600)),
+        ["python-snapshot", pid, seconds] => parse_pid(pid).and_then(|pid| {
+            let seconds = seconds.parse::<u64>().map_err(|_| format!("not a number of seconds: {seconds}"))?;
+            python::snapshot(pid, seconds.max(1))
+        }),
         ["cat", path] => cat(path),
         ["rm", paths @ ..] => {
             for path in paths {
@@ -36,7 +45,7 @@ fn main() -> ExitCode {
             println!("leakscope-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err("usage: leakscope-agent jvms | dump PID PATH | nodes | node-snapshot PID | cat PATH | rm PATH... | version".into()),
+        _ => Err("usage: leakscope-agent jvms | dump PID PATH | nodes | node-snapshot PID | pythons | python-snapshot PID [SECONDS] | cat PATH | rm PATH... | version".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

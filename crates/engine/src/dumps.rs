@@ -154,11 +154,11 @@ impl DumpStore {
 
     /// The stored file of a dump, whichever format it holds.
     pub fn file_of(&self, id: &str) -> PathBuf {
-        let snapshot = self.file_for(id, "v8");
-        if snapshot.exists() {
-            return snapshot;
-        }
-        self.file_for(id, "hprof")
+        leakscope_heap::Format::ALL
+            .into_iter()
+            .map(|f| self.file_for(id, f.key()))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| self.file_for(id, "hprof"))
     }
 
     fn file_for(&self, id: &str, format: &str) -> PathBuf {
@@ -320,13 +320,13 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
     let format = match leakscope_heap::formats::sniff(&magic[..m]) {
         Some(_) if m < 18 => None,
         Some(leakscope_heap::Format::Hprof) if magic.starts_with(b"JAVA PROFILE 1.0.") => Some("hprof"),
-        Some(leakscope_heap::Format::V8) => Some("v8"),
+        Some(f @ (leakscope_heap::Format::V8 | leakscope_heap::Format::Python)) => Some(f.key()),
         _ => None,
     };
     let Some(format) = format else {
         return Err(EngineError::BadRequest(
-            "not an HPROF heap dump nor a V8 heap snapshot (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.', \
-             or a .heapsnapshot from Node.js or Chrome, gzipped or not)"
+            "not an HPROF heap dump, a V8 heap snapshot nor a Leakscope Python heap snapshot (expected a .hprof or .hprof.gz \
+             that starts with 'JAVA PROFILE 1.0.', a .heapsnapshot from Node.js or Chrome, or a .pyheap, gzipped or not)"
                 .into(),
         ));
     };
@@ -342,17 +342,11 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
 
 /// The file extension a dump of this format is downloaded (and stored) with.
 pub fn extension_of(format: &str) -> &'static str {
-    match format {
-        "v8" => "heapsnapshot",
-        _ => "hprof",
-    }
+    leakscope_heap::Format::from_key(format).unwrap_or(leakscope_heap::Format::Hprof).extension()
 }
 
 fn runtime_of(format: &str) -> &'static str {
-    match format {
-        "v8" => "node",
-        _ => "java",
-    }
+    leakscope_heap::Format::from_key(format).unwrap_or(leakscope_heap::Format::Hprof).runtime()
 }
 
 fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -75,6 +75,9 @@ pub struct EngineConfig {
     pub detect: leakscope_detect::Params,
     /// Automatic heap dumps (off unless configured or labelled).
     pub auto_capture: AutoCaptureConfig,
+    /// How long a Python interpreter may take to start Leakscope's walk (its main
+    /// thread may be blocked in a C call) and the walk to finish.
+    pub python_walk_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -91,6 +94,7 @@ impl EngineConfig {
             attach_jar_path: None,
             detect: leakscope_detect::Params::default(),
             auto_capture: AutoCaptureConfig::default(),
+            python_walk_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -705,17 +709,20 @@ impl Engine {
 }
 
 fn format_name(format: &str) -> &'static str {
-    match format {
-        "v8" => "a V8 heap snapshot (Node.js)",
-        _ => "an HPROF dump (Java)",
-    }
+    leakscope_heap::Format::from_key(format).unwrap_or(leakscope_heap::Format::Hprof).description()
 }
 
 /// Two V8 snapshots whose object ids may name the same objects: V8 keeps ids
 /// for the life of one inspector session or of a process writing its own
 /// snapshots (`v8.writeHeapSnapshot()`), so uploads qualify. A capture opens
 /// a new inspector session, and closing one resets V8's ids, so two captures
-/// never do. The comparison itself still refuses ids that change class.
+/// never do. Python snapshots name objects by address, stable while the
+/// object lives: two captures of one process (same container, same pid)
+/// qualify. The comparison itself still refuses ids that change class.
 fn same_process_snapshots(before: &leakscope_model::dumps::DumpInfo, after: &leakscope_model::dumps::DumpInfo) -> bool {
-    before.format == "v8" && after.format == "v8" && before.trigger == "upload" && after.trigger == "upload"
+    match (before.format.as_str(), after.format.as_str()) {
+        ("v8", "v8") => before.trigger == "upload" && after.trigger == "upload",
+        ("python", "python") => before.container_id.is_some() && before.container_id == after.container_id && before.pid.is_some() && before.pid == after.pid,
+        _ => false,
+    }
 }

@@ -130,7 +130,14 @@ fn compare_sorted(old: &[(u64, u32, u64)], new: &[(u64, u32, u64)], classes: Has
         match (old.get(i), new.get(j)) {
             (Some(a), Some(b)) if a.0 == b.0 => {
                 matched += 1;
-                mismatched += u64::from(a.1 != b.1);
+                if a.1 != b.1 {
+                    // The id was freed and reused (a Python address): one object gone, one new.
+                    mismatched += 1;
+                    totals[a.1 as usize].2 += 1;
+                    totals[a.1 as usize].3 += a.2;
+                    totals[b.1 as usize].0 += 1;
+                    totals[b.1 as usize].1 += b.2;
+                }
                 i += 1;
                 j += 1;
             }

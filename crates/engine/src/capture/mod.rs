@@ -11,6 +11,8 @@
 
 mod java;
 mod node;
+mod python;
+mod sidecar;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -221,9 +223,22 @@ trait Recipe: Send + Sync {
     }
 }
 
-fn recipes() -> [&'static dyn Recipe; 2] {
-    [&java::Java, &node::Node]
+fn recipes() -> [&'static dyn Recipe; 3] {
+    [&java::Java, &node::Node, &python::Python]
 }
+
+/// The error lines of the helper or the script, without status lines.
+pub(super) fn said(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| !l.starts_with("leakscope: "))
+        .map(|l| l.strip_prefix("leakscope-error: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim()
+        .to_string()
+}
+
 
 /// A dump in the staging area, with what the recipe learnt on the way.
 struct Produced {
@@ -618,9 +633,49 @@ impl Capture {
         tx: mpsc::Sender<Chunk>,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> StepResult<ExecOutput> {
-        const KEEP: usize = 1 << 20;
         let what = cmd.first().cloned().unwrap_or_default();
         let (exec_id, mut output, writer) = self.start_exec(cmd, user, input).await?;
+        let (stderr, failure) = self.pump(&what, &mut output, &tx, on_line).await;
+        if let Some(writer) = writer {
+            writer.abort();
+        }
+
+        if let Some(message) = failure {
+            let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
+            return Err(message);
+        }
+        let exit_code = self
+            .docker
+            .inspect_exec(&exec_id)
+            .await
+            .ok()
+            .and_then(|i| i.exit_code)
+            .unwrap_or(-1);
+        if exit_code != 0 {
+            let _ = tx
+                .send(Err(std::io::Error::other(format!(
+                    "{what} exited with {exit_code}"
+                ))))
+                .await;
+        }
+        Ok(ExecOutput {
+            exit_code,
+            stdout: String::new(),
+            stderr,
+        })
+    }
+
+    /// Sends a command's stdout into `tx` as it arrives, counting bytes for the
+    /// job; `on_line` sees each stderr line. Returns stderr (bounded) and why the
+    /// stream broke, if it did.
+    async fn pump(
+        &self,
+        what: &str,
+        output: &mut ExecStream,
+        tx: &mpsc::Sender<Chunk>,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> (String, Option<String>) {
+        const KEEP: usize = 1 << 20;
         let mut progress = Progress::new(&self.engine, &self.job);
         let (mut stderr, mut line) = (String::new(), Vec::new());
         let mut failure = None;
@@ -653,36 +708,11 @@ impl Capture {
                 }
             }
         }
-        if let Some(writer) = writer {
-            writer.abort();
-        }
         progress.finish();
         if !line.is_empty() {
             stderr.push_str(&String::from_utf8_lossy(&line));
         }
-        if let Some(message) = failure {
-            let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
-            return Err(message);
-        }
-        let exit_code = self
-            .docker
-            .inspect_exec(&exec_id)
-            .await
-            .ok()
-            .and_then(|i| i.exit_code)
-            .unwrap_or(-1);
-        if exit_code != 0 {
-            let _ = tx
-                .send(Err(std::io::Error::other(format!(
-                    "{what} exited with {exit_code}"
-                ))))
-                .await;
-        }
-        Ok(ExecOutput {
-            exit_code,
-            stdout: String::new(),
-            stderr,
-        })
+        (stderr, failure)
     }
 
     /// A staging task fed by the returned sender: the dump goes to disk as it arrives.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{Capture, Produced, Recipe, StepResult};
+use super::{said, Capture, Produced, Recipe, StepResult};
 
 /// The JavaScript twin of the helper's Node.js commands.
 const NODE_CLIENT: &str = include_str!("node_client.js");
@@ -221,18 +221,6 @@ impl Status {
             _ => None,
         }
     }
-}
-
-/// The error lines of the helper or the script, without status lines.
-fn said(stderr: &str) -> String {
-    stderr
-        .lines()
-        .filter(|l| !l.starts_with("leakscope: "))
-        .map(|l| l.strip_prefix("leakscope-error: ").unwrap_or(l))
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim()
-        .to_string()
 }
 
 /// `nodes` lines: pid uid gid inspector sigusr1 rss_kib command (tab-separated).
