@@ -9,7 +9,7 @@
 # Given in the globals: _LS = (port, token, timeout_secs) or, for tests,
 # _LS_SINK = a writable binary file.
 #
-# Only builtin modules (gc, sys, _socket, _struct, time): images with
+# Only builtin modules (gc, sys, _socket, _struct, time, array, itertools): images with
 # python3-minimal have no socket.py. It never calls code of the program's
 # own classes except sys.getsizeof (their __sizeof__, as every heap tool does)
 # and, on 3.11+, reading __dict__ of at most 256 instances per class (which
@@ -21,6 +21,8 @@ def _leakscope_walk(port, token, timeout, sink):
     import sys
     import time
     import _struct
+    from array import array
+    from itertools import filterfalse
 
     before_modules = set(sys.modules)
     started = time.monotonic()
@@ -40,7 +42,6 @@ def _leakscope_walk(port, token, timeout, sink):
         else:
             out = sink.write
         pack_obj = _struct.Struct("<cQIQQII").pack
-        pack_edge = _struct.Struct("<QBI").pack
         pack_str = _struct.Struct("<cI").pack
         pack_fold = _struct.Struct("<cQQ").pack
         pack_root = _struct.Struct("<cQBI").pack
@@ -48,6 +49,7 @@ def _leakscope_walk(port, token, timeout, sink):
         NONE = 0xFFFFFFFF
         NOLEN = 0xFFFFFFFFFFFFFFFF
         NAMED, INDEX, UNNAMED, KEY = 0, 1, 2, 3
+        INDEX_BYTE, UNNAMED_BYTE = bytes([INDEX]), bytes([UNNAMED])
         HEAP_TYPE = 1 << 9
         strings = {}
 
@@ -77,6 +79,8 @@ def _leakscope_walk(port, token, timeout, sink):
         atoms = (str, bytes, int, float, bool, complex, type(None))
         module_type = type(sys)
         frame_type = type(sys._getframe())
+        code_type = type(_leakscope_walk.__code__)
+        function_type = type(_leakscope_walk)
         type_names = {}
         named_instances = {}
         key_order = {}
@@ -106,22 +110,50 @@ def _leakscope_walk(port, token, timeout, sink):
                 return sid("[" + repr(k) + "]")
             return NONE
 
-        def emit(o, edges, label=NONE):
+        # Edges travel as three columns (targets, kinds, values): the ids are
+        # packed by array() in C, which keeps the walk near guppy3's speed.
+        def unnamed(targets):
+            n = len(targets)
+            return targets, UNNAMED_BYTE * n, bytes(4 * n)
+
+        def mixed(pairs):
+            # (target, kind, value) triples: for the few objects whose edges have names.
+            return [p[0] for p in pairs], bytes(p[1] for p in pairs), array("I", [p[2] for p in pairs])
+
+        def emit(o, targets, kinds, values, label):
             t = type(o)
             try:
                 size = getsizeof(o)
             except Exception:
                 size = 0
-            length = len(o) if t in sized else NOLEN
-            buf.extend(pack_obj(b"o", id(o), type_sid(t), size, length, label, len(edges)))
-            for target, kind, value in edges:
-                buf.extend(pack_edge(id(target), kind, value))
+            ts = type_names.get(t)
+            if ts is None:
+                ts = type_sid(t)
+            buf.extend(pack_obj(b"o", id(o), ts, size, len(o) if t in sized else NOLEN, label, len(targets)))
+            if targets:
+                buf.extend(array("Q", map(id, targets)))
+                buf.extend(kinds)
+                buf.extend(values)
 
-        def dict_edges(d, edges):
-            for k, v in d.items():
-                edges.append((k, KEY, 0))
-                n = key_name(k)
-                edges.append((v, UNNAMED, 0) if n == NONE else (v, NAMED, n))
+        def dict_edges(d):
+            keys = list(d)
+            n = len(keys)
+            targets = [None] * (2 * n)
+            targets[0::2] = keys
+            targets[1::2] = d.values()
+            kinds = bytearray(2 * n)
+            values = array("I", bytes(8 * n))
+            get = strings.get
+            for i, k in enumerate(keys):
+                kinds[2 * i] = KEY
+                name = get(k) if type(k) is str else None
+                if name is None:
+                    name = key_name(k)
+                if name == NONE:
+                    kinds[2 * i + 1] = UNNAMED
+                else:
+                    values[2 * i + 1] = name
+            return targets, kinds, values
 
         def instance_dict(o, t, refs):
             # The instance's own attribute dict, when one exists or may be made.
@@ -139,31 +171,52 @@ def _leakscope_walk(port, token, timeout, sink):
                 except Exception:
                     return None
                 if type(d) is dict:
-                    key_order[t] = [k for k in d]
+                    key_order[t] = [key_name(k) for k in d]
                     return d
             return None
 
         def describe(o):
-            # Edges with names, and what the object folds in (a __dict__ that is its own).
+            # Edges (three columns), what the object folds in (its own __dict__),
+            # whether that dict may be new, and a label.
             t = type(o)
-            refs = get_referents(o)
-            edges = []
-            folded = None
-            fresh = False
-            label = NONE
             if t is dict:
-                dict_edges(o, edges)
-            elif t is list or t is tuple:
-                edges = [(r, INDEX, i) for i, r in enumerate(o)]
-            elif t is module_type:
+                return dict_edges(o) + (None, False, NONE)
+            if t is list or t is tuple:
+                n = len(o)
+                return o, INDEX_BYTE * n, array("I", range(n)), None, False, NONE
+            refs = get_referents(o)
+            if t is module_type:
                 d = getattr(o, "__dict__", None)
                 name = d.get("__name__") if type(d) is dict else None
-                if type(name) is str:
-                    label = sid(name)
+                label = sid(name) if type(name) is str else NONE
                 if type(d) is dict:
-                    folded = d
-                    edges = [(r, UNNAMED, 0) for r in refs if r is not d]
-            elif isinstance(o, type):
+                    return unnamed([r for r in refs if r is not d]) + (d, False, label)
+                return unnamed(refs) + (None, False, label)
+            if t.__dictoffset__ != 0 and t.__flags__ & HEAP_TYPE:  # instances of classes written in Python
+                d = instance_dict(o, t, refs)
+                if d is not None:
+                    if managed_dicts:
+                        refs = get_referents(o)  # the values are now the dict's, not the instance's
+                    pairs = [(r, UNNAMED, 0) for r in refs if r is not d and r is not t]
+                    pairs.append((t, NAMED, CLASS))
+                    # On 3.11+ reading __dict__ may have just made it: not in gc.get_objects().
+                    return mixed(pairs) + (d, managed_dicts, NONE)
+                values = [r for r in refs if r is not t]
+                values.append(t)
+                n = len(values)
+                # The kinds and names of a class's attributes are the same for all
+                # its instances of one size: made once, reused (most objects are these).
+                columns = instance_columns.get((t, n))
+                if columns is None:
+                    names = key_order.get(t)
+                    if not (managed_dicts and names is not None and len(names) == n - 1):
+                        names = [NONE] * (n - 1)
+                    names = names + [CLASS]
+                    columns = (bytes(UNNAMED if k == NONE else NAMED for k in names), array("I", [0 if k == NONE else k for k in names]))
+                    instance_columns[(t, n)] = columns
+                return values, columns[0], columns[1], None, False, NONE
+            if isinstance(o, type):
+                label = NONE
                 try:
                     name = o.__qualname__
                     label = sid(o.__module__ + "." + name if o.__module__ != "builtins" else name)
@@ -174,65 +227,34 @@ def _leakscope_walk(port, token, timeout, sink):
                 except Exception:
                     inner = ()
                 d = inner[0] if len(inner) == 1 and type(inner[0]) is dict else None
-                folded = d
-                for r in refs:
-                    if r is d:
-                        continue
-                    if r is getattr(o, "__base__", None):
-                        edges.append((r, NAMED, sid("__base__")))
-                    elif r is getattr(o, "__mro__", None):
-                        edges.append((r, NAMED, sid("__mro__")))
-                    else:
-                        edges.append((r, UNNAMED, 0))
-            elif t.__dictoffset__ != 0 and t.__flags__ & HEAP_TYPE:  # instances of classes written in Python
-                d = instance_dict(o, t, refs)
-                if d is not None:
-                    folded = d
-                    # On 3.11+ reading __dict__ may have just made it: not in gc.get_objects().
-                    fresh = managed_dicts
-                    if managed_dicts:
-                        refs = get_referents(o)  # the values are now the dict's, not the instance's
-                    edges = [(r, UNNAMED, 0) for r in refs if r is not d and r is not t]
-                    edges.append((t, NAMED, sid("__class__")))
-                else:
-                    values = [r for r in refs if r is not t]
-                    keys = key_order.get(t)
-                    if managed_dicts and keys is not None and len(keys) == len(values):
-                        edges = [(v, NAMED, key_name(k)) for k, v in zip(keys, values)]
-                    else:
-                        edges = [(v, UNNAMED, 0) for v in values]
-                    edges.append((t, NAMED, sid("__class__")))
-            elif t is frame_type:
+                base, mro = getattr(o, "__base__", None), getattr(o, "__mro__", None)
+                pairs = [
+                    (r, NAMED, BASE) if r is base else (r, NAMED, MRO) if r is mro else (r, UNNAMED, 0)
+                    for r in refs
+                    if r is not d
+                ]
+                return mixed(pairs) + (d, False, label)
+            if t is frame_type:
                 code = o.f_code
                 label = sid("%s line %d" % (getattr(code, "co_qualname", code.co_name), o.f_lineno or 0))
-                edges = [(r, UNNAMED, 0) for r in refs]
-            else:
-                code = getattr(o, "__code__", None) if t.__name__ == "function" else None
-                if code is not None:
-                    try:
-                        label = sid(o.__qualname__)
-                    except Exception:
-                        pass
-                    for r in refs:
-                        if r is o.__globals__:
-                            edges.append((r, NAMED, sid("__globals__")))
-                        elif r is o.__closure__:
-                            edges.append((r, NAMED, sid("__closure__")))
-                        elif r is code:
-                            edges.append((r, NAMED, sid("__code__")))
-                        else:
-                            edges.append((r, UNNAMED, 0))
-                else:
-                    edges = [(r, UNNAMED, 0) for r in refs]
-            return edges, folded, fresh, label
+                return unnamed(refs) + (None, False, label)
+            if t is function_type:
+                label = sid(o.__qualname__) if type(o.__qualname__) is str else NONE
+                named = {id(o.__globals__): GLOBALS, id(o.__closure__): CLOSURE, id(o.__code__): CODE}
+                pairs = [(r, NAMED, named[id(r)]) if id(r) in named else (r, UNNAMED, 0) for r in refs]
+                return mixed(pairs) + (None, False, label)
+            return unnamed(refs) + (None, False, NONE)
 
         leaves_seen = set()
+        instance_columns = {}
         objects = 0
+        CLASS, BASE, MRO = sid("__class__"), sid("__base__"), sid("__mro__")
+        GLOBALS, CLOSURE, CODE = sid("__globals__"), sid("__closure__"), sid("__code__")
 
         def walk_one(o):
             nonlocal objects
-            edges, folded, fresh, label = describe(o)
-            emit(o, edges, label)
+            targets, kinds, values, folded, fresh, label = describe(o)
+            emit(o, targets, kinds, values, label)
             objects += 1
             if folded is not None:
                 buf.extend(pack_fold(b"f", id(o), id(folded)))
@@ -240,15 +262,32 @@ def _leakscope_walk(port, token, timeout, sink):
                     walk_one(folded)  # maybe written twice: the reader keeps the first
                 elif not is_tracked(folded):
                     walk_untracked(folded)
-            for target, _, _ in edges:
-                if not is_tracked(target):
-                    walk_untracked(target)
+            walk_referents(targets)
 
-        def walk_untracked(o):
+        def walk_referents(targets):
             # Untracked objects (str, int, bytes, dicts and tuples of only those)
             # are not in gc.get_objects(); each is written when first met. The
             # set of those already written is cleared now and then to bound our
             # own memory; the reader drops the repeats.
+            nonlocal objects
+            if len(leaves_seen) > 200000:
+                leaves_seen.clear()
+            for r in filterfalse(is_tracked, targets):
+                i = id(r)
+                if i in leaves_seen:
+                    continue
+                t = type(r)
+                if t in atoms:
+                    leaves_seen.add(i)
+                    ts = type_names.get(t)
+                    if ts is None:
+                        ts = type_sid(t)
+                    buf.extend(pack_obj(b"o", i, ts, getsizeof(r), len(r) if t is str or t is bytes else NOLEN, NONE, 0))
+                    objects += 1
+                else:
+                    walk_untracked(r)
+
+        def walk_untracked(o):
             nonlocal objects
             i = id(o)
             if i in leaves_seen or i in ours:
@@ -256,22 +295,15 @@ def _leakscope_walk(port, token, timeout, sink):
             if len(leaves_seen) > 200000:
                 leaves_seen.clear()
             leaves_seen.add(i)
-            t = type(o)
-            if t not in atoms:
-                edges = describe(o)[0]
-                emit(o, edges)
-                objects += 1
-                for target, _, _ in edges:
-                    if not is_tracked(target):
-                        walk_untracked(target)
-            else:
-                emit(o, ())
-                objects += 1
+            targets, kinds, values, _, _, label = describe(o)
+            emit(o, targets, kinds, values, label)
+            objects += 1
+            walk_referents(targets)
 
         everything = gc.get_objects()
         ours.update((id(everything), id(leaves_seen), id(strings), id(type_names), id(buf), id(ours)))
-        ours.update((id(named_instances), id(key_order)))
-        ours.update(id(p.__self__) for p in (pack_obj, pack_edge, pack_str, pack_fold, pack_root, pack_end))
+        ours.update((id(named_instances), id(key_order), id(instance_columns)))
+        ours.update(id(p.__self__) for p in (pack_obj, pack_str, pack_fold, pack_root, pack_end))
         buf.extend(pack_root(b"r", id(sys.modules), 0, sid("sys.modules")))
         for thread_id, frame in sys._current_frames().items():
             label = sid("thread %d" % thread_id)
@@ -283,8 +315,6 @@ def _leakscope_walk(port, token, timeout, sink):
                 frame = frame.f_back
         deadline = started + timeout
         chunk_started = time.monotonic()
-        code_type = type(_leakscope_walk.__code__)
-        function_type = type(_leakscope_walk)
 
         def our_code(code):
             ours.add(id(code))
@@ -332,9 +362,9 @@ def _leakscope_walk(port, token, timeout, sink):
     finally:
         # The nested functions refer to each other through their cells: clear
         # them, so the walk's own objects go now, not at the next collection.
-        sid = type_sid = key_name = emit = dict_edges = instance_dict = None
-        describe = walk_one = walk_untracked = our_code = None
-        strings = type_names = named_instances = key_order = leaves_seen = ours = None
+        sid = type_sid = key_name = emit = dict_edges = instance_dict = unnamed = mixed = None
+        describe = walk_one = walk_referents = walk_untracked = our_code = None
+        strings = type_names = named_instances = key_order = leaves_seen = ours = instance_columns = None
         buf = None
         if sock is not None:
             try:

@@ -11,8 +11,9 @@
 //! (`python`, `implementation`, `pid`, `time_ms`, `tracemalloc`), then records,
 //! each starting with one tag byte:
 //! - `s` len:u32 utf8[len] — a string; strings are numbered 0, 1, … in order.
-//! - `o` id:u64 type:u32 size:u64 length:u64 label:u32 n:u32, then n edges of
-//!   target:u64 kind:u8 value:u32 — an object: `id()` (its address), its type's
+//! - `o` id:u64 type:u32 size:u64 length:u64 label:u32 n:u32, then its n edges
+//!   in three columns: n targets:u64, n kinds:u8, n values:u32 (columns, so the
+//!   walk packs a whole column in C) — an object: `id()` (its address), its type's
 //!   name (string), `sys.getsizeof`, `len()` for builtin containers and strings
 //!   (else all ones), a label (module, class or function name; else all ones).
 //!   Edge kinds: 0 named (value = string: a dict key, an attribute),
@@ -45,6 +46,9 @@ const EDGE_UNNAMED: u8 = 2;
 const EDGE_KEY: u8 = 3;
 const OBJECT_HEAD: usize = 8 + 4 + 8 + 8 + 4 + 4;
 const EDGE_BYTES: usize = 8 + 1 + 4;
+/// No Python object is a tebibyte; anything bigger is a corrupt size.
+const MAX_OBJECT_BYTES: u64 = 1 << 40;
+const MAX_HEAP_BYTES: u64 = 1 << 62;
 
 pub const ROOT_MODULES: u8 = 0;
 pub const ROOT_FRAME: u8 = 1;
@@ -76,18 +80,18 @@ pub struct PythonGraph<'a> {
     data: &'a [u8],
     pub meta: Meta,
     pub totals: Totals,
-    /// Node ids (addresses), ascending.
-    ids: Vec<u64>,
-    /// Where each node's record starts (edge names and labels are read back from there).
-    record_at: Vec<u64>,
+    /// Where each node's record starts, nodes in ascending id (address) order:
+    /// ids, lengths, labels and edge names are read back from the file.
+    record_at: Offsets,
     /// (owner node, record offset of a dict folded into it), sorted by owner.
     folded: Vec<(u32, u64)>,
     /// Dict ids folded into an owner id, sorted: edges to the dict go to the owner.
     fold_target: Vec<(u64, u64)>,
     class_of: Vec<u32>,
     class_names: Vec<String>,
-    shallow: Vec<u64>,
-    length: Vec<u32>,
+    /// Shallow sizes below 4 GiB; the rare bigger ones in `big_shallow`.
+    shallow: Vec<u32>,
+    big_shallow: Vec<(u32, u64)>,
     edge_start: Vec<u32>,
     edges: Vec<u32>,
     roots: Vec<(u32, u8)>,
@@ -96,6 +100,34 @@ pub struct PythonGraph<'a> {
     holder_classes: [u32; 2],
     /// Names of the snapshot's own roots (`sys.modules`), by node.
     root_labels: Vec<(u32, u32)>,
+}
+
+/// Record offsets in four bytes each while the file allows (it is the biggest per-node column).
+enum Offsets {
+    Small(Vec<u32>),
+    Large(Vec<u64>),
+}
+
+impl Offsets {
+    fn new(offsets: impl ExactSizeIterator<Item = u64>, file_len: usize) -> Offsets {
+        if file_len <= u32::MAX as usize {
+            Offsets::Small(offsets.map(|o| o as u32).collect())
+        } else {
+            Offsets::Large(offsets.collect())
+        }
+    }
+    fn get(&self, node: usize) -> u64 {
+        match self {
+            Offsets::Small(v) => v[node] as u64,
+            Offsets::Large(v) => v[node],
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Offsets::Small(v) => v.len(),
+            Offsets::Large(v) => v.len(),
+        }
+    }
 }
 
 fn le_u32(b: &[u8]) -> u32 {
@@ -135,7 +167,10 @@ impl<'a> Record<'a> {
     }
 
     fn edges(&self) -> impl Iterator<Item = (u64, u8, u32)> + 'a {
-        self.edges.chunks_exact(EDGE_BYTES).map(|e| (le_u64(e), e[8], le_u32(&e[9..])))
+        let n = self.edges.len() / EDGE_BYTES;
+        let (targets, rest) = self.edges.split_at(8 * n);
+        let (kinds, values) = rest.split_at(n);
+        targets.chunks_exact(8).zip(kinds).zip(values.chunks_exact(4)).map(|((t, &k), v)| (le_u64(t), k, le_u32(v)))
     }
 }
 
@@ -211,7 +246,7 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
                 for (k, (_, kind, value)) in record.edges().enumerate() {
                     if ![EDGE_NAMED, EDGE_INDEX, EDGE_UNNAMED, EDGE_KEY].contains(&kind) || (kind == EDGE_NAMED && value >= strings) {
                         return Err(HeapError::Corrupt {
-                            offset: (at + OBJECT_HEAD + k * EDGE_BYTES) as u64,
+                            offset: (at + OBJECT_HEAD + 8 * n + k) as u64,
                             reason: "a reference has an unknown kind or names an unknown string".into(),
                         });
                     }
@@ -263,24 +298,24 @@ impl<'a> PythonGraph<'a> {
         objects.dedup_by_key(|o| o.0);
         folds.sort_unstable_by_key(|f| f.1);
         folds.dedup_by_key(|f| f.1);
-        let has = |id: u64| objects.binary_search_by_key(&id, |o| o.0).is_ok();
+        let offset_of = |objects: &[(u64, u64)], id: u64| objects.binary_search_by_key(&id, |o| o.0).ok().map(|i| objects[i].1);
         // A dict folds into its owner only when both were written (and the owner is no folded dict itself).
-        folds.retain(|&(owner, dict)| owner != dict && has(owner) && has(dict));
+        folds.retain(|&(owner, dict)| owner != dict && offset_of(&objects, owner).is_some() && offset_of(&objects, dict).is_some());
         let folded_ids: Vec<u64> = folds.iter().map(|f| f.1).collect();
-        let owners_folded = |id: u64| folded_ids.binary_search(&id).is_ok();
-        folds.retain(|&(owner, _)| !owners_folded(owner));
+        folds.retain(|&(owner, _)| folded_ids.binary_search(&owner).is_err());
+        drop(folded_ids);
         let fold_target: Vec<(u64, u64)> = folds.iter().map(|&(owner, dict)| (dict, owner)).collect();
-        let is_folded = |id: u64| fold_target.binary_search_by_key(&id, |f| f.0).is_ok();
-        let nodes: Vec<(u64, u64)> = objects.iter().copied().filter(|&(id, _)| !is_folded(id)).collect();
-        let ids: Vec<u64> = nodes.iter().map(|n| n.0).collect();
-        let record_at: Vec<u64> = nodes.iter().map(|n| n.1).collect();
-        let offset_of = |id: u64| objects.binary_search_by_key(&id, |o| o.0).ok().map(|i| objects[i].1);
-        let mut folded: Vec<(u32, u64)> = folds
-            .iter()
-            .filter_map(|&(owner, dict)| Some((ids.binary_search(&owner).ok()? as u32, offset_of(dict)?)))
-            .collect();
-        folded.sort_unstable();
+        let folded_records: Vec<(u64, u64)> = folds.iter().filter_map(|&(owner, dict)| Some((owner, offset_of(&objects, dict)?))).collect();
+        drop(folds);
+        objects.retain(|&(id, _)| fold_target.binary_search_by_key(&id, |f| f.0).is_err());
+        objects.shrink_to_fit();
+        let ids: Vec<u64> = objects.iter().map(|o| o.0).collect();
+        let record_at = Offsets::new(objects.iter().map(|o| o.1), data.len());
         drop(objects);
+        let mut folded: Vec<(u32, u64)> =
+            folded_records.iter().filter_map(|&(owner, at)| Some((ids.binary_search(&owner).ok()? as u32, at))).collect();
+        folded.sort_unstable();
+        drop(folded_records);
 
         let resolve = |id: u64| -> Option<u32> {
             let id = match fold_target.binary_search_by_key(&id, |f| f.0) {
@@ -290,19 +325,25 @@ impl<'a> PythonGraph<'a> {
             ids.binary_search(&id).ok().map(|i| i as u32)
         };
         let n = ids.len();
+        // Exact sizes up front: no doubling of the biggest column.
+        let edge_total: usize = (0..n).map(|v| Record::at(data, record_at.get(v) as usize).edges.len() / EDGE_BYTES).sum::<usize>()
+            + folded.iter().map(|f| Record::at(data, f.1 as usize).edges.len() / EDGE_BYTES).sum::<usize>();
         let mut class_index = vec![u32::MAX; strings.len()];
         let mut class_names = Vec::new();
         let mut class_of = Vec::with_capacity(n);
         let mut shallow = Vec::with_capacity(n);
-        let mut length = Vec::with_capacity(n);
+        let mut big_shallow = Vec::new();
         let mut edge_start = Vec::with_capacity(n + 1);
-        let mut edges = Vec::new();
+        let mut edges = Vec::with_capacity(edge_total);
         let string = |s: u32| -> &str {
             let (at, len) = strings[s as usize];
             std::str::from_utf8(&data[at as usize..(at + len) as usize]).unwrap_or("?")
         };
         let mut next_fold = 0usize;
-        for (node, &at) in record_at.iter().enumerate() {
+        // Sizes come from the file: their sum must stay far from overflowing every later total.
+        let mut heap_total = 0u64;
+        for node in 0..n {
+            let at = record_at.get(node);
             let record = Record::at(data, at as usize);
             let class = &mut class_index[record.type_name as usize];
             if *class == u32::MAX {
@@ -312,7 +353,6 @@ impl<'a> PythonGraph<'a> {
             class_of.push(*class);
             edge_start.push(u32::try_from(edges.len()).map_err(|_| HeapError::Corrupt { offset: at, reason: "more than 4 billion references".into() })?);
             let mut size = record.size;
-            length.push(if record.length == NO_LENGTH { u32::MAX } else { record.length.min(u32::MAX as u64 - 1) as u32 });
             let mut add = |record: &Record| {
                 for (target, _, _) in record.edges() {
                     if let Some(t) = resolve(target) {
@@ -325,13 +365,23 @@ impl<'a> PythonGraph<'a> {
             add(&record);
             while next_fold < folded.len() && folded[next_fold].0 as usize == node {
                 let dict = Record::at(data, folded[next_fold].1 as usize);
-                size += dict.size;
+                size = size.saturating_add(dict.size);
                 add(&dict);
                 next_fold += 1;
             }
-            shallow.push(size);
+            heap_total = heap_total.saturating_add(size);
+            if size > MAX_OBJECT_BYTES || heap_total > MAX_HEAP_BYTES {
+                return Err(HeapError::Corrupt { offset: at, reason: format!("an object of {size} bytes, or a heap above 4 EiB: not a real heap") });
+            }
+            if size >= u32::MAX as u64 {
+                big_shallow.push((node as u32, size));
+                shallow.push(u32::MAX);
+            } else {
+                shallow.push(size as u32);
+            }
         }
         edge_start.push(edges.len() as u32);
+        drop(ids);
         let holder_classes = [
             class_names.iter().position(|c| c == "module").map_or(u32::MAX, |i| i as u32),
             class_names.iter().position(|c| c == "type").map_or(u32::MAX, |i| i as u32),
@@ -340,14 +390,13 @@ impl<'a> PythonGraph<'a> {
             data,
             meta,
             totals,
-            ids,
             record_at,
             folded,
             fold_target,
             class_of,
             class_names,
             shallow,
-            length,
+            big_shallow,
             edge_start,
             edges,
             roots: Vec::new(),
@@ -368,11 +417,11 @@ impl<'a> PythonGraph<'a> {
     /// The snapshot's own roots, then objects nothing refers to, then one
     /// object of every cycle still not reached.
     fn find_roots(&self, named: &[(u64, u8, u32)]) -> Vec<(u32, u8)> {
-        let n = self.ids.len();
+        let n = self.len();
         let mut kind = vec![u8::MAX; n];
         for &(id, k, _) in named {
-            if let Ok(node) = self.ids.binary_search(&id) {
-                kind[node] = kind[node].min(k);
+            if let Some(node) = self.index_of(id) {
+                kind[node as usize] = kind[node as usize].min(k);
             }
         }
         let mut referenced = vec![false; n];
@@ -415,7 +464,7 @@ impl<'a> PythonGraph<'a> {
     }
 
     fn record(&self, node: u32) -> Record<'a> {
-        Record::at(self.data, self.record_at[node as usize] as usize)
+        Record::at(self.data, self.record_at.get(node as usize) as usize)
     }
 
     fn label(&self, node: u32) -> Option<&'a str> {
@@ -428,7 +477,7 @@ impl<'a> PythonGraph<'a> {
             Ok(i) => self.fold_target[i].1,
             Err(_) => id,
         };
-        self.ids.binary_search(&id).ok().map(|i| i as u32)
+        self.index_of(id)
     }
 
     /// The node's own record and the records of the dicts folded into it.
@@ -441,14 +490,17 @@ impl<'a> PythonGraph<'a> {
 
 impl ObjectGraph for PythonGraph<'_> {
     fn len(&self) -> usize {
-        self.ids.len()
+        self.record_at.len()
     }
     fn successors(&self, node: u32) -> &[u32] {
         let v = node as usize;
         &self.edges[self.edge_start[v] as usize..self.edge_start[v + 1] as usize]
     }
     fn shallow(&self, node: u32) -> u64 {
-        self.shallow[node as usize]
+        match self.shallow[node as usize] {
+            u32::MAX => self.big_shallow.binary_search_by_key(&node, |b| b.0).map_or(u32::MAX as u64, |i| self.big_shallow[i].1),
+            size => size as u64,
+        }
     }
     fn class_of(&self) -> &[u32] {
         &self.class_of
@@ -470,13 +522,20 @@ impl ObjectGraph for PythonGraph<'_> {
         .into()
     }
     fn id(&self, node: u32) -> u64 {
-        self.ids[node as usize]
+        self.record(node).id
     }
-    fn ids(&self) -> Vec<u64> {
-        self.ids.clone()
-    }
+    /// Nodes are in id order: a binary search over the records.
     fn index_of(&self, id: u64) -> Option<u32> {
-        self.ids.binary_search(&id).ok().map(|i| i as u32)
+        let (mut low, mut high) = (0usize, self.len());
+        while low < high {
+            let mid = (low + high) / 2;
+            match self.id(mid as u32).cmp(&id) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Some(mid as u32),
+            }
+        }
+        None
     }
     /// The first reference from `from` to `to` that has a name (an unnamed one may come first).
     fn edge_name(&self, from: u32, to: u32) -> Option<String> {
@@ -511,9 +570,9 @@ impl ObjectGraph for PythonGraph<'_> {
         if self.holder_classes.contains(&class) {
             return Role::Holder;
         }
-        match self.length[node as usize] {
-            u32::MAX => Role::Object,
-            n if matches!(self.class_names[class as usize].as_str(), "list" | "tuple" | "dict" | "set" | "frozenset") => Role::Array(n as u64),
+        match self.record(node).length {
+            NO_LENGTH => Role::Object,
+            n if matches!(self.class_names[class as usize].as_str(), "list" | "tuple" | "dict" | "set" | "frozenset") => Role::Array(n),
             _ => Role::Object,
         }
     }
