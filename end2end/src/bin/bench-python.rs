@@ -35,8 +35,8 @@ fn python() -> &'static str {
 fn guppy_venv() -> PathBuf {
     let cache = std::env::var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
     let venv = cache.join(format!("leakscope/guppy3-{GUPPY3_VERSION}"));
-    let python = venv.join("bin/python");
-    let has = Command::new(&python).args(["-c", "import guppy"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let venv_python = venv.join("bin/python");
+    let has = Command::new(&venv_python).args(["-c", "import guppy"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
     if !has {
         eprintln!("installing guppy3 {GUPPY3_VERSION} (PyPI) into {}", venv.display());
         let _ = std::fs::remove_dir_all(&venv);
@@ -45,7 +45,7 @@ fn guppy_venv() -> PathBuf {
         let spec = format!("guppy3=={GUPPY3_VERSION}");
         assert!(Command::new(pip).args(["install", "-q", "--disable-pip-version-check", &spec]).status().unwrap().success());
     }
-    python
+    venv_python
 }
 
 fn run_json(command: &mut Command) -> Value {

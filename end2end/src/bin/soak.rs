@@ -6,7 +6,13 @@
 //! (Theil–Sen on a rolling minimum, as the leak detector trends containers)
 //! and Leakscope's own verdict on that series are printed.
 //!
-//! `cargo run --release -p end2end --bin soak -- [containers=100] [clients=50] [minutes=60]`
+//! The data folder starts with a day of minute history for every container
+//! (as a Leakscope that has run for days has): the detector's and the
+//! charts' work grows with the history they read, up to a day, so without it
+//! an hour's soak sees that bounded growth and cannot tell it from a leak.
+//! `prefill_hours=0` starts empty.
+//!
+//! `cargo run --release -p end2end --bin soak -- [containers=100] [clients=50] [minutes=60] [prefill_hours=24]`
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +28,43 @@ fn remove_soak_containers() {
     end2end::remove_labelled(LABEL);
 }
 
+/// A day (or `hours`) of one-a-minute samples for `lssoak-0…`, under earlier
+/// containers of the same names (series are kept by name), now removed.
+fn prefill(data_dir: &std::path::Path, containers: u64, hours: u64) {
+    use leakscope_engine::memory::MemoryReading;
+    use leakscope_engine::store::{ContainerRecord, SampleRow, Store};
+    let mut store = Store::open(&data_dir.join("leakscope.db")).expect("the store opens");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = now - hours as i64 * 3_600_000;
+    let mut keys = Vec::new();
+    for i in 0..containers {
+        let record = ContainerRecord {
+            id: format!("soak-history-{i}"),
+            name: format!("lssoak-{i}"),
+            image: "history".into(),
+            compose_project: None,
+            compose_service: None,
+            state: "exited".into(),
+            limit_bytes: Some(64 << 20),
+            capture_label: None,
+        };
+        keys.push(store.upsert_container(&record, start).expect("insert"));
+        store.mark_removed(&record.id).expect("mark removed");
+    }
+    let mut t = start;
+    while t < now - 120_000 {
+        let rows: Vec<SampleRow> = keys
+            .iter()
+            .map(|&key| {
+                let ws = (1 << 20) + (key as u64 * 4096) + ((t / 60_000) % 17) as u64 * 1024;
+                SampleRow { container_key: key, time_ms: t, reading: MemoryReading { usage: ws, working_set: ws, rss: ws, cache: 0 }, limit_bytes: Some(64 << 20) }
+            })
+            .collect();
+        store.write_tick(&rows, t).expect("write");
+        t += 60_000;
+    }
+}
+
 fn get(agent: &ureq::Agent, url: &str, token: &str) -> bool {
     agent.get(url).set("Authorization", &format!("Bearer {token}")).call().ok().and_then(|r| r.into_string().ok()).is_some()
 }
@@ -31,14 +74,21 @@ fn main() {
     let containers = *args.first().unwrap_or(&100);
     let clients = *args.get(1).unwrap_or(&50);
     let minutes = *args.get(2).unwrap_or(&60);
+    let prefill_hours = *args.get(3).unwrap_or(&24);
     let image = busybox_image();
     remove_soak_containers();
     eprintln!("starting {containers} containers…");
     for i in 0..containers {
         docker(&["run", "-d", "--label", LABEL, "--memory", "64m", "--name", &format!("lssoak-{i}"), &image, "sleep", "100000"]);
     }
+    let data_dir = std::env::temp_dir().join(format!("leakscope-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir).unwrap();
+    if prefill_hours > 0 {
+        eprintln!("writing {prefill_hours} h of minute history for {containers} containers…");
+        prefill(&data_dir, containers, prefill_hours);
+    }
     // The default interval, as a team runs it.
-    let server = Server::start(&["--interval", "2s"], &[]);
+    let server = Server::start_with_data(data_dir, &["--interval", "2s"], &[]);
     server.wait_until(Duration::from_secs(60), "every container is listed", || {
         server.get_json("/api/v1/containers").1.as_array().is_some_and(|a| a.len() as u64 >= containers)
     });

@@ -22,7 +22,8 @@ def _leakscope_walk(port, token, timeout, sink):
     import time
     import _struct
     from array import array
-    from itertools import filterfalse
+    from itertools import accumulate, chain, compress, filterfalse, repeat
+    from _operator import not_
 
     before_modules = set(sys.modules)
     started = time.monotonic()
@@ -46,6 +47,8 @@ def _leakscope_walk(port, token, timeout, sink):
         pack_fold = _struct.Struct("<cQQ").pack
         pack_root = _struct.Struct("<cQBI").pack
         pack_end = _struct.Struct("<cQQQ").pack
+        pack_chunk = _struct.Struct("<cII").pack
+        pack_names = _struct.Struct("<cII").pack
         NONE = 0xFFFFFFFF
         NOLEN = 0xFFFFFFFFFFFFFFFF
         NAMED, INDEX, UNNAMED, KEY = 0, 1, 2, 3
@@ -76,7 +79,6 @@ def _leakscope_walk(port, token, timeout, sink):
 
         managed_dicts = sys.version_info >= (3, 11)
         sized = (list, tuple, dict, set, frozenset, str, bytes, bytearray)
-        atoms = (str, bytes, int, float, bool, complex, type(None))
         module_type = type(sys)
         frame_type = type(sys._getframe())
         code_type = type(_leakscope_walk.__code__)
@@ -126,10 +128,7 @@ def _leakscope_walk(port, token, timeout, sink):
                 size = getsizeof(o)
             except Exception:
                 size = 0
-            ts = type_names.get(t)
-            if ts is None:
-                ts = type_sid(t)
-            buf.extend(pack_obj(b"o", id(o), ts, size, len(o) if t in sized else NOLEN, label, len(targets)))
+            buf.extend(pack_obj(b"o", id(o), type_ids[t], size, len(o) if t in sized else NOLEN, label, len(targets)))
             if targets:
                 buf.extend(array("Q", map(id, targets)))
                 buf.extend(kinds)
@@ -171,7 +170,14 @@ def _leakscope_walk(port, token, timeout, sink):
                 except Exception:
                     return None
                 if type(d) is dict:
-                    key_order[t] = [key_name(k) for k in d]
+                    names = [key_name(k) for k in d]
+                    if key_order.get(t) != names:
+                        key_order[t] = names
+                        # Instances of this class walked in bulk name their n references by this list.
+                        buf.extend(pack_names(b"a", type_sid(t), len(names) + 1))
+                        buf.extend(array("I", names + [CLASS]))
+                    if count + 1 >= 256:
+                        plain[t] = REFERENTS  # enough names learnt: the rest go in bulk
                     return d
             return None
 
@@ -245,13 +251,132 @@ def _leakscope_walk(port, token, timeout, sink):
                 return mixed(pairs) + (None, False, label)
             return unnamed(refs) + (None, False, NONE)
 
-        leaves_seen = set()
         instance_columns = {}
         objects = 0
         CLASS, BASE, MRO = sid("__class__"), sid("__base__"), sid("__mro__")
         GLOBALS, CLOSURE, CODE = sid("__globals__"), sid("__closure__"), sid("__code__")
 
-        def walk_one(o):
+        # Most objects go in bulk: chunk records whose columns (ids, types,
+        # sizes, reference starts, references; dict key names) are made by
+        # map() and array() in C, one call per column. Their references are
+        # named on the reader's side: by position (list and tuple items, a
+        # class's attributes by its names record) or by the dict key column.
+        # Objects whose references need labels or special names go one by one.
+        ONE_BY_ONE, REFERENTS, ATOMS, SEQUENCES, DICTS = 0, 1, 2, 3, 4
+        one_by_one = {module_type, frame_type, function_type, code_type}
+        atom_types = {str, bytes, int, float, bool, complex, type(None)}
+
+        class Plain(dict):
+            # type -> how its objects are written, decided once per type.
+            def __missing__(self, t):
+                if t is dict:
+                    p = DICTS
+                elif t is list or t is tuple:
+                    p = SEQUENCES
+                elif t in atom_types:
+                    p = ATOMS  # no references: gc.get_referents (an audited call) is not needed
+                elif t in one_by_one or issubclass(t, type) or issubclass(t, dict):
+                    p = ONE_BY_ONE
+                elif t.__dictoffset__ != 0 and t.__flags__ & HEAP_TYPE:
+                    # Instances with a __dict__: the first ones go one by one (their
+                    # attribute names are learnt); on 3.9/3.10 all (the dict is real).
+                    p = ONE_BY_ONE
+                else:
+                    p = REFERENTS
+                self[t] = p
+                return p
+
+        plain = Plain()
+
+        class TypeIds(dict):
+            def __missing__(self, t):
+                n = type_sid(t)
+                self[t] = n
+                return n
+
+        type_ids = TypeIds()
+
+        class KeyNames(dict):
+            # dict key -> the string naming the reference to its value.
+            def __missing__(self, k):
+                n = key_name(k)
+                if len(self) < 1000000:
+                    self[k] = n
+                return n
+
+        key_names = KeyNames()
+
+        def names_of(d):
+            # Keys name the references of small dicts (attributes, settings, registries).
+            # Big ones are data: a cache's keys would only fill the string table, and
+            # may be secrets (session tokens); their entries stay unnamed.
+            if len(d) <= 256:
+                return map(key_names.__getitem__, d)
+            return repeat(NONE, len(d))
+        pending = []
+
+        def emit_chunk(objs, mode):
+            # Writes one chunk; returns what its objects refer to.
+            nonlocal objects
+            k = len(objs)
+            names = None
+            if mode == ATOMS:
+                flat = ()
+                starts = bytes(4 * (k + 1))
+            elif mode == SEQUENCES:
+                flat = list(chain.from_iterable(objs))
+                starts = array("I", accumulate(map(len, objs), initial=0))
+            elif mode == DICTS:
+                flat = list(chain.from_iterable(chain.from_iterable(map(dict.items, objs))))
+                starts = array("I", accumulate(map((2).__mul__, map(len, objs)), initial=0))
+                names = array("I", chain.from_iterable(map(names_of, objs)))
+                if 2 * len(names) != len(flat) or starts[-1] != len(flat):
+                    raise RuntimeError("a dict changed while it was read")
+            else:
+                refs = list(map(get_referents, objs))
+                flat = list(chain.from_iterable(refs))
+                starts = array("I", accumulate(map(len, refs), initial=0))
+            try:
+                sizes = array("Q", map(getsizeof, objs))
+            except Exception:
+                sizes = array("Q", map(safe_size, objs))
+            # Types before the header: a type met for the first time writes its name's string record.
+            types = array("I", map(type_ids.__getitem__, map(type, objs)))
+            buf.extend(pack_chunk(b"d" if names is not None else b"c", k, len(flat)))
+            buf.extend(array("Q", map(id, objs)))
+            buf.extend(types)
+            buf.extend(sizes)
+            buf.extend(starts)
+            if flat:
+                buf.extend(array("Q", map(id, flat)))
+            if names is not None:
+                buf.extend(names)
+            objects += k
+            return flat
+
+        def safe_size(o):
+            try:
+                return getsizeof(o)
+            except Exception:
+                return 0
+
+        def queue_untracked(targets):
+            # Untracked objects (str, int, bytes, dicts and tuples of only those)
+            # are not in gc.get_objects(); they are queued as met, once per
+            # batch (a dict keyed by id, built in C). One shared by many
+            # batches (None, an interned name) is written once per batch; the
+            # reader keeps the first. A set of every id met would cost the
+            # target more memory and time than those repeats.
+            found = list(filterfalse(is_tracked, targets))
+            if not found:
+                return
+            by_id = dict(zip(map(id, found), found))
+            for i in ours:
+                by_id.pop(i, None)
+            pending.extend(by_id.values())
+
+        def walk_single(o, met):
+            # Writes one object; what it refers to goes into `met`.
             nonlocal objects
             targets, kinds, values, folded, fresh, label = describe(o)
             emit(o, targets, kinds, values, label)
@@ -259,50 +384,41 @@ def _leakscope_walk(port, token, timeout, sink):
             if folded is not None:
                 buf.extend(pack_fold(b"f", id(o), id(folded)))
                 if fresh:
-                    walk_one(folded)  # maybe written twice: the reader keeps the first
-                elif not is_tracked(folded):
-                    walk_untracked(folded)
-            walk_referents(targets)
-
-        def walk_referents(targets):
-            # Untracked objects (str, int, bytes, dicts and tuples of only those)
-            # are not in gc.get_objects(); each is written when first met. The
-            # set of those already written is cleared now and then to bound our
-            # own memory; the reader drops the repeats.
-            nonlocal objects
-            if len(leaves_seen) > 200000:
-                leaves_seen.clear()
-            for r in filterfalse(is_tracked, targets):
-                i = id(r)
-                if i in leaves_seen:
-                    continue
-                t = type(r)
-                if t in atoms:
-                    leaves_seen.add(i)
-                    ts = type_names.get(t)
-                    if ts is None:
-                        ts = type_sid(t)
-                    buf.extend(pack_obj(b"o", i, ts, getsizeof(r), len(r) if t is str or t is bytes else NOLEN, NONE, 0))
-                    objects += 1
+                    walk_single(folded, met)  # maybe written twice: the reader keeps the first
                 else:
-                    walk_untracked(r)
+                    met.append(folded)
+            met.extend(targets)
 
-        def walk_untracked(o):
-            nonlocal objects
-            i = id(o)
-            if i in leaves_seen or i in ours:
-                return
-            if len(leaves_seen) > 200000:
-                leaves_seen.clear()
-            leaves_seen.add(i)
-            targets, kinds, values, _, _, label = describe(o)
-            emit(o, targets, kinds, values, label)
-            objects += 1
-            walk_referents(targets)
+        def process(objs):
+            modes = list(map(plain.__getitem__, map(type, objs)))
+            for mode in (ATOMS, SEQUENCES, DICTS, REFERENTS):
+                group = list(compress(objs, map(mode.__eq__, modes)))
+                if not group:
+                    continue
+                try:
+                    flat = emit_chunk(group, mode)
+                except Exception:
+                    # A dict or list changed while it was read (another thread): one by one.
+                    modes = [ONE_BY_ONE if m == mode else m for m in modes]
+                    continue
+                if mode != ATOMS:
+                    queue_untracked(flat)
+            met = []
+            for o in compress(objs, map(ONE_BY_ONE.__eq__, modes)):
+                t = type(o)
+                if (t is code_type and o.co_filename == "<leakscope>") or (
+                    t is function_type and o.__code__.co_filename == "<leakscope>"
+                ):
+                    continue  # the walk's own code
+                try:
+                    walk_single(o, met)
+                except Exception:
+                    pass
+            queue_untracked(met)
 
         everything = gc.get_objects()
-        ours.update((id(everything), id(leaves_seen), id(strings), id(type_names), id(buf), id(ours)))
-        ours.update((id(named_instances), id(key_order), id(instance_columns)))
+        ours.update((id(everything), id(strings), id(type_names), id(buf), id(ours)))
+        ours.update((id(named_instances), id(key_order), id(instance_columns), id(plain), id(type_ids), id(key_names), id(pending)))
         ours.update(id(p.__self__) for p in (pack_obj, pack_str, pack_fold, pack_root, pack_end))
         buf.extend(pack_root(b"r", id(sys.modules), 0, sid("sys.modules")))
         for thread_id, frame in sys._current_frames().items():
@@ -328,18 +444,14 @@ def _leakscope_walk(port, token, timeout, sink):
             our_code(frame.f_code)
             frame = frame.f_back
         frame = None
-        for o in everything:
-            if id(o) in ours:
-                continue
-            t = type(o)
-            if (t is code_type and o.co_filename == "<leakscope>") or (
-                t is function_type and o.__code__.co_filename == "<leakscope>"
-            ):
-                continue  # the walk's own code
-            try:
-                walk_one(o)
-            except Exception:
-                pass
+        CHUNK = 20000
+        for first in range(0, len(everything), CHUNK):
+            part = everything[first : first + CHUNK]
+            process(list(compress(part, map(not_, map(ours.__contains__, map(id, part))))))
+            while pending:
+                part = pending[-CHUNK:]
+                del pending[-CHUNK:]
+                process(part)
             if len(buf) > (1 << 20):
                 paused += time.monotonic() - chunk_started
                 out(buf)
@@ -348,6 +460,7 @@ def _leakscope_walk(port, token, timeout, sink):
                     raise TimeoutError("the walk took longer than %d s and was stopped" % timeout)
                 time.sleep(0)  # let the program's other threads run
                 chunk_started = time.monotonic()
+        part = None
         paused += time.monotonic() - chunk_started
         everything = None
         buf.extend(pack_end(b"e", objects, int((time.monotonic() - started) * 1e6), int(paused * 1e6)))
@@ -363,8 +476,9 @@ def _leakscope_walk(port, token, timeout, sink):
         # The nested functions refer to each other through their cells: clear
         # them, so the walk's own objects go now, not at the next collection.
         sid = type_sid = key_name = emit = dict_edges = instance_dict = unnamed = mixed = None
-        describe = walk_one = walk_referents = walk_untracked = our_code = None
-        strings = type_names = named_instances = key_order = leaves_seen = ours = instance_columns = None
+        describe = walk_single = queue_untracked = emit_chunk = process = safe_size = our_code = None
+        plain = type_ids = key_names = pending = names_of = None
+        strings = type_names = named_instances = key_order = ours = instance_columns = None
         buf = None
         if sock is not None:
             try:

@@ -18,6 +18,15 @@
 //!   (else all ones), a label (module, class or function name; else all ones).
 //!   Edge kinds: 0 named (value = string: a dict key, an attribute),
 //!   1 index (value = position), 2 unnamed, 3 a dict's key object itself.
+//! - `c` k:u32 e:u32, then columns for k objects: ids k×u64, types k×u32,
+//!   sizes k×u64, reference starts (k+1)×u32 (the last is e), references
+//!   e×u64 — objects in bulk (the walk makes each column with one `map()`
+//!   in C). Their references are named by position: `[i]` for list and tuple
+//!   items, a class's attribute names (`a` record) for its instances.
+//! - `d` — a `c` record of dicts, with one more column: the name of each
+//!   entry's key (e/2 × u32, all ones when unnamed); references alternate key, value.
+//! - `a` type:u32 n:u32, then n names:u32 — instances of that type with n
+//!   references in a chunk name them by this list (the class last, `__class__`).
 //! - `f` owner:u64 dict:u64 — that dict is the owner's own `__dict__` (module,
 //!   class, instance): its entries become the owner's attributes.
 //! - `r` id:u64 kind:u8 label:u32 — a root (0 `sys.modules`, 1 a thread's frame).
@@ -44,6 +53,8 @@ const EDGE_NAMED: u8 = 0;
 const EDGE_INDEX: u8 = 1;
 const EDGE_UNNAMED: u8 = 2;
 const EDGE_KEY: u8 = 3;
+/// Not in the file: a bulk object's reference, named by its position.
+const EDGE_POSITION: u8 = 4;
 const OBJECT_HEAD: usize = 8 + 4 + 8 + 8 + 4 + 4;
 const EDGE_BYTES: usize = 8 + 1 + 4;
 /// No Python object is a tebibyte; anything bigger is a corrupt size.
@@ -100,6 +111,9 @@ pub struct PythonGraph<'a> {
     holder_classes: [u32; 2],
     /// Names of the snapshot's own roots (`sys.modules`), by node.
     root_labels: Vec<(u32, u32)>,
+    chunks: Vec<Chunk>,
+    /// (type, reference count) -> where the names of those references are, sorted.
+    attribute_names: Vec<((u32, u32), u64)>,
 }
 
 /// Record offsets in four bytes each while the file allows (it is the biggest per-node column).
@@ -140,19 +154,85 @@ fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// One object record, read in place.
+/// Bulk objects of one `c` record: where its columns start.
+#[derive(Clone, Copy, Debug)]
+struct Chunk {
+    /// Offset of the ids column.
+    at: u64,
+    k: u32,
+    /// A `d` chunk: where its key names column starts.
+    names: Option<u64>,
+}
+
+impl Chunk {
+    fn types(&self) -> usize {
+        (self.at + 8 * self.k as u64) as usize
+    }
+    fn sizes(&self) -> usize {
+        self.types() + 4 * self.k as usize
+    }
+    fn starts(&self) -> usize {
+        self.sizes() + 8 * self.k as usize
+    }
+    fn targets(&self) -> usize {
+        self.starts() + 4 * (self.k as usize + 1)
+    }
+}
+
+/// Where the references of a record are.
+#[derive(Clone, Copy)]
+enum Edges<'a> {
+    /// Columns: n targets, n kinds, n values.
+    Named(&'a [u8]),
+    /// n targets, named by position.
+    Positional(&'a [u8]),
+    /// 2m targets (key, value, …) and m key names.
+    Dict(&'a [u8], &'a [u8]),
+}
+
+/// One object, read in place: from its own `o` record or from a chunk.
 struct Record<'a> {
     id: u64,
     type_name: u32,
     size: u64,
     length: u64,
     label: u32,
-    /// The edges' bytes, `EDGE_BYTES` each.
-    edges: &'a [u8],
+    edges: Edges<'a>,
+}
+
+/// Objects are found by a file offset: their `o` record's, or (bulk objects)
+/// their entry in a chunk's ids column. Chunks are sorted by offset.
+fn read_record<'a>(data: &'a [u8], chunks: &[Chunk], at: u64) -> Record<'a> {
+    let c = chunks.partition_point(|c| c.at <= at);
+    if c > 0 {
+        let chunk = chunks[c - 1];
+        if at < chunk.at + 8 * chunk.k as u64 {
+            let i = ((at - chunk.at) / 8) as usize;
+            let starts = chunk.starts() + 4 * i;
+            let (first, end) = (le_u32(&data[starts..]) as usize, le_u32(&data[starts + 4..]) as usize);
+            let targets = &data[chunk.targets() + 8 * first..chunk.targets() + 8 * end];
+            let (length, edges) = match chunk.names {
+                Some(names) => {
+                    let names = names as usize;
+                    ((end - first) as u64 / 2, Edges::Dict(targets, &data[names + 2 * first..names + 2 * end]))
+                }
+                None => ((end - first) as u64, Edges::Positional(targets)),
+            };
+            return Record {
+                id: le_u64(&data[at as usize..]),
+                type_name: le_u32(&data[chunk.types() + 4 * i..]),
+                size: le_u64(&data[chunk.sizes() + 8 * i..]),
+                length,
+                label: NO_STRING,
+                edges,
+            };
+        }
+    }
+    Record::at(data, at as usize)
 }
 
 impl<'a> Record<'a> {
-    /// The record at `at` (just after its tag); checked when the file was first scanned.
+    /// The `o` record at `at` (just after its tag); checked when the file was first scanned.
     fn at(data: &'a [u8], at: usize) -> Record<'a> {
         let h = &data[at..at + OBJECT_HEAD];
         let n = le_u32(&h[32..]) as usize;
@@ -162,15 +242,38 @@ impl<'a> Record<'a> {
             size: le_u64(&h[12..]),
             length: le_u64(&h[20..]),
             label: le_u32(&h[28..]),
-            edges: &data[at + OBJECT_HEAD..at + OBJECT_HEAD + n * EDGE_BYTES],
+            edges: Edges::Named(&data[at + OBJECT_HEAD..at + OBJECT_HEAD + n * EDGE_BYTES]),
         }
     }
 
-    fn edges(&self) -> impl Iterator<Item = (u64, u8, u32)> + 'a {
-        let n = self.edges.len() / EDGE_BYTES;
-        let (targets, rest) = self.edges.split_at(8 * n);
-        let (kinds, values) = rest.split_at(n);
-        targets.chunks_exact(8).zip(kinds).zip(values.chunks_exact(4)).map(|((t, &k), v)| (le_u64(t), k, le_u32(v)))
+    fn edge_count(&self) -> usize {
+        match self.edges {
+            Edges::Named(bytes) => bytes.len() / EDGE_BYTES,
+            Edges::Positional(bytes) | Edges::Dict(bytes, _) => bytes.len() / 8,
+        }
+    }
+
+    /// (target, kind, value); positional references come as `EDGE_POSITION` with their index.
+    fn edges(&self) -> Box<dyn Iterator<Item = (u64, u8, u32)> + 'a> {
+        match self.edges {
+            Edges::Named(bytes) => {
+                let n = bytes.len() / EDGE_BYTES;
+                let (targets, rest) = bytes.split_at(8 * n);
+                let (kinds, values) = rest.split_at(n);
+                Box::new(targets.chunks_exact(8).zip(kinds).zip(values.chunks_exact(4)).map(|((t, &k), v)| (le_u64(t), k, le_u32(v))))
+            }
+            Edges::Positional(bytes) => Box::new(bytes.chunks_exact(8).enumerate().map(|(i, t)| (le_u64(t), EDGE_POSITION, i as u32))),
+            Edges::Dict(targets, names) => Box::new(targets.chunks_exact(8).enumerate().map(move |(i, t)| {
+                if i % 2 == 0 {
+                    (le_u64(t), EDGE_KEY, 0)
+                } else {
+                    match le_u32(&names[4 * (i / 2)..]) {
+                        NO_STRING => (le_u64(t), EDGE_UNNAMED, 0),
+                        name => (le_u64(t), EDGE_NAMED, name),
+                    }
+                }
+            })),
+        }
     }
 }
 
@@ -185,6 +288,9 @@ struct Scan {
     folds: Vec<(u64, u64)>,
     /// (id, kind, label).
     roots: Vec<(u64, u8, u32)>,
+    chunks: Vec<Chunk>,
+    /// (type, n) -> offset of n attribute names.
+    attribute_names: Vec<((u32, u32), u64)>,
 }
 
 fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
@@ -206,7 +312,16 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
     if data.len() > u32::MAX as usize * 4 {
         return Err(HeapError::Corrupt { offset: 0, reason: "snapshots above 16 GiB are not supported".into() });
     }
-    let mut scan = Scan { meta, totals: Totals::default(), strings: Vec::new(), objects: Vec::new(), folds: Vec::new(), roots: Vec::new() };
+    let mut scan = Scan {
+        meta,
+        totals: Totals::default(),
+        strings: Vec::new(),
+        objects: Vec::new(),
+        folds: Vec::new(),
+        roots: Vec::new(),
+        chunks: Vec::new(),
+        attribute_names: Vec::new(),
+    };
     let need = |pos: usize, n: usize, what: &'static str| -> Result<(), HeapError> {
         if data.len() - pos < n {
             Err(HeapError::Truncated { offset: pos as u64, what })
@@ -254,6 +369,64 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
                 scan.objects.push((record.id, at as u64));
                 pos = at + OBJECT_HEAD + n * EDGE_BYTES;
             }
+            b'c' | b'd' => {
+                need(at, 8, "a chunk's counts")?;
+                let (k, e) = (le_u32(&data[at..]) as usize, le_u32(&data[at + 4..]) as usize);
+                let dicts = tag == b'd';
+                if dicts && e % 2 != 0 {
+                    return Err(HeapError::Corrupt { offset: at as u64, reason: "a dict chunk with an odd number of references".into() });
+                }
+                let columns = k
+                    .checked_mul(20)
+                    .and_then(|b| b.checked_add(4 * (k + 1)))
+                    .and_then(|b| b.checked_add(e.checked_mul(8)?))
+                    .and_then(|b| b.checked_add(if dicts { e.checked_mul(2)? } else { 0 }));
+                let columns = columns.ok_or(HeapError::Corrupt { offset: at as u64, reason: "a chunk's counts overflow".into() })?;
+                need(at + 8, columns, "a chunk's columns")?;
+                let mut chunk = Chunk { at: (at + 8) as u64, k: k as u32, names: None };
+                if dicts {
+                    chunk.names = Some((chunk.targets() + 8 * e) as u64);
+                }
+                let strings = scan.strings.len() as u32;
+                if let Some(names) = chunk.names {
+                    for j in 0..e / 2 {
+                        let name = le_u32(&data[names as usize + 4 * j..]);
+                        if name != NO_STRING && name >= strings {
+                            return Err(HeapError::Corrupt { offset: names + 4 * j as u64, reason: "a key names a string that was not written before it".into() });
+                        }
+                    }
+                }
+                for i in 0..k {
+                    if le_u32(&data[chunk.types() + 4 * i..]) >= strings {
+                        return Err(HeapError::Corrupt { offset: (chunk.types() + 4 * i) as u64, reason: "an object names a string that was not written before it".into() });
+                    }
+                }
+                let mut previous = 0u32;
+                for i in 0..=k {
+                    let start = le_u32(&data[chunk.starts() + 4 * i..]);
+                    let odd = dicts && start % 2 != 0;
+                    if odd || start < previous || (i == 0 && start != 0) || (i == k && start as usize != e) || start as usize > e {
+                        return Err(HeapError::Corrupt { offset: (chunk.starts() + 4 * i) as u64, reason: "a chunk's reference starts are out of order".into() });
+                    }
+                    previous = start;
+                }
+                for i in 0..k {
+                    scan.objects.push((le_u64(&data[chunk.at as usize + 8 * i..]), chunk.at + 8 * i as u64));
+                }
+                scan.chunks.push(chunk);
+                pos = at + 8 + columns;
+            }
+            b'a' => {
+                need(at, 8, "a names record")?;
+                let (t, n) = (le_u32(&data[at..]), le_u32(&data[at + 4..]) as usize);
+                need(at + 8, n.saturating_mul(4), "a names record's names")?;
+                let strings = scan.strings.len() as u32;
+                if t >= strings || (0..n).any(|i| le_u32(&data[at + 8 + 4 * i..]) >= strings && le_u32(&data[at + 8 + 4 * i..]) != NO_STRING) {
+                    return Err(HeapError::Corrupt { offset: at as u64, reason: "a names record names a string that was not written before it".into() });
+                }
+                scan.attribute_names.push(((t, n as u32), (at + 8) as u64));
+                pos = at + 8 + 4 * n;
+            }
             b'f' => {
                 need(at, 16, "a __dict__ record")?;
                 scan.folds.push((le_u64(&data[at..]), le_u64(&data[at + 8..])));
@@ -292,7 +465,11 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
 
 impl<'a> PythonGraph<'a> {
     pub fn parse(data: &'a [u8], reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
-        let Scan { meta, totals, strings, mut objects, mut folds, roots } = scan(data, reading)?;
+        let Scan { meta, totals, strings, mut objects, mut folds, roots, chunks, mut attribute_names } = scan(data, reading)?;
+        // The last names record of a class counts (the walk writes one when they change).
+        attribute_names.reverse();
+        attribute_names.sort_by_key(|a| a.0);
+        attribute_names.dedup_by_key(|a| a.0);
         // The first record of an id counts (repeats are untracked objects written again).
         objects.sort_unstable();
         objects.dedup_by_key(|o| o.0);
@@ -326,8 +503,8 @@ impl<'a> PythonGraph<'a> {
         };
         let n = ids.len();
         // Exact sizes up front: no doubling of the biggest column.
-        let edge_total: usize = (0..n).map(|v| Record::at(data, record_at.get(v) as usize).edges.len() / EDGE_BYTES).sum::<usize>()
-            + folded.iter().map(|f| Record::at(data, f.1 as usize).edges.len() / EDGE_BYTES).sum::<usize>();
+        let edge_total: usize = (0..n).map(|v| read_record(data, &chunks, record_at.get(v)).edge_count()).sum::<usize>()
+            + folded.iter().map(|f| read_record(data, &chunks, f.1).edge_count()).sum::<usize>();
         let mut class_index = vec![u32::MAX; strings.len()];
         let mut class_names = Vec::new();
         let mut class_of = Vec::with_capacity(n);
@@ -344,7 +521,7 @@ impl<'a> PythonGraph<'a> {
         let mut heap_total = 0u64;
         for node in 0..n {
             let at = record_at.get(node);
-            let record = Record::at(data, at as usize);
+            let record = read_record(data, &chunks, at);
             let class = &mut class_index[record.type_name as usize];
             if *class == u32::MAX {
                 *class = class_names.len() as u32;
@@ -364,7 +541,7 @@ impl<'a> PythonGraph<'a> {
             };
             add(&record);
             while next_fold < folded.len() && folded[next_fold].0 as usize == node {
-                let dict = Record::at(data, folded[next_fold].1 as usize);
+                let dict = read_record(data, &chunks, folded[next_fold].1);
                 size = size.saturating_add(dict.size);
                 add(&dict);
                 next_fold += 1;
@@ -403,6 +580,8 @@ impl<'a> PythonGraph<'a> {
             strings,
             holder_classes,
             root_labels: Vec::new(),
+            chunks,
+            attribute_names,
         };
         graph.roots = graph.find_roots(&roots);
         graph.root_labels = roots
@@ -464,7 +643,19 @@ impl<'a> PythonGraph<'a> {
     }
 
     fn record(&self, node: u32) -> Record<'a> {
-        Record::at(self.data, self.record_at.get(node as usize) as usize)
+        read_record(self.data, &self.chunks, self.record_at.get(node as usize))
+    }
+
+    /// The name of a bulk object's reference by its position: an item's index,
+    /// or the attribute its class's names record gives.
+    fn positional_name(&self, record: &Record, class: &str, i: u32) -> Option<String> {
+        if matches!(class, "list" | "tuple") {
+            return Some(format!("[{i}]"));
+        }
+        let key = (record.type_name, record.edge_count() as u32);
+        let at = self.attribute_names.binary_search_by_key(&key, |a| a.0).ok().map(|k| self.attribute_names[k].1)? as usize;
+        let name = le_u32(self.data.get(at + 4 * i as usize..)?);
+        (name != NO_STRING).then(|| self.string(name).to_string())
     }
 
     fn label(&self, node: u32) -> Option<&'a str> {
@@ -484,7 +675,7 @@ impl<'a> PythonGraph<'a> {
     fn records_of(&self, node: u32) -> impl Iterator<Item = Record<'a>> + '_ {
         let first = self.folded.partition_point(|f| f.0 < node);
         let dicts = self.folded[first..].iter().take_while(move |f| f.0 == node);
-        std::iter::once(self.record(node)).chain(dicts.map(|f| Record::at(self.data, f.1 as usize)))
+        std::iter::once(self.record(node)).chain(dicts.map(|f| read_record(self.data, &self.chunks, f.1)))
     }
 }
 
@@ -539,16 +730,18 @@ impl ObjectGraph for PythonGraph<'_> {
     }
     /// The first reference from `from` to `to` that has a name (an unnamed one may come first).
     fn edge_name(&self, from: u32, to: u32) -> Option<String> {
+        let class = self.class_name(from);
         self.records_of(from).find_map(|record| {
             record.edges().find_map(|(target, kind, value)| {
                 if kind == EDGE_UNNAMED || self.resolve(target) != Some(to) {
                     return None;
                 }
-                Some(match kind {
-                    EDGE_NAMED => self.string(value).to_string(),
-                    EDGE_INDEX => format!("[{value}]"),
-                    _ => "(key)".into(),
-                })
+                match kind {
+                    EDGE_NAMED => Some(self.string(value).to_string()),
+                    EDGE_INDEX => Some(format!("[{value}]")),
+                    EDGE_POSITION => self.positional_name(&record, class, value),
+                    _ => Some("(key)".into()),
+                }
             })
         })
     }
