@@ -1,6 +1,6 @@
 //! One-click heap snapshots of real CPython processes in real containers, with
-//! nothing installed in the image: Debian's python3.11 (python3-minimal) as
-//! root and as a non-root user on a read-only root with two interpreters, a
+//! nothing installed in the image: Debian 12's python3.11 and Debian 13's
+//! python3.13 (python3-minimal), as root and as a non-root user on a read-only root with two interpreters, a
 //! request loop against the service during the capture, the diff of two
 //! captures by object id, and the failures (ptrace refused because a debugger
 //! holds the process, an interpreter busy in a C call past the timeout, the
@@ -267,4 +267,22 @@ fn refusals_waits_and_a_killed_container_say_why_store_nothing_and_leave_nothing
         assert!(started.elapsed() < Duration::from_secs(20), "helper containers left");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn cpython_3_13_from_debian_13_is_captured_too() {
+    // The python fixture (a module-level dict that nothing evicts) on Debian 13's python3-minimal.
+    let server = Server::start(&[], &[]);
+    let python = TestContainer::run_image("pycap-313", &fixture_image("python313"), &["-e", "LEAK_KIB_PER_SEC=400"], &[]);
+    wait_for_log(&python, "python-leak rate=");
+    std::thread::sleep(Duration::from_secs(2));
+    let state = server.wait_job(&server.capture_job(&python.name, ""));
+    assert_eq!(state["state"], "done", "{state}");
+    let dump = state["dump_id"].as_str().unwrap();
+    let (_, info) = server.get_json(&format!("/api/v1/dumps/{dump}"));
+    assert!(info["runtime"].as_str().unwrap().starts_with("python 3.13"), "{info}");
+    let analysis = analysis_of(&server, dump);
+    let suspect = analysis["suspects"][0]["description"].as_str().unwrap();
+    assert!(suspect.contains("module __main__._CACHE -> dict[") && suspect.contains("tuple retaining"), "{suspect}");
+    assert_nothing_left(&python, 1);
 }

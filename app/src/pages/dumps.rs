@@ -48,7 +48,7 @@ pub fn DumpsPage() -> impl IntoView {
             </div>
             <form class="upload" method="post" action=crate::components::with_csrf("/dumps/upload".to_string()) enctype="multipart/form-data">
                 <input type="text" name="service" placeholder="service (optional)"/>
-                <input type="file" name="file" accept=".hprof,.heapsnapshot,.gz" required/>
+                <input type="file" name="file" accept=".hprof,.heapsnapshot,.pyheap,.gz" required/>
                 <button type="submit">"Upload dump"</button>
             </form>
         </section>
