@@ -271,9 +271,11 @@ fn refusals_waits_and_a_killed_container_say_why_store_nothing_and_leave_nothing
 
 #[test]
 fn cpython_3_13_from_debian_13_is_captured_too() {
-    // The python fixture (a module-level dict that nothing evicts) on Debian 13's python3-minimal.
+    // The python fixture (a module-level dict that nothing evicts) on Debian 13's
+    // python3-minimal, with tracemalloc tracing from the start.
     let server = Server::start(&[], &[]);
-    let python = TestContainer::run_image("pycap-313", &fixture_image("python313"), &["-e", "LEAK_KIB_PER_SEC=400"], &[]);
+    let python =
+        TestContainer::run_image("pycap-313", &fixture_image("python313"), &["-e", "LEAK_KIB_PER_SEC=400", "-e", "PYTHONTRACEMALLOC=1"], &[]);
     wait_for_log(&python, "python-leak rate=");
     std::thread::sleep(Duration::from_secs(2));
     let state = server.wait_job(&server.capture_job(&python.name, ""));
@@ -284,5 +286,9 @@ fn cpython_3_13_from_debian_13_is_captured_too() {
     let analysis = analysis_of(&server, dump);
     let suspect = analysis["suspects"][0]["description"].as_str().unwrap();
     assert!(suspect.contains("module __main__._CACHE -> dict[") && suspect.contains("tuple retaining"), "{suspect}");
+    // tracemalloc's own view comes with it: the line that makes the cached bytes.
+    let top = &analysis["allocation_sites"][0];
+    assert_eq!(top["file"], "/app/leak.py", "{}", analysis["allocation_sites"]);
+    assert!(top["size_bytes"].as_u64().unwrap() > 1 << 20, "{top}");
     assert_nothing_left(&python, 1);
 }

@@ -104,6 +104,13 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
             println!("  path from GC root ({}): {}", suspect.path[0].root_kind.clone().unwrap_or_default(), path.join(" -> "));
         }
     }
+    if !analysis.allocation_sites.is_empty() {
+        println!();
+        println!("Where the live memory was allocated (tracemalloc was tracing):");
+        for s in analysis.allocation_sites.iter().take(10) {
+            println!("{:>14} {:>10} blocks  {}:{}", format_bytes(s.size_bytes), s.blocks, s.file, s.line);
+        }
+    }
     println!();
     println!("{:>12} {:>14} {:>14}  class", "instances", "shallow", "retained");
     for e in analysis.histogram.iter().take(25) {

@@ -269,6 +269,26 @@ fn AnalysisView(
         })
         .collect_view();
 
+    // tracemalloc's view, for Python processes where it was already tracing.
+    let sites = (!analysis.allocation_sites.is_empty()).then(|| {
+        let rows = analysis
+            .allocation_sites
+            .iter()
+            .take(TOP_ROWS)
+            .map(|s| view! { <tr><td class="cls">{format!("{}:{}", s.file, s.line)}</td><td class="num">{format_bytes(s.size_bytes)}</td><td class="num">{s.blocks}</td></tr> })
+            .collect_view();
+        view! {
+            <section class="panel" id="allocation-sites">
+                <h2>"Where the live memory was allocated (tracemalloc)"</h2>
+                <p class="muted">"tracemalloc was already tracing in this process: the lines that allocated the most memory still alive, as it counts them."</p>
+                <table class="grid">
+                    <thead><tr><th>"Line"</th><th class="num">"Size"</th><th class="num">"Blocks"</th></tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </section>
+        }
+    });
+
     // Histogram: filter (?q=) and sort (?sort=) from the URL.
     let filter = query.read_untracked().get("q").unwrap_or_default();
     let sort = query.read_untracked().get("sort").unwrap_or_else(|| "retained".into());
@@ -345,6 +365,7 @@ fn AnalysisView(
             {(!siblings.is_empty()).then(|| view! { <h3>"Compare"</h3><ul>{diff_links}</ul> })}
         </section>
         <DominatorTree analysis=analysis_for_tree dump_id=id.clone() node=query.read_untracked().get("node") total node_error/>
+        {sites}
         <section class="panel" id="histogram">
             <h2>"Class histogram"</h2>
             <form method="get" class="filters">
@@ -511,6 +532,7 @@ pub fn DiffPage() -> impl IntoView {
 
 #[component]
 fn DiffView(diff: HeapDiff) -> impl IntoView {
+    let python = diff.after.format == "python";
     let rows = diff
         .classes
         .iter()
@@ -551,7 +573,11 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
         view! {
             <section class="panel">
                 <h2>"Objects added and freed"</h2>
-                <p class="muted">"These snapshots were written by one process, so V8's object ids match: every object of the later snapshot that the earlier one did not have is new, every one it lost was freed (Chrome DevTools' Comparison view)."</p>
+                <p class="muted">{if python {
+                    "These snapshots are of one Python process, so objects are matched by address: every object of the later snapshot that the earlier one did not have is new, every one it lost was freed (an address reused by another type counts as both)."
+                } else {
+                    "These snapshots were written by one process, so V8's object ids match: every object of the later snapshot that the earlier one did not have is new, every one it lost was freed (Chrome DevTools' Comparison view)."
+                }}</p>
                 <table class="grid" id="diff-objects">
                     <thead><tr><th>"Constructor"</th><th class="num">"# New"</th><th class="num">"# Deleted"</th><th class="num">"# Delta"</th>
                         <th class="num">"Alloc. size"</th><th class="num">"Freed size"</th><th class="num">"Size delta"</th></tr></thead>
@@ -559,6 +585,20 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
                 </table>
             </section>
         }
+    });
+    let site_rows = diff
+        .allocation_sites
+        .iter()
+        .map(|s| view! { <tr><td class="cls">{format!("{}:{}", s.file, s.line)}</td><td class="num">{format_bytes(s.size_bytes_after)}</td><td class="num">{signed_bytes(s.size_bytes_delta)}</td><td class="num">{s.blocks_delta}</td></tr> })
+        .collect_view();
+    let sites = (!diff.allocation_sites.is_empty()).then(|| view! {
+        <section class="panel">
+            <h2>"Allocation sites by growth (tracemalloc)"</h2>
+            <table class="grid" id="diff-sites">
+                <thead><tr><th>"Line"</th><th class="num">"Size now"</th><th class="num">"Δ size"</th><th class="num">"Δ blocks"</th></tr></thead>
+                <tbody>{site_rows}</tbody>
+            </table>
+        </section>
     });
     let suspects = diff
         .suspects
@@ -578,6 +618,7 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
             <ul>{suspects}</ul>
         </section>
         {objects}
+        {sites}
         <section class="panel">
             <h2>"Classes by growth"</h2>
             <table class="grid" id="diff">

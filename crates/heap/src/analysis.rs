@@ -228,6 +228,7 @@ pub fn analyze(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], opti
         suspects,
         tree,
         gc_paths,
+        allocation_sites: graph.allocation_sites(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use leakscope_model::analysis::{Analysis, ClassDelta, HeapDiff, ObjectChange, SuspectDelta};
+use leakscope_model::analysis::{AllocationSite, AllocationSiteDelta, Analysis, ClassDelta, HeapDiff, ObjectChange, SuspectDelta};
 
 use crate::graph::ObjectGraph;
 
@@ -75,7 +75,37 @@ pub fn diff(before: &Analysis, after: &Analysis) -> HeapDiff {
         classes,
         suspects,
         objects: None,
+        allocation_sites: site_deltas(&before.allocation_sites, &after.allocation_sites),
     }
+}
+
+/// Sites of both snapshots, matched by file and line, most growth first.
+fn site_deltas(before: &[AllocationSite], after: &[AllocationSite]) -> Vec<AllocationSiteDelta> {
+    let mut out: HashMap<(String, u32), (u64, u64, u64, u64)> = HashMap::new();
+    for s in before {
+        let e = out.entry((s.file.clone(), s.line)).or_default();
+        e.0 += s.size_bytes;
+        e.2 += s.blocks;
+    }
+    for s in after {
+        let e = out.entry((s.file.clone(), s.line)).or_default();
+        e.1 += s.size_bytes;
+        e.3 += s.blocks;
+    }
+    let mut deltas: Vec<AllocationSiteDelta> = out
+        .into_iter()
+        .map(|((file, line), (size_before, size_after, blocks_before, blocks_after))| AllocationSiteDelta {
+            file,
+            line,
+            size_bytes_before: size_before,
+            size_bytes_after: size_after,
+            size_bytes_delta: delta(size_before, size_after),
+            blocks_delta: delta(blocks_before, blocks_after),
+        })
+        .collect();
+    deltas.sort_by(|a, b| b.size_bytes_delta.cmp(&a.size_bytes_delta).then(a.file.cmp(&b.file)).then(a.line.cmp(&b.line)));
+    deltas.truncate(50);
+    deltas
 }
 
 /// Constructors kept in an object comparison, biggest change first.

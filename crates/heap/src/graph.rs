@@ -69,6 +69,11 @@ pub trait ObjectGraph: Sync {
         &self.class_names()[self.class_of()[node as usize] as usize]
     }
 
+    /// Where the live memory was allocated, when the dump says (tracemalloc).
+    fn allocation_sites(&self) -> Vec<leakscope_model::analysis::AllocationSite> {
+        Vec::new()
+    }
+
     fn root_nodes(&self) -> Vec<u32> {
         self.roots().iter().map(|r| r.0).collect()
     }

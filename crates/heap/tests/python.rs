@@ -15,12 +15,17 @@ fn temp(name: &str) -> PathBuf {
 
 /// (snapshot bytes, per type name: [count, getsizeof total] from the independent count).
 fn shapes(name: &str, items: u32, item_bytes: u32, entries: u32, cycle: u32) -> (Vec<u8>, serde_json::Value) {
+    shapes_with(name, items, item_bytes, entries, cycle, &[])
+}
+
+fn shapes_with(name: &str, items: u32, item_bytes: u32, entries: u32, cycle: u32, extra: &[&str]) -> (Vec<u8>, serde_json::Value) {
     let (snapshot, oracle) = (temp(&format!("{name}.pyheap")), temp(&format!("{name}.json")));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/shapes.py");
     let status = Command::new("python3")
         .arg(&script)
         .args([&snapshot, &oracle])
         .args([items, item_bytes, entries, cycle].map(|n| n.to_string()))
+        .args(extra)
         .status()
         .expect("python3 runs");
     assert!(status.success(), "{} failed", script.display());
@@ -151,4 +156,23 @@ fn bad_snapshots_fail_with_the_offset_and_never_panic() {
     failed.extend_from_slice(&(9u32).to_le_bytes());
     failed.extend_from_slice(b"MemoryErr");
     assert!(expect_error(&failed).to_string().contains("the walk inside the interpreter failed: MemoryErr"));
+}
+
+#[test]
+fn tracemalloc_sites_come_with_the_snapshot_when_it_traces() {
+    let (quiet, _) = shapes("untraced", 20, 100, 10, 5);
+    assert!(analyze_bytes(&quiet, &Options::default()).unwrap().allocation_sites.is_empty());
+    let (traced, _) = shapes_with("traced", 2000, 1000, 100, 10, &["trace"]);
+    let analysis = analyze_bytes(&traced, &Options::default()).unwrap();
+    let top = analysis.allocation_sites.first().expect("tracemalloc's sites are in the snapshot");
+    assert!(top.file.ends_with("shapes.py") && top.size_bytes >= 2000 * 1000 && top.blocks >= 2000, "{top:?}");
+    let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/shapes.py")).unwrap();
+    let line = source.lines().nth(top.line as usize - 1).unwrap();
+    assert!(line.contains("the biggest allocation site"), "{line}");
+    // Two snapshots: the growth per site.
+    let (more, _) = shapes_with("traced-more", 4000, 1000, 100, 10, &["trace"]);
+    let diff = leakscope_heap::diff::diff(&analysis, &analyze_bytes(&more, &Options::default()).unwrap());
+    let grown = diff.allocation_sites.first().unwrap();
+    assert_eq!((grown.file.as_str(), grown.line), (top.file.as_str(), top.line));
+    assert!(grown.size_bytes_delta >= 2000 * 1000, "{grown:?}");
 }

@@ -105,6 +105,32 @@ pub struct Analysis {
     /// (each object once, pointing at the one referring to it).
     #[serde(default)]
     pub gc_paths: Vec<PathLink>,
+    /// Python snapshots of a process where `tracemalloc` was already tracing:
+    /// the lines that allocated the most live memory, biggest first.
+    #[serde(default)]
+    pub allocation_sites: Vec<AllocationSite>,
+}
+
+/// A source line and the memory still allocated there (tracemalloc's view).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AllocationSite {
+    pub file: String,
+    pub line: u32,
+    pub size_bytes: u64,
+    pub blocks: u64,
+}
+
+/// One allocation site in two snapshots of a process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AllocationSiteDelta {
+    pub file: String,
+    pub line: u32,
+    pub size_bytes_before: u64,
+    pub size_bytes_after: u64,
+    pub size_bytes_delta: i64,
+    pub blocks_delta: i64,
 }
 
 impl Analysis {
@@ -274,6 +300,9 @@ pub struct HeapDiff {
     /// other pairs (the per-class aggregate above is then the comparison).
     #[serde(default)]
     pub objects: Option<Vec<ObjectChange>>,
+    /// tracemalloc's sites of both snapshots (Python, when it was tracing), most growth first.
+    #[serde(default)]
+    pub allocation_sites: Vec<AllocationSiteDelta>,
 }
 
 /// One constructor's objects added and freed between two snapshots of one process.

@@ -67,7 +67,12 @@ def _leakscope_walk(port, token, timeout, sink):
             return n
 
         version = "%d.%d.%d" % sys.version_info[:3]
-        tracing = "_tracemalloc" in sys.modules and sys.modules["_tracemalloc"].is_tracing()
+        try:
+            import _tracemalloc  # builtin; PYTHONTRACEMALLOC starts it without importing it
+
+            tracing = _tracemalloc.is_tracing()
+        except ImportError:
+            tracing = False
         header = '{"python":"%s","implementation":"%s","pid":%d,"time_ms":%d,"tracemalloc":%s}\n' % (
             version,
             sys.implementation.name,
@@ -76,6 +81,25 @@ def _leakscope_walk(port, token, timeout, sink):
             "true" if tracing else "false",
         )
         buf.extend(b"LEAKSCOPE PYHEAP 1\n" + header.encode())
+        if tracing:
+            # tracemalloc already runs: the lines holding the most live memory,
+            # read before the walk allocates anything of its own.
+            sites = {}
+            for trace in _tracemalloc._get_traces():
+                frames = trace[2]
+                key = frames[0] if frames else ("<unknown>", 0)  # most recent call first
+                site = sites.get(key)
+                if site is None:
+                    sites[key] = [trace[1], 1]
+                else:
+                    site[0] += trace[1]
+                    site[1] += 1
+            top = sorted(sites.items(), key=lambda item: -item[1][0])[:100]
+            sites = None
+            rows = [(sid(str(file)), line, size, count) for (file, line), (size, count) in top]
+            buf.extend(_struct.pack("<cI", b"t", len(rows)))
+            for row in rows:
+                buf.extend(_struct.pack("<IIQQ", *row))
 
         managed_dicts = sys.version_info >= (3, 11)
         sized = (list, tuple, dict, set, frozenset, str, bytes, bytearray)

@@ -2,7 +2,7 @@
 it builds them, walks its own heap with Leakscope's walk into argv[1], and
 writes into argv[2] what an independent count of the same heap finds.
 
-usage: shapes.py SNAPSHOT ORACLE_JSON ITEMS ITEM_BYTES ENTRIES CYCLE_NODES
+usage: shapes.py SNAPSHOT ORACLE_JSON ITEMS ITEM_BYTES ENTRIES CYCLE_NODES [trace]
 """
 import gc
 import json
@@ -35,8 +35,12 @@ class Registry:
 def main():
     out, oracle_out = sys.argv[1], sys.argv[2]
     items, item_bytes, entries, cycle = (int(a) for a in sys.argv[3:7])
+    if "trace" in sys.argv[7:]:
+        import tracemalloc
+
+        tracemalloc.start()
     global ITEMS, CACHE, RING
-    ITEMS = [Item(b"i" * item_bytes) for _ in range(items)]
+    ITEMS = [Item(b"i" * item_bytes) for _ in range(items)]  # the biggest allocation site
     CACHE = Cache()
     for k in range(entries):
         CACHE._store["key-%d" % k] = "value-%06d" % k

@@ -27,6 +27,8 @@
 //!   entry's key (e/2 × u32, all ones when unnamed); references alternate key, value.
 //! - `a` type:u32 n:u32, then n names:u32 — instances of that type with n
 //!   references in a chunk name them by this list (the class last, `__class__`).
+//! - `t` n:u32, then n × (file:u32 line:u32 size:u64 blocks:u64) — when
+//!   tracemalloc was tracing: the lines holding the most live memory.
 //! - `f` owner:u64 dict:u64 — that dict is the owner's own `__dict__` (module,
 //!   class, instance): its entries become the owner's attributes.
 //! - `r` id:u64 kind:u8 label:u32 — a root (0 `sys.modules`, 1 a thread's frame).
@@ -114,6 +116,8 @@ pub struct PythonGraph<'a> {
     chunks: Vec<Chunk>,
     /// (type, reference count) -> where the names of those references are, sorted.
     attribute_names: Vec<((u32, u32), u64)>,
+    /// tracemalloc's biggest sites: (file, line, size, blocks).
+    sites: Vec<(u32, u32, u64, u64)>,
 }
 
 /// Record offsets in four bytes each while the file allows (it is the biggest per-node column).
@@ -291,6 +295,8 @@ struct Scan {
     chunks: Vec<Chunk>,
     /// (type, n) -> offset of n attribute names.
     attribute_names: Vec<((u32, u32), u64)>,
+    /// (file, line, size, blocks) from tracemalloc.
+    sites: Vec<(u32, u32, u64, u64)>,
 }
 
 fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
@@ -321,6 +327,7 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
         roots: Vec::new(),
         chunks: Vec::new(),
         attribute_names: Vec::new(),
+        sites: Vec::new(),
     };
     let need = |pos: usize, n: usize, what: &'static str| -> Result<(), HeapError> {
         if data.len() - pos < n {
@@ -427,6 +434,20 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
                 scan.attribute_names.push(((t, n as u32), (at + 8) as u64));
                 pos = at + 8 + 4 * n;
             }
+            b't' => {
+                need(at, 4, "the allocation sites' count")?;
+                let n = le_u32(&data[at..]) as usize;
+                need(at + 4, n.saturating_mul(24), "the allocation sites")?;
+                for i in 0..n {
+                    let row = &data[at + 4 + 24 * i..];
+                    let file = le_u32(row);
+                    if file as usize >= scan.strings.len() {
+                        return Err(HeapError::Corrupt { offset: (at + 4 + 24 * i) as u64, reason: "an allocation site names a string that was not written before it".into() });
+                    }
+                    scan.sites.push((file, le_u32(&row[4..]), le_u64(&row[8..]), le_u64(&row[16..])));
+                }
+                pos = at + 4 + 24 * n;
+            }
             b'f' => {
                 need(at, 16, "a __dict__ record")?;
                 scan.folds.push((le_u64(&data[at..]), le_u64(&data[at + 8..])));
@@ -465,7 +486,7 @@ fn scan(data: &[u8], reading: &dyn Fn(usize)) -> Result<Scan, HeapError> {
 
 impl<'a> PythonGraph<'a> {
     pub fn parse(data: &'a [u8], reading: &dyn Fn(usize)) -> Result<Self, HeapError> {
-        let Scan { meta, totals, strings, mut objects, mut folds, roots, chunks, mut attribute_names } = scan(data, reading)?;
+        let Scan { meta, totals, strings, mut objects, mut folds, roots, chunks, mut attribute_names, sites } = scan(data, reading)?;
         // The last names record of a class counts (the walk writes one when they change).
         attribute_names.reverse();
         attribute_names.sort_by_key(|a| a.0);
@@ -582,6 +603,7 @@ impl<'a> PythonGraph<'a> {
             root_labels: Vec::new(),
             chunks,
             attribute_names,
+            sites,
         };
         graph.roots = graph.find_roots(&roots);
         graph.root_labels = roots
@@ -776,6 +798,16 @@ impl ObjectGraph for PythonGraph<'_> {
         } else {
             crate::names::short_name(name)
         }
+    }
+    fn allocation_sites(&self) -> Vec<leakscope_model::analysis::AllocationSite> {
+        let mut sites: Vec<_> = self
+            .sites
+            .iter()
+            .map(|&(file, line, size_bytes, blocks)| leakscope_model::analysis::AllocationSite { file: self.string(file).to_string(), line, size_bytes, blocks })
+            .collect();
+        sites.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes).then(a.file.cmp(&b.file)).then(a.line.cmp(&b.line)));
+        sites.truncate(50);
+        sites
     }
     fn facts(&self) -> DumpFacts {
         DumpFacts {
