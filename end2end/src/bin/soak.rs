@@ -6,11 +6,11 @@
 //! (Theil–Sen on a rolling minimum, as the leak detector trends containers)
 //! and Leakscope's own verdict on that series are printed.
 //!
-//! The data folder starts with a day of minute history for every container
-//! (as a Leakscope that has run for days has): the detector's and the
-//! charts' work grows with the history they read, up to a day, so without it
-//! an hour's soak sees that bounded growth and cannot tell it from a leak.
-//! `prefill_hours=0` starts empty.
+//! The data folder starts with a day of history for every container (as a
+//! Leakscope that has run for days has: one sample a minute, and the last
+//! hour at the 2-s interval): the detector's and the charts' work grows with
+//! the history they read, up to a day, so without it an hour's soak sees that
+//! bounded growth and cannot tell it from a leak. `prefill_hours=0` starts empty.
 //!
 //! `cargo run --release -p end2end --bin soak -- [containers=100] [clients=50] [minutes=60] [prefill_hours=24]`
 
@@ -28,8 +28,9 @@ fn remove_soak_containers() {
     end2end::remove_labelled(LABEL);
 }
 
-/// A day (or `hours`) of one-a-minute samples for `lssoak-0…`, under earlier
-/// containers of the same names (series are kept by name), now removed.
+/// A day (or `hours`) of samples for `lssoak-0…` (one a minute, every 2 s in
+/// the last hour), under earlier containers of the same names (series are
+/// kept by name), now removed.
 fn prefill(data_dir: &std::path::Path, containers: u64, hours: u64) {
     use leakscope_engine::memory::MemoryReading;
     use leakscope_engine::store::{ContainerRecord, SampleRow, Store};
@@ -61,7 +62,7 @@ fn prefill(data_dir: &std::path::Path, containers: u64, hours: u64) {
             })
             .collect();
         store.write_tick(&rows, t).expect("write");
-        t += 60_000;
+        t += if now - t > 3_600_000 { 60_000 } else { 2_000 };
     }
 }
 
