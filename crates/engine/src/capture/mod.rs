@@ -240,6 +240,15 @@ pub(super) fn said(stderr: &str) -> String {
 }
 
 
+/// What a status line changes in the job.
+pub(super) type JobChange = Box<dyn FnOnce(&mut CaptureJob) + Send>;
+
+/// A helper's status line, `leakscope: <word> <values>`, as (word, values).
+pub(super) fn status_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.strip_prefix("leakscope: ")?;
+    Some(rest.split_once(' ').unwrap_or((rest, "")))
+}
+
 /// A dump in the staging area, with what the recipe learnt on the way.
 struct Produced {
     staged: dumps::Staged,

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{said, Capture, Produced, Recipe, StepResult};
+use super::{said, status_line, JobChange, Capture, Produced, Recipe, StepResult};
 
 /// The JavaScript twin of the helper's Node.js commands.
 const NODE_CLIENT: &str = include_str!("node_client.js");
@@ -176,13 +176,11 @@ struct Status {
     copying: bool,
 }
 
-type JobChange = Box<dyn FnOnce(&mut leakscope_model::capture::CaptureJob) + Send>;
 
 impl Status {
     /// Reads one `leakscope: <word> <values>` line; returns the job's update.
     fn read(&mut self, line: &str) -> Option<JobChange> {
-        let rest = line.strip_prefix("leakscope: ")?;
-        let (word, values) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (word, values) = status_line(line)?;
         match word {
             "opened" => Some(Box::new(|j| {
                 j.inspector = Some("opened for the snapshot (SIGUSR1); being closed again".into())

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{said, Capture, Produced, Recipe, StepResult};
+use super::{said, status_line, JobChange, Capture, Produced, Recipe, StepResult};
 
 pub(super) struct Python;
 
@@ -96,7 +96,6 @@ fn looks_like_python(command: &str) -> bool {
     })
 }
 
-type JobChange = Box<dyn FnOnce(&mut leakscope_model::capture::CaptureJob) + Send>;
 
 /// What the helper's status lines told so far.
 #[derive(Default)]
@@ -107,8 +106,7 @@ struct Status {
 
 impl Status {
     fn read(&mut self, line: &str) -> Option<JobChange> {
-        let rest = line.strip_prefix("leakscope: ")?;
-        let (word, values) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (word, values) = status_line(line)?;
         match word {
             "version" => {
                 self.version = Some(values.to_string());
