@@ -68,7 +68,6 @@ impl Capture {
                 (HELPER_LABEL.to_string(), self.job.clone()),
                 (HELPER_TARGET_LABEL.to_string(), self.id().to_string()),
             ])),
-            network_disabled: None,
             host_config: Some(HostConfig {
                 pid_mode: Some(target.clone()),
                 network_mode: Some(target),
