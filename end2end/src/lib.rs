@@ -212,7 +212,13 @@ impl Server {
         let server = Server { child, base: format!("http://{bind}"), data_dir, log, token };
         // A wrapped binary (LEAKSCOPE_BIN=a heaptrack script) starts slowly.
         let patience = Duration::from_secs(if std::env::var_os("LEAKSCOPE_BIN").is_some() { 300 } else { 30 });
-        server.wait_until(patience, "the server answers", || server.request("GET", "/api/v1/engine").call().is_ok());
+        // Answering, and its first attempt to reach the engine decided (connected, or
+        // failed with a reason): on a loaded machine the connection can take a moment,
+        // and a test's first API call should not meet "not connected yet".
+        server.wait_until(patience, "the server answers and has tried the engine", || {
+            let status = server.request("GET", "/api/v1/engine").call().ok().and_then(|r| r.into_json::<serde_json::Value>().ok());
+            status.is_some_and(|s| s["connected"] == true || !s["error"].is_null())
+        });
         server
     }
 
