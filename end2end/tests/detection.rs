@@ -30,6 +30,10 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
         &["-e", "MODE=warmup", "-e", "CACHE_MIB=24", "-e", "LEAK_KIB_PER_SEC=1024", "-m", "256m"],
         &[],
     );
+    // Containers started after the server are found through the engine's events: a moment later.
+    for c in [&leak, &native, &steady, &warmup] {
+        server.wait_until(Duration::from_secs(60), "the container is known", || server.get(&format!("/api/v1/containers/{}", c.name)).0 == 200);
+    }
     let verdict = |name: &str| {
         let (status, body) = server.get_json(&format!("/api/v1/containers/{name}/leak"));
         assert_eq!(status, 200, "{body}");
