@@ -13,7 +13,7 @@
 # python3-minimal have no socket.py. It never calls code of the program's
 # own classes except sys.getsizeof (their __sizeof__, as every heap tool does)
 # and, on 3.11+, reading __dict__ of at most 256 instances per class (which
-# makes CPython create a small dict for each: about 100 bytes, said in the UI).
+# makes CPython create a small dict for each: about 100 bytes each; the README says so).
 
 
 def _leakscope_walk(port, token, timeout, sink):
