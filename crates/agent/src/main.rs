@@ -7,13 +7,19 @@
 //!   leakscope-agent node-snapshot PID  heap snapshot of node PID over its inspector, to stdout
 //!   leakscope-agent pythons          one line per CPython process: pid uid gid version rss_kib cmdline
 //!   leakscope-agent python-snapshot PID [SECONDS]  heap snapshot of CPython PID (ptrace: needs CAP_SYS_PTRACE), to stdout
+//!   leakscope-agent processes        one line per process: pid uid gid rss_kib threads runtime cmdline
+//!   leakscope-agent memory-map PID   memory-map snapshot of PID (smaps, status …), to stdout
+//!   leakscope-agent gos              one line per Go program: pid uid gid version rss_kib pprof_port cmdline
+//!   leakscope-agent go-profile PORT  the heap profile served on 127.0.0.1:PORT/debug/pprof/heap, to stdout
 //!   leakscope-agent cat PATH         copy a file to stdout (for read-only root filesystems and tmpfs)
 //!   leakscope-agent rm PATH...       remove files, missing ones included
 //!
 //! A tiny static binary, because the image may hold no runtime or tools; one
 //! module per runtime.
 
+mod go;
 mod java;
+mod native;
 mod node;
 mod procfs;
 mod python;
@@ -34,6 +40,10 @@ fn main() -> ExitCode {
             let seconds = seconds.parse::<u64>().map_err(|_| format!("not a number of seconds: {seconds}"))?;
             python::snapshot(pid, seconds.max(1))
         }),
+        ["processes"] => native::list(),
+        ["memory-map", pid] => parse_pid(pid).and_then(native::memory_map),
+        ["gos"] => go::list(),
+        ["go-profile", port] => port.parse::<u16>().map_err(|_| format!("not a port: {port}")).and_then(go::profile),
         ["cat", path] => cat(path),
         ["rm", paths @ ..] => {
             for path in paths {
@@ -45,7 +55,7 @@ fn main() -> ExitCode {
             println!("leakscope-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err("usage: leakscope-agent jvms | dump PID PATH | nodes | node-snapshot PID | pythons | python-snapshot PID [SECONDS] | cat PATH | rm PATH... | version".into()),
+        _ => Err("usage: leakscope-agent jvms | dump PID PATH | nodes | node-snapshot PID | pythons | python-snapshot PID [SECONDS] | processes | memory-map PID | gos | go-profile PORT | cat PATH | rm PATH... | version".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

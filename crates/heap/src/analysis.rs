@@ -84,8 +84,9 @@ fn class_totals(graph: &dyn ObjectGraph) -> (Vec<u64>, Vec<u64>) {
     let classes = graph.class_names().len();
     let mut instances = vec![0u64; classes];
     let mut shallow = vec![0u64; classes];
+    let counts = graph.counts();
     for (v, &c) in graph.class_of().iter().enumerate() {
-        instances[c as usize] += 1;
+        instances[c as usize] += counts.as_ref().map_or(1, |n| n[v]);
         shallow[c as usize] += graph.shallow(v as u32);
     }
     (instances, shallow)
@@ -192,7 +193,7 @@ pub fn analyze(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], opti
         (join(per_class), (dominators, suspects, tree, gc_paths))
     });
     let mut histogram: Vec<HistogramEntry> = (0..graph.class_names().len())
-        .filter(|&c| instances[c] > 0)
+        .filter(|&c| instances[c] > 0 || class_retained[c] > 0)
         .map(|c| HistogramEntry {
             class: graph.class_names()[c].clone(),
             instances: instances[c],

@@ -68,7 +68,9 @@ pub fn diff(before: &Analysis, after: &Analysis) -> HeapDiff {
             }
         })
         .collect();
+    let findings = crate::formats::findings(&after.summary.format, &classes);
     HeapDiff {
+        findings,
         before: before.summary.clone(),
         after: after.summary.clone(),
         heap_bytes_delta: delta(before.summary.heap_bytes, after.summary.heap_bytes),

@@ -74,6 +74,12 @@ pub trait ObjectGraph: Sync {
         Vec::new()
     }
 
+    /// What each node counts for in the histogram's instances column, when
+    /// not 1 (a heap profile's call path stands for the objects allocated there).
+    fn counts(&self) -> Option<Vec<u64>> {
+        None
+    }
+
     fn root_nodes(&self) -> Vec<u32> {
         self.roots().iter().map(|r| r.0).collect()
     }

@@ -13,6 +13,8 @@ pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
     match crate::formats::sniff(data) {
         Some(crate::Format::V8) => return graph_histogram(&crate::v8::V8Graph::parse(data, &|_| {}, &|| {})?),
         Some(crate::Format::Python) => return graph_histogram(&crate::formats::python::PythonGraph::parse(data, &|_| {})?),
+        Some(crate::Format::MemoryMap) => return graph_histogram(&crate::formats::memmap::parse(data)?),
+        Some(crate::Format::HeapProfile) => return graph_histogram(&crate::formats::pprof::parse(data)?),
         _ => {}
     }
     // The size model needs the id size before the scan: it is in the header.
@@ -79,14 +81,15 @@ pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
 fn graph_histogram(graph: &dyn crate::graph::ObjectGraph) -> Result<Vec<HistogramEntry>, HeapError> {
     let names = graph.class_names();
     let mut totals = vec![(0u64, 0u64); names.len()];
+    let counts = graph.counts();
     for (v, &c) in graph.class_of().iter().enumerate() {
-        totals[c as usize].0 += 1;
+        totals[c as usize].0 += counts.as_ref().map_or(1, |n| n[v]);
         totals[c as usize].1 += graph.shallow(v as u32);
     }
     let mut out: Vec<HistogramEntry> = totals
         .into_iter()
         .enumerate()
-        .filter(|(_, (n, _))| *n > 0)
+        .filter(|(_, (n, bytes))| *n > 0 || *bytes > 0)
         .map(|(c, (instances, shallow_bytes))| HistogramEntry { class: names[c].clone(), instances, shallow_bytes, retained_bytes: 0 })
         .collect();
     out.sort_by(|a, b| b.shallow_bytes.cmp(&a.shallow_bytes).then(a.class.cmp(&b.class)));

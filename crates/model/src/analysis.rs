@@ -300,9 +300,13 @@ pub struct HeapDiff {
     /// other pairs (the per-class aggregate above is then the comparison).
     #[serde(default)]
     pub objects: Option<Vec<ObjectChange>>,
-    /// tracemalloc's sites of both snapshots (Python, when it was tracing), most growth first.
+    /// Allocation sites of both dumps (Python's tracemalloc, a Go heap profile's allocating lines), most growth first.
     #[serde(default)]
     pub allocation_sites: Vec<AllocationSiteDelta>,
+    /// What grew, in plain words, where the format says more than its
+    /// histogram (memory maps: `[heap] grew 300 MiB`, `thread count grew …`).
+    #[serde(default)]
+    pub findings: Vec<String>,
 }
 
 /// One constructor's objects added and freed between two snapshots of one process.

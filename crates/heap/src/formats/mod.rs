@@ -1,7 +1,10 @@
 //! One front end per dump format; each builds an [`crate::graph::ObjectGraph`].
 
 pub mod hprof;
+pub mod memmap;
+pub mod pprof;
 pub mod python;
+pub mod small;
 pub mod v8;
 
 /// Which front end reads these bytes (by their first bytes, not the file name).
@@ -10,10 +13,14 @@ pub enum Format {
     Hprof,
     V8,
     Python,
+    /// A process's memory map (any runtime): `memmap.rs`.
+    MemoryMap,
+    /// A Go heap profile (pprof protobuf).
+    HeapProfile,
 }
 
 impl Format {
-    pub const ALL: [Format; 3] = [Format::Hprof, Format::V8, Format::Python];
+    pub const ALL: [Format; 5] = [Format::Hprof, Format::V8, Format::Python, Format::MemoryMap, Format::HeapProfile];
 
     /// The name stored with a dump and shown by the API (`hprof`, `v8`, `python`).
     pub fn key(self) -> &'static str {
@@ -21,6 +28,19 @@ impl Format {
             Format::Hprof => "hprof",
             Format::V8 => "v8",
             Format::Python => "python",
+            Format::MemoryMap => "memmap",
+            Format::HeapProfile => "pprof",
+        }
+    }
+
+    /// What a capture of this format is called in a request (`{"kind": …}`) and on pages.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Format::Hprof => "heap-dump",
+            Format::V8 => "heap-snapshot",
+            Format::Python => "object-graph",
+            Format::MemoryMap => "memory-map",
+            Format::HeapProfile => "heap-profile",
         }
     }
 
@@ -34,6 +54,8 @@ impl Format {
             Format::Hprof => "hprof",
             Format::V8 => "heapsnapshot",
             Format::Python => "pyheap",
+            Format::MemoryMap => "memmap",
+            Format::HeapProfile => "pprof",
         }
     }
 
@@ -43,6 +65,8 @@ impl Format {
             Format::Hprof => "java",
             Format::V8 => "node",
             Format::Python => "python",
+            Format::MemoryMap => "native",
+            Format::HeapProfile => "go",
         }
     }
 
@@ -52,6 +76,8 @@ impl Format {
             Format::Hprof => "an HPROF dump (Java)",
             Format::V8 => "a V8 heap snapshot (Node.js)",
             Format::Python => "a Python heap snapshot (Leakscope's walk of a CPython process)",
+            Format::MemoryMap => "a memory map (Leakscope's snapshot of a process's /proc/<pid>/smaps)",
+            Format::HeapProfile => "a Go heap profile (pprof)",
         }
     }
 }
@@ -60,9 +86,13 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
     if data.starts_with(b"JAVA PROFILE") {
         return Some(Format::Hprof);
     }
-    let prefix = python::MAGIC_PREFIX;
-    if data.starts_with(prefix) || (data.len() < prefix.len() && !data.is_empty() && prefix.starts_with(data)) {
-        return Some(Format::Python);
+    for (prefix, format) in [(python::MAGIC_PREFIX, Format::Python), (memmap::MAGIC_PREFIX, Format::MemoryMap)] {
+        if data.starts_with(prefix) || (data.len() < prefix.len() && !data.is_empty() && prefix.starts_with(data)) {
+            return Some(format);
+        }
+    }
+    if pprof::looks_like(data) {
+        return Some(Format::HeapProfile);
     }
     let start = data.iter().position(|b| !b.is_ascii_whitespace())?;
     let rest = &data[start..];
@@ -76,4 +106,13 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
         }
     }
     None
+}
+
+/// What grew between two dumps of this format, in plain words, where the
+/// format has more to say than its histogram (a memory map's kinds).
+pub fn findings(format: &str, classes: &[leakscope_model::analysis::ClassDelta]) -> Vec<String> {
+    match Format::from_key(format) {
+        Some(Format::MemoryMap) => memmap::findings(classes),
+        _ => Vec::new(),
+    }
 }

@@ -1,0 +1,175 @@
+//! An object graph kept whole in memory, for formats whose graphs are small
+//! (a memory map has thousands of mappings, a heap profile thousands of call
+//! paths): each front end lists its nodes and edges, and the dominator tree,
+//! retained sizes, histogram and diff work on it as on any dump.
+
+use crate::graph::{DumpFacts, ObjectGraph, Role};
+use crate::IdMap;
+
+pub struct Node {
+    pub id: u64,
+    pub class: String,
+    pub shallow: u64,
+    /// What one histogram row counts for this node (1 for an object; a heap
+    /// profile's call path counts the objects allocated there).
+    pub count: u64,
+    /// How a page names this node (`[heap] 0x55d0…`, `main.rememberSession`).
+    pub label: String,
+    pub role: Role,
+}
+
+#[derive(Default)]
+pub struct Builder {
+    nodes: Vec<Node>,
+    edges: Vec<(u32, u32, Option<String>)>,
+    roots: Vec<(u32, u8)>,
+    sites: Vec<leakscope_model::analysis::AllocationSite>,
+}
+
+impl Builder {
+    /// Where the memory was allocated, when the format says.
+    pub fn sites(&mut self, sites: Vec<leakscope_model::analysis::AllocationSite>) {
+        self.sites = sites;
+    }
+
+    pub fn node(&mut self, node: Node) -> u32 {
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as u32
+    }
+
+    pub fn edge(&mut self, from: u32, to: u32, name: Option<String>) {
+        self.edges.push((from, to, name));
+    }
+
+    pub fn root(&mut self, node: u32, kind: u8) {
+        self.roots.push((node, kind));
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node_mut(&mut self, node: u32) -> &mut Node {
+        &mut self.nodes[node as usize]
+    }
+
+    pub fn finish(self, facts: DumpFacts, root_kinds: &'static [&'static str]) -> SmallGraph {
+        let mut class_index: std::collections::HashMap<String, u32> = Default::default();
+        let mut class_names = Vec::new();
+        let class_of = self
+            .nodes
+            .iter()
+            .map(|n| {
+                *class_index.entry(n.class.clone()).or_insert_with(|| {
+                    class_names.push(n.class.clone());
+                    (class_names.len() - 1) as u32
+                })
+            })
+            .collect();
+        let mut edges = self.edges;
+        edges.sort_by_key(|e| e.0);
+        let mut edge_start = vec![0u32; self.nodes.len() + 1];
+        for e in &edges {
+            edge_start[e.0 as usize + 1] += 1;
+        }
+        for i in 0..self.nodes.len() {
+            edge_start[i + 1] += edge_start[i];
+        }
+        let targets = edges.iter().map(|e| e.1).collect();
+        let edge_names = edges.into_iter().map(|e| e.2).collect();
+        let mut roots = self.roots;
+        roots.sort_by_key(|r| r.0);
+        roots.dedup_by_key(|r| r.0);
+        let index = self.nodes.iter().enumerate().map(|(i, n)| (n.id, i as u32)).collect();
+        SmallGraph {
+            facts: DumpFacts { classes: class_names.len() as u64, ..facts },
+            class_of,
+            class_names,
+            nodes: self.nodes,
+            edge_start,
+            targets,
+            edge_names,
+            roots,
+            root_kinds,
+            index,
+            sites: self.sites,
+        }
+    }
+}
+
+pub struct SmallGraph {
+    nodes: Vec<Node>,
+    class_of: Vec<u32>,
+    class_names: Vec<String>,
+    edge_start: Vec<u32>,
+    targets: Vec<u32>,
+    edge_names: Vec<Option<String>>,
+    roots: Vec<(u32, u8)>,
+    root_kinds: &'static [&'static str],
+    index: IdMap<u32>,
+    facts: DumpFacts,
+    sites: Vec<leakscope_model::analysis::AllocationSite>,
+}
+
+impl SmallGraph {
+    pub fn node(&self, node: u32) -> &Node {
+        &self.nodes[node as usize]
+    }
+}
+
+impl ObjectGraph for SmallGraph {
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    fn successors(&self, node: u32) -> &[u32] {
+        let (a, b) = (self.edge_start[node as usize], self.edge_start[node as usize + 1]);
+        &self.targets[a as usize..b as usize]
+    }
+    fn shallow(&self, node: u32) -> u64 {
+        self.nodes[node as usize].shallow
+    }
+    fn class_of(&self) -> &[u32] {
+        &self.class_of
+    }
+    fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+    fn roots(&self) -> &[(u32, u8)] {
+        &self.roots
+    }
+    fn root_kind_name(&self, kind: u8) -> String {
+        self.root_kinds.get(kind as usize).copied().unwrap_or("root").to_string()
+    }
+    fn id(&self, node: u32) -> u64 {
+        self.nodes[node as usize].id
+    }
+    fn index_of(&self, id: u64) -> Option<u32> {
+        self.index.get(&id).copied()
+    }
+    fn edge_name(&self, from: u32, to: u32) -> Option<String> {
+        let (a, b) = (self.edge_start[from as usize] as usize, self.edge_start[from as usize + 1] as usize);
+        (a..b).find(|&e| self.targets[e] == to).and_then(|e| self.edge_names[e].clone())
+    }
+    fn display_class(&self, node: u32) -> String {
+        self.nodes[node as usize].label.clone()
+    }
+    fn role(&self, node: u32) -> Role {
+        self.nodes[node as usize].role
+    }
+    fn facts(&self) -> DumpFacts {
+        self.facts.clone()
+    }
+    fn short_name<'n>(&self, name: &'n str) -> &'n str {
+        name
+    }
+    fn allocation_sites(&self) -> Vec<leakscope_model::analysis::AllocationSite> {
+        self.sites.clone()
+    }
+    fn counts(&self) -> Option<Vec<u64>> {
+        Some(self.nodes.iter().map(|n| n.count).collect())
+    }
+}
