@@ -258,6 +258,19 @@ impl Server {
     }
 
     /// Starts (or joins) a capture and returns its job id.
+    /// A dump's analysis, once ready (up to two minutes).
+    pub fn wait_analysis(&self, dump_id: &str) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let (status, analysis) = self.get_json(&format!("/api/v1/dumps/{dump_id}/analysis"));
+            if status == 200 {
+                return analysis;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "analysis not ready: {analysis}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     pub fn capture_job(&self, container: &str, body: &str) -> String {
         let (status, answer) = self.start_capture(container, body);
         assert_eq!(status, 202, "{answer}");

@@ -147,9 +147,13 @@ fn two_jvms_ask_for_a_choice_then_capture_the_chosen_one() {
             .contains("runs 2 processes"),
         "{state}"
     );
-    let jvms = state["processes"].as_array().unwrap();
-    assert!(jvms.iter().all(|p| p["runtime"] == "java"), "{state}");
-    assert_eq!(jvms.len(), 2);
+    // The shell that started them is listed too, with a memory map as all it offers.
+    let processes = state["processes"].as_array().unwrap();
+    let jvms: Vec<&serde_json::Value> = processes.iter().filter(|p| p["runtime"] == "java").collect();
+    assert_eq!(jvms.len(), 2, "{state}");
+    assert!(jvms.iter().all(|p| p["kinds"] == serde_json::json!(["heap-dump", "memory-map"])), "{state}");
+    let shell = processes.iter().find(|p| p["runtime"] == "native").expect("the shell is listed");
+    assert_eq!(shell["kinds"], serde_json::json!(["memory-map"]), "{state}");
     let chosen = jvms[1]["pid"].as_u64().unwrap();
     let state = captured(&server, &jvm, &format!("{{\"pid\": {chosen}}}"));
     assert_eq!(state["pid"], chosen);
@@ -172,11 +176,12 @@ fn failures_say_why_and_leave_nothing_behind() {
 
     let expectations = [
         (&no_attach, "DisableAttachMechanism"),
-        (&no_jvm, "no Java or Node.js process runs in this container"),
+        (&no_jvm, "no process in this container offers a heap-dump"),
         (&no_tmp, "needs a writable /tmp"),
     ];
     for (container, expected) in expectations {
-        let job = server.capture_job(&container.name, "");
+        // Every process offers a memory map: ask for a heap dump, which these cannot give.
+        let job = server.capture_job(&container.name, "{\"kind\": \"heap-dump\"}");
         let state = server.wait_job(&job);
         assert_eq!(state["state"], "failed", "{state}");
         let error = state["error"].as_str().unwrap();

@@ -80,15 +80,7 @@ fn helpers_of(container: &TestContainer) -> String {
 }
 
 fn analysis_of(server: &Server, dump_id: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let (status, analysis) = server.get_json(&format!("/api/v1/dumps/{dump_id}/analysis"));
-        if status == 200 {
-            return analysis;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "analysis not ready: {analysis}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    server.wait_analysis(dump_id)
 }
 
 fn entries(analysis: &Value) -> u64 {

@@ -76,6 +76,8 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
         match s.format.as_str() {
             "v8" => "V8 heap snapshot (Node.js),".to_string(),
             "python" => "Python heap snapshot (CPython),".to_string(),
+            "memmap" => "memory map (mappings, threads and open files as nodes),".to_string(),
+            "pprof" => "Go heap profile (call paths as nodes),".to_string(),
             _ => format!("HPROF (Java, {}-byte ids),", s.id_size),
         },
         s.objects,
@@ -106,13 +108,18 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
     }
     if !analysis.allocation_sites.is_empty() {
         println!();
-        println!("Where the live memory was allocated (tracemalloc was tracing):");
+        println!("Where the live memory was allocated ({}):", if s.format == "pprof" { "the profile's allocating lines" } else { "tracemalloc was tracing" });
         for s in analysis.allocation_sites.iter().take(10) {
             println!("{:>14} {:>10} blocks  {}:{}", format_bytes(s.size_bytes), s.blocks, s.file, s.line);
         }
     }
     println!();
-    println!("{:>12} {:>14} {:>14}  class", "instances", "shallow", "retained");
+    let (count, own, total, row) = match s.format.as_str() {
+        "memmap" => ("mappings", "resident", "with swap", "kind"),
+        "pprof" => ("objects", "flat", "cum", "function"),
+        _ => ("instances", "shallow", "retained", "class"),
+    };
+    println!("{count:>12} {own:>14} {total:>14}  {row}");
     for e in analysis.histogram.iter().take(25) {
         println!("{:>12} {:>14} {:>14}  {}", e.instances, format_bytes(e.shallow_bytes), format_bytes(e.retained_bytes), e.class);
     }
@@ -148,6 +155,9 @@ pub fn diff(args: DiffArgs) -> Result<(), String> {
         format_bytes(diff.after.heap_bytes),
         diff.heap_bytes_delta
     );
+    for finding in &diff.findings {
+        println!("{finding}");
+    }
     println!("{:>12} {:>16}  class (grew most first)", "instances", "shallow bytes");
     for c in diff.classes.iter().take(25) {
         println!("{:>+12} {:>+16}  {}", c.instances_delta, c.shallow_bytes_delta, c.class);

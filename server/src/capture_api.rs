@@ -40,6 +40,9 @@ struct CaptureBody {
     pid: Option<u32>,
     #[serde(default)]
     confirm: bool,
+    /// `heap-dump`, `heap-snapshot`, `object-graph`, `heap-profile` or
+    /// `memory-map`; by default the richest the process offers.
+    kind: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -51,7 +54,7 @@ struct CaptureStarted {
 /// Capture a heap dump now (or join the capture already running for this container).
 #[utoipa::path(post, path = "/api/v1/containers/{id}/dumps", tag = "capture",
     params(("id" = String, Path, description = "container id or name")),
-    request_body(content = Option<CaptureBody>, description = "empty, or `{\"pid\": N, \"confirm\": true}`"),
+    request_body(content = Option<CaptureBody>, description = "empty, or `{\"pid\": N, \"confirm\": true, \"kind\": \"memory-map\"}`"),
     responses((status = 202, body = CaptureStarted), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]
 async fn start(
     State(engine): State<Engine>,
@@ -72,6 +75,7 @@ async fn start(
         confirmed: body.confirm,
         trigger: "manual".into(),
         requested_by: Some(who.name.clone()),
+        kind: body.kind,
     };
     let job_id = engine.start_capture(request).await?;
     access.audit(&who.name, "captured heap dump", &id, Some(format!("job {job_id}"))).await;
@@ -100,6 +104,7 @@ struct CaptureForm {
     pid: Option<String>,
     /// The form's checkbox: `on` when ticked.
     confirm: Option<String>,
+    kind: Option<String>,
 }
 
 async fn start_form(
@@ -120,6 +125,7 @@ async fn start_form(
         confirmed,
         trigger: "manual".into(),
         requested_by: Some(who.name.clone()),
+        kind: form.kind.filter(|k| !k.trim().is_empty()),
     };
     let job_id = engine.start_capture(request).await?;
     access.audit(&who.name, "captured heap dump", &name, Some(format!("job {job_id}"))).await;

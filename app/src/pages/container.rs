@@ -427,9 +427,13 @@ fn CapturePanel(
                 <h2>"Heap dumps"</h2>
                 <form method="post" action=crate::components::with_csrf(action.clone())>
                     <button id="capture-button" type="submit" disabled=move || !running.get() || !may_capture()
-                        title="Finds the JVM or node process in the container and takes a heap dump, with nothing installed in the image">
+                        title="Finds the process in the container and captures the richest view of its memory, with nothing installed in the image: a heap dump (Java), heap snapshot (Node.js), object graph (Python), heap profile (Go with pprof), else a memory map">
                         "Capture heap dump"
                     </button>
+                    <select name="kind" id="capture-kind" title="What to capture">
+                        <option value="">"richest available"</option>
+                        <option value="memory-map">"memory map (any process)"</option>
+                    </select>
                     {move || limit_share.get().filter(|share| *share > 0.6).map(|share| view! {
                         <label id="capture-confirm" class="warning">
                             <input type="checkbox" name="confirm"/>
@@ -447,7 +451,8 @@ fn CapturePanel(
                 "while it is open, any process in that container could run code in node. For Python, Leakscope's helper runs "
                 "for a moment in a container beside this one with CAP_SYS_PTRACE only, stops the interpreter's main thread "
                 "for milliseconds to queue its walk of the heap (which then runs inside the interpreter and holds it while it "
-                "walks), and is removed again; while attached, it could run any code in the process."
+                "walks), and is removed again; while attached, it could run any code in the process. A memory map (any process) "
+                "and a Go heap profile (from the program's own net/http/pprof on loopback) stop nothing."
             </p>
             {auto_capture.map(|text| view! {
                 <p class="muted" id="auto-capture">"Automatic dumps: " {text}
@@ -463,6 +468,18 @@ fn CapturePanel(
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// What a capture-kind button says.
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "heap-dump" => "heap dump",
+        "heap-snapshot" => "heap snapshot",
+        "object-graph" => "object graph",
+        "heap-profile" => "heap profile",
+        "memory-map" => "memory map",
+        _ => "capture",
     }
 }
 
@@ -492,6 +509,8 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         "node-inspector" => "over node's inspector, with Leakscope's helper".to_string(),
         "node-client" => "over node's inspector, with Leakscope's script on the container's own node (/tmp is noexec)".to_string(),
         "python-walk" => "by Leakscope's walk inside the interpreter, queued through ptrace by the helper beside the container".to_string(),
+        "memory-map" => "as a memory map (/proc/<pid>/smaps, threads, open files) read by Leakscope's helper; nothing is stopped".to_string(),
+        "go-pprof" => "as a heap profile from the program's own net/http/pprof (/debug/pprof/heap on loopback); nothing is stopped".to_string(),
         _ => "with Leakscope's attach helper (the image has no jcmd)".to_string(),
     });
     let objects = job.objects_total.filter(|t| *t > 0).map(|total| {
@@ -505,22 +524,35 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
             let what = if job.runtime.as_deref() == Some("python") { "ptrace: " } else { "Inspector: " };
             view! { <p class="muted" id="capture-inspector">{what} {i}</p> }
         });
-    let choices = job
+    // Every process of the container with what can be captured of it (a button per kind).
+    let failed = job.state == "failed";
+    let process_rows = job
         .processes
         .iter()
         .map(|process| {
             let pid = process.pid.to_string();
             let rss = process.rss_bytes.map(|b| format!(" · {} resident", format_bytes(b)));
+            let buttons = process
+                .kinds
+                .iter()
+                .map(|kind| view! { <button type="submit" name="kind" value=kind.clone()>{kind_label(kind)}</button> " " })
+                .collect_view();
             view! {
                 <form method="post" action=crate::components::with_csrf(action.clone()) class="jvm-choice">
                     <input type="hidden" name="pid" value=pid.clone()/>
-                    <button type="submit" disabled=!process.capturable>"Capture " {process.runtime.clone()} " pid " {pid}</button>
+                    <strong>{process.runtime.clone()} " pid " {pid}</strong> " " {buttons}
                     " " <code>{process.command.clone()}</code> {rss}
                     {process.note.clone().map(|n| view! { <span class="muted">" — " {n}</span> })}
                 </form>
             }
         })
         .collect_view();
+    let choices = (!job.processes.is_empty()).then(|| view! {
+        <details id="capture-processes" open=failed>
+            <summary>{format!("Processes in this container ({}), and what can be captured of each", job.processes.len())}</summary>
+            {process_rows}
+        </details>
+    });
     let running = job.state == "running";
     view! {
         <div id="capture-job" class=format!("capture-job {}", job.state) data-state=job.state.clone() data-stage=job.stage.clone()>

@@ -48,7 +48,7 @@ pub fn DumpsPage() -> impl IntoView {
             </div>
             <form class="upload" method="post" action=crate::components::with_csrf("/dumps/upload".to_string()) enctype="multipart/form-data">
                 <input type="text" name="service" placeholder="service (optional)"/>
-                <input type="file" name="file" accept=".hprof,.heapsnapshot,.pyheap,.gz" required/>
+                <input type="file" name="file" accept=".hprof,.heapsnapshot,.pyheap,.memmap,.pprof,.pb,.gz" required/>
                 <button type="submit">"Upload dump"</button>
             </form>
         </section>
@@ -229,6 +229,7 @@ fn AnalysisView(
     node_error: Option<String>,
 ) -> impl IntoView {
     let s = analysis.summary.clone();
+    let w = words(&s.format);
     let total = s.reachable_bytes.max(1);
     let analysis_for_tree = analysis.clone();
     let suspects = analysis
@@ -279,8 +280,8 @@ fn AnalysisView(
             .collect_view();
         view! {
             <section class="panel" id="allocation-sites">
-                <h2>"Where the live memory was allocated (tracemalloc)"</h2>
-                <p class="muted">"tracemalloc was already tracing in this process: the lines that allocated the most memory still alive, as it counts them."</p>
+                <h2>{w.sites}</h2>
+                <p class="muted">{w.sites_note}</p>
                 <table class="grid">
                     <thead><tr><th>"Line"</th><th class="num">"Size"</th><th class="num">"Blocks"</th></tr></thead>
                     <tbody>{rows}</tbody>
@@ -351,7 +352,7 @@ fn AnalysisView(
         .collect_view();
     view! {
         <section class="summary">
-            <div class="stat"><span class="stat-value">{format_bytes(s.reachable_bytes)}</span><span class="stat-label">"reachable heap"</span></div>
+            <div class="stat"><span class="stat-value">{format_bytes(s.reachable_bytes)}</span><span class="stat-label">{w.total}</span></div>
             <div class="stat"><span class="stat-value">{s.objects}</span><span class="stat-label">"objects"</span></div>
             <div class="stat"><span class="stat-value">{s.classes}</span><span class="stat-label">"classes"</span></div>
             <div class="stat"><span class="stat-value">{s.gc_roots}</span><span class="stat-label">"GC roots"</span></div>
@@ -360,14 +361,18 @@ fn AnalysisView(
         </section>
         <section class="panel">
             <h2>"Leak suspects"</h2>
-            {if analysis.suspects.is_empty() { Some(view! { <p class="muted">"Nothing retains 10 % of the heap on its own."</p> }) } else { None }}
+            {if analysis.suspects.is_empty() { Some(view! { <p class="muted">{if s.format == "memmap" {
+                "A memory map has no suspects of its own: compare two snapshots of the process to see which kind of memory grows."
+            } else {
+                "Nothing retains 10 % of the heap on its own."
+            }}</p> }) } else { None }}
             {suspects}
             {(!siblings.is_empty()).then(|| view! { <h3>"Compare"</h3><ul>{diff_links}</ul> })}
         </section>
         <DominatorTree analysis=analysis_for_tree dump_id=id.clone() node=query.read_untracked().get("node") total node_error/>
         {sites}
         <section class="panel" id="histogram">
-            <h2>"Class histogram"</h2>
+            <h2>{w.histogram}</h2>
             <form method="get" class="filters">
                 <input type="text" name="q" placeholder="filter classes" prop:value=filter_value(query)/>
                 <input type="hidden" name="sort" prop:value=sort.clone()/>
@@ -376,10 +381,10 @@ fn AnalysisView(
             </form>
             <table class="grid">
                 <thead><tr>
-                    <th>{sort_link("class", "Class")}</th>
-                    <th class="num">{sort_link("instances", "Instances")}</th>
-                    <th class="num">{sort_link("shallow", "Shallow")}</th>
-                    <th class="num">{sort_link("retained", "Retained")}</th>
+                    <th>{sort_link("class", w.class)}</th>
+                    <th class="num">{sort_link("instances", w.instances)}</th>
+                    <th class="num">{sort_link("shallow", w.shallow)}</th>
+                    <th class="num">{sort_link("retained", w.retained)}</th>
                     <th class="num">"% of heap"</th>
                 </tr></thead>
                 <tbody>{histogram}</tbody>
@@ -387,8 +392,8 @@ fn AnalysisView(
             {more_rows}
         </section>
         <section class="panel" id="biggest">
-            <h2>"Biggest objects (dominator tree)"</h2>
-            <p class="muted">"Largest retained sizes first; indentation is depth in the dominator tree."</p>
+            <h2>{w.biggest}</h2>
+            <p class="muted">{w.biggest_note}</p>
             <table class="grid">
                 <thead><tr><th>"Object"</th><th class="num">"Shallow"</th><th class="num">"Retained"</th><th class="num">"% of heap"</th></tr></thead>
                 <tbody>{dominators}</tbody>
@@ -533,6 +538,11 @@ pub fn DiffPage() -> impl IntoView {
 #[component]
 fn DiffView(diff: HeapDiff) -> impl IntoView {
     let python = diff.after.format == "python";
+    let w = words(&diff.after.format);
+    let findings = (!diff.findings.is_empty()).then(|| {
+        let items = diff.findings.iter().map(|f| view! { <li>{f.clone()}</li> }).collect_view();
+        view! { <section class="panel" id="diff-findings"><h2>"In plain words"</h2><ul>{items}</ul></section> }
+    });
     let rows = diff
         .classes
         .iter()
@@ -593,7 +603,7 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
         .collect_view();
     let sites = (!diff.allocation_sites.is_empty()).then(|| view! {
         <section class="panel">
-            <h2>"Allocation sites by growth (tracemalloc)"</h2>
+            <h2>{if diff.after.format == "pprof" { "Allocating lines by growth (in-use memory)" } else { "Allocation sites by growth (tracemalloc)" }}</h2>
             <table class="grid" id="diff-sites">
                 <thead><tr><th>"Line"</th><th class="num">"Size now"</th><th class="num">"Δ size"</th><th class="num">"Δ blocks"</th></tr></thead>
                 <tbody>{site_rows}</tbody>
@@ -613,6 +623,7 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
                     " between " {utc(diff.before.timestamp_ms)} " and " {utc(diff.after.timestamp_ms)}</p>
             </div>
         </section>
+        {findings}
         <section class="panel">
             <h2>"Suspects in the later dump"</h2>
             <ul>{suspects}</ul>
@@ -620,9 +631,9 @@ fn DiffView(diff: HeapDiff) -> impl IntoView {
         {objects}
         {sites}
         <section class="panel">
-            <h2>"Classes by growth"</h2>
+            <h2>{format!("{} by growth", w.histogram)}</h2>
             <table class="grid" id="diff">
-                <thead><tr><th>"Class"</th><th class="num">"Δ instances"</th><th class="num">"Instances now"</th><th class="num">"Δ shallow"</th><th class="num">"Δ retained"</th></tr></thead>
+                <thead><tr><th>{w.class}</th><th class="num">{format!("Δ {}", w.instances.to_lowercase())}</th><th class="num">{format!("{} now", w.instances)}</th><th class="num">{format!("Δ {}", w.shallow.to_lowercase())}</th><th class="num">{format!("Δ {}", w.retained.to_lowercase())}</th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </section>
@@ -634,11 +645,69 @@ fn signed_bytes(delta: i64) -> String {
     format!("{sign}{}", format_bytes(delta.unsigned_abs()))
 }
 
+/// How a page names the parts of an analysis, by the dump's format: a memory
+/// map has kinds of mappings, a heap profile functions, a heap dump classes.
+struct Words {
+    histogram: &'static str,
+    class: &'static str,
+    instances: &'static str,
+    shallow: &'static str,
+    retained: &'static str,
+    total: &'static str,
+    biggest: &'static str,
+    biggest_note: &'static str,
+    sites: &'static str,
+    sites_note: &'static str,
+}
+
+fn words(format: &str) -> Words {
+    match format {
+        "memmap" => Words {
+            histogram: "Memory by kind",
+            class: "Kind",
+            instances: "Mappings",
+            shallow: "Resident",
+            retained: "Resident (with swap)",
+            total: "resident memory",
+            biggest: "Biggest mappings",
+            biggest_note: "Resident memory of each mapping, largest first (from /proc/<pid>/smaps).",
+            sites: "",
+            sites_note: "",
+        },
+        "pprof" => Words {
+            histogram: "In-use memory by function (as go tool pprof -top)",
+            class: "Function",
+            instances: "Objects",
+            shallow: "Flat",
+            retained: "Cum",
+            total: "in-use memory (sampled)",
+            biggest: "Call tree (cumulative in-use memory)",
+            biggest_note: "Call paths from the program's start, largest first; indentation is depth in the call tree.",
+            sites: "Where the live memory was allocated (the profile's allocating lines)",
+            sites_note: "The innermost frame of each sampled allocation still in use, as the Go runtime's heap profile records it.",
+        },
+        _ => Words {
+            histogram: "Class histogram",
+            class: "Class",
+            instances: "Instances",
+            shallow: "Shallow",
+            retained: "Retained",
+            total: "reachable heap",
+            biggest: "Biggest objects (dominator tree)",
+            biggest_note: "Largest retained sizes first; indentation is depth in the dominator tree.",
+            sites: "Where the live memory was allocated (tracemalloc)",
+            sites_note: "tracemalloc was already tracing in this process: the lines that allocated the most memory still alive, as it counts them.",
+        },
+    }
+}
+
 /// What the download link says: the file kind a person will get.
 pub fn download_label(format: &str) -> &'static str {
     match format {
         "v8" => "Download .heapsnapshot",
         "python" => "Download .pyheap",
+        "memmap" => "Download .memmap",
+        "pprof" => "Download .pprof",
         _ => "Download .hprof",
     }
 }
@@ -647,6 +716,8 @@ fn opens_in(format: &str) -> &'static str {
     match format {
         "v8" => " (opens in Chrome DevTools' Memory tab and in memlab)",
         "python" => " (Leakscope's own format: `leakscope analyze FILE` reads it offline)",
+        "memmap" => " (plain text: the process's smaps, status and counts; `leakscope analyze FILE` reads it offline)",
+        "pprof" => " (opens in `go tool pprof`)",
         _ => " (opens in Eclipse MAT or VisualVM)",
     }
 }

@@ -17,8 +17,9 @@ fn say(line: &str) {
 /// `.go.buildinfo` section: "\xff Go buildinf:", then, since Go 1.18, the
 /// version as a length-prefixed string at byte 32).
 pub fn version(pid: i32, cmdline: &[String]) -> Option<String> {
-    let path = procfs::exe(pid, cmdline)?;
-    let data = std::fs::read(path).ok()?;
+    // The exe link opens the very file even from another mount namespace (a
+    // helper container); the path is the fallback when the link is not ours to open.
+    let data = std::fs::read(format!("/proc/{pid}/exe")).ok().or_else(|| std::fs::read(procfs::exe(pid, cmdline)?).ok())?;
     let file = object::File::parse(&*data).ok()?;
     use object::{Object, ObjectSection};
     let section = file.section_by_name(".go.buildinfo")?;

@@ -253,6 +253,7 @@ impl Engine {
                 confirmed: true,
                 trigger: "auto".into(),
                 requested_by: Some(format!("leakscope: {reason}")),
+                kind: None,
             };
             tracing::info!(container = %name, %reason, "automatic heap dump");
             match self.start_capture(request).await {

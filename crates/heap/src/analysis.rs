@@ -176,7 +176,7 @@ pub fn analyze(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], opti
     let (class_retained, (dominators, suspects, tree, gc_paths)) = std::thread::scope(|scope| {
         let per_class = scope.spawn(|| class_retained(graph, retained, &kids));
         let dominators = biggest_objects(graph, dom, retained, options.top_dominators);
-        let suspects = find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, referrer);
+        let suspects = if graph.has_suspects() { find_suspects(graph, retained, computed.virtual_root_retained, &kids, options, referrer) } else { Vec::new() };
         let tree_nodes = browsable_tree(n, retained, computed.virtual_root_retained, &kids, options);
         let tree: Vec<TreeNode> = tree_nodes
             .iter()

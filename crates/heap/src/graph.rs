@@ -80,6 +80,12 @@ pub trait ObjectGraph: Sync {
         None
     }
 
+    /// False where "one object holds many of one class" says nothing (a
+    /// process holds its mappings): the format's diff findings speak instead.
+    fn has_suspects(&self) -> bool {
+        true
+    }
+
     fn root_nodes(&self) -> Vec<u32> {
         self.roots().iter().map(|r| r.0).collect()
     }

@@ -27,6 +27,11 @@ pub struct RuntimeProcess {
     #[serde(default)]
     pub note: Option<String>,
     pub command: String,
+    /// What can be captured of it now, richest first: `heap-dump` (JVM),
+    /// `heap-snapshot` (Node.js), `object-graph` (Python), `heap-profile`
+    /// (Go with pprof), `memory-map` (any process).
+    #[serde(default)]
+    pub kinds: Vec<String>,
 }
 
 /// `running`, `done` or `failed`.
@@ -41,6 +46,9 @@ pub struct CaptureJob {
     /// `java` or `node`, once the process is chosen.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// What is captured (`heap-dump`, `memory-map` …), once the process is chosen.
+    #[serde(default)]
+    pub kind: Option<String>,
     /// How the dump is taken: `jcmd`, `agent` (our static helper speaking
     /// HotSpot's attach protocol), `java-attach` (our jar on the container's
     /// java), `node-inspector` (our helper on node's inspector) or

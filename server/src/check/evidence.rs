@@ -88,6 +88,7 @@ pub async fn take(engine: &Engine, container: &str, confirmed: bool) -> Result<T
         confirmed,
         trigger: "check".into(),
         requested_by: Some("leakscope check".into()),
+        kind: None,
     };
     let mut job = finished_job(engine, engine.start_capture(request.clone()).await.map_err(|e| e.to_string())?, started).await?;
     if job.state == "failed" && job.processes.len() > 1 {

@@ -13,8 +13,8 @@ pub(super) struct Java;
 
 #[async_trait::async_trait]
 impl Recipe for Java {
-    fn runtime(&self) -> &'static str {
-        "java"
+    fn kind(&self) -> &'static str {
+        "heap-dump"
     }
 
     async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>> {
@@ -189,6 +189,7 @@ pub(super) fn parse_jvms(text: &str) -> Vec<RuntimeProcess> {
                 capturable: attach_enabled,
                 note,
                 command: f[6].to_string(),
+                kinds: Vec::new(),
             })
         })
         .collect()

@@ -9,7 +9,9 @@
 //! Every exec is an argv array; nothing from a request is ever put into a shell
 //! string. The only paths used inside the container are our own fixed names.
 
+mod go;
 mod java;
+mod memory_map;
 mod node;
 mod python;
 mod sidecar;
@@ -60,6 +62,8 @@ pub struct CaptureRequest {
     /// `manual` (dashboard, API) or `auto`.
     pub trigger: String,
     pub requested_by: Option<String>,
+    /// `heap-dump`, `memory-map` …; by default the richest the process offers.
+    pub kind: Option<String>,
 }
 
 /// What a failed step says to the user; becomes the job's `error`.
@@ -113,6 +117,7 @@ impl Engine {
                 state: "running".into(),
                 stage: "starting".into(),
                 runtime: None,
+                kind: None,
                 recipe: None,
                 pid: request.pid,
                 bytes_copied: 0,
@@ -145,6 +150,8 @@ impl Engine {
                 java_client: None,
                 top: None,
                 placed: Vec::new(),
+                kind: request.kind.clone(),
+                found_richer: false,
             };
             let outcome = capture.run(&request, started).await;
             capture.clean_up().await;
@@ -206,8 +213,8 @@ struct Helper {
 /// Adding a runtime means adding a module with one of these and listing it in [`recipes`].
 #[async_trait::async_trait]
 trait Recipe: Send + Sync {
-    /// `java`, `node`: what [`RuntimeProcess::runtime`] says.
-    fn runtime(&self) -> &'static str;
+    /// What it captures (`heap-dump`, `memory-map` …): what [`RuntimeProcess::kinds`] lists.
+    fn kind(&self) -> &'static str;
     /// The container's processes of this runtime (empty when none).
     async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>>;
     /// Takes the dump and streams it into the store's staging file.
@@ -223,8 +230,15 @@ trait Recipe: Send + Sync {
     }
 }
 
-fn recipes() -> [&'static dyn Recipe; 3] {
-    [&java::Java, &node::Node, &python::Python]
+/// Richest first: a process found by several recipes offers each of their
+/// kinds, and the first is its default. Every process offers a memory map.
+fn recipes() -> [&'static dyn Recipe; 5] {
+    [&java::Java, &node::Node, &python::Python, &go::Go, &memory_map::MemoryMap]
+}
+
+/// The kinds a capture request may name, richest first.
+pub fn kinds() -> Vec<&'static str> {
+    recipes().iter().map(|r| r.kind()).collect()
 }
 
 /// The error lines of the helper or the script, without status lines.
@@ -290,6 +304,11 @@ struct Capture {
     top: Option<Vec<String>>,
     /// Files we put into the container (helpers, dumps), removed at the end.
     placed: Vec<String>,
+    /// What the request asked for, if it named a kind.
+    kind: Option<String>,
+    /// A recipe before the memory map found a process (so listing every
+    /// process need not start a helper container).
+    found_richer: bool,
 }
 
 impl Capture {
@@ -332,35 +351,56 @@ impl Capture {
             tracing::info!(job = %self.job, %why, "the static helper does not run in this container");
             self.helper_error = Some(why);
         }
-        let mut processes = Vec::new();
+        if let Some(kind) = request.kind.as_deref().filter(|k| !kinds().contains(k)) {
+            return Err(format!("unknown kind of capture '{kind}'; one of: {}", kinds().join(", ")));
+        }
+        let mut processes: Vec<RuntimeProcess> = Vec::new();
         let mut trouble = Vec::new();
         for recipe in recipes() {
             match recipe.find(self).await {
-                Ok(found) => processes.extend(found),
+                Ok(found) => merge_found(&mut processes, recipe.kind(), found),
                 Err(why) => trouble.push(why),
             }
+            self.found_richer = !processes.is_empty();
         }
-        if let (true, Some(why)) = (processes.is_empty(), self.helper_error.clone()) {
+        // Every process offers a memory map (through a helper container when
+        // ours cannot run inside), even where listing them all was skipped.
+        for process in &mut processes {
+            if !process.kinds.iter().any(|k| k == "memory-map") {
+                process.kinds.push("memory-map".into());
+                process.capturable = true;
+            }
+        }
+        if let Some(why) = self.helper_error.clone() {
             // Without our helper only the engine's process list was seen.
             trouble.push(format!("Leakscope's helper could not look inside: {why}"));
         }
-        let process = choose_process(&processes, request.pid, &trouble).inspect_err(|_| {
-            self.engine
-                .update_job(&self.job, |j| j.processes = processes.clone());
-        })?;
-        if !process.capturable {
-            return Err(process
-                .note
-                .clone()
-                .unwrap_or_else(|| format!("pid {} cannot be dumped", process.pid)));
-        }
+        // Every process and what it offers, for the page to show (and to choose from on failure).
+        self.engine.update_job(&self.job, |j| j.processes = processes.clone());
+        let process = choose_process(&processes, request.pid, request.kind.as_deref(), &trouble)?;
+        let kind = match request.kind.clone() {
+            Some(kind) if process.kinds.contains(&kind) => kind,
+            Some(kind) => {
+                return Err(format!(
+                    "{} pid {} offers no {kind}{}",
+                    process.runtime,
+                    process.pid,
+                    offered(&process)
+                ))
+            }
+            None => match process.kinds.first() {
+                Some(kind) => kind.clone(),
+                None => return Err(process.note.clone().unwrap_or_else(|| format!("pid {} cannot be captured", process.pid))),
+            },
+        };
         let recipe = recipes()
             .into_iter()
-            .find(|r| r.runtime() == process.runtime)
-            .ok_or("no recipe for this runtime")?;
+            .find(|r| r.kind() == kind)
+            .ok_or("no recipe for this kind")?;
         self.engine.update_job(&self.job, |j| {
             j.pid = Some(process.pid);
             j.runtime = Some(process.runtime.clone());
+            j.kind = Some(kind.clone());
         });
         if recipe.needs_headroom() && !request.confirmed {
             self.check_headroom(&process)?;
@@ -946,28 +986,67 @@ fn single_file_tar(name: &str, contents: &[u8], mode: u32) -> std::io::Result<Ve
 
 /// The process to dump: the one asked for, the only one, or (several) none
 /// yet, with the list for the user to choose from.
-fn choose_process(
-    found: &[RuntimeProcess],
-    pid: Option<u32>,
-    trouble: &[String],
-) -> StepResult<RuntimeProcess> {
-    match (pid, found) {
-        (Some(pid), _) => found.iter().find(|p| p.pid == pid).cloned().ok_or_else(|| {
-            format!(
-                "no Java or Node.js process has pid {pid} in this container (it may have exited)"
-            )
-        }),
-        (None, []) => {
-            let mut message = "no Java or Node.js process runs in this container (looked for java and node processes in /proc)".to_string();
+/// One entry per pid: the first (richest) recipe that found a process gives
+/// its runtime and note; each recipe that can capture it adds its kind.
+fn merge_found(processes: &mut Vec<RuntimeProcess>, kind: &str, found: Vec<RuntimeProcess>) {
+    for mut process in found {
+        match processes.iter_mut().find(|p| p.pid == process.pid) {
+            Some(known) => {
+                if process.capturable {
+                    known.kinds.push(kind.to_string());
+                    known.capturable = true;
+                }
+                known.rss_bytes = known.rss_bytes.or(process.rss_bytes);
+            }
+            None => {
+                process.kinds = if process.capturable { vec![kind.to_string()] } else { Vec::new() };
+                processes.push(process);
+            }
+        }
+    }
+}
+
+/// `; it offers memory-map`, for an error.
+fn offered(process: &RuntimeProcess) -> String {
+    match process.kinds.as_slice() {
+        [] => process.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+        kinds => format!("; it offers {}", kinds.join(", ")),
+    }
+}
+
+/// The process a capture is about: the pid asked for; else the one process
+/// a runtime recipe recognised (or that offers the kind asked for); else,
+/// when only memory maps are possible, the process holding the most memory.
+fn choose_process(found: &[RuntimeProcess], pid: Option<u32>, kind: Option<&str>, trouble: &[String]) -> StepResult<RuntimeProcess> {
+    if let Some(pid) = pid {
+        return found
+            .iter()
+            .find(|p| p.pid == pid)
+            .cloned()
+            .ok_or_else(|| format!("no process has pid {pid} in this container (it may have exited)"));
+    }
+    let rich: Vec<&RuntimeProcess> = match kind {
+        Some(kind) => found.iter().filter(|p| p.kinds.iter().any(|k| k == kind)).collect(),
+        None => found.iter().filter(|p| p.kinds.first().is_none_or(|k| k != "memory-map")).collect(),
+    };
+    let only_maps = kind.is_none_or(|k| k == "memory-map");
+    match rich.as_slice() {
+        [] if only_maps && !found.is_empty() => Ok(found.iter().max_by_key(|p| p.rss_bytes.unwrap_or(0)).cloned().unwrap_or_else(|| found[0].clone())),
+        [] => {
+            let mut message = match kind {
+                Some(kind) => format!("no process in this container offers a {kind}"),
+                None => "no process was found in this container (looked in /proc with Leakscope's helper)".to_string(),
+            };
             for why in trouble {
                 message.push_str("; ");
                 message.push_str(why);
             }
             Err(message)
         }
-        (None, [only]) => Ok(only.clone()),
-        (None, several) => Err(format!(
-            "this container runs {} processes Leakscope can dump; choose one: {}",
+        [only] => Ok((*only).clone()),
+        several if kind == Some("memory-map") => Ok(several.iter().max_by_key(|p| p.rss_bytes.unwrap_or(0)).map(|p| (*p).clone()).unwrap_or_else(|| several[0].clone())),
+        several => Err(format!(
+            "this container runs {} processes Leakscope can capture; choose one: {}",
             several.len(),
             several
                 .iter()
@@ -987,6 +1066,57 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 impl Capture {
+    /// Runs one command of our helper: in the container when it runs there
+    /// (as `user`), else in a helper container beside it.
+    async fn run_helper(&mut self, args: &[String], user: &str) -> StepResult<ExecOutput> {
+        match self.helper.clone() {
+            Some(helper) => {
+                let mut argv = helper.prefix;
+                argv.extend(args.iter().cloned());
+                self.exec(argv, user).await
+            }
+            None => self.sidecar_run(args).await,
+        }
+    }
+
+    /// Streams what one command of our helper writes to stdout into the
+    /// store's staging file (as [`Capture::run_helper`] runs it) and checks
+    /// that it is a `format` dump; `what` names it in errors.
+    async fn stream_helper(
+        &mut self,
+        args: &[String],
+        user: &str,
+        format: &str,
+        what: &str,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> StepResult<(dumps::Staged, ExecOutput)> {
+        let (tx, stager) = self.stager();
+        let streamed = match self.helper.clone() {
+            Some(helper) => {
+                let mut argv = helper.prefix;
+                argv.extend(args.iter().cloned());
+                self.stream_command(argv, user, &[], tx, on_line).await
+            }
+            None => self.sidecar_stream(args, tx, on_line).await,
+        };
+        let staged = stager.await.map_err(|e| format!("storing the {what}: {e}"))?;
+        // What the helper said explains a staging error (a cut stream), so it comes first.
+        let output = streamed?;
+        if output.exit_code != 0 {
+            let why = said(&output.stderr);
+            return Err(if why.is_empty() {
+                format!("the {what} stopped (exit {}): did the container or the process stop?", output.exit_code)
+            } else {
+                why
+            });
+        }
+        let staged = staged.map_err(|e| format!("storing the {what}: {e}"))?;
+        if staged.format != format {
+            return Err(format!("Leakscope's helper sent something that is not a {what}"));
+        }
+        Ok((staged, output))
+    }
+
     /// Commands of the container's processes as the engine sees them (`docker
     /// top`): how a recipe without our helper tells whether its runtime is there.
     async fn top_commands(&mut self) -> Vec<String> {
@@ -1048,27 +1178,44 @@ mod tests {
             capturable: true,
             note: None,
             command: format!("{runtime} app"),
+            kinds: vec![if runtime == "native" { "memory-map" } else { "heap-dump" }.into()],
         }
     }
 
     #[test]
     fn a_process_is_chosen_only_when_it_is_clear_which() {
         let found = [process(1, "java"), process(7, "node")];
-        assert!(choose_process(&found, None, &[])
-            .unwrap_err()
-            .contains("runs 2 processes"));
-        assert_eq!(
-            choose_process(&found, Some(7), &[]).unwrap().runtime,
-            "node"
-        );
-        assert!(choose_process(&found, Some(9), &[])
-            .unwrap_err()
-            .contains("pid 9"));
-        assert_eq!(choose_process(&found[..1], None, &[]).unwrap().pid, 1);
-        let none = choose_process(&[], None, &["/tmp is noexec".into()]).unwrap_err();
-        assert!(
-            none.contains("no Java or Node.js process") && none.contains("/tmp is noexec"),
-            "{none}"
-        );
+        assert!(choose_process(&found, None, None, &[]).unwrap_err().contains("runs 2 processes"));
+        assert_eq!(choose_process(&found, Some(7), None, &[]).unwrap().runtime, "node");
+        assert!(choose_process(&found, Some(9), None, &[]).unwrap_err().contains("pid 9"));
+        assert_eq!(choose_process(&found[..1], None, None, &[]).unwrap().pid, 1);
+        let none = choose_process(&[], None, None, &["/tmp is noexec".into()]).unwrap_err();
+        assert!(none.contains("no process was found") && none.contains("/tmp is noexec"), "{none}");
+        // A shell that started a native program, and the program: the memory map of the bigger.
+        let mut shell = process(1, "native");
+        shell.rss_bytes = Some(1 << 20);
+        let mut program = process(8, "native");
+        program.rss_bytes = Some(300 << 20);
+        assert_eq!(choose_process(&[shell.clone(), program.clone()], None, None, &[]).unwrap().pid, 8);
+        // Beside a JVM, the JVM (its heap dump) by default, the biggest process for a memory map.
+        let jvm = process(3, "java");
+        assert_eq!(choose_process(&[shell.clone(), jvm.clone(), program.clone()], None, None, &[]).unwrap().pid, 3);
+        assert_eq!(choose_process(&[shell, jvm, program], None, Some("memory-map"), &[]).unwrap().pid, 8);
+        assert!(choose_process(&found, None, Some("heap-profile"), &[]).unwrap_err().contains("no process in this container offers a heap-profile"));
+    }
+
+    #[test]
+    fn recipes_that_find_one_process_add_their_kinds() {
+        let mut processes = Vec::new();
+        let mut old_python = process(5, "python");
+        old_python.capturable = false;
+        old_python.note = Some("Python 3.8".into());
+        merge_found(&mut processes, "heap-dump", vec![process(1, "java")]);
+        merge_found(&mut processes, "object-graph", vec![old_python]);
+        merge_found(&mut processes, "memory-map", vec![process(1, "native"), process(5, "native"), process(9, "native")]);
+        let kinds: Vec<(u32, Vec<String>)> = processes.iter().map(|p| (p.pid, p.kinds.clone())).collect();
+        assert_eq!(kinds, vec![(1, vec!["heap-dump".into(), "memory-map".into()]), (5, vec!["memory-map".into()]), (9, vec!["memory-map".into()])]);
+        assert_eq!(processes[1].runtime, "python");
+        assert!(processes[1].capturable);
     }
 }

@@ -21,8 +21,8 @@ pub(super) struct Node;
 
 #[async_trait::async_trait]
 impl Recipe for Node {
-    fn runtime(&self) -> &'static str {
-        "node"
+    fn kind(&self) -> &'static str {
+        "heap-snapshot"
     }
 
     async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>> {
@@ -252,6 +252,7 @@ fn parse_nodes(text: &str) -> Vec<RuntimeProcess> {
                 capturable: sigusr1 || inspect_flag,
                 note,
                 command: f[6].to_string(),
+                kinds: Vec::new(),
             })
         })
         .collect()

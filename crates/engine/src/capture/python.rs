@@ -19,8 +19,8 @@ pub(super) struct Python;
 
 #[async_trait::async_trait]
 impl Recipe for Python {
-    fn runtime(&self) -> &'static str {
-        "python"
+    fn kind(&self) -> &'static str {
+        "object-graph"
     }
 
     async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>> {
@@ -160,6 +160,7 @@ fn parse_pythons(text: &str) -> Vec<RuntimeProcess> {
                 capturable,
                 note,
                 command: f[5].to_string(),
+                kinds: Vec::new(),
             })
         })
         .collect()

@@ -103,6 +103,10 @@ pub fn read(data: &[u8]) -> Result<Snapshot, HeapError> {
         return Err(HeapError::Truncated { offset: data.len() as u64, what: "the memory-map header" });
     }
     let text = std::str::from_utf8(data).map_err(|e| HeapError::Corrupt { offset: e.valid_up_to() as u64, reason: "not text".into() })?;
+    // The helper writes the end mark last: without it the snapshot was cut short.
+    if !text.trim_end().ends_with("\n== end") {
+        return Err(HeapError::Truncated { offset: data.len() as u64, what: "the end of the memory map ('== end')" });
+    }
     let mut snapshot = Snapshot::default();
     let mut section = "header";
     let mut ended = false;
@@ -271,6 +275,7 @@ pub fn graph(snapshot: &Snapshot) -> SmallGraph {
         DumpFacts { format: "memmap", runtime: if snapshot.runtime == "go" { "go" } else { "native" }, id_size: 8, timestamp_ms: snapshot.time_ms, ..DumpFacts::default() },
         &["the process"],
     )
+    .without_suspects()
 }
 
 /// What grew between two memory maps, in plain words, from the kinds' deltas.

@@ -97,6 +97,7 @@ impl Builder {
             root_kinds,
             index,
             sites: self.sites,
+            suspects: true,
         }
     }
 }
@@ -113,9 +114,16 @@ pub struct SmallGraph {
     index: IdMap<u32>,
     facts: DumpFacts,
     sites: Vec<leakscope_model::analysis::AllocationSite>,
+    suspects: bool,
 }
 
 impl SmallGraph {
+    /// No leak-suspect sentences for this graph (see [`ObjectGraph::has_suspects`]).
+    pub fn without_suspects(mut self) -> Self {
+        self.suspects = false;
+        self
+    }
+
     pub fn node(&self, node: u32) -> &Node {
         &self.nodes[node as usize]
     }
@@ -168,6 +176,9 @@ impl ObjectGraph for SmallGraph {
     }
     fn allocation_sites(&self) -> Vec<leakscope_model::analysis::AllocationSite> {
         self.sites.clone()
+    }
+    fn has_suspects(&self) -> bool {
+        self.suspects
     }
     fn counts(&self) -> Option<Vec<u64>> {
         Some(self.nodes.iter().map(|n| n.count).collect())

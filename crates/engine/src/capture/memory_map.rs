@@ -1,0 +1,78 @@
+//! Any process: a memory-map snapshot (`/proc/<pid>/smaps`, status, threads,
+//! open files), whatever its runtime — the one artifact every process offers,
+//! and the default for native programs. Read by our helper as the process's
+//! own user, so no extra right is needed; nothing is stopped.
+
+use leakscope_model::capture::RuntimeProcess;
+
+use super::{said, Capture, Produced, Recipe, StepResult};
+
+pub(super) struct MemoryMap;
+
+#[async_trait::async_trait]
+impl Recipe for MemoryMap {
+    fn kind(&self) -> &'static str {
+        "memory-map"
+    }
+
+    async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>> {
+        // Without the helper in the container, listing takes a helper container:
+        // only worth it when nothing richer was found or a memory map was asked for.
+        if capture.helper.is_none() && capture.found_richer && capture.kind.as_deref() != Some(self.kind()) {
+            return Ok(Vec::new());
+        }
+        let listed = capture.run_helper(&["processes".to_string()], "0:0").await?;
+        if listed.exit_code != 0 {
+            return Err(format!("listing the processes in the container failed: {}", said(&listed.stderr)));
+        }
+        Ok(parse_processes(&listed.stdout))
+    }
+
+    async fn produce(&self, capture: &mut Capture, process: &RuntimeProcess) -> StepResult<Produced> {
+        capture.engine.update_job(&capture.job, |j| j.recipe = Some("memory-map".into()));
+        // smaps of another user's process needs that user (or CAP_SYS_PTRACE).
+        let user = format!("{}:{}", process.uid, process.gid);
+        let args = ["memory-map".to_string(), process.pid.to_string()];
+        let (staged, _) = capture.stream_helper(&args, &user, "memmap", "memory map", &mut |_| {}).await?;
+        Ok(Produced { staged, runtime: process.runtime.clone(), pause_ms: Some(0) })
+    }
+}
+
+/// `processes` lines: pid uid gid rss_kib threads runtime command (tab-separated).
+fn parse_processes(text: &str) -> Vec<RuntimeProcess> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.splitn(7, '\t').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(RuntimeProcess {
+                pid: f[0].parse().ok()?,
+                uid: f[1].parse().ok()?,
+                gid: f[2].parse().ok()?,
+                runtime: f[5].to_string(),
+                version: None,
+                rss_bytes: f[3].parse::<u64>().ok().map(|kib| kib << 10),
+                tool: None,
+                capturable: true,
+                note: f[4].parse::<u64>().ok().filter(|n| *n > 1).map(|n| format!("{n} threads")),
+                command: f[6].to_string(),
+                kinds: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_process_listing() {
+        let found = parse_processes("1\t0\t0\t300\t1\tnative\t/native-leak\n8\t1000\t1000\t9000\t5\tgo\t/goleak -x\nbad line\n");
+        assert_eq!(found.len(), 2);
+        assert_eq!((found[1].pid, found[1].uid, found[1].rss_bytes, found[1].runtime.as_str()), (8, 1000, Some(9000 << 10), "go"));
+        assert_eq!(found[1].note.as_deref(), Some("5 threads"));
+        assert!(found[0].note.is_none());
+    }
+}
