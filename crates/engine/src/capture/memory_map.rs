@@ -38,7 +38,7 @@ impl Recipe for MemoryMap {
     }
 }
 
-/// `processes` lines: pid uid gid rss_kib threads runtime command (tab-separated).
+/// `processes` lines: pid uid gid rss_kib threads runtime command (tab-separated; threads unused here).
 fn parse_processes(text: &str) -> Vec<RuntimeProcess> {
     text.lines()
         .filter_map(|line| {
@@ -55,7 +55,7 @@ fn parse_processes(text: &str) -> Vec<RuntimeProcess> {
                 rss_bytes: f[3].parse::<u64>().ok().map(|kib| kib << 10),
                 tool: None,
                 capturable: true,
-                note: f[4].parse::<u64>().ok().filter(|n| *n > 1).map(|n| format!("{n} threads")),
+                note: None,
                 command: f[6].to_string(),
                 kinds: Vec::new(),
             })
@@ -72,7 +72,5 @@ mod tests {
         let found = parse_processes("1\t0\t0\t300\t1\tnative\t/native-leak\n8\t1000\t1000\t9000\t5\tgo\t/goleak -x\nbad line\n");
         assert_eq!(found.len(), 2);
         assert_eq!((found[1].pid, found[1].uid, found[1].rss_bytes, found[1].runtime.as_str()), (8, 1000, Some(9000 << 10), "go"));
-        assert_eq!(found[1].note.as_deref(), Some("5 threads"));
-        assert!(found[0].note.is_none());
     }
 }

@@ -1037,6 +1037,10 @@ fn choose_process(found: &[RuntimeProcess], pid: Option<u32>, kind: Option<&str>
                 Some(kind) => format!("no process in this container offers a {kind}"),
                 None => "no process was found in this container (looked in /proc with Leakscope's helper)".to_string(),
             };
+            // Why the processes that are there cannot give it (attach disabled, no pprof …).
+            for process in found.iter().filter(|p| p.note.is_some()) {
+                message.push_str(&format!("; {} pid {}: {}", process.runtime, process.pid, process.note.clone().unwrap_or_default()));
+            }
             for why in trouble {
                 message.push_str("; ");
                 message.push_str(why);

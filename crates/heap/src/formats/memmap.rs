@@ -264,10 +264,12 @@ pub fn graph(snapshot: &Snapshot) -> SmallGraph {
             b.edge(node, swapped, Some("swap".into()));
         }
     }
-    // Threads and descriptors: ids above every user-space address.
-    for (class, count, tag) in [(THREAD, snapshot.threads, 1u64 << 62), (OPEN_FILE, snapshot.fds, 1u64 << 61)] {
-        for i in 0..count {
-            let node = b.node(Node { id: tag | i, class: class.into(), shallow: 0, count: 1, label: class.into(), role: Role::Object });
+    // Threads and descriptors: one node each standing for all of them (the
+    // histogram counts them; the file's numbers are not trusted to size anything).
+    // Ids above every user-space address.
+    for (class, count, id) in [(THREAD, snapshot.threads, 1u64 << 62), (OPEN_FILE, snapshot.fds, 1u64 << 61)] {
+        if count > 0 {
+            let node = b.node(Node { id, class: class.into(), shallow: 0, count, label: format!("{count} × {class}"), role: Role::Object });
             b.edge(root, node, None);
         }
     }
@@ -354,8 +356,9 @@ mod tests {
         assert_eq!(kinds(&snapshot.mappings, true)[2], ANONYMOUS);
         assert_eq!(kinds(&snapshot.mappings, false), vec![FILE, HEAP, ARENA, ANONYMOUS, ANONYMOUS, THREAD_STACK, ANONYMOUS, MAIN_STACK]);
         let graph = graph(&snapshot);
-        // root, 6 resident mappings, 3 threads, 4 descriptors
-        assert_eq!(graph.len(), 1 + 6 + 3 + 4);
+        // root, 6 resident mappings, the threads, the descriptors
+        assert_eq!(graph.len(), 1 + 6 + 1 + 1);
+        assert_eq!(graph.counts().unwrap()[graph.index_of(1 << 62).unwrap() as usize], 3);
         let arena = graph.index_of(0x7f0000000000).unwrap();
         assert_eq!(graph.shallow(arena), 8192 << 10);
         assert!(graph.display_class(arena).starts_with("glibc malloc arena 7f0000000000-7f0000800000 rw-p"));
