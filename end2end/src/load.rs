@@ -161,3 +161,22 @@ pub fn rss_anon_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("RssAnon:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// Seconds and peak RssAnon (MiB) of one command, sampled every few milliseconds (benchmarks).
+pub fn measure(command: &mut std::process::Command) -> (f64, f64) {
+    use std::process::Stdio;
+    let started = std::time::Instant::now();
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
+    let mut peak = 0u64;
+    loop {
+        if let Some(kib) = rss_anon_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{command:?}: {status}");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    (started.elapsed().as_secs_f64(), peak as f64 / 1024.0)
+}

@@ -165,7 +165,13 @@ pub fn build_graph<'a>(data: &'a [u8], report: ProgressSink, phase: &dyn Fn(&str
             Ok(Box::new(graph))
         }
         Some(Format::MemoryMap) => Ok(Box::new(formats::memmap::parse(data)?)),
-        Some(Format::HeapProfile) => Ok(Box::new(formats::pprof::parse(data)?)),
+        Some(Format::HeapProfile) => {
+            let profile = formats::pprof::decode(data)?;
+            phase("decoded");
+            let graph = formats::pprof::graph(&profile)?;
+            phase("graph built");
+            Ok(Box::new(graph))
+        }
     }
 }
 

@@ -59,24 +59,6 @@ fn seconds(v: &Value) -> f64 {
     median(v["seconds"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap()).collect())
 }
 
-/// Seconds and peak RssAnon (MiB) of one command, sampled every few milliseconds.
-fn measure(command: &mut Command) -> (f64, f64) {
-    let started = Instant::now();
-    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starts");
-    let mut peak = 0u64;
-    loop {
-        if let Some(kib) = end2end::load::rss_anon_kib(child.id()) {
-            peak = peak.max(kib);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{command:?}: {status}");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(3));
-    }
-    (started.elapsed().as_secs_f64(), peak as f64 / 1024.0)
-}
-
 fn main() {
     let records: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(300_000);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
@@ -116,7 +98,7 @@ fn main() {
     let binary = std::env::var("LEAKSCOPE_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release/leakscope"));
     let mut runs = Vec::new();
     for _ in 0..5 {
-        runs.push(measure(Command::new(&binary).arg("analyze").arg(&snapshot)));
+        runs.push(end2end::load::measure(Command::new(&binary).arg("analyze").arg(&snapshot)));
     }
     let analysis_seconds = median(runs.iter().map(|r| r.0).collect());
     let analysis_peak = runs.iter().map(|r| r.1).fold(0.0, f64::max);

@@ -235,12 +235,13 @@ pub fn parse(data: &[u8]) -> Result<SmallGraph, HeapError> {
 
 pub fn graph(snapshot: &Snapshot) -> SmallGraph {
     let mut b = Builder::default();
+    let class = b.class("process");
     let root = b.node(Node {
         id: 0,
-        class: "process".into(),
+        class,
         shallow: 0,
         count: 1,
-        label: format!("pid {} {}", snapshot.pid, snapshot.command).trim().to_string(),
+        label: Some(format!("pid {} {}", snapshot.pid, snapshot.command).trim().to_string()),
         role: Role::Holder,
     });
     b.root(root, 0);
@@ -249,19 +250,23 @@ pub fn graph(snapshot: &Snapshot) -> SmallGraph {
             continue;
         }
         let name = if m.path.is_empty() { String::new() } else { format!(" {}", m.path) };
+        let class = b.class(kind);
         let node = b.node(Node {
             id: m.start,
-            class: kind.into(),
+            class,
             shallow: m.rss,
             count: 1,
-            label: format!("{kind}{name} {:x}-{:x} {} ({} mapped)", m.start, m.end, m.perms, format_bytes(m.size())),
+            label: Some(format!("{kind}{name} {:x}-{:x} {} ({} mapped)", m.start, m.end, m.perms, format_bytes(m.size()))),
             role: Role::Object,
         });
-        b.edge(root, node, Some(format!("{:x}", m.start)));
+        let name = b.edge_name(&format!("{:x}", m.start));
+        b.edge(root, node, Some(name));
         if m.swap > 0 {
             // Mappings are page-aligned: the low bits of the start are free for the swap node's id.
-            let swapped = b.node(Node { id: m.start | 1, class: SWAPPED.into(), shallow: m.swap, count: 1, label: format!("swapped out of {:x}", m.start), role: Role::Object });
-            b.edge(node, swapped, Some("swap".into()));
+            let class = b.class(SWAPPED);
+            let swapped = b.node(Node { id: m.start | 1, class, shallow: m.swap, count: 1, label: Some(format!("swapped out of {:x}", m.start)), role: Role::Object });
+            let name = b.edge_name("swap");
+            b.edge(node, swapped, Some(name));
         }
     }
     // Threads and descriptors: one node each standing for all of them (the
@@ -269,7 +274,9 @@ pub fn graph(snapshot: &Snapshot) -> SmallGraph {
     // Ids above every user-space address.
     for (class, count, id) in [(THREAD, snapshot.threads, 1u64 << 62), (OPEN_FILE, snapshot.fds, 1u64 << 61)] {
         if count > 0 {
-            let node = b.node(Node { id, class: class.into(), shallow: 0, count, label: format!("{count} × {class}"), role: Role::Object });
+            let label = Some(format!("{count} × {class}"));
+            let class = b.class(class);
+            let node = b.node(Node { id, class, shallow: 0, count, label, role: Role::Object });
             b.edge(root, node, None);
         }
     }

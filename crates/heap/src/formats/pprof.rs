@@ -141,7 +141,7 @@ fn value_index(profile: &Profile, name: &str) -> Option<usize> {
 }
 
 /// The frames of one sample, outermost caller first, inlined calls expanded.
-fn frames<'p>(locations: &HashMap<u64, &'p Location>, sample: &Sample) -> Result<Vec<&'p Line>, HeapError> {
+fn frames<'p>(locations: &crate::IdMap<&'p Location>, sample: &Sample) -> Result<Vec<&'p Line>, HeapError> {
     let mut out = Vec::new();
     for id in sample.location_id.iter().rev() {
         let location = locations.get(id).ok_or_else(|| HeapError::Corrupt { offset: 0, reason: format!("a sample names location {id}, which the profile does not have") })?;
@@ -166,14 +166,19 @@ pub fn graph(profile: &Profile) -> Result<SmallGraph, HeapError> {
     };
     let objects = value_index(profile, "inuse_objects");
     let string = |i: i64| profile.string_table.get(i as usize).map(String::as_str).unwrap_or("?");
-    let functions: HashMap<u64, &Function> = profile.function.iter().map(|f| (f.id, f)).collect();
-    let locations: HashMap<u64, &Location> = profile.location.iter().map(|l| (l.id, l)).collect();
-    let function_name = |line: &Line| functions.get(&line.function_id).map(|f| string(f.name)).unwrap_or("?").to_string();
+    let functions: crate::IdMap<&Function> = profile.function.iter().map(|f| (f.id, f)).collect();
+    let locations: crate::IdMap<&Location> = profile.location.iter().map(|l| (l.id, l)).collect();
     let mut b = Builder::default();
-    let root = b.node(Node { id: 0, class: "(all call paths)".into(), shallow: 0, count: 0, label: "all in-use memory".into(), role: Role::Holder });
+    let class = b.class("(all call paths)");
+    let root = b.node(Node { id: 0, class, shallow: 0, count: 0, label: Some("all in-use memory".into()), role: Role::Holder });
     b.root(root, 0);
-    // Call-tree children: (parent, function name) -> node.
-    let mut children: HashMap<(u32, String), u32> = HashMap::new();
+    // Interned class per function id, and call-tree children by (parent, function id).
+    // Keys packed into one u64 for the multiply hasher (SipHash on tuples was
+    // most of the build): a class per function id; children by (parent, class);
+    // `file.go:42` per (class, line), interned once.
+    let mut function_class: crate::IdMap<u32> = crate::IdMap::default();
+    let mut children: crate::IdMap<u32> = crate::IdMap::default();
+    let mut call_sites: crate::IdMap<u32> = crate::IdMap::default();
     for sample in &profile.sample {
         let bytes = sample.value.get(space).copied().unwrap_or(0);
         let count = objects.and_then(|o| sample.value.get(o).copied()).unwrap_or(0);
@@ -185,15 +190,32 @@ pub fn graph(profile: &Profile) -> Result<SmallGraph, HeapError> {
         }
         let mut at = root;
         for line in frames(&locations, sample)? {
-            let name = function_name(line);
-            let key = (at, name.clone());
+            let function = functions.get(&line.function_id);
+            let class = match function_class.get(&line.function_id) {
+                Some(&c) => c,
+                None => {
+                    let c = b.class(function.map(|f| string(f.name)).unwrap_or("?"));
+                    function_class.insert(line.function_id, c);
+                    c
+                }
+            };
+            let key = (at as u64) << 32 | class as u64;
             at = match children.get(&key) {
                 Some(&node) => node,
                 None => {
-                    let file = functions.get(&line.function_id).map(|f| string(f.filename)).unwrap_or("");
+                    let site_key = (class as u64) << 32 | (line.line as u64 & 0xffff_ffff);
+                    let site = match call_sites.get(&site_key) {
+                        Some(&n) => n,
+                        None => {
+                            let file = function.map(|f| string(f.filename)).unwrap_or("");
+                            let n = b.edge_name(&format!("{}:{}", file.rsplit('/').next().unwrap_or(file), line.line));
+                            call_sites.insert(site_key, n);
+                            n
+                        }
+                    };
                     // Call-path nodes are numbered as they are met: the id is the node's place.
-                    let node = b.node(Node { id: b.len() as u64, class: name.clone(), shallow: 0, count: 0, label: name.clone(), role: Role::Object });
-                    b.edge(at, node, Some(format!("{}:{}", file.rsplit('/').next().unwrap_or(file), line.line)));
+                    let node = b.node(Node { id: b.len() as u64, class, shallow: 0, count: 0, label: None, role: Role::Object });
+                    b.edge(at, node, Some(site));
                     children.insert(key, node);
                     node
                 }
@@ -207,7 +229,9 @@ pub fn graph(profile: &Profile) -> Result<SmallGraph, HeapError> {
     Ok(b.finish(
         DumpFacts { format: "pprof", runtime: "go", id_size: 8, timestamp_ms: profile.time_nanos / 1_000_000, ..DumpFacts::default() },
         &["the program"],
-    ))
+    )
+    // The root holds everything by construction: the histogram by function is the answer.
+    .without_suspects())
 }
 
 /// In-use memory by the line that allocated it (the sample's innermost frame):
@@ -217,8 +241,8 @@ pub fn allocation_sites(profile: &Profile) -> Vec<leakscope_model::analysis::All
         return Vec::new();
     };
     let string = |i: i64| profile.string_table.get(i as usize).map(String::as_str).unwrap_or("?");
-    let functions: HashMap<u64, &Function> = profile.function.iter().map(|f| (f.id, f)).collect();
-    let locations: HashMap<u64, &Location> = profile.location.iter().map(|l| (l.id, l)).collect();
+    let functions: crate::IdMap<&Function> = profile.function.iter().map(|f| (f.id, f)).collect();
+    let locations: crate::IdMap<&Location> = profile.location.iter().map(|l| (l.id, l)).collect();
     let mut sites: HashMap<(String, u32), (u64, u64)> = HashMap::new();
     for sample in &profile.sample {
         let Some(line) = sample.location_id.first().and_then(|id| locations.get(id)).and_then(|l| l.line.first()) else { continue };

@@ -8,25 +8,44 @@ use crate::IdMap;
 
 pub struct Node {
     pub id: u64,
-    pub class: String,
+    /// From [`Builder::class`].
+    pub class: u32,
     pub shallow: u64,
     /// What one histogram row counts for this node (1 for an object; a heap
     /// profile's call path counts the objects allocated there).
     pub count: u64,
-    /// How a page names this node (`[heap] 0x55d0…`, `main.rememberSession`).
-    pub label: String,
+    /// How a page names this node (`[heap] 55d0…-…`); `None`: its class name.
+    pub label: Option<String>,
     pub role: Role,
 }
+
+const NO_NAME: u32 = u32::MAX;
 
 #[derive(Default)]
 pub struct Builder {
     nodes: Vec<Node>,
-    edges: Vec<(u32, u32, Option<String>)>,
+    /// Edge names, interned (a profile's millions of call edges name a few thousand lines).
+    edge_name_index: std::collections::HashMap<String, u32>,
+    edge_name_texts: Vec<String>,
+    class_index: std::collections::HashMap<String, u32>,
+    class_names: Vec<String>,
+    edges: Vec<(u32, u32, u32)>,
     roots: Vec<(u32, u8)>,
     sites: Vec<leakscope_model::analysis::AllocationSite>,
 }
 
 impl Builder {
+    /// The number of a class name (interned: call paths share few names).
+    pub fn class(&mut self, name: &str) -> u32 {
+        if let Some(&c) = self.class_index.get(name) {
+            return c;
+        }
+        self.class_names.push(name.to_string());
+        let c = (self.class_names.len() - 1) as u32;
+        self.class_index.insert(name.to_string(), c);
+        c
+    }
+
     /// Where the memory was allocated, when the format says.
     pub fn sites(&mut self, sites: Vec<leakscope_model::analysis::AllocationSite>) {
         self.sites = sites;
@@ -37,8 +56,20 @@ impl Builder {
         (self.nodes.len() - 1) as u32
     }
 
-    pub fn edge(&mut self, from: u32, to: u32, name: Option<String>) {
-        self.edges.push((from, to, name));
+    /// The number of an edge name, for [`Builder::edge`].
+    pub fn edge_name(&mut self, name: &str) -> u32 {
+        if let Some(&n) = self.edge_name_index.get(name) {
+            return n;
+        }
+        self.edge_name_texts.push(name.to_string());
+        let n = (self.edge_name_texts.len() - 1) as u32;
+        self.edge_name_index.insert(name.to_string(), n);
+        n
+    }
+
+    /// An edge; `name` from [`Builder::edge_name`], or `None`.
+    pub fn edge(&mut self, from: u32, to: u32, name: Option<u32>) {
+        self.edges.push((from, to, name.unwrap_or(NO_NAME)));
     }
 
     pub fn root(&mut self, node: u32, kind: u8) {
@@ -58,20 +89,10 @@ impl Builder {
     }
 
     pub fn finish(self, facts: DumpFacts, root_kinds: &'static [&'static str]) -> SmallGraph {
-        let mut class_index: std::collections::HashMap<String, u32> = Default::default();
-        let mut class_names = Vec::new();
-        let class_of = self
-            .nodes
-            .iter()
-            .map(|n| {
-                *class_index.entry(n.class.clone()).or_insert_with(|| {
-                    class_names.push(n.class.clone());
-                    (class_names.len() - 1) as u32
-                })
-            })
-            .collect();
+        let class_of = self.nodes.iter().map(|n| n.class).collect();
+        let class_names = self.class_names;
         let mut edges = self.edges;
-        edges.sort_by_key(|e| e.0);
+        edges.sort_unstable_by_key(|e| e.0);
         let mut edge_start = vec![0u32; self.nodes.len() + 1];
         for e in &edges {
             edge_start[e.0 as usize + 1] += 1;
@@ -93,6 +114,7 @@ impl Builder {
             edge_start,
             targets,
             edge_names,
+            edge_name_texts: self.edge_name_texts,
             roots,
             root_kinds,
             index,
@@ -108,7 +130,8 @@ pub struct SmallGraph {
     class_names: Vec<String>,
     edge_start: Vec<u32>,
     targets: Vec<u32>,
-    edge_names: Vec<Option<String>>,
+    edge_names: Vec<u32>,
+    edge_name_texts: Vec<String>,
     roots: Vec<(u32, u8)>,
     root_kinds: &'static [&'static str],
     index: IdMap<u32>,
@@ -160,10 +183,11 @@ impl ObjectGraph for SmallGraph {
     }
     fn edge_name(&self, from: u32, to: u32) -> Option<String> {
         let (a, b) = (self.edge_start[from as usize] as usize, self.edge_start[from as usize + 1] as usize);
-        (a..b).find(|&e| self.targets[e] == to).and_then(|e| self.edge_names[e].clone())
+        (a..b).find(|&e| self.targets[e] == to).and_then(|e| self.edge_name_texts.get(self.edge_names[e] as usize).cloned())
     }
     fn display_class(&self, node: u32) -> String {
-        self.nodes[node as usize].label.clone()
+        let node = &self.nodes[node as usize];
+        node.label.clone().unwrap_or_else(|| self.class_names[node.class as usize].clone())
     }
     fn role(&self, node: u32) -> Role {
         self.nodes[node as usize].role
