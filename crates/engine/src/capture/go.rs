@@ -6,7 +6,7 @@
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{said, status_line, Capture, Produced, Recipe, StepResult};
+use super::{listed_process, said, status_line, Capture, Produced, Recipe, StepResult};
 
 pub(super) struct Go;
 
@@ -73,20 +73,14 @@ fn parse_gos(text: &str) -> Vec<RuntimeProcess> {
             }
             let port = f[5].parse::<u16>().ok();
             Some(RuntimeProcess {
-                pid: f[0].parse().ok()?,
-                uid: f[1].parse().ok()?,
-                gid: f[2].parse().ok()?,
-                runtime: "go".into(),
                 version: Some(f[3].to_string()),
-                rss_bytes: f[4].parse::<u64>().ok().map(|kib| kib << 10),
                 tool: port.map(|p| format!("net/http/pprof on 127.0.0.1:{p}")),
                 capturable: port.is_some(),
                 note: Some(match port {
                     Some(p) => format!("serves net/http/pprof on port {p}: heap profile"),
                     None => "serves no net/http/pprof on loopback: import _ \"net/http/pprof\" and serve it on 127.0.0.1 for heap profiles; a memory map can be taken".into(),
                 }),
-                command: f[6].to_string(),
-                kinds: Vec::new(),
+                ..listed_process(&f, "go", f[4])?
             })
         })
         .collect()

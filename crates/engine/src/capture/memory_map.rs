@@ -5,7 +5,7 @@
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{said, Capture, Produced, Recipe, StepResult};
+use super::{listed_process, said, Capture, Produced, Recipe, StepResult};
 
 pub(super) struct MemoryMap;
 
@@ -46,19 +46,7 @@ fn parse_processes(text: &str) -> Vec<RuntimeProcess> {
             if f.len() < 7 {
                 return None;
             }
-            Some(RuntimeProcess {
-                pid: f[0].parse().ok()?,
-                uid: f[1].parse().ok()?,
-                gid: f[2].parse().ok()?,
-                runtime: f[5].to_string(),
-                version: None,
-                rss_bytes: f[3].parse::<u64>().ok().map(|kib| kib << 10),
-                tool: None,
-                capturable: true,
-                note: None,
-                command: f[6].to_string(),
-                kinds: Vec::new(),
-            })
+            listed_process(&f, f[5], f[3])
         })
         .collect()
 }

@@ -986,6 +986,24 @@ fn single_file_tar(name: &str, contents: &[u8], mode: u32) -> std::io::Result<Ve
 
 /// The process to dump: the one asked for, the only one, or (several) none
 /// yet, with the list for the user to choose from.
+/// A process from one line of a helper listing (`pid uid gid … command`,
+/// tab-separated): the fields every listing shares; the recipe fills in the rest.
+fn listed_process(fields: &[&str], runtime: &str, rss_kib: &str) -> Option<RuntimeProcess> {
+    Some(RuntimeProcess {
+        pid: fields.first()?.parse().ok()?,
+        uid: fields.get(1)?.parse().ok()?,
+        gid: fields.get(2)?.parse().ok()?,
+        runtime: runtime.into(),
+        version: None,
+        rss_bytes: rss_kib.parse::<u64>().ok().map(|kib| kib << 10),
+        tool: None,
+        capturable: true,
+        note: None,
+        command: fields.last()?.to_string(),
+        kinds: Vec::new(),
+    })
+}
+
 /// One entry per pid: the first (richest) recipe that found a process gives
 /// its runtime and note; each recipe that can capture it adds its kind.
 fn merge_found(processes: &mut Vec<RuntimeProcess>, kind: &str, found: Vec<RuntimeProcess>) {

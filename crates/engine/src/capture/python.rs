@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{said, status_line, JobChange, Capture, Produced, Recipe, StepResult};
+use super::{listed_process, said, status_line, JobChange, Capture, Produced, Recipe, StepResult};
 
 pub(super) struct Python;
 
@@ -150,17 +150,10 @@ fn parse_pythons(text: &str) -> Vec<RuntimeProcess> {
                 _ => (true, None),
             };
             Some(RuntimeProcess {
-                pid: f[0].parse().ok()?,
-                uid: f[1].parse().ok()?,
-                gid: f[2].parse().ok()?,
-                runtime: "python".into(),
                 version: (version.contains('.')).then_some(version),
-                rss_bytes: f[4].parse::<u64>().ok().map(|kib| kib << 10),
-                tool: None,
                 capturable,
                 note,
-                command: f[5].to_string(),
-                kinds: Vec::new(),
+                ..listed_process(&f, "python", f[4])?
             })
         })
         .collect()
