@@ -191,6 +191,11 @@ fn failures_say_why_and_leave_nothing_behind() {
         }
     }
 
+    // Without a kind, the JVM is still the process the capture is about: it says why, and what else it can give.
+    let state = server.wait_job(&server.capture_job(&no_attach.name, ""));
+    let error = state["error"].as_str().unwrap_or_default();
+    assert!(error.contains("DisableAttachMechanism") && error.contains("a memory map of it can be taken instead"), "{state}");
+
     // Stopped and unknown containers are refused at once.
     let stopped = TestContainer::run("cap-stopped", &[], &["true"]);
     std::thread::sleep(Duration::from_secs(1));

@@ -388,7 +388,16 @@ impl Capture {
                     offered(&process)
                 ))
             }
+            // A runtime's process its recipe cannot capture: say why, rather than
+            // quietly taking a memory map when a heap dump was asked for.
             None => match process.kinds.first() {
+                Some(kind) if kind == "memory-map" && recognised(&process) => {
+                    return Err(format!(
+                        "{}; a memory map of it can be taken instead (its button in the process list, or {{\"pid\": {}, \"kind\": \"memory-map\"}} in the API)",
+                        process.note.clone().unwrap_or_else(|| format!("{} pid {} cannot be dumped", process.runtime, process.pid)),
+                        process.pid
+                    ))
+                }
                 Some(kind) => kind.clone(),
                 None => return Err(process.note.clone().unwrap_or_else(|| format!("pid {} cannot be captured", process.pid))),
             },
@@ -984,8 +993,6 @@ fn single_file_tar(name: &str, contents: &[u8], mode: u32) -> std::io::Result<Ve
     builder.into_inner()
 }
 
-/// The process to dump: the one asked for, the only one, or (several) none
-/// yet, with the list for the user to choose from.
 /// A process from one line of a helper listing (`pid uid gid … command`,
 /// tab-separated): the fields every listing shares; the recipe fills in the rest.
 fn listed_process(fields: &[&str], runtime: &str, rss_kib: &str) -> Option<RuntimeProcess> {
@@ -1024,6 +1031,12 @@ fn merge_found(processes: &mut Vec<RuntimeProcess>, kind: &str, found: Vec<Runti
     }
 }
 
+/// Found by a runtime's recipe (a JVM, node, CPython), whether or not it can capture it;
+/// Go programs without pprof and other processes only offer memory maps.
+fn recognised(process: &RuntimeProcess) -> bool {
+    !matches!(process.runtime.as_str(), "native" | "go")
+}
+
 /// `; it offers memory-map`, for an error.
 fn offered(process: &RuntimeProcess) -> String {
     match process.kinds.as_slice() {
@@ -1045,7 +1058,7 @@ fn choose_process(found: &[RuntimeProcess], pid: Option<u32>, kind: Option<&str>
     }
     let rich: Vec<&RuntimeProcess> = match kind {
         Some(kind) => found.iter().filter(|p| p.kinds.iter().any(|k| k == kind)).collect(),
-        None => found.iter().filter(|p| p.kinds.first().is_none_or(|k| k != "memory-map")).collect(),
+        None => found.iter().filter(|p| recognised(p) || p.kinds.first().is_none_or(|k| k != "memory-map")).collect(),
     };
     let only_maps = kind.is_none_or(|k| k == "memory-map");
     match rich.as_slice() {
@@ -1224,6 +1237,12 @@ mod tests {
         assert_eq!(choose_process(&[shell.clone(), jvm.clone(), program.clone()], None, None, &[]).unwrap().pid, 3);
         assert_eq!(choose_process(&[shell, jvm, program], None, Some("memory-map"), &[]).unwrap().pid, 8);
         assert!(choose_process(&found, None, Some("heap-profile"), &[]).unwrap_err().contains("no process in this container offers a heap-profile"));
+        // A JVM that refuses attach is still the process a capture is about (and says why), not the shell beside it.
+        let mut refusing = process(3, "java");
+        refusing.kinds = vec!["memory-map".into()];
+        let mut shell = process(1, "native");
+        shell.rss_bytes = Some(1 << 20);
+        assert_eq!(choose_process(&[shell, refusing], None, None, &[]).unwrap().pid, 3);
     }
 
     #[test]
