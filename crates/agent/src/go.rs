@@ -19,11 +19,14 @@ fn say(line: &str) {
 pub fn version(pid: i32, cmdline: &[String]) -> Option<String> {
     // The exe link opens the very file even from another mount namespace (a
     // helper container); the path is the fallback when the link is not ours to open.
-    let data = std::fs::read(format!("/proc/{pid}/exe")).ok().or_else(|| std::fs::read(procfs::exe(pid, cmdline)?).ok())?;
-    let file = object::File::parse(&*data).ok()?;
+    let exe = std::fs::File::open(format!("/proc/{pid}/exe")).ok().or_else(|| std::fs::File::open(procfs::exe(pid, cmdline)?).ok())?;
+    // Read on demand (headers and one section), not the whole binary: the
+    // helper lists every process, in a container with little memory.
+    let cache = object::ReadCache::new(exe);
+    let file = object::File::parse(&cache).ok()?;
     use object::{Object, ObjectSection};
     let section = file.section_by_name(".go.buildinfo")?;
-    let info = section.data().ok()?;
+    let info = section.data_range(section.address(), 64.min(section.size())).ok()??;
     if !info.starts_with(b"\xff Go buildinf:") {
         return None;
     }
