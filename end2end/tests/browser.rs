@@ -81,13 +81,23 @@ async fn sign_in(client: &Client, server: &Server, user: &str, password: &str) {
     .await;
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    eventually_within(Duration::from_secs(30), what, check).await
+}
+
+/// As [`eventually`], for waits on work the server does in the background
+/// (an analysis), which takes longer while the rest of the suite loads the machine.
+async fn eventually_within<F, Fut>(patience: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
+    while start.elapsed() < patience {
         if check().await {
             return;
         }
@@ -416,7 +426,7 @@ async fn a_node_service_is_captured_from_its_page_and_its_analysis_names_the_lea
         .click()
         .await
         .unwrap();
-    eventually("the analysis names the leaking listeners", || async {
+    eventually_within(Duration::from_secs(120), "the analysis names the leaking listeners", || async {
         match client.find(Locator::Css("body")).await {
             Ok(body) => body
                 .text()

@@ -28,18 +28,27 @@ fn temp(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("leakscope-pprof-{}-{name}", std::process::id()))
 }
 
+/// The Go fixture, built once for all the tests of this file (they run side by side).
+fn leaker_binary() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../end2end/fixtures/go/leak.go");
+        // In the target's scratch folder, not /tmp: one binary, replaced by the next run.
+        let binary = Path::new(env!("CARGO_TARGET_TMPDIR")).join("goleak");
+        let built = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&binary)
+            .arg(&source)
+            .env("CGO_ENABLED", "0")
+            .status()
+            .expect("Go is installed (./dev test installs Debian's golang-go)");
+        assert!(built.success(), "go build of {} failed", source.display());
+        binary
+    })
+}
+
 fn start_leaker() -> Leaker {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../end2end/fixtures/go/leak.go");
-    let binary = temp("goleak");
-    let built = Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .env("CGO_ENABLED", "0")
-        .status()
-        .expect("Go is installed (./dev test installs Debian's golang-go)");
-    assert!(built.success(), "go build of {} failed", source.display());
-    let mut child = Command::new(&binary)
+    let mut child = Command::new(leaker_binary())
         .env("LEAK_PER_SECOND", "100")
         .env("PPROF_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
