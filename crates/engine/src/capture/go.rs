@@ -19,8 +19,8 @@ impl Recipe for Go {
     async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>> {
         // A Go program is often one static binary in a scratch image, where our
         // helper cannot be copied: then it looks from a helper container, unless
-        // a richer runtime was found already.
-        if capture.helper.is_none() && capture.found_richer {
+        // a richer runtime was found already and no heap profile was asked for.
+        if capture.helper.is_none() && capture.found_richer && capture.kind.as_deref() != Some(self.kind()) {
             return Ok(Vec::new());
         }
         let listed = capture.run_helper(&["gos".to_string()], "0:0").await?;
