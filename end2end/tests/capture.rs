@@ -151,9 +151,9 @@ fn two_jvms_ask_for_a_choice_then_capture_the_chosen_one() {
     let processes = state["processes"].as_array().unwrap();
     let jvms: Vec<&serde_json::Value> = processes.iter().filter(|p| p["runtime"] == "java").collect();
     assert_eq!(jvms.len(), 2, "{state}");
-    assert!(jvms.iter().all(|p| p["kinds"] == serde_json::json!(["heap-dump", "memory-map"])), "{state}");
+    assert!(jvms.iter().all(|p| p["kinds"] == serde_json::json!(["heap-dump", "memory-map", "core"])), "{state}");
     let shell = processes.iter().find(|p| p["runtime"] == "native").expect("the shell is listed");
-    assert_eq!(shell["kinds"], serde_json::json!(["memory-map"]), "{state}");
+    assert_eq!(shell["kinds"], serde_json::json!(["memory-map", "core"]), "{state}");
     let chosen = jvms[1]["pid"].as_u64().unwrap();
     let state = captured(&server, &jvm, &format!("{{\"pid\": {chosen}}}"));
     assert_eq!(state["pid"], chosen);

@@ -2,7 +2,8 @@
 //! program in a `FROM scratch` image: the C leaker gets a memory map whose
 //! diff says `[heap] grew`; the Go leaker gets a heap profile from its own
 //! net/http/pprof whose numbers equal `go tool pprof -top` on the downloaded
-//! file (Debian's Go on the host), and a memory map when asked for one.
+//! file (Debian's Go on the host), and a memory map when asked for one; a
+//! core dump, asked for, opens in gdb with the leaking function on the stack.
 //! Bad input (cut or damaged uploads, a pid that is gone) says why and keeps nothing wrong.
 
 use std::collections::HashMap;
@@ -45,7 +46,7 @@ fn a_native_program_gets_a_memory_map_and_the_diff_says_the_heap_grew() {
     assert_eq!(state["state"], "done", "{state}");
     assert_eq!((state["kind"].as_str(), state["recipe"].as_str(), state["runtime"].as_str()), (Some("memory-map"), Some("memory-map"), Some("native")), "{state}");
     let listed = state["processes"].as_array().unwrap();
-    assert!(listed.iter().any(|p| p["command"] == "/native-leak" && p["kinds"] == serde_json::json!(["memory-map"]) && p["rss_bytes"].as_u64() > Some(1 << 20)), "{state}");
+    assert!(listed.iter().any(|p| p["command"] == "/native-leak" && p["kinds"] == serde_json::json!(["memory-map", "core"]) && p["rss_bytes"].as_u64() > Some(1 << 20)), "{state}");
     let first = state["dump_id"].as_str().unwrap().to_string();
     let (_, info) = server.get_json(&format!("/api/v1/dumps/{first}"));
     assert_eq!(info["format"], "memmap", "{info}");
@@ -85,6 +86,74 @@ fn a_native_program_gets_a_memory_map_and_the_diff_says_the_heap_grew() {
     assert!(unknown.to_string().contains("unknown kind of capture 'everything'"), "{unknown}");
 }
 
+/// gdb (Debian's, on the host) on a core: the backtraces of every thread.
+fn gdb_backtraces(program: &Path, core: &Path) -> String {
+    let output = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "info threads", "-ex", "thread apply all bt"])
+        .arg(program)
+        .arg(core)
+        .output()
+        .expect("gdb is installed (./dev test installs it)");
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn a_core_dump_of_a_native_program_opens_in_gdb_with_its_leaking_function_on_the_stack() {
+    let server = Server::start(&[], &[]);
+    let native = TestContainer::run_image("core-native", &fixture_image("native"), &["-m", "512m", "-e", "LEAK_KIB_PER_SEC=4000", "--user", "1000:1000"], &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    // Never the default: the plain capture is a memory map.
+    let state = server.wait_job(&server.capture_job(&native.name, "{\"kind\": \"core\"}"));
+    assert_eq!(state["state"], "done", "{state}");
+    assert_eq!((state["kind"].as_str(), state["recipe"].as_str()), (Some("core"), Some("core")), "{state}");
+    assert!(state["inspector"].as_str().unwrap().contains("stopped every thread of pid 1 for"), "the page says what was done: {state}");
+    let id = state["dump_id"].as_str().unwrap().to_string();
+    let (_, info) = server.get_json(&format!("/api/v1/dumps/{id}"));
+    assert_eq!(info["format"], "core", "{info}");
+    assert!(info["file_name"].as_str().unwrap().ends_with(".core"), "{info}");
+    let paused = info["pause_ms"].as_u64().expect("the record says how long the process was stopped");
+    assert!(paused < 30_000, "{info}");
+    assert!(info["stored_bytes"].as_u64().unwrap() < info["size_bytes"].as_u64().unwrap(), "stored compressed: {info}");
+
+    // gdb on the host opens the downloaded core with the program from the image.
+    let dir = std::env::temp_dir().join(format!("leakscope-e2e-core-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let core = dir.join("native.core");
+    std::fs::write(&core, download(&server, &id)).unwrap();
+    let program = dir.join("native-leak");
+    docker(&["cp", &format!("{}:/native-leak", native.name), program.to_str().unwrap()]);
+    let said = gdb_backtraces(&program, &core);
+    assert!(said.contains("leak_for_a_while") && said.contains("main"), "gdb names the leaking function: {said}");
+    assert!(!said.contains("not a core dump") && !said.contains("Cannot access memory"), "{said}");
+
+    // The server reads the core as the memory map taken while it was stopped.
+    let analysis = server.wait_analysis(&id);
+    assert_eq!(analysis["summary"]["format"], "core");
+    let heap = histogram_row(&analysis, "[heap] (malloc's main arena)").expect("the brk heap is a kind of its own").clone();
+    assert!(heap["shallow_bytes"].as_u64().unwrap() > 4 << 20, "{heap}");
+    let (status, page) = server.get(&format!("/dumps/{id}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("Download .core") && page.contains("gdb"), "the dump page says how to open it");
+
+    // The process runs on, and nothing of ours is left in it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &native.name]).trim(), "true");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", docker(&["inspect", "-f", "{{.State.Pid}}", &native.name]).trim())).unwrap();
+    assert!(status.lines().any(|l| l == "TracerPid:\t0"), "detached: {status}");
+    assert_no_files_left(&native);
+
+    // A cut core is kept as uploaded and fails its analysis with the reason.
+    let bytes = std::fs::read(&core).unwrap();
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=cut.core", &bytes[..bytes.len() / 2]);
+    assert_eq!(status, 201, "{body}");
+    let cut = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    server.wait_until(Duration::from_secs(60), "the analysis ends", || server.get(&format!("/api/v1/dumps/{cut}/analysis")).0 != 202);
+    let (status, answer) = server.get_json(&format!("/api/v1/dumps/{cut}/analysis"));
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("cut short"), "{answer}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `go tool pprof -top` on a file: function -> (flat, cum) in bytes.
 fn pprof_top(file: &Path) -> HashMap<String, (u64, u64)> {
     let output = Command::new("go")
@@ -115,7 +184,7 @@ fn a_go_program_gives_its_heap_profile_and_go_tool_pprof_agrees() {
     assert_eq!(state["state"], "done", "{state}");
     assert_eq!((state["kind"].as_str(), state["recipe"].as_str(), state["runtime"].as_str()), (Some("heap-profile"), Some("go-pprof"), Some("go")), "{state}");
     let program = state["processes"].as_array().unwrap().iter().find(|p| p["command"] == "/go-leak").expect("the program is listed").clone();
-    assert_eq!(program["kinds"], serde_json::json!(["heap-profile", "memory-map"]), "{program}");
+    assert_eq!(program["kinds"], serde_json::json!(["heap-profile", "memory-map", "core"]), "{program}");
     let first = state["dump_id"].as_str().unwrap().to_string();
     let (_, info) = server.get_json(&format!("/api/v1/dumps/{first}"));
     assert_eq!(info["format"], "pprof", "{info}");

@@ -77,6 +77,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
             "v8" => "V8 heap snapshot (Node.js),".to_string(),
             "python" => "Python heap snapshot (CPython),".to_string(),
             "memmap" => "memory map (mappings, threads and open files as nodes),".to_string(),
+            "core" => "ELF core dump, analysed by the memory map taken while the process was stopped (open the file in gdb for backtraces),".to_string(),
             "pprof" => "Go heap profile (call paths as nodes),".to_string(),
             _ => format!("HPROF (Java, {}-byte ids),", s.id_size),
         },
@@ -115,7 +116,7 @@ pub fn analyze(args: AnalyzeArgs) -> Result<(), String> {
     }
     println!();
     let (count, own, total, row) = match s.format.as_str() {
-        "memmap" => ("mappings", "resident", "with swap", "kind"),
+        "memmap" | "core" => ("mappings", "resident", "with swap", "kind"),
         "pprof" => ("objects", "flat", "cum", "function"),
         _ => ("instances", "shallow", "retained", "class"),
     };

@@ -40,8 +40,9 @@ struct CaptureBody {
     pid: Option<u32>,
     #[serde(default)]
     confirm: bool,
-    /// `heap-dump`, `heap-snapshot`, `object-graph`, `heap-profile` or
-    /// `memory-map`; by default the richest the process offers.
+    /// `heap-dump`, `heap-snapshot`, `object-graph`, `heap-profile`,
+    /// `memory-map` or `core`; by default the richest the process offers
+    /// (never `core`, which stops the process while it is copied).
     kind: Option<String>,
 }
 

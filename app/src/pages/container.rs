@@ -433,6 +433,7 @@ fn CapturePanel(
                     <select name="kind" id="capture-kind" title="What to capture">
                         <option value="">"richest available"</option>
                         <option value="memory-map">"memory map (any process)"</option>
+                        <option value="core">"core dump for gdb (any process; stops it while copying)"</option>
                     </select>
                     {move || limit_share.get().filter(|share| *share > 0.6).map(|share| view! {
                         <label id="capture-confirm" class="warning">
@@ -452,7 +453,10 @@ fn CapturePanel(
                 "for a moment in a container beside this one with CAP_SYS_PTRACE only, stops the interpreter's main thread "
                 "for milliseconds to queue its walk of the heap (which then runs inside the interpreter and holds it while it "
                 "walks), and is removed again; while attached, it could run any code in the process. A memory map (any process) "
-                "and a Go heap profile (from the program's own net/http/pprof on loopback) stop nothing."
+                "and a Go heap profile (from the program's own net/http/pprof on loopback) stop nothing. A core dump (any process, "
+                "for gdb; only when asked for) is written by the same helper beside the container with CAP_SYS_PTRACE: every "
+                "thread of the process is stopped while its memory is copied (about a second per GiB), then let go; it holds "
+                "all of the process's memory."
             </p>
             {auto_capture.map(|text| view! {
                 <p class="muted" id="auto-capture">"Automatic dumps: " {text}
@@ -479,6 +483,7 @@ fn kind_label(kind: &str) -> &'static str {
         "object-graph" => "object graph",
         "heap-profile" => "heap profile",
         "memory-map" => "memory map",
+        "core" => "core dump",
         _ => "capture",
     }
 }
@@ -510,6 +515,7 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         "node-client" => "over node's inspector, with Leakscope's script on the container's own node (/tmp is noexec)".to_string(),
         "python-walk" => "by Leakscope's walk inside the interpreter, queued through ptrace by the helper beside the container".to_string(),
         "memory-map" => "as a memory map (/proc/<pid>/smaps, threads, open files) read by Leakscope's helper; nothing is stopped".to_string(),
+        "core" => "as an ELF core dump for gdb, written by Leakscope's helper beside the container (ptrace; every thread stopped while its memory is copied)".to_string(),
         "go-pprof" => "as a heap profile from the program's own net/http/pprof (/debug/pprof/heap on loopback); nothing is stopped".to_string(),
         _ => "with Leakscope's attach helper (the image has no jcmd)".to_string(),
     });
@@ -521,7 +527,8 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         .inspector
         .clone()
         .map(|i| {
-            let what = if job.runtime.as_deref() == Some("python") { "ptrace: " } else { "Inspector: " };
+            let ptrace = job.runtime.as_deref() == Some("python") || job.kind.as_deref() == Some("core");
+            let what = if ptrace { "ptrace: " } else { "Inspector: " };
             view! { <p class="muted" id="capture-inspector">{what} {i}</p> }
         });
     // Every process of the container with what can be captured of it (a button per kind).
@@ -535,7 +542,10 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
             let buttons = process
                 .kinds
                 .iter()
-                .map(|kind| view! { <button type="submit" name="kind" value=kind.clone()>{kind_label(kind)}</button> " " })
+                .map(|kind| {
+                    let title = (kind == "core").then_some("Stops every thread of the process while its memory is copied (ptrace from Leakscope's helper beside the container, CAP_SYS_PTRACE only); opens in gdb");
+                    view! { <button type="submit" name="kind" value=kind.clone() title=title>{kind_label(kind)}</button> " " }
+                })
                 .collect_view();
             view! {
                 <form method="post" action=crate::components::with_csrf(action.clone()) class="jvm-choice">

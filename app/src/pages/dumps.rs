@@ -48,7 +48,7 @@ pub fn DumpsPage() -> impl IntoView {
             </div>
             <form class="upload" method="post" action=crate::components::with_csrf("/dumps/upload".to_string()) enctype="multipart/form-data">
                 <input type="text" name="service" placeholder="service (optional)"/>
-                <input type="file" name="file" accept=".hprof,.heapsnapshot,.pyheap,.memmap,.pprof,.pb,.gz" required/>
+                <input type="file" name="file" accept=".hprof,.heapsnapshot,.pyheap,.memmap,.pprof,.pb,.core,.gz" required/>
                 <button type="submit">"Upload dump"</button>
             </form>
         </section>
@@ -363,6 +363,10 @@ fn AnalysisView(
             <h2>"Leak suspects"</h2>
             {if analysis.suspects.is_empty() { Some(view! { <p class="muted">{if s.format == "memmap" {
                 "A memory map has no suspects of its own: compare two snapshots of the process to see which kind of memory grows."
+            } else if s.format == "core" {
+                "A core dump has no suspects of its own. Above is its memory map, read while the process was stopped; compare two \
+                 captures of the process to see which kind of memory grows, and open the file in gdb (`gdb /path/to/program FILE`, \
+                 with the program and libraries of the image) for threads, backtraces and the memory itself."
             } else {
                 "Nothing retains 10 % of the heap on its own."
             }}</p> }) } else { None }}
@@ -662,7 +666,7 @@ struct Words {
 
 fn words(format: &str) -> Words {
     match format {
-        "memmap" => Words {
+        "memmap" | "core" => Words {
             histogram: "Memory by kind",
             class: "Kind",
             instances: "Mappings",
@@ -708,6 +712,7 @@ pub fn download_label(format: &str) -> &'static str {
         "python" => "Download .pyheap",
         "memmap" => "Download .memmap",
         "pprof" => "Download .pprof",
+        "core" => "Download .core",
         _ => "Download .hprof",
     }
 }
@@ -718,6 +723,7 @@ fn opens_in(format: &str) -> &'static str {
         "python" => " (Leakscope's own format: `leakscope analyze FILE` reads it offline)",
         "memmap" => " (plain text: the process's smaps, status and counts; `leakscope analyze FILE` reads it offline)",
         "pprof" => " (opens in `go tool pprof`)",
+        "core" => " (an ELF core: `gdb /path/to/program FILE`, with the program and its libraries from the image)",
         _ => " (opens in Eclipse MAT or VisualVM)",
     }
 }

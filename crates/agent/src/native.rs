@@ -43,6 +43,13 @@ fn threads(pid: i32) -> usize {
 /// `memory-map PID`: the snapshot in Leakscope's memory-map format (see
 /// `crates/heap/src/formats/memmap.rs`), to stdout.
 pub fn memory_map(pid: i32) -> Result<(), String> {
+    let text = snapshot(pid)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(|e| format!("writing: {e}"))
+}
+
+/// The memory-map snapshot of `pid` as text (a core dump carries one too).
+pub fn snapshot(pid: i32) -> Result<String, String> {
     let read = |name: &str| {
         std::fs::read_to_string(format!("/proc/{pid}/{name}")).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("process {pid} has exited"),
@@ -63,14 +70,10 @@ pub fn memory_map(pid: i32) -> Result<(), String> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0);
     let time_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     let runtime = if crate::go::version(pid, &cmdline).is_some() { "go" } else { "native" };
-    let mut out = std::io::stdout().lock();
     let command = cmdline.join(" ").replace(['\t', '\n'], " ");
-    write!(
-        out,
+    Ok(format!(
         "LEAKSCOPE MEMMAP 1\npid {pid}\ntime_ms {time_ms}\ncommand {command}\nruntime {runtime}\nthreads {}\nfds {fds}\n\
          == status\n{status}== smaps_rollup\n{rollup}== smaps\n{smaps}== end\n",
         threads(pid)
-    )
-    .and_then(|_| out.flush())
-    .map_err(|e| format!("writing: {e}"))
+    ))
 }

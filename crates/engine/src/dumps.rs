@@ -320,14 +320,15 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
     let format = match leakscope_heap::formats::sniff(&magic[..m]) {
         Some(_) if m < 18 => None,
         Some(leakscope_heap::Format::Hprof) if magic.starts_with(b"JAVA PROFILE 1.0.") => Some("hprof"),
-        Some(f @ (leakscope_heap::Format::V8 | leakscope_heap::Format::Python | leakscope_heap::Format::MemoryMap | leakscope_heap::Format::HeapProfile)) => Some(f.key()),
+        Some(f @ (leakscope_heap::Format::V8 | leakscope_heap::Format::Python | leakscope_heap::Format::MemoryMap | leakscope_heap::Format::HeapProfile | leakscope_heap::Format::Core)) => Some(f.key()),
         _ => None,
     };
     let Some(format) = format else {
         return Err(EngineError::BadRequest(
-            "not an HPROF heap dump, a V8 heap snapshot, a Leakscope Python heap snapshot or memory map, nor a Go heap profile \
-             (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.', a .heapsnapshot from Node.js or Chrome, \
-             a .pyheap, a .memmap, or a pprof heap profile from /debug/pprof/heap, gzipped or not)"
+            "not an HPROF heap dump, a V8 heap snapshot, a Leakscope Python heap snapshot or memory map, a Go heap profile \
+             nor an ELF core dump (expected a .hprof or .hprof.gz that starts with 'JAVA PROFILE 1.0.', a .heapsnapshot from \
+             Node.js or Chrome, a .pyheap, a .memmap, a pprof heap profile from /debug/pprof/heap, or a 64-bit core file, \
+             gzipped or not)"
                 .into(),
         ));
     };

@@ -15,6 +15,7 @@ pub fn histogram_only(data: &[u8]) -> Result<Vec<HistogramEntry>, HeapError> {
         Some(crate::Format::Python) => return graph_histogram(&crate::formats::python::PythonGraph::parse(data, &|_| {})?),
         Some(crate::Format::MemoryMap) => return graph_histogram(&crate::formats::memmap::parse(data)?),
         Some(crate::Format::HeapProfile) => return graph_histogram(&crate::formats::pprof::parse(data)?),
+        Some(crate::Format::Core) => return graph_histogram(&crate::formats::elfcore::parse(data)?),
         _ => {}
     }
     // The size model needs the id size before the scan: it is in the header.

@@ -49,7 +49,7 @@ pub use names::source_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeapError {
-    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x'), a V8 heap snapshot (a JSON object that starts with \"snapshot\"), a Leakscope Python heap snapshot ('LEAKSCOPE PYHEAP') or memory map ('LEAKSCOPE MEMMAP') nor a pprof heap profile")]
+    #[error("not an HPROF heap dump (the file does not start with 'JAVA PROFILE 1.0.x'), a V8 heap snapshot (a JSON object that starts with \"snapshot\"), a Leakscope Python heap snapshot ('LEAKSCOPE PYHEAP') or memory map ('LEAKSCOPE MEMMAP'), a pprof heap profile nor an ELF core dump")]
     NotHprof,
     #[error("the dump is truncated at byte {offset}: expected {what}")]
     Truncated { offset: u64, what: &'static str },
@@ -165,6 +165,7 @@ pub fn build_graph<'a>(data: &'a [u8], report: ProgressSink, phase: &dyn Fn(&str
             Ok(Box::new(graph))
         }
         Some(Format::MemoryMap) => Ok(Box::new(formats::memmap::parse(data)?)),
+        Some(Format::Core) => Ok(Box::new(formats::elfcore::parse(data)?)),
         Some(Format::HeapProfile) => {
             let profile = formats::pprof::decode(data)?;
             phase("decoded");

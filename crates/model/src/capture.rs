@@ -29,7 +29,8 @@ pub struct RuntimeProcess {
     pub command: String,
     /// What can be captured of it now, richest first: `heap-dump` (JVM),
     /// `heap-snapshot` (Node.js), `object-graph` (Python), `heap-profile`
-    /// (Go with pprof), `memory-map` (any process).
+    /// (Go with pprof), `memory-map` (any process), `core` (any process; an
+    /// ELF core for gdb, never the default: it stops the process).
     #[serde(default)]
     pub kinds: Vec<String>,
 }

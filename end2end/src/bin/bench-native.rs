@@ -1,9 +1,11 @@
 //! Native and Go figures, side by side in one run:
 //!
-//! 1. A memory-map snapshot of a 1 GiB process: the C fixture (`FROM scratch`,
-//!    so our helper works from a helper container beside it) leaks until its
-//!    working set passes 1 GiB, then a capture through the API — click to
-//!    stored dump — and the pause it records (nothing is stopped: 0).
+//! 1. A memory-map snapshot and a core dump of a 1 GiB process: the C fixture
+//!    (`FROM scratch`, so our helper works from a helper container beside it)
+//!    allocates 1.1 GiB and then holds it; each is captured through the API —
+//!    click to stored dump — with the pause it records (a memory map stops
+//!    nothing), and the core beside gdb's `gcore` of the same process on the
+//!    host (which stops it for the whole of its run).
 //! 2. A 50 MB Go heap profile, analysed by `leakscope analyze` and by
 //!    `go tool pprof -top` (Debian's Go) on the same file: seconds and peak
 //!    RssAnon, medians of 3. A real Go program does not write a 50 MB heap
@@ -70,12 +72,18 @@ fn big_profile(megabytes: u64) -> Vec<u8> {
     profile.encode_to_vec()
 }
 
-fn memory_map_of_a_big_process() {
+fn memory_map_and_core_of_a_big_process(out_dir: &Path) {
     let server = Server::start(&[], &[]);
-    let native = TestContainer::run_image("bench-mmap", &fixture_image("native"), &["-m", "2g", "-e", "LEAK_KIB_PER_SEC=60000"], &[]);
+    // One batch of 20 s at 60 MB/s, all of it kept, then a long rest: 1.1 GiB held still.
+    let env = ["MODE=batch", "LEAK_KIB_PER_SEC=60000", "BATCH_SECS=20", "KEEP_PERCENT=100", "REST_SECS=3600"];
+    let mut args = vec!["-m", "2g"];
+    for e in &env {
+        args.extend(["-e", e]);
+    }
+    let native = TestContainer::run_image("bench-mmap", &fixture_image("native"), &args, &[]);
     let started = Instant::now();
-    while end2end::docker_stats_working_set(&native.name) < 1 << 30 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the fixture never reached 1 GiB");
+    while end2end::docker_stats_working_set(&native.name) < 1 << 30 || started.elapsed() < Duration::from_secs(22) {
+        assert!(started.elapsed() < Duration::from_secs(90), "the fixture never reached 1 GiB");
         std::thread::sleep(Duration::from_millis(200));
     }
     let clicked = Instant::now();
@@ -90,6 +98,32 @@ fn memory_map_of_a_big_process() {
         info["pause_ms"],
         info["size_bytes"].as_u64().unwrap_or(0) / 1024,
         analysis["summary"]["reachable_bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64
+    );
+
+    let clicked = Instant::now();
+    let state = server.wait_job(&server.capture_job(&native.name, "{\"kind\": \"core\"}"));
+    let click_to_stored = clicked.elapsed().as_secs_f64();
+    assert_eq!(state["state"], "done", "{state}");
+    let (_, info) = server.get_json(&format!("/api/v1/dumps/{}", state["dump_id"].as_str().unwrap()));
+    println!(
+        "core dump of the same process (helper container, ptrace): click to stored {click_to_stored:.2} s, every thread stopped {} ms, core {:.2} GiB stored as {:.0} MiB (zstd)",
+        info["pause_ms"],
+        info["size_bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64,
+        info["stored_bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64
+    );
+    // The peer: gdb's gcore on the host, on the same process (stopped from attach to detach).
+    let pid = end2end::docker(&["inspect", "-f", "{{.State.Pid}}", &native.name]).trim().to_string();
+    let prefix = out_dir.join("gcore");
+    let timed = Instant::now();
+    let gcore = Command::new("gcore").arg("-o").arg(&prefix).arg(&pid).output().expect("gdb is installed (apt-get install gdb)");
+    let seconds = timed.elapsed().as_secs_f64();
+    let written = out_dir.join(format!("gcore.{pid}"));
+    let size = std::fs::metadata(&written).map(|m| m.len()).unwrap_or(0);
+    std::fs::remove_file(&written).ok();
+    assert!(gcore.status.success(), "{}", String::from_utf8_lossy(&gcore.stderr));
+    println!(
+        "gcore (gdb 13, on the host, same process): {seconds:.2} s, process stopped for all of it, core {:.2} GiB uncompressed on disk",
+        size as f64 / (1u64 << 30) as f64
     );
 }
 
@@ -115,5 +149,5 @@ fn main() {
     println!("Go heap profile of {:.1} MB ({}):", size as f64 / 1e6, file.display());
     println!("  leakscope analyze:   {ours_s:.2} s, peak RssAnon {ours_mib:.0} MiB (histogram, call tree, allocation sites)");
     println!("  go tool pprof -top:  {theirs_s:.2} s, peak RssAnon {theirs_mib:.0} MiB");
-    memory_map_of_a_big_process();
+    memory_map_and_core_of_a_big_process(&out_dir);
 }

@@ -12,6 +12,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::ptrace::{self, errno, refused, seize_and_interrupt};
+
 /// Where the functions are in the target's memory.
 pub struct Symbols {
     add_pending_call: u64,
@@ -92,35 +94,6 @@ fn lookup(data: &[u8], mapped_at: u64, name: &str) -> Option<u64> {
         .map(|s| s.address().wrapping_add(bias))
 }
 
-/// Why ptrace was refused, in words, with what to change.
-fn refused(pid: i32, what: &str, errno: i32) -> String {
-    let yama = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").map(|s| s.trim().to_string()).unwrap_or_default();
-    let tracer = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("TracerPid:")).and_then(|v| v.trim().parse::<i64>().ok()))
-        .unwrap_or(0);
-    let reason = match errno {
-        libc::EPERM if tracer != 0 => format!(
-            "ptrace was refused ({what}): process {pid} is already being traced by process {tracer} (a debugger or another \
-             tool; a process has one tracer at a time). Detach it and capture again"
-        ),
-        libc::EPERM => format!(
-            "ptrace was refused ({what}: operation not permitted). Leakscope runs this step as root with CAP_SYS_PTRACE \
-             (a privileged exec); it is refused when the engine denies privileged execs, a seccomp profile blocks ptrace, \
-             Yama forbids attaching (kernel.yama.ptrace_scope is {}; 3 forbids it for everyone), or a debugger outside \
-             the container already traces the process (one tracer at a time). Allow ptrace, or detach the debugger",
-            if yama.is_empty() { "not set".to_string() } else { yama }
-        ),
-        libc::ESRCH => format!("process {pid} is gone"),
-        _ => format!("ptrace {what} failed: {}", std::io::Error::from_raw_os_error(errno)),
-    };
-    reason
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
 /// A seized, stopped thread; detaches when dropped (after putting its registers back).
 struct Stopped {
     pid: i32,
@@ -131,17 +104,7 @@ struct Stopped {
 
 impl Stopped {
     fn seize(pid: i32) -> Result<Stopped, String> {
-        // SAFETY: plain ptrace requests on a pid; errors come back as -1 and errno.
-        unsafe {
-            if libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) != 0 {
-                return Err(refused(pid, "attach", errno()));
-            }
-            if libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) != 0 {
-                let e = errno();
-                libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
-                return Err(refused(pid, "interrupt", e));
-            }
-        }
+        seize_and_interrupt(pid).map_err(|e| refused(pid, "attach", e))?;
         let mut stopped = Stopped { pid, saved: unsafe { std::mem::zeroed() }, pending_signal: 0 };
         stopped.wait_stop(Duration::from_secs(5)).map_err(|e| format!("stopping process {pid}: {e}"))?;
         stopped.saved = stopped.regs()?;
@@ -150,37 +113,11 @@ impl Stopped {
 
     /// Waits for the next stop; returns its signal (SIGTRAP for our own traps and the interrupt).
     fn wait_stop(&mut self, limit: Duration) -> Result<i32, String> {
-        let started = Instant::now();
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid on our tracee.
-            let got = unsafe { libc::waitpid(self.pid, &mut status, libc::__WALL | libc::WNOHANG) };
-            if got < 0 {
-                return Err(format!("waiting for the thread: {}", std::io::Error::last_os_error()));
-            }
-            if got == 0 {
-                if started.elapsed() > limit {
-                    return Err("the thread did not stop in time".into());
-                }
-                std::thread::sleep(Duration::from_millis(1));
-                continue;
-            }
-            if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-                return Err("the process ended".into());
-            }
-            if libc::WIFSTOPPED(status) {
-                return Ok(libc::WSTOPSIG(status));
-            }
-        }
+        ptrace::wait_stop(self.pid, limit).map(|(signal, _)| signal)
     }
 
     fn regs(&self) -> Result<libc::user_regs_struct, String> {
-        // SAFETY: GETREGS writes one user_regs_struct.
-        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-        if unsafe { libc::ptrace(libc::PTRACE_GETREGS, self.pid, 0, &mut regs as *mut _) } != 0 {
-            return Err(refused(self.pid, "read registers", errno()));
-        }
-        Ok(regs)
+        ptrace::regs(self.pid)
     }
 
     fn set_regs(&self, regs: &libc::user_regs_struct) -> Result<(), String> {
@@ -254,10 +191,7 @@ impl Stopped {
 impl Drop for Stopped {
     fn drop(&mut self) {
         let _ = self.set_regs(&self.saved);
-        // SAFETY: detaching from our tracee, delivering a signal it got meanwhile.
-        unsafe {
-            libc::ptrace(libc::PTRACE_DETACH, self.pid, 0, self.pending_signal);
-        }
+        ptrace::detach(self.pid, self.pending_signal);
     }
 }
 

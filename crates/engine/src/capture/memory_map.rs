@@ -15,6 +15,10 @@ impl Recipe for MemoryMap {
         "memory-map"
     }
 
+    fn offered_by_every_process(&self) -> bool {
+        true
+    }
+
     async fn find(&self, capture: &mut Capture) -> StepResult<Vec<RuntimeProcess>> {
         // Without the helper in the container, listing takes a helper container:
         // only worth it when nothing richer was found or a memory map was asked for.

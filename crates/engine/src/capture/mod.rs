@@ -9,6 +9,7 @@
 //! Every exec is an argv array; nothing from a request is ever put into a shell
 //! string. The only paths used inside the container are our own fixed names.
 
+mod core_dump;
 mod go;
 mod java;
 mod memory_map;
@@ -228,12 +229,22 @@ trait Recipe: Send + Sync {
     fn needs_headroom(&self) -> bool {
         false
     }
+    /// True for kinds any process offers, whatever its runtime (a memory map, a core dump).
+    fn offered_by_every_process(&self) -> bool {
+        false
+    }
 }
 
 /// Richest first: a process found by several recipes offers each of their
-/// kinds, and the first is its default. Every process offers a memory map.
-fn recipes() -> [&'static dyn Recipe; 5] {
-    [&java::Java, &node::Node, &python::Python, &go::Go, &memory_map::MemoryMap]
+/// kinds, and the first is its default. Every process offers a memory map and
+/// (only when asked for: it stops the process) a core dump.
+fn recipes() -> [&'static dyn Recipe; 6] {
+    [&java::Java, &node::Node, &python::Python, &go::Go, &memory_map::MemoryMap, &core_dump::CoreDump]
+}
+
+/// True for a kind every process offers (`memory-map`, `core`).
+fn offered_by_every_process(kind: &str) -> bool {
+    recipes().iter().any(|r| r.kind() == kind && r.offered_by_every_process())
 }
 
 /// The kinds a capture request may name, richest first.
@@ -363,12 +374,14 @@ impl Capture {
             }
             self.found_richer = !processes.is_empty();
         }
-        // Every process offers a memory map (through a helper container when
-        // ours cannot run inside), even where listing them all was skipped.
-        for process in &mut processes {
-            if !process.kinds.iter().any(|k| k == "memory-map") {
-                process.kinds.push("memory-map".into());
-                process.capturable = true;
+        // Every process offers a memory map and a core (through a helper container
+        // when ours cannot run inside), even where listing them all was skipped.
+        for recipe in recipes().iter().filter(|r| r.offered_by_every_process()) {
+            for process in &mut processes {
+                if !process.kinds.iter().any(|k| k == recipe.kind()) {
+                    process.kinds.push(recipe.kind().into());
+                    process.capturable = true;
+                }
             }
         }
         if let Some(why) = self.helper_error.clone() {
@@ -1060,7 +1073,7 @@ fn choose_process(found: &[RuntimeProcess], pid: Option<u32>, kind: Option<&str>
         Some(kind) => found.iter().filter(|p| p.kinds.iter().any(|k| k == kind)).collect(),
         None => found.iter().filter(|p| recognised(p) || p.kinds.first().is_none_or(|k| k != "memory-map")).collect(),
     };
-    let only_maps = kind.is_none_or(|k| k == "memory-map");
+    let only_maps = kind.is_none_or(offered_by_every_process);
     match rich.as_slice() {
         [] if only_maps && !found.is_empty() => Ok(found.iter().max_by_key(|p| p.rss_bytes.unwrap_or(0)).cloned().unwrap_or_else(|| found[0].clone())),
         [] => {
@@ -1079,7 +1092,7 @@ fn choose_process(found: &[RuntimeProcess], pid: Option<u32>, kind: Option<&str>
             Err(message)
         }
         [only] => Ok((*only).clone()),
-        several if kind == Some("memory-map") => Ok(several.iter().max_by_key(|p| p.rss_bytes.unwrap_or(0)).map(|p| (*p).clone()).unwrap_or_else(|| several[0].clone())),
+        several if kind.is_some_and(offered_by_every_process) => Ok(several.iter().max_by_key(|p| p.rss_bytes.unwrap_or(0)).map(|p| (*p).clone()).unwrap_or_else(|| several[0].clone())),
         several => Err(format!(
             "this container runs {} processes Leakscope can capture; choose one: {}",
             several.len(),
@@ -1125,9 +1138,34 @@ impl Capture {
         what: &str,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> StepResult<(dumps::Staged, ExecOutput)> {
+        self.stream_helper_as(args, Some(user), format, what, on_line).await
+    }
+
+    /// As [`Capture::stream_helper`], always from the helper beside the target (ptrace).
+    async fn stream_helper_with_ptrace(
+        &mut self,
+        args: &[String],
+        format: &str,
+        what: &str,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> StepResult<(dumps::Staged, ExecOutput)> {
+        self.stream_helper_as(args, None, format, what, on_line).await
+    }
+
+    /// The helper in the container as `user`, else (or without a user: for
+    /// ptrace) the helper beside it.
+    async fn stream_helper_as(
+        &mut self,
+        args: &[String],
+        user: Option<&str>,
+        format: &str,
+        what: &str,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> StepResult<(dumps::Staged, ExecOutput)> {
         let (tx, stager) = self.stager();
-        let streamed = match self.helper.clone() {
-            Some(helper) => {
+        let inside = user.and_then(|user| Some((self.helper.clone()?, user)));
+        let streamed = match inside {
+            Some((helper, user)) => {
                 let mut argv = helper.prefix;
                 argv.extend(args.iter().cloned());
                 self.stream_command(argv, user, &[], tx, on_line).await

@@ -97,7 +97,7 @@ impl Capture {
             let why = e.to_string();
             if why.contains("caps") || why.contains("operation not permitted") {
                 return Err(format!(
-                    "the engine refused to start Leakscope's helper with CAP_SYS_PTRACE ({why}); a Python snapshot needs \
+                    "the engine refused to start Leakscope's helper with CAP_SYS_PTRACE ({why}); this capture needs \
                      ptrace, for a moment, in a container beside the target"
                 ));
             }

@@ -234,6 +234,11 @@ pub fn parse(data: &[u8]) -> Result<SmallGraph, HeapError> {
 }
 
 pub fn graph(snapshot: &Snapshot) -> SmallGraph {
+    graph_as(snapshot, "memmap")
+}
+
+/// The graph of a memory map that came in another file (`core`: a core dump's note).
+pub fn graph_as(snapshot: &Snapshot, format: &'static str) -> SmallGraph {
     let mut b = Builder::default();
     let class = b.class("process");
     let root = b.node(Node {
@@ -281,7 +286,7 @@ pub fn graph(snapshot: &Snapshot) -> SmallGraph {
         }
     }
     b.finish(
-        DumpFacts { format: "memmap", runtime: if snapshot.runtime == "go" { "go" } else { "native" }, id_size: 8, timestamp_ms: snapshot.time_ms, ..DumpFacts::default() },
+        DumpFacts { format, runtime: if snapshot.runtime == "go" { "go" } else { "native" }, id_size: 8, timestamp_ms: snapshot.time_ms, ..DumpFacts::default() },
         &["the process"],
     )
     .without_suspects()

@@ -1,5 +1,6 @@
 //! One front end per dump format; each builds an [`crate::graph::ObjectGraph`].
 
+pub mod elfcore;
 pub mod hprof;
 pub mod memmap;
 pub mod pprof;
@@ -17,10 +18,12 @@ pub enum Format {
     MemoryMap,
     /// A Go heap profile (pprof protobuf).
     HeapProfile,
+    /// An ELF core dump (any process, for gdb): `core.rs`.
+    Core,
 }
 
 impl Format {
-    pub const ALL: [Format; 5] = [Format::Hprof, Format::V8, Format::Python, Format::MemoryMap, Format::HeapProfile];
+    pub const ALL: [Format; 6] = [Format::Hprof, Format::V8, Format::Python, Format::MemoryMap, Format::HeapProfile, Format::Core];
 
     /// The name stored with a dump and shown by the API (`hprof`, `v8`, `python`).
     pub fn key(self) -> &'static str {
@@ -30,6 +33,7 @@ impl Format {
             Format::Python => "python",
             Format::MemoryMap => "memmap",
             Format::HeapProfile => "pprof",
+            Format::Core => "core",
         }
     }
 
@@ -41,6 +45,7 @@ impl Format {
             Format::Python => "object-graph",
             Format::MemoryMap => "memory-map",
             Format::HeapProfile => "heap-profile",
+            Format::Core => "core",
         }
     }
 
@@ -56,6 +61,7 @@ impl Format {
             Format::Python => "pyheap",
             Format::MemoryMap => "memmap",
             Format::HeapProfile => "pprof",
+            Format::Core => "core",
         }
     }
 
@@ -67,6 +73,7 @@ impl Format {
             Format::Python => "python",
             Format::MemoryMap => "native",
             Format::HeapProfile => "go",
+            Format::Core => "native",
         }
     }
 
@@ -78,6 +85,7 @@ impl Format {
             Format::Python => "a Python heap snapshot (Leakscope's walk of a CPython process)",
             Format::MemoryMap => "a memory map (Leakscope's snapshot of a process's /proc/<pid>/smaps)",
             Format::HeapProfile => "a Go heap profile (pprof)",
+            Format::Core => "an ELF core dump (any process, for gdb)",
         }
     }
 }
@@ -90,6 +98,9 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
         if data.starts_with(prefix) || (data.len() < prefix.len() && !data.is_empty() && prefix.starts_with(data)) {
             return Some(format);
         }
+    }
+    if elfcore::looks_like(data) {
+        return Some(Format::Core);
     }
     if pprof::looks_like(data) {
         return Some(Format::HeapProfile);
@@ -112,7 +123,7 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
 /// format has more to say than its histogram (a memory map's kinds).
 pub fn findings(format: &str, classes: &[leakscope_model::analysis::ClassDelta]) -> Vec<String> {
     match Format::from_key(format) {
-        Some(Format::MemoryMap) => memmap::findings(classes),
+        Some(Format::MemoryMap | Format::Core) => memmap::findings(classes),
         _ => Vec::new(),
     }
 }
