@@ -154,6 +154,37 @@ fn a_core_dump_of_a_native_program_opens_in_gdb_with_its_leaking_function_on_the
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[test]
+fn a_process_killed_during_its_core_dump_leaves_no_dump_and_no_helper() {
+    let server = Server::start(&[], &[]);
+    // 600 MB allocated in 3 s, then held: a core that takes a few seconds to stream.
+    let env = ["MODE=batch", "LEAK_KIB_PER_SEC=200000", "BATCH_SECS=3", "KEEP_PERCENT=100", "REST_SECS=600"];
+    let mut args = vec!["-m", "2g"];
+    for e in &env {
+        args.extend(["-e", e]);
+    }
+    let native = TestContainer::run_image("core-killed", &fixture_image("native"), &args, &[]);
+    std::thread::sleep(Duration::from_secs(5));
+    let before = server.get_json("/api/v1/dumps").1.as_array().unwrap().len();
+    let job = server.capture_job(&native.name, "{\"kind\": \"core\"}");
+    server.wait_until(Duration::from_secs(60), "the core is being copied", || {
+        let state = server.get_json(&format!("/api/v1/jobs/{job}")).1;
+        assert_eq!(state["state"], "running", "the core ended before the process could be killed: {state}");
+        state["bytes_copied"].as_u64() > Some(0)
+    });
+    docker(&["kill", &native.name]);
+    let state = server.wait_job(&job);
+    assert_eq!(state["state"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap();
+    assert!(error.contains("stop") || error.contains("exited") || error.contains("killed"), "says what happened: {error}");
+    assert_eq!(server.get_json("/api/v1/dumps").1.as_array().unwrap().len(), before, "nothing stored");
+    let helpers = docker(&["ps", "-aq", "--filter", &format!("label=io.leakscope.helper.target={}", native.id)]);
+    assert!(helpers.trim().is_empty(), "the helper container is removed: {helpers}");
+    // No half-written file in the dump folder either.
+    let staged: Vec<_> = std::fs::read_dir(server.data_dir.join("dumps")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".incoming-")).collect();
+    assert!(staged.is_empty(), "{staged:?}");
+}
+
 /// `go tool pprof -top` on a file: function -> (flat, cum) in bytes.
 fn pprof_top(file: &Path) -> HashMap<String, (u64, u64)> {
     let output = Command::new("go")

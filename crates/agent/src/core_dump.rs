@@ -70,6 +70,9 @@ pub fn core(pid: i32) -> Result<(), String> {
     let total = data_at + loads.iter().map(|l| l.dumped).sum::<u64>();
     eprintln!("leakscope: bytes {total}");
 
+    // A bigger pipe means fewer wake-ups of whoever reads it (the engine's stream), while the process is stopped.
+    // SAFETY: F_SETPIPE_SZ on our stdout; fails harmlessly when it is not a pipe.
+    unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20) };
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     let mut head = elf_header(phnum as u16);
     head.extend(program_header(PT_NOTE, 0, notes_at, 0, notes.len() as u64, 0, 0));
@@ -94,10 +97,10 @@ pub fn core(pid: i32) -> Result<(), String> {
     drop(threads);
     let paused = stopped_at.elapsed();
     eprintln!("leakscope: paused_ms {}", paused.as_millis());
-    let unreadable = written.map_err(|e| format!("writing the core: {e}"))?;
     if !alive {
-        return Err(format!("process {pid} exited during the core dump; the core is incomplete"));
+        return Err(format!("process {pid} exited (or was killed) during the core dump; the core is incomplete and was not kept"));
     }
+    let unreadable = written.map_err(|e| format!("writing the core: {e}"))?;
     if unreadable > 0 {
         eprintln!("leakscope: unreadable_pages {unreadable}");
     }
@@ -292,6 +295,10 @@ fn copy_memory(mem: &Memory, start: u64, length: u64, out: &mut impl Write) -> s
         let n = (end - at).min(CHUNK) as usize;
         let chunk = &mut buffer[..n];
         if mem.read_at(chunk, at) != Some(n) {
+            // A killed process cannot be read at all: stop at once rather than write zeros.
+            if !process_alive(mem.0) {
+                return Err(std::io::Error::other("the process is gone"));
+            }
             // Page by page, to keep what can be read.
             for page in chunk.chunks_mut(PAGE as usize).enumerate() {
                 let (i, bytes) = page;
