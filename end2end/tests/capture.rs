@@ -1,7 +1,8 @@
 //! One-click heap dump capture against real JVMs in real containers: the
 //! image's jcmd, our helper in a JRE-only image, a non-root JVM, a read-only
 //! root filesystem, a JVM that is not PID 1, two JVMs, and the failures
-//! (noexec /tmp, attach disabled, no JVM, a container killed mid-capture).
+//! (noexec /tmp, attach disabled, no JVM, a container killed mid-capture);
+//! a JVM leaking direct buffers, whose heap dump explains only part of its memory.
 
 use std::time::{Duration, Instant};
 
@@ -335,4 +336,44 @@ fn a_labelled_container_is_dumped_at_a_share_of_its_limit_and_again_for_a_diff()
     std::thread::sleep(Duration::from_secs(30));
     assert_eq!(auto_dumps(&labelled.name).len(), 2, "a third automatic dump was taken");
     assert!(auto_dumps(&unlabelled.name).is_empty(), "an unlabelled container was dumped with the policy off");
+}
+
+#[test]
+fn a_jvm_leaking_direct_buffers_is_shown_outside_its_heap_and_its_memory_maps_say_what_grew() {
+    let server = Server::start(&[], &[]);
+    let env = ["-e", "MODE=direct", "-e", "LEAK_KIB_PER_SEC=8192", "-e", "OBJECT_BYTES=1048576", "-m", "1g"];
+    let jvm = TestContainer::run_image("cap-direct", &fixture_image("java"), &env, &[]);
+    wait_for_jvm(&jvm);
+    std::thread::sleep(Duration::from_secs(5));
+    // The heap dump holds only the small ByteBuffer objects: the page says the rest is outside the heap.
+    let state = server.wait_job(&server.capture_job(&jvm.name, ""));
+    assert_eq!((state["state"].as_str(), state["kind"].as_str()), (Some("done"), Some("heap-dump")), "{state}");
+    let dump = state["dump_id"].as_str().unwrap().to_string();
+    let analysis = server.wait_analysis(&dump);
+    assert!(analysis["histogram"].as_array().unwrap().iter().any(|h| h["class"] == "java.nio.DirectByteBuffer"), "the buffers' objects are in the heap");
+    let (_, info) = server.get_json(&format!("/api/v1/dumps/{dump}"));
+    let working_set = info["working_set_bytes"].as_u64().expect("the record keeps the working set at capture");
+    assert!(info["summary"]["reachable_bytes"].as_u64().unwrap() * 2 < working_set, "{info}");
+    for page in [format!("/dumps/{dump}"), format!("/containers/{}", jvm.name)] {
+        let (status, html) = server.get(&page);
+        assert_eq!(status, 200);
+        assert!(html.contains("id=\"outside-heap\"") && html.contains("direct buffers (NIO)"), "{page} says the heap explains only part");
+    }
+    // Two memory maps of the JVM: the diff names the native memory that grew.
+    let pid = state["pid"].as_u64().unwrap();
+    let body = format!("{{\"pid\": {pid}, \"kind\": \"memory-map\"}}");
+    let first = server.wait_job(&server.capture_job(&jvm.name, &body));
+    assert_eq!(first["state"], "done", "{first}");
+    std::thread::sleep(Duration::from_secs(6));
+    let second = server.wait_job(&server.capture_job(&jvm.name, &body));
+    let (a, b) = (first["dump_id"].as_str().unwrap(), second["dump_id"].as_str().unwrap());
+    server.wait_analysis(a);
+    server.wait_analysis(b);
+    let (status, diff) = server.get_json(&format!("/api/v1/dumps/{a}/diff/{b}"));
+    assert_eq!(status, 200, "{diff}");
+    let findings: Vec<&str> = diff["findings"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(findings.iter().any(|f| f.starts_with("anonymous private memory grew") || f.starts_with("glibc malloc arenas grew")), "{findings:?}");
+    // A memory map sees everything: no such note on its page.
+    let (_, html) = server.get(&format!("/dumps/{b}"));
+    assert!(!html.contains("id=\"outside-heap\""));
 }

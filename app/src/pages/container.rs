@@ -467,7 +467,16 @@ fn CapturePanel(
             </Transition>
             <Transition fallback=|| view! { <p class="muted">"Loading dumps…"</p> }>
                 {move || dumps.get().map(|r| match r {
-                    Ok(list) => view! { <DumpGroups list empty_text="No heap dumps of this container yet."/> }.into_any(),
+                    Ok(list) => {
+                        // The newest dump, when its heap explains only part of what the container holds.
+                        let outside = list.first().and_then(|d| Some((d.outside_heap_note()?, d.id.clone())));
+                        view! {
+                            {outside.map(|(note, id)| view! {
+                                <div class="banner" id="outside-heap">{note} " " <a href=format!("/dumps/{id}")>"The dump"</a></div>
+                            })}
+                            <DumpGroups list empty_text="No heap dumps of this container yet."/>
+                        }.into_any()
+                    }
                     Err(e) => view! { <div class="banner error">"Cannot list dumps: " {e.to_string()}</div> }.into_any(),
                 })}
             </Transition>

@@ -179,6 +179,7 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
                 })}
             </p>
         </section>
+        {info.outside_heap_note().map(|note| view! { <div class="banner" id="outside-heap">{note}</div> })}
     };
     let body = match (page.analysis, info.analysis_state.as_str()) {
         (Some(analysis), _) => {

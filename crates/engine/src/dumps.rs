@@ -61,6 +61,8 @@ pub struct NewDump {
     pub requested_by: Option<String>,
     /// How long the process was paused while it wrote the dump.
     pub pause_ms: Option<u64>,
+    /// Captures: the container's working set when the capture started.
+    pub working_set_bytes: Option<u64>,
 }
 
 /// A dump written to a temporary file in the dump folder, not yet recorded.
@@ -81,6 +83,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("capture_ms", "INTEGER"),
     ("requested_by", "TEXT"),
     ("pause_ms", "INTEGER"),
+    ("working_set_bytes", "INTEGER"),
 ];
 
 pub struct DumpStore {
@@ -188,12 +191,13 @@ impl DumpStore {
             .unwrap_or_else(|| "uploads".into());
         let inserted = self.conn.execute(
             "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
-                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms)
-             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15, ?17)",
+                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes)
+             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15, ?17, ?18)",
             params![id, now_ms, meta.file_name, service, meta.container_name, meta.container_id, meta.image,
                 staged.size_bytes as i64, staged.stored_bytes as i64, staged.sha256, meta.trigger,
                 meta.pid, meta.runtime.clone().or_else(|| Some(runtime_of(staged.format).to_string())),
-                meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format, meta.pause_ms.map(|v| v as i64)],
+                meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format, meta.pause_ms.map(|v| v as i64),
+                meta.working_set_bytes.map(|v| v as i64)],
         );
         if let Err(e) = inserted {
             let _ = std::fs::remove_file(&target);
@@ -226,11 +230,12 @@ impl DumpStore {
             capture_ms: row.get::<_, Option<i64>>(17)?.map(|v| v as u64),
             requested_by: row.get(18)?,
             pause_ms: row.get::<_, Option<i64>>(19)?.map(|v| v as u64),
+            working_set_bytes: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
         })
     }
 
     const COLUMNS: &'static str = "id, created_ms, file_name, format, service, container_name, container_id, image,
-        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by, pause_ms";
+        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes";
 
     pub fn get(&self, id: &str) -> Result<Option<DumpInfo>, EngineError> {
         let sql = format!("SELECT {} FROM dumps WHERE id = ?1", Self::COLUMNS);

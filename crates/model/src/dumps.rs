@@ -49,6 +49,37 @@ pub struct DumpInfo {
     /// Who asked for it.
     #[serde(default)]
     pub requested_by: Option<String>,
+    /// Captures: the container's working set when the capture started.
+    #[serde(default)]
+    pub working_set_bytes: Option<u64>,
+}
+
+impl DumpInfo {
+    /// When a heap dump's live objects explain under half of the container's
+    /// working set at capture: what the rest can be, in words. Memory maps and
+    /// cores see everything, so they never get one.
+    pub fn outside_heap_note(&self) -> Option<String> {
+        let what_else = match self.format.as_str() {
+            "hprof" => "heap garbage not yet collected and free heap the JVM keeps, metaspace, code cache, thread stacks, direct buffers (NIO) and native libraries",
+            "v8" => "garbage not yet collected, Buffers and ArrayBuffers held outside the V8 heap, native add-ons and thread stacks",
+            "python" => "memory pymalloc and the C allocator keep after objects are freed, C extensions' own memory (numpy arrays count, but libraries' native caches do not) and thread stacks",
+            "pprof" => "memory the Go runtime holds but has not returned to the system, goroutine stacks, and cgo or native allocations (the heap profile samples only Go's own allocations)",
+            _ => return None,
+        };
+        let heap = self.summary.as_ref()?.reachable_bytes;
+        let working_set = self.working_set_bytes.filter(|w| *w > 0)?;
+        let share = heap as f64 / working_set as f64;
+        if share >= 0.5 {
+            return None;
+        }
+        Some(format!(
+            "This dump's live objects ({}) are {:.0} % of the container's working set when it was taken ({}). The rest is outside              what a heap dump sees: {what_else}. A memory map of pid {} (any process's Capture → memory map), taken twice, says which kind of memory grows.",
+            crate::format_bytes(heap),
+            share * 100.0,
+            crate::format_bytes(working_set),
+            self.pid.map(|p| p.to_string()).unwrap_or_else(|| "the process".into())
+        ))
+    }
 }
 
 /// How far a running analysis got.

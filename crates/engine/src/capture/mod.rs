@@ -428,6 +428,8 @@ impl Capture {
             self.check_headroom(&process)?;
         }
         self.check_free_space()?;
+        // What the container held when asked: a heap dump's share of it tells whether the leak is in the heap.
+        let working_set_bytes = self.engine.find_live(self.id()).and_then(|c| c.memory).map(|m| m.working_set_bytes);
 
         self.stage("dumping");
         let produced = recipe.produce(self, &process).await?;
@@ -457,6 +459,7 @@ impl Capture {
             capture_ms: Some(started.elapsed().as_millis() as u64),
             requested_by: request.requested_by.clone(),
             pause_ms: produced.pause_ms,
+            working_set_bytes,
         };
         let staged = produced.staged;
         let info = self
