@@ -239,6 +239,14 @@ fn a_go_program_gives_its_heap_profile_and_go_tool_pprof_agrees() {
     let (status, page) = server.get(&format!("/dumps/{first}"));
     assert_eq!(status, 200);
     assert!(page.contains("In-use memory by function") && page.contains("main.rememberSession"), "the dump page reads as a profile");
+    // A flame graph drawn by the server, with links into the call tree; in use and allocated by function.
+    assert!(page.contains("id=\"flame\"") && page.contains(&format!("/dumps/{first}/flame.svg")), "the page shows the flame graph");
+    assert!(page.contains("In use and allocated, by function"), "the page lists allocated space too");
+    let (status, svg) = server.get(&format!("/dumps/{first}/flame.svg"));
+    assert_eq!(status, 200);
+    assert!(svg.starts_with("<svg") && svg.contains("main.rememberSession"), "the flame graph names the leaking function");
+    let leak = analysis["profile_functions"].as_array().unwrap().iter().find(|f| f["function"] == "main.rememberSession").expect("a row per function").clone();
+    assert!(leak["alloc_space_flat"].as_u64() >= leak["inuse_space_flat"].as_u64(), "{leak}");
 
     // A second profile: the diff puts the leaking function first.
     std::thread::sleep(Duration::from_secs(4));

@@ -19,6 +19,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{name}/memory.svg", get(svg))
         .route("/containers/{name}/memory.png", get(png))
         .route("/dumps/{id}/treemap.svg", get(treemap))
+        .route("/dumps/{id}/flame.svg", get(flame))
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +68,21 @@ async fn chart(
     image(&spec, format)
 }
 
+
+#[derive(Debug, Deserialize)]
+struct ThemeQuery {
+    theme: Option<String>,
+}
+
+/// A heap profile's call tree (any dump's dominator tree) as a flame graph;
+/// the dump page lays its links over the same boxes.
+async fn flame(State(engine): State<Engine>, Path(id): Path<String>, Query(q): Query<ThemeQuery>) -> Result<Response, HttpError> {
+    let analysis = engine.dump_analysis(&id).await?;
+    let frames = leakscope_model::flame::layout(&analysis);
+    let svg = leakscope_chart::render_flame_svg(&frames, Theme::parse(q.theme.as_deref()))
+        .map_err(|e| HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-store")], svg).into_response())
+}
 
 #[derive(Debug, Deserialize)]
 struct TreemapQuery {

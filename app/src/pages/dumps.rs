@@ -184,7 +184,8 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
     let body = match (page.analysis, info.analysis_state.as_str()) {
         (Some(analysis), _) => {
             let node_error = page.node_error;
-            view! { <AnalysisView analysis siblings=page.siblings id=info.id.clone() created_ms=info.created_ms query node_error/> }.into_any()
+            let flame = page.flame;
+            view! { <AnalysisView analysis siblings=page.siblings id=info.id.clone() created_ms=info.created_ms query node_error flame/> }.into_any()
         }
         (None, "failed") => view! {
             <div class="banner error">"The analysis failed: " {info.analysis_error.clone().unwrap_or_default()}
@@ -228,8 +229,11 @@ fn AnalysisView(
     created_ms: i64,
     query: Memo<leptos_router::params::ParamsMap>,
     node_error: Option<String>,
+    flame: Vec<leakscope_model::flame::FlameFrame>,
 ) -> impl IntoView {
     let s = analysis.summary.clone();
+    let flame = (!flame.is_empty()).then(|| view! { <FlameGraph frames=flame dump_id=id.clone() total=s.reachable_bytes/> });
+    let functions = (!analysis.profile_functions.is_empty()).then(|| view! { <ProfileFunctions functions=analysis.profile_functions.clone()/> });
     let w = words(&s.format);
     let total = s.reachable_bytes.max(1);
     let analysis_for_tree = analysis.clone();
@@ -374,7 +378,9 @@ fn AnalysisView(
             {suspects}
             {(!siblings.is_empty()).then(|| view! { <h3>"Compare"</h3><ul>{diff_links}</ul> })}
         </section>
+        {flame}
         <DominatorTree analysis=analysis_for_tree dump_id=id.clone() node=query.read_untracked().get("node") total node_error/>
+        {functions}
         {sites}
         <section class="panel" id="histogram">
             <h2>{w.histogram}</h2>
@@ -469,6 +475,84 @@ fn DominatorTree(analysis: Analysis, dump_id: String, node: Option<String>, tota
                 <tbody>{children}</tbody>
             </table>
             {path_view}
+        </section>
+    }
+}
+
+/// A Go heap profile's call tree as a flame graph drawn by the server
+/// (`/dumps/<id>/flame.svg`), with a plain link over every box into the tree
+/// (placed in percent from the same layout: no script needed).
+#[component]
+fn FlameGraph(frames: Vec<leakscope_model::flame::FlameFrame>, dump_id: String, total: u64) -> impl IntoView {
+    use leakscope_model::flame::{ROW, WIDTH};
+    let height = frames.iter().map(|f| f.depth + 1).max().unwrap_or(1) * ROW;
+    let src = |theme: &str| format!("/dumps/{dump_id}/flame.svg?theme={theme}");
+    let links = frames
+        .iter()
+        .map(|f| {
+            let style = format!(
+                "left:{:.3}%;top:{:.3}%;width:{:.3}%;height:{:.3}%",
+                f.start * 100.0,
+                (f.depth * ROW) as f64 / height as f64 * 100.0,
+                f.width * 100.0,
+                ROW as f64 / height as f64 * 100.0
+            );
+            let title = format!("{} · {} in use under it ({})", f.name, format_bytes(f.bytes), format_percent(f.bytes as f64 / total.max(1) as f64));
+            view! { <a class="treemap-block" href=format!("?node={}#tree", f.object_id) style=style title=title.clone() aria-label=title></a> }
+        })
+        .collect_view();
+    view! {
+        <section class="panel" id="flame">
+            <h2>"Flame graph (in-use memory by call path)"</h2>
+            <p class="muted">"Each box is a function on a call path, as wide as the in-use memory allocated under it; callers above their callees. Click one to open it in the call tree."</p>
+            <div class="treemap flame">
+                <picture>
+                    <source media="(prefers-color-scheme: dark)" srcset=src("dark")/>
+                    <img src=src("light") width=WIDTH.to_string() height=height.to_string() alt="Flame graph of the heap profile's call tree"/>
+                </picture>
+                {links}
+            </div>
+        </section>
+    }
+}
+
+/// A Go heap profile per function: in use now and allocated since the program
+/// started (what `go tool pprof -top -sample_index=…` lists for each index).
+#[component]
+fn ProfileFunctions(functions: Vec<leakscope_model::analysis::ProfileFunction>) -> impl IntoView {
+    let shown = functions.len().min(TOP_ROWS * 2);
+    let rows = functions
+        .iter()
+        .take(shown)
+        .map(|f| {
+            view! {
+                <tr>
+                    <td class="cls">{f.function.clone()}</td>
+                    <td class="num">{format_bytes(f.inuse_space_flat)}</td>
+                    <td class="num">{format_bytes(f.inuse_space_cum)}</td>
+                    <td class="num">{f.inuse_objects_flat}</td>
+                    <td class="num">{format_bytes(f.alloc_space_flat)}</td>
+                    <td class="num">{format_bytes(f.alloc_space_cum)}</td>
+                    <td class="num">{f.alloc_objects_flat}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="panel" id="profile-functions">
+            <h2>"In use and allocated, by function"</h2>
+            <p class="muted">
+                "In use: sampled memory still live at the profile's last GC. Allocated: everything allocated since the program started, freed or not — \
+                 a function that allocates far more than it keeps churns the GC; one whose in-use share keeps growing between profiles leaks. "
+                {format!("{shown} of {} functions.", functions.len())}
+            </p>
+            <table class="grid">
+                <thead><tr>
+                    <th>"Function"</th><th class="num">"In use (flat)"</th><th class="num">"In use (cum)"</th><th class="num">"Objects in use"</th>
+                    <th class="num">"Allocated (flat)"</th><th class="num">"Allocated (cum)"</th><th class="num">"Objects allocated"</th>
+                </tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
         </section>
     }
 }

@@ -67,6 +67,9 @@ pub struct DumpPage {
     pub siblings: Vec<leakscope_model::dumps::DumpInfo>,
     /// Why the object asked for (`?node=`) could not be shown.
     pub node_error: Option<String>,
+    /// Go heap profiles: the call tree as a flame graph (from the whole tree, before trimming).
+    #[serde(default)]
+    pub flame: Vec<leakscope_model::flame::FlameFrame>,
 }
 
 #[server(input = GetUrl)]
@@ -94,6 +97,7 @@ pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPag
             }
         }
     }
+    let flame = analysis.as_ref().filter(|a| a.summary.format == "pprof").map(leakscope_model::flame::layout).unwrap_or_default();
     let analysis = analysis.map(|a| a.trimmed_for(node.as_deref()));
     let siblings = engine
         .dumps(DumpFilter { service: Some(info.service.clone()), ..Default::default() })
@@ -102,7 +106,7 @@ pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPag
         .into_iter()
         .filter(|d| d.id != info.id)
         .collect();
-    Ok(Some(DumpPage { info, analysis, siblings, node_error }))
+    Ok(Some(DumpPage { info, analysis, siblings, node_error, flame }))
 }
 
 #[server(input = GetUrl)]

@@ -4,6 +4,7 @@
 //! Architecture invariant: pure function of its input; no I/O, no clock.
 
 mod downsample;
+mod flame;
 mod treemap;
 
 use chrono::{FixedOffset, TimeZone};
@@ -12,6 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub use downsample::downsample;
+pub use flame::{flame_height, render_flame_svg};
 pub use treemap::render_treemap_svg;
 
 #[derive(Debug, thiserror::Error)]

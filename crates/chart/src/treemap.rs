@@ -18,7 +18,7 @@ const DARK_FILLS: [RGBColor; 8] = [
     RGBColor(127, 29, 29), RGBColor(22, 78, 99), RGBColor(113, 63, 18), RGBColor(51, 65, 85),
 ];
 
-fn fill(class: &str, theme: Theme) -> RGBColor {
+pub(crate) fn fill(class: &str, theme: Theme) -> RGBColor {
     // FNV-1a: stable across runs and builds (std's hasher is seeded).
     let hash = class.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     let fills = match theme {
@@ -29,7 +29,7 @@ fn fill(class: &str, theme: Theme) -> RGBColor {
 }
 
 /// Cuts a label to about what fits in `width` pixels at 11 px (about 6.2 px a character).
-fn fit(text: &str, width: f64) -> Option<String> {
+pub(crate) fn fit(text: &str, width: f64) -> Option<String> {
     let room = ((width - 6.0) / 6.2) as usize;
     if room < 3 {
         return None;

@@ -230,6 +230,7 @@ pub fn analyze(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], opti
         tree,
         gc_paths,
         allocation_sites: graph.allocation_sites(),
+        profile_functions: graph.profile_functions(),
     }
 }
 

@@ -74,6 +74,11 @@ pub trait ObjectGraph: Sync {
         Vec::new()
     }
 
+    /// A Go heap profile's numbers per function (in-use and allocated).
+    fn profile_functions(&self) -> Vec<leakscope_model::analysis::ProfileFunction> {
+        Vec::new()
+    }
+
     /// What each node counts for in the histogram's instances column, when
     /// not 1 (a heap profile's call path stands for the objects allocated there).
     fn counts(&self) -> Option<Vec<u64>> {

@@ -118,6 +118,27 @@ fn histogram_equals_go_tool_pprof_top() {
         assert_eq!(e.instances as i64, objects[function].0, "{function}: in-use objects");
     }
     assert_eq!(analysis.histogram.iter().filter(|e| e.retained_bytes > 0 && e.class != "(all call paths)").count(), space.len());
+    // In-use and allocated space and objects per function: each column is pprof's with that sample index.
+    let rows: HashMap<&str, _> = analysis.profile_functions.iter().map(|f| (f.function.as_str(), f)).collect();
+    for index in ["inuse_space", "inuse_objects", "alloc_space", "alloc_objects"] {
+        let theirs = pprof_top(&file, index, None);
+        for (function, (flat, cum)) in &theirs {
+            let f = rows.get(function.as_str()).unwrap_or_else(|| panic!("{function} ({index}) is in pprof's top but not in our table"));
+            let ours = match index {
+                "inuse_space" => (f.inuse_space_flat, Some(f.inuse_space_cum)),
+                "inuse_objects" => (f.inuse_objects_flat, None),
+                "alloc_space" => (f.alloc_space_flat, Some(f.alloc_space_cum)),
+                _ => (f.alloc_objects_flat, None),
+            };
+            assert_eq!(ours.0 as i64, *flat, "{function}: flat {index}");
+            if let Some(cum_ours) = ours.1 {
+                assert_eq!(cum_ours as i64, *cum, "{function}: cum {index}");
+            }
+        }
+    }
+    let leak = rows["main.rememberSession"];
+    assert!(leak.alloc_space_flat >= leak.inuse_space_flat && leak.alloc_objects_flat >= leak.inuse_objects_flat, "{leak:?}");
+
     // The biggest holder is the leaking function, and the sites table names its line.
     let top = analysis.histogram.iter().filter(|e| e.class != "(all call paths)").max_by_key(|e| e.shallow_bytes).unwrap();
     assert_eq!(top.class, "main.rememberSession");

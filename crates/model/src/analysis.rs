@@ -109,6 +109,24 @@ pub struct Analysis {
     /// the lines that allocated the most live memory, biggest first.
     #[serde(default)]
     pub allocation_sites: Vec<AllocationSite>,
+    /// Go heap profiles: in-use and allocated space and objects per function,
+    /// as `go tool pprof -top` gives them for each sample index; most in use first.
+    #[serde(default)]
+    pub profile_functions: Vec<ProfileFunction>,
+}
+
+/// One function of a Go heap profile. Flat: samples whose innermost frame it
+/// is; cum: samples with it anywhere on the stack (once per sample).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProfileFunction {
+    pub function: String,
+    pub inuse_space_flat: u64,
+    pub inuse_space_cum: u64,
+    pub inuse_objects_flat: u64,
+    pub alloc_space_flat: u64,
+    pub alloc_space_cum: u64,
+    pub alloc_objects_flat: u64,
 }
 
 /// A source line and the memory still allocated there (tracemalloc's view).

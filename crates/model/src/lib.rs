@@ -11,6 +11,7 @@ pub mod capture;
 pub mod dumps;
 pub mod reports;
 pub mod services;
+pub mod flame;
 pub mod treemap;
 mod format;
 mod range;

@@ -226,12 +226,78 @@ pub fn graph(profile: &Profile) -> Result<SmallGraph, HeapError> {
         leaf.count += count as u64;
     }
     b.sites(allocation_sites(profile));
+    b.profile_functions(by_function(profile, &locations));
     Ok(b.finish(
         DumpFacts { format: "pprof", runtime: "go", id_size: 8, timestamp_ms: profile.time_nanos / 1_000_000, ..DumpFacts::default() },
         &["the program"],
     )
     // The root holds everything by construction: the histogram by function is the answer.
     .without_suspects())
+}
+
+/// In-use and allocated space and objects per function, flat and cum, as
+/// `go tool pprof -top -sample_index=…` counts them: flat goes to the
+/// innermost frame (inlined frames expanded), cum once per sample to every
+/// function on its stack.
+pub fn by_function(profile: &Profile, locations: &crate::IdMap<&Location>) -> Vec<leakscope_model::analysis::ProfileFunction> {
+    let index = |name: &str| value_index(profile, name);
+    let columns = [index("inuse_space"), index("inuse_objects"), index("alloc_space"), index("alloc_objects")];
+    let names: crate::IdMap<&str> = profile.function.iter().map(|f| (f.id, profile.string_table.get(f.name as usize).map(String::as_str).unwrap_or("?"))).collect();
+    // Per function id: [flat; 4] and [cum; 4].
+    let mut totals: crate::IdMap<([u64; 4], [u64; 4])> = crate::IdMap::default();
+    let mut seen: Vec<u64> = Vec::new();
+    for sample in &profile.sample {
+        let values = columns.map(|c| c.and_then(|c| sample.value.get(c).copied()).unwrap_or(0).max(0) as u64);
+        if values.iter().all(|v| *v == 0) {
+            continue;
+        }
+        let Ok(lines) = frames(locations, sample) else { continue };
+        if let Some(leaf) = lines.last() {
+            let flat = &mut totals.entry(leaf.function_id).or_default().0;
+            for (total, value) in flat.iter_mut().zip(values) {
+                *total += value;
+            }
+        }
+        seen.clear();
+        for line in &lines {
+            if seen.contains(&line.function_id) {
+                continue;
+            }
+            seen.push(line.function_id);
+            let cum = &mut totals.entry(line.function_id).or_default().1;
+            for (total, value) in cum.iter_mut().zip(values) {
+                *total += value;
+            }
+        }
+    }
+    let mut out: Vec<leakscope_model::analysis::ProfileFunction> = totals
+        .into_iter()
+        .map(|(id, (flat, cum))| leakscope_model::analysis::ProfileFunction {
+            function: names.get(&id).copied().unwrap_or("?").to_string(),
+            inuse_space_flat: flat[0],
+            inuse_space_cum: cum[0],
+            inuse_objects_flat: flat[1],
+            alloc_space_flat: flat[2],
+            alloc_space_cum: cum[2],
+            alloc_objects_flat: flat[3],
+        })
+        .collect();
+    // Functions of one name (rare: the same name from two binaries) are one row, as pprof shows them.
+    out.sort_by(|a, b| a.function.cmp(&b.function));
+    out.dedup_by(|next, kept| {
+        if next.function != kept.function {
+            return false;
+        }
+        kept.inuse_space_flat += next.inuse_space_flat;
+        kept.inuse_space_cum += next.inuse_space_cum;
+        kept.inuse_objects_flat += next.inuse_objects_flat;
+        kept.alloc_space_flat += next.alloc_space_flat;
+        kept.alloc_space_cum += next.alloc_space_cum;
+        kept.alloc_objects_flat += next.alloc_objects_flat;
+        true
+    });
+    out.sort_by(|a, b| b.inuse_space_cum.cmp(&a.inuse_space_cum).then(b.alloc_space_cum.cmp(&a.alloc_space_cum)).then(a.function.cmp(&b.function)));
+    out
 }
 
 /// In-use memory by the line that allocated it (the sample's innermost frame):

@@ -32,6 +32,7 @@ pub struct Builder {
     edges: Vec<(u32, u32, u32)>,
     roots: Vec<(u32, u8)>,
     sites: Vec<leakscope_model::analysis::AllocationSite>,
+    functions: Vec<leakscope_model::analysis::ProfileFunction>,
 }
 
 impl Builder {
@@ -49,6 +50,11 @@ impl Builder {
     /// Where the memory was allocated, when the format says.
     pub fn sites(&mut self, sites: Vec<leakscope_model::analysis::AllocationSite>) {
         self.sites = sites;
+    }
+
+    /// A profile's numbers per function, when the format has them.
+    pub fn profile_functions(&mut self, functions: Vec<leakscope_model::analysis::ProfileFunction>) {
+        self.functions = functions;
     }
 
     pub fn node(&mut self, node: Node) -> u32 {
@@ -119,6 +125,7 @@ impl Builder {
             root_kinds,
             index,
             sites: self.sites,
+            functions: self.functions,
             suspects: true,
         }
     }
@@ -137,6 +144,7 @@ pub struct SmallGraph {
     index: IdMap<u32>,
     facts: DumpFacts,
     sites: Vec<leakscope_model::analysis::AllocationSite>,
+    functions: Vec<leakscope_model::analysis::ProfileFunction>,
     suspects: bool,
 }
 
@@ -203,6 +211,9 @@ impl ObjectGraph for SmallGraph {
     }
     fn has_suspects(&self) -> bool {
         self.suspects
+    }
+    fn profile_functions(&self) -> Vec<leakscope_model::analysis::ProfileFunction> {
+        self.functions.clone()
     }
     fn counts(&self) -> Option<Vec<u64>> {
         Some(self.nodes.iter().map(|n| n.count).collect())
