@@ -142,6 +142,26 @@ fn a_core_dump_of_a_native_program_opens_in_gdb_with_its_leaking_function_on_the
     assert!(status.lines().any(|l| l == "TracerPid:\t0"), "detached: {status}");
     assert_no_files_left(&native);
 
+    // A debugger (the host's gdb) already traces the program: ptrace is refused, in words, and nothing is kept.
+    let host_pid = docker(&["inspect", "-f", "{{.State.Pid}}", &native.name]).trim().to_string();
+    let mut gdb = Command::new("gdb")
+        .args(["-q", "-nx", "-batch", "-p", &host_pid, "-ex", "shell sleep 60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gdb runs (the test command installs it)");
+    server.wait_until(Duration::from_secs(20), "gdb attaches", || {
+        std::fs::read_to_string(format!("/proc/{host_pid}/status")).unwrap().lines().any(|l| l.starts_with("TracerPid:") && l.trim() != "TracerPid:\t0")
+    });
+    let dumps = server.get_json("/api/v1/dumps").1.as_array().unwrap().len();
+    let refused = server.wait_job(&server.capture_job(&native.name, "{\"kind\": \"core\"}"));
+    let _ = gdb.kill();
+    let _ = gdb.wait();
+    assert_eq!(refused["state"], "failed", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("ptrace was refused") && error.contains("debugger"), "{error}");
+    assert_eq!(server.get_json("/api/v1/dumps").1.as_array().unwrap().len(), dumps);
+
     // A cut core is kept as uploaded and fails its analysis with the reason.
     let bytes = std::fs::read(&core).unwrap();
     let (status, body) = server.post_bytes("/api/v1/dumps?name=cut.core", &bytes[..bytes.len() / 2]);
