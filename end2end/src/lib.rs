@@ -90,6 +90,29 @@ pub fn fixture_image(name: &str) -> String {
     fixture_images().get(name).unwrap_or_else(|| panic!("images.sh built no '{name}' image")).clone()
 }
 
+/// A tmpfs of a given size (`40m`), for a server's data directory with little
+/// room; unmounted and removed when dropped. The test suite runs as root.
+pub struct SmallDisk {
+    pub path: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> SmallDisk {
+        let path = std::env::temp_dir().join(unique_name("smalldisk"));
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).status();
+        assert!(mounted.map(|s| s.success()).unwrap_or(false), "cannot mount a small tmpfs (the test suite runs as root)");
+        SmallDisk { path }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// A container removed when the test ends, pass or fail.
 pub struct TestContainer {
     pub name: String,

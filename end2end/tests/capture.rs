@@ -256,21 +256,8 @@ fn a_container_killed_mid_capture_fails_the_job_and_stores_nothing() {
 #[test]
 fn not_enough_disk_fails_before_dumping_and_says_so() {
     // The server's data directory on a 40 MiB tmpfs; the JVM uses far more.
-    let data = std::env::temp_dir().join(end2end::unique_name("smalldisk"));
-    std::fs::create_dir_all(&data).unwrap();
-    let mounted = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"]).arg(&data).status();
-    if !mounted.map(|s| s.success()).unwrap_or(false) {
-        panic!("cannot mount a small tmpfs (the test suite runs as root)");
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _unmount = Unmount(data.clone());
-    let server = Server::start_with_data(data.join("leakscope"), &[], &[]);
+    let disk = end2end::SmallDisk::mount("40m");
+    let server = Server::start_with_data(disk.path.join("leakscope"), &[], &[]);
     let jvm = TestContainer::run_image(
         "cap-nodisk",
         &fixture_image("java-jre"),

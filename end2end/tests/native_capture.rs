@@ -176,7 +176,10 @@ fn a_core_dump_of_a_native_program_opens_in_gdb_with_its_leaking_function_on_the
 
 #[test]
 fn a_process_killed_during_its_core_dump_leaves_no_dump_and_no_helper() {
-    let server = Server::start(&[], &[]);
+    // A dump folder without room for the raw core (768 MiB for 600 MB and the
+    // helper's margin): the helper streams it, which takes seconds — time to kill.
+    let disk = end2end::SmallDisk::mount("768m");
+    let server = Server::start_with_data(disk.path.join("leakscope"), &[], &[]);
     // 600 MB allocated in 3 s, then held: a core that takes a few seconds to stream.
     let env = ["MODE=batch", "LEAK_KIB_PER_SEC=200000", "BATCH_SECS=3", "KEEP_PERCENT=100", "REST_SECS=600"];
     let mut args = vec!["-m", "2g"];
@@ -201,7 +204,11 @@ fn a_process_killed_during_its_core_dump_leaves_no_dump_and_no_helper() {
     let helpers = docker(&["ps", "-aq", "--filter", &format!("label=io.leakscope.helper.target={}", native.id)]);
     assert!(helpers.trim().is_empty(), "the helper container is removed: {helpers}");
     // No half-written file in the dump folder either.
-    let staged: Vec<_> = std::fs::read_dir(server.data_dir.join("dumps")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().starts_with(".incoming-")).collect();
+    let staged: Vec<_> = std::fs::read_dir(server.data_dir.join("dumps"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".incoming-") || e.file_name().to_string_lossy().starts_with(".core-"))
+        .collect();
     assert!(staged.is_empty(), "{staged:?}");
 }
 

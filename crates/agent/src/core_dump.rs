@@ -38,10 +38,14 @@ const DEFAULT_FILTER: u32 = 0x33;
 /// More threads than this appearing while we stop them: a thread storm we do not chase.
 const MAX_ROUNDS: usize = 50;
 
-/// `core PID`: writes the core to stdout; says on stderr how long the
-/// process was stopped (`leakscope: paused_ms N`) and how many bytes come
-/// (`leakscope: bytes N`, before the first).
-pub fn core(pid: i32) -> Result<(), String> {
+/// `core PID [DIR MARKER]`: writes the core to stdout, or to `DIR/core` when
+/// DIR is a folder the server shares with us (it put MARKER there, holding its
+/// own name) with room for it — local disk is several times faster than the
+/// engine's stream, and the process is stopped while the core is written.
+/// Says on stderr how many bytes come (`leakscope: bytes N`, before the
+/// first), where (`leakscope: file core`) and how long the process was
+/// stopped (`leakscope: paused_ms N`).
+pub fn core(pid: i32, shared: Option<(&str, &str)>) -> Result<(), String> {
     if !cfg!(target_arch = "x86_64") {
         return Err("core dumps are written for x86_64 processes only".into());
     }
@@ -70,10 +74,19 @@ pub fn core(pid: i32) -> Result<(), String> {
     let total = data_at + loads.iter().map(|l| l.dumped).sum::<u64>();
     eprintln!("leakscope: bytes {total}");
 
-    // A bigger pipe means fewer wake-ups of whoever reads it (the engine's stream), while the process is stopped.
-    // SAFETY: F_SETPIPE_SZ on our stdout; fails harmlessly when it is not a pipe.
-    unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20) };
-    let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let sink: Box<dyn Write> = match shared.and_then(|(dir, marker)| shared_file(dir, marker, total)) {
+        Some(file) => {
+            eprintln!("leakscope: file core");
+            Box::new(file)
+        }
+        None => {
+            // A bigger pipe means fewer wake-ups of whoever reads it (the engine's stream), while the process is stopped.
+            // SAFETY: F_SETPIPE_SZ on our stdout; fails harmlessly when it is not a pipe.
+            unsafe { libc::fcntl(1, libc::F_SETPIPE_SZ, 1 << 20) };
+            Box::new(std::io::stdout().lock())
+        }
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, sink);
     let mut head = elf_header(phnum as u16);
     head.extend(program_header(PT_NOTE, 0, notes_at, 0, notes.len() as u64, 0, 0));
     let mut offset = data_at;
@@ -105,6 +118,23 @@ pub fn core(pid: i32) -> Result<(), String> {
         eprintln!("leakscope: unreadable_pages {unreadable}");
     }
     Ok(())
+}
+
+/// `DIR/core`, new, when DIR holds the server's MARKER (so it is the server's
+/// folder, not an empty one the engine made up) and has room for `bytes`.
+fn shared_file(dir: &str, marker: &str, bytes: u64) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::read_to_string(format!("{dir}/{marker}")).ok()?.trim() != marker {
+        return None;
+    }
+    let path = std::ffi::CString::new(dir).ok()?;
+    // SAFETY: statvfs fills the struct for a NUL-terminated path.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut fs) } != 0 || (fs.f_bavail as u64).saturating_mul(fs.f_frsize as u64) < bytes.saturating_add(256 << 20) {
+        return None;
+    }
+    // Readable by the server, whichever user it runs as; the folder is its own.
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(format!("{dir}/core")).ok()
 }
 
 /// Every thread of the process, stopped; let go (with any signal that

@@ -9,7 +9,7 @@
 //!   leakscope-agent python-snapshot PID [SECONDS]  heap snapshot of CPython PID (ptrace: needs CAP_SYS_PTRACE), to stdout
 //!   leakscope-agent processes        one line per process: pid uid gid rss_kib threads runtime cmdline
 //!   leakscope-agent memory-map PID   memory-map snapshot of PID (smaps, status …), to stdout
-//!   leakscope-agent core PID         ELF core of PID for gdb (ptrace: needs CAP_SYS_PTRACE), to stdout
+//!   leakscope-agent core PID [DIR MARKER]  ELF core of PID for gdb (ptrace: needs CAP_SYS_PTRACE), to stdout (or DIR/core)
 //!   leakscope-agent gos              one line per Go program: pid uid gid version rss_kib pprof_port cmdline
 //!   leakscope-agent go-profile PORT  the heap profile served on 127.0.0.1:PORT/debug/pprof/heap, to stdout
 //!   leakscope-agent cat PATH         copy a file to stdout (for read-only root filesystems and tmpfs)
@@ -45,7 +45,8 @@ fn main() -> ExitCode {
         }),
         ["processes"] => native::list(),
         ["memory-map", pid] => parse_pid(pid).and_then(native::memory_map),
-        ["core", pid] => parse_pid(pid).and_then(core_dump::core),
+        ["core", pid] => parse_pid(pid).and_then(|pid| core_dump::core(pid, None)),
+        ["core", pid, dir, marker] => parse_pid(pid).and_then(|pid| core_dump::core(pid, Some((dir, marker)))),
         ["gos"] => go::list(),
         ["go-profile", port] => port.parse::<u16>().map_err(|_| format!("not a port: {port}")).and_then(go::profile),
         ["cat", path] => cat(path),
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
             println!("leakscope-agent {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err("usage: leakscope-agent jvms | dump PID PATH | nodes | node-snapshot PID | pythons | python-snapshot PID [SECONDS] | processes | memory-map PID | core PID | gos | go-profile PORT | cat PATH | rm PATH... | version".into()),
+        _ => Err("usage: leakscope-agent jvms | dump PID PATH | nodes | node-snapshot PID | pythons | python-snapshot PID [SECONDS] | processes | memory-map PID | core PID [DIR MARKER] | gos | go-profile PORT | cat PATH | rm PATH... | version".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

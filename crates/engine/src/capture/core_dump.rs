@@ -2,11 +2,17 @@
 //! the memory itself), written by our helper (`crates/agent/src/core_dump.rs`).
 //! It needs ptrace, so the helper always runs beside the target with
 //! CAP_SYS_PTRACE (`sidecar.rs`); every thread is stopped while the memory is
-//! copied, and the record keeps how long. Never the default kind.
+//! copied, and the record keeps how long. Never the default kind. Where the
+//! engine runs on this machine, the helper writes the core into a folder of
+//! the dump folder shared with it (local disk: the process is stopped about
+//! a sixth as long as while Docker carries a stream), and the server stores
+//! it from there; elsewhere the core is streamed like any dump.
 
 use leakscope_model::capture::RuntimeProcess;
 
-use super::{status_line, Capture, Produced, Recipe, StepResult};
+use super::sidecar::SHARED_IN_HELPER;
+use super::{finish_stream, status_line, Capture, Produced, Recipe, StepResult};
+use crate::{dumps, EngineError};
 
 pub(super) struct CoreDump;
 
@@ -36,9 +42,17 @@ impl Recipe for CoreDump {
         });
         let (engine, job) = (capture.engine.clone(), capture.job.clone());
         let mut paused_ms = None;
-        let args = ["core".to_string(), pid.to_string()];
-        let (staged, _) = capture
-            .stream_helper_with_ptrace(&args, "core", "core dump", &mut |line| match status_line(line) {
+        let mut in_file = false;
+        // A folder of ours the helper writes the core into at disk speed when the
+        // engine can share it (it runs on this machine); else the core is streamed.
+        let shared = SharedFolder::create(capture).ok();
+        let mut args = vec!["core".to_string(), pid.to_string()];
+        if let Some(folder) = &shared {
+            args.extend([SHARED_IN_HELPER.to_string(), folder.marker.clone()]);
+        }
+        let (tx, stager) = capture.stager();
+        let streamed = capture
+            .sidecar_stream(&args, shared.as_ref().map(|f| f.dir.as_path()), tx, &mut |line| match status_line(line) {
                 Some(("bytes", total)) => {
                     let total = total.trim().parse().ok();
                     engine.update_job(&job, |j| {
@@ -46,6 +60,7 @@ impl Recipe for CoreDump {
                         j.stage = "copying".into();
                     });
                 }
+                Some(("file", _)) => in_file = true,
                 Some(("paused_ms", ms)) => {
                     paused_ms = ms.trim().parse::<u64>().ok();
                     if let Some(ms) = paused_ms {
@@ -60,11 +75,56 @@ impl Recipe for CoreDump {
                 }
                 _ => {}
             })
-            .await?;
+            .await;
+        let staged = match (&shared, in_file) {
+            // The stream was empty: the core is in the shared folder.
+            (Some(folder), true) => {
+                drop(stager.await);
+                let file = folder.dir.join("core");
+                let dir = capture.engine.inner.config.data_dir.join("dumps");
+                let staged = tokio::task::spawn_blocking(move || {
+                    let reader = std::fs::File::open(&file).map_err(|e| EngineError::Internal(format!("reading the core: {e}")))?;
+                    dumps::stage(&dir, std::io::BufReader::with_capacity(1 << 20, reader), None)
+                })
+                .await;
+                finish_stream(streamed, staged, "core", "core dump")
+            }
+            _ => finish_stream(streamed, stager.await, "core", "core dump"),
+        };
+        drop(shared);
+        let (staged, _) = staged?;
         let runtime = match &process.version {
             Some(version) if !process.runtime.is_empty() => format!("{} {version}", process.runtime),
             _ => process.runtime.clone(),
         };
         Ok(Produced { staged, runtime, pause_ms: paused_ms })
+    }
+}
+
+/// A folder in the dump folder for one job, shared with the helper; removed
+/// (with whatever the helper left) when dropped.
+struct SharedFolder {
+    dir: std::path::PathBuf,
+    /// A file of this name, holding its name: how the helper knows the folder it sees is ours.
+    marker: String,
+}
+
+impl SharedFolder {
+    fn create(capture: &Capture) -> Result<SharedFolder, EngineError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = capture.engine.inner.config.data_dir.join("dumps").join(format!(".core-{}", capture.job));
+        std::fs::create_dir(&dir).map_err(|e| EngineError::Internal(e.to_string()))?;
+        let folder = SharedFolder { dir, marker: dumps::new_id()? };
+        // The helper is root without CAP_DAC_OVERRIDE: it may write here only if
+        // everyone may. The dump folder around it is the server's own.
+        std::fs::set_permissions(&folder.dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| EngineError::Internal(e.to_string()))?;
+        std::fs::write(folder.dir.join(&folder.marker), &folder.marker).map_err(|e| EngineError::Internal(e.to_string()))?;
+        Ok(folder)
+    }
+}
+
+impl Drop for SharedFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -938,6 +938,31 @@ fn exec_options(cmd: Vec<String>, user: &str, stdin: bool) -> CreateExecOptions<
     }
 }
 
+/// What a streamed helper command left: its output and the staged dump, or
+/// why not (what the helper said explains a staging error, so it comes first).
+fn finish_stream(
+    streamed: StepResult<ExecOutput>,
+    staged: Result<Result<dumps::Staged, EngineError>, tokio::task::JoinError>,
+    format: &str,
+    what: &str,
+) -> StepResult<(dumps::Staged, ExecOutput)> {
+    let staged = staged.map_err(|e| format!("storing the {what}: {e}"))?;
+    let output = streamed?;
+    if output.exit_code != 0 {
+        let why = said(&output.stderr);
+        return Err(if why.is_empty() {
+            format!("the {what} stopped (exit {}): did the container or the process stop?", output.exit_code)
+        } else {
+            why
+        });
+    }
+    let staged = staged.map_err(|e| format!("storing the {what}: {e}"))?;
+    if staged.format != format {
+        return Err(format!("Leakscope's helper sent something that is not a {what}"));
+    }
+    Ok((staged, output))
+}
+
 /// Engine errors during a capture, in words: a vanished container or engine says so.
 fn engine_failure(what: &str, error: &bollard::errors::Error) -> String {
     match error {
@@ -1141,56 +1166,16 @@ impl Capture {
         what: &str,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> StepResult<(dumps::Staged, ExecOutput)> {
-        self.stream_helper_as(args, Some(user), format, what, on_line).await
-    }
-
-    /// As [`Capture::stream_helper`], always from the helper beside the target (ptrace).
-    async fn stream_helper_with_ptrace(
-        &mut self,
-        args: &[String],
-        format: &str,
-        what: &str,
-        on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> StepResult<(dumps::Staged, ExecOutput)> {
-        self.stream_helper_as(args, None, format, what, on_line).await
-    }
-
-    /// The helper in the container as `user`, else (or without a user: for
-    /// ptrace) the helper beside it.
-    async fn stream_helper_as(
-        &mut self,
-        args: &[String],
-        user: Option<&str>,
-        format: &str,
-        what: &str,
-        on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> StepResult<(dumps::Staged, ExecOutput)> {
         let (tx, stager) = self.stager();
-        let inside = user.and_then(|user| Some((self.helper.clone()?, user)));
-        let streamed = match inside {
-            Some((helper, user)) => {
+        let streamed = match self.helper.clone() {
+            Some(helper) => {
                 let mut argv = helper.prefix;
                 argv.extend(args.iter().cloned());
                 self.stream_command(argv, user, &[], tx, on_line).await
             }
-            None => self.sidecar_stream(args, tx, on_line).await,
+            None => self.sidecar_stream(args, None, tx, on_line).await,
         };
-        let staged = stager.await.map_err(|e| format!("storing the {what}: {e}"))?;
-        // What the helper said explains a staging error (a cut stream), so it comes first.
-        let output = streamed?;
-        if output.exit_code != 0 {
-            let why = said(&output.stderr);
-            return Err(if why.is_empty() {
-                format!("the {what} stopped (exit {}): did the container or the process stop?", output.exit_code)
-            } else {
-                why
-            });
-        }
-        let staged = staged.map_err(|e| format!("storing the {what}: {e}"))?;
-        if staged.format != format {
-            return Err(format!("Leakscope's helper sent something that is not a {what}"));
-        }
-        Ok((staged, output))
+        finish_stream(streamed, stager.await, format, what)
     }
 
     /// Commands of the container's processes as the engine sees them (`docker

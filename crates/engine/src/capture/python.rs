@@ -60,7 +60,7 @@ impl Recipe for Python {
         let timeout = capture.engine.inner.config.python_walk_timeout.as_secs().max(1);
         let args = vec!["python-snapshot".to_string(), process.pid.to_string(), timeout.to_string()];
         let streamed = capture
-            .sidecar_stream(&args, tx, &mut |line| {
+            .sidecar_stream(&args, None, tx, &mut |line| {
                 if let Some(change) = status.read(line) {
                     engine.update_job(&job, change);
                 }

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
     RemoveContainerOptionsBuilder, WaitContainerOptions,
@@ -25,6 +25,8 @@ use crate::channel::Chunk;
 
 const IMAGE_REPO: &str = "leakscope-helper";
 const HELPER_IN_IMAGE: &str = "leakscope-agent";
+/// Where the helper sees a folder the server shares with it.
+pub const SHARED_IN_HELPER: &str = "/out";
 /// Labels on every helper container: the job, and the container it works on
 /// (so a crash's leftovers can be found and removed).
 pub const HELPER_LABEL: &str = "io.leakscope.helper";
@@ -53,8 +55,20 @@ impl Capture {
         Ok(image)
     }
 
-    /// Creates the helper container for `args` and attaches to its output (not started yet).
-    async fn start_sidecar(&self, args: &[String]) -> StepResult<(String, super::ExecStream)> {
+    /// Creates the helper container for `args` and attaches to its output;
+    /// `shared` is a folder of ours it sees as `/out` (when the engine runs on
+    /// this machine: creating the container fails otherwise, and it is created without).
+    async fn start_sidecar(&self, args: &[String], shared: Option<&std::path::Path>) -> StepResult<(String, super::ExecStream)> {
+        match self.create_sidecar(args, shared).await {
+            Err(why) if shared.is_some() => {
+                tracing::info!(job = %self.job, %why, "the engine cannot share the folder with the helper; streaming instead");
+                self.create_sidecar(args, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_sidecar(&self, args: &[String], shared: Option<&std::path::Path>) -> StepResult<(String, super::ExecStream)> {
         let image = self.helper_image().await?;
         let name = format!("leakscope-helper-{}-{}", self.job, rand_suffix());
         let target = format!("container:{}", self.id());
@@ -75,6 +89,15 @@ impl Capture {
                 cap_add: Some(vec!["SYS_PTRACE".into()]),
                 readonly_rootfs: Some(true),
                 memory: Some(256 << 20),
+                // A bind mount (not `binds`): it fails, rather than make up an empty folder, where the path is not the engine's.
+                mounts: shared.map(|dir| {
+                    vec![Mount {
+                        target: Some(SHARED_IN_HELPER.into()),
+                        source: Some(dir.display().to_string()),
+                        typ: Some(MountType::BIND),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -131,7 +154,7 @@ impl Capture {
     /// Runs the helper beside the target; collects (bounded) stdout and stderr.
     pub(super) async fn sidecar_run(&self, args: &[String]) -> StepResult<ExecOutput> {
         const KEEP: usize = 1 << 20;
-        let (name, mut output) = self.start_sidecar(args).await?;
+        let (name, mut output) = self.start_sidecar(args, None).await?;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut failure = None;
         while let Some(item) = output.next().await {
@@ -160,10 +183,11 @@ impl Capture {
     pub(super) async fn sidecar_stream(
         &self,
         args: &[String],
+        shared: Option<&std::path::Path>,
         tx: mpsc::Sender<Chunk>,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> StepResult<ExecOutput> {
-        let (name, mut output) = self.start_sidecar(args).await?;
+        let (name, mut output) = self.start_sidecar(args, shared).await?;
         let (stderr, failure) = self.pump("Leakscope's helper", &mut output, &tx, on_line).await;
         drop(output);
         let exit_code = self.finish_sidecar(&name).await;
