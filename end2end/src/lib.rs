@@ -113,6 +113,36 @@ impl Drop for SmallDisk {
     }
 }
 
+/// The host's gdb attached to a process (found by its host pid) and holding
+/// it, as a debugger someone left open would; detached when dropped.
+pub struct DebuggerAttached(Child);
+
+impl DebuggerAttached {
+    pub fn to(host_pid: &str) -> DebuggerAttached {
+        let gdb = Command::new("gdb")
+            .args(["-q", "-nx", "-batch", "-p", host_pid, "-ex", "shell sleep 60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("gdb runs (the test command installs it)");
+        let attached = DebuggerAttached(gdb);
+        let started = Instant::now();
+        let traced = || std::fs::read_to_string(format!("/proc/{host_pid}/status")).unwrap_or_default().lines().any(|l| l.starts_with("TracerPid:") && l.trim() != "TracerPid:\t0");
+        while !traced() {
+            assert!(started.elapsed() < Duration::from_secs(20), "gdb did not attach");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        attached
+    }
+}
+
+impl Drop for DebuggerAttached {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A container removed when the test ends, pass or fail.
 pub struct TestContainer {
     pub name: String,

@@ -86,6 +86,18 @@ fn a_native_program_gets_a_memory_map_and_the_diff_says_the_heap_grew() {
     assert!(unknown.to_string().contains("unknown kind of capture 'everything'"), "{unknown}");
 }
 
+#[test]
+fn a_program_that_hides_its_memory_map_from_its_own_user_is_read_from_beside_it() {
+    let server = Server::start(&[], &[]);
+    let hidden = TestContainer::run_image("mmap-hidden", &fixture_image("native"), &["-m", "256m", "-e", "NOT_DUMPABLE=1", "--user", "1000:1000"], &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let state = server.wait_job(&server.capture_job(&hidden.name, ""));
+    assert_eq!((state["state"].as_str(), state["kind"].as_str()), (Some("done"), Some("memory-map")), "{state}");
+    let analysis = server.wait_analysis(state["dump_id"].as_str().unwrap());
+    assert!(histogram_row(&analysis, "[heap] (malloc's main arena)").is_some(), "the whole map was read");
+    assert_no_files_left(&hidden);
+}
+
 /// gdb (Debian's, on the host) on a core: the backtraces of every thread.
 fn gdb_backtraces(program: &Path, core: &Path) -> String {
     let output = Command::new("gdb")
@@ -144,19 +156,10 @@ fn a_core_dump_of_a_native_program_opens_in_gdb_with_its_leaking_function_on_the
 
     // A debugger (the host's gdb) already traces the program: ptrace is refused, in words, and nothing is kept.
     let host_pid = docker(&["inspect", "-f", "{{.State.Pid}}", &native.name]).trim().to_string();
-    let mut gdb = Command::new("gdb")
-        .args(["-q", "-nx", "-batch", "-p", &host_pid, "-ex", "shell sleep 60"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gdb runs (the test command installs it)");
-    server.wait_until(Duration::from_secs(20), "gdb attaches", || {
-        std::fs::read_to_string(format!("/proc/{host_pid}/status")).unwrap().lines().any(|l| l.starts_with("TracerPid:") && l.trim() != "TracerPid:\t0")
-    });
+    let gdb = end2end::DebuggerAttached::to(&host_pid);
     let dumps = server.get_json("/api/v1/dumps").1.as_array().unwrap().len();
     let refused = server.wait_job(&server.capture_job(&native.name, "{\"kind\": \"core\"}"));
-    let _ = gdb.kill();
-    let _ = gdb.wait();
+    drop(gdb);
     assert_eq!(refused["state"], "failed", "{refused}");
     let error = refused["error"].as_str().unwrap();
     assert!(error.contains("ptrace was refused") && error.contains("debugger"), "{error}");

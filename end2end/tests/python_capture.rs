@@ -200,20 +200,9 @@ fn refusals_waits_and_a_killed_container_say_why_store_nothing_and_leave_nothing
     let traced = TestContainer::run_image("pycap-traced", &fixture_image("python"), &[], &["python3", "-c", &service(10)]);
     wait_for_log(&traced, "python-service ready");
     let host_pid = docker(&["inspect", "-f", "{{.State.Pid}}", &traced.name]).trim().to_string();
-    let mut gdb = std::process::Command::new("gdb")
-        .args(["-q", "-nx", "-batch", "-p", &host_pid, "-ex", "shell sleep 60"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("gdb runs (the test command installs it)");
-    let started = Instant::now();
-    while !std::fs::read_to_string(format!("/proc/{host_pid}/status")).unwrap().lines().any(|l| l.starts_with("TracerPid:") && l.trim() != "TracerPid:\t0") {
-        assert!(started.elapsed() < Duration::from_secs(20), "gdb did not attach");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let gdb = end2end::DebuggerAttached::to(&host_pid);
     let state = server.wait_job(&server.capture_job(&traced.name, ""));
-    let _ = gdb.kill();
-    let _ = gdb.wait();
+    drop(gdb);
     assert_eq!(state["state"], "failed", "{state}");
     let error = state["error"].as_str().unwrap();
     assert!(error.contains("ptrace was refused") && error.contains("debugger"), "{error}");

@@ -433,7 +433,7 @@ fn CapturePanel(
                     <select name="kind" id="capture-kind" title="What to capture">
                         <option value="">"richest available"</option>
                         <option value="memory-map">"memory map (any process)"</option>
-                        <option value="core">"core dump for gdb (any process; stops it while copying)"</option>
+                        <option value="core">"core dump for gdb (stops it)"</option>
                     </select>
                     {move || limit_share.get().filter(|share| *share > 0.6).map(|share| view! {
                         <label id="capture-confirm" class="warning">

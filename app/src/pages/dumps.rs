@@ -479,6 +479,14 @@ fn DominatorTree(analysis: Analysis, dump_id: String, node: Option<String>, tota
     }
 }
 
+/// A plain link over a box of a picture drawn by the server (a treemap's block,
+/// a flame graph's frame) into the tree; `place` is left, top, width, height as shares.
+fn tree_link(object_id: &str, title: String, place: [f64; 4]) -> impl IntoView {
+    let [left, top, width, height] = place.map(|share| share * 100.0);
+    let style = format!("left:{left:.3}%;top:{top:.3}%;width:{width:.3}%;height:{height:.3}%");
+    view! { <a class="treemap-block" href=format!("?node={object_id}#tree") style=style title=title.clone() aria-label=title data-object=object_id.to_string()></a> }
+}
+
 /// A Go heap profile's call tree as a flame graph drawn by the server
 /// (`/dumps/<id>/flame.svg`), with a plain link over every box into the tree
 /// (placed in percent from the same layout: no script needed).
@@ -490,15 +498,9 @@ fn FlameGraph(frames: Vec<leakscope_model::flame::FlameFrame>, dump_id: String, 
     let links = frames
         .iter()
         .map(|f| {
-            let style = format!(
-                "left:{:.3}%;top:{:.3}%;width:{:.3}%;height:{:.3}%",
-                f.start * 100.0,
-                (f.depth * ROW) as f64 / height as f64 * 100.0,
-                f.width * 100.0,
-                ROW as f64 / height as f64 * 100.0
-            );
             let title = format!("{} · {} in use under it ({})", f.name, format_bytes(f.bytes), format_percent(f.bytes as f64 / total.max(1) as f64));
-            view! { <a class="treemap-block" href=format!("?node={}#tree", f.object_id) style=style title=title.clone() aria-label=title></a> }
+            let (top, tall) = ((f.depth * ROW) as f64 / height as f64, ROW as f64 / height as f64);
+            tree_link(&f.object_id, title, [f.start, top, f.width, tall])
         })
         .collect_view();
     view! {
@@ -572,15 +574,9 @@ fn Treemap(analysis: Analysis, dump_id: String, node: Option<String>, total: u64
     let links = blocks
         .iter()
         .map(|b| {
-            let style = format!(
-                "left:{:.3}%;top:{:.3}%;width:{:.3}%;height:{:.3}%",
-                b.x / w as f64 * 100.0,
-                b.y / h as f64 * 100.0,
-                b.w / w as f64 * 100.0,
-                b.h / h as f64 * 100.0
-            );
             let title = format!("{} {} · {} retained ({})", b.class, b.object_id, format_bytes(b.retained_bytes), format_percent(b.retained_bytes as f64 / total as f64));
-            view! { <a class="treemap-block" href=format!("?node={}#tree", b.object_id) style=style title=title.clone() aria-label=title data-object=b.object_id.clone()></a> }
+            let (w, h) = (w as f64, h as f64);
+            tree_link(&b.object_id, title, [b.x / w, b.y / h, b.w / w, b.h / h])
         })
         .collect_view();
     Some(view! {

@@ -114,6 +114,22 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     (rc == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
 }
 
+/// What a server that stopped mid-capture left in the dump folder: staging
+/// files and the folders it shared with the core-dump helper (raw cores).
+/// Only when serving starts: a CLI command opening the same data must not
+/// remove a running server's files.
+pub(crate) fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".incoming-") {
+            let _ = std::fs::remove_file(entry.path());
+        } else if name.starts_with(".core-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Counts and hashes what passes through.
 struct Tee<W: Write> {
     inner: W,

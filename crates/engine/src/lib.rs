@@ -180,6 +180,7 @@ impl Engine {
     /// maintenance in the background. Never fails because the engine is down.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let engine = Self::open(config)?;
+        dumps::remove_leftovers(&engine.inner.config.data_dir.join("dumps"));
         sampler::spawn_all(engine.clone());
         // Analyses cut short by a stop are finished now.
         for id in lock(&engine.inner.dumps).unfinished()? {

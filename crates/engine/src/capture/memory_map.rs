@@ -1,7 +1,8 @@
 //! Any process: a memory-map snapshot (`/proc/<pid>/smaps`, status, threads,
 //! open files), whatever its runtime — the one artifact every process offers,
 //! and the default for native programs. Read by our helper as the process's
-//! own user, so no extra right is needed; nothing is stopped.
+//! own user, so no extra right is needed (a process that made itself
+//! non-dumpable is read from beside the container instead); nothing is stopped.
 
 use leakscope_model::capture::RuntimeProcess;
 
@@ -37,7 +38,15 @@ impl Recipe for MemoryMap {
         // smaps of another user's process needs that user (or CAP_SYS_PTRACE).
         let user = format!("{}:{}", process.uid, process.gid);
         let args = ["memory-map".to_string(), process.pid.to_string()];
-        let (staged, _) = capture.stream_helper(&args, &user, "memmap", "memory map", &mut |_| {}).await?;
+        let (staged, _) = match capture.stream_helper(&args, &user, "memmap", "memory map", &mut |_| {}).await {
+            // A process that made itself non-dumpable (setuid programs, hardened services)
+            // hides its smaps even from its own user: read it beside the container, with CAP_SYS_PTRACE.
+            Err(why) if why.contains("not allowed to read") && capture.helper.is_some() => {
+                tracing::info!(job = %capture.job, %why, "reading the memory map from beside the container");
+                capture.stream_helper_beside(&args, "memmap", "memory map", &mut |_| {}).await?
+            }
+            other => other?,
+        };
         Ok(Produced { staged, runtime: process.runtime.clone(), pause_ms: Some(0) })
     }
 }

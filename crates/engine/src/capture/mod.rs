@@ -1178,6 +1178,20 @@ impl Capture {
         finish_stream(streamed, stager.await, format, what)
     }
 
+    /// As [`Capture::stream_helper`], from the helper beside the container
+    /// (CAP_SYS_PTRACE), whether or not ours runs inside.
+    async fn stream_helper_beside(
+        &mut self,
+        args: &[String],
+        format: &str,
+        what: &str,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> StepResult<(dumps::Staged, ExecOutput)> {
+        let (tx, stager) = self.stager();
+        let streamed = self.sidecar_stream(args, None, tx, on_line).await;
+        finish_stream(streamed, stager.await, format, what)
+    }
+
     /// Commands of the container's processes as the engine sees them (`docker
     /// top`): how a recipe without our helper tells whether its runtime is there.
     async fn top_commands(&mut self) -> Vec<String> {
