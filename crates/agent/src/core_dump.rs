@@ -53,8 +53,9 @@ pub fn core(pid: i32, shared: Option<(&str, &str)>) -> Result<(), String> {
         .ok()
         .and_then(|s| u32::from_str_radix(s.trim(), 16).ok())
         .unwrap_or(DEFAULT_FILTER);
-    let threads = Threads::stop_all(pid)?;
+    // The pause counts from the first thread stopped.
     let stopped_at = Instant::now();
+    let threads = Threads::stop_all(pid)?;
     // Everything below reads a process that cannot change under us.
     let snapshot = crate::native::snapshot(pid)?;
     let mappings = mappings(&snapshot);
@@ -123,7 +124,6 @@ pub fn core(pid: i32, shared: Option<(&str, &str)>) -> Result<(), String> {
 /// `DIR/core`, new, when DIR holds the server's MARKER (so it is the server's
 /// folder, not an empty one the engine made up) and has room for `bytes`.
 fn shared_file(dir: &str, marker: &str, bytes: u64) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
     if std::fs::read_to_string(format!("{dir}/{marker}")).ok()?.trim() != marker {
         return None;
     }
@@ -133,8 +133,9 @@ fn shared_file(dir: &str, marker: &str, bytes: u64) -> Option<std::fs::File> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut fs) } != 0 || (fs.f_bavail as u64).saturating_mul(fs.f_frsize as u64) < bytes.saturating_add(256 << 20) {
         return None;
     }
-    // Readable by the server, whichever user it runs as; the folder is its own.
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(format!("{dir}/core")).ok()
+    // The server made the file (its own, writable but not readable by others:
+    // we are root without CAP_DAC_OVERRIDE); nothing is created here.
+    std::fs::OpenOptions::new().write(true).truncate(true).open(format!("{dir}/core")).ok()
 }
 
 /// Every thread of the process, stopped; let go (with any signal that

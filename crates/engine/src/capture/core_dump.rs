@@ -112,13 +112,24 @@ struct SharedFolder {
 impl SharedFolder {
     fn create(capture: &Capture) -> Result<SharedFolder, EngineError> {
         use std::os::unix::fs::PermissionsExt;
+        let failed = |e: std::io::Error| EngineError::Internal(format!("preparing the core's folder: {e}"));
         let dir = capture.engine.inner.config.data_dir.join("dumps").join(format!(".core-{}", capture.job));
-        std::fs::create_dir(&dir).map_err(|e| EngineError::Internal(e.to_string()))?;
+        std::fs::create_dir(&dir).map_err(failed)?;
         let folder = SharedFolder { dir, marker: dumps::new_id()? };
-        // The helper is root without CAP_DAC_OVERRIDE: it may write here only if
-        // everyone may. The dump folder around it is the server's own.
-        std::fs::set_permissions(&folder.dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| EngineError::Internal(e.to_string()))?;
-        std::fs::write(folder.dir.join(&folder.marker), &folder.marker).map_err(|e| EngineError::Internal(e.to_string()))?;
+        // The helper is root without CAP_DAC_OVERRIDE, so it has what others have:
+        // it may pass through the folder (not list it or add to it), read the
+        // marker, and write — not read — the core file made here. Nobody but
+        // the server can read the core, whichever user the server runs as.
+        std::fs::set_permissions(&folder.dir, std::fs::Permissions::from_mode(0o711)).map_err(failed)?;
+        // Modes set after creating, as meant (a umask would narrow them).
+        let make = |name: &str, contents: &[u8], mode: u32| -> std::io::Result<()> {
+            let path = folder.dir.join(name);
+            std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+            std::fs::write(&path, contents)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        };
+        make(&folder.marker, folder.marker.as_bytes(), 0o644).map_err(failed)?;
+        make("core", b"", 0o602).map_err(failed)?;
         Ok(folder)
     }
 }
