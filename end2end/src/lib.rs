@@ -186,7 +186,7 @@ pub fn leakscope_bin() -> PathBuf {
         .expect("build leakscope first (./dev test does)")
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -283,6 +283,11 @@ impl Server {
     /// POST bytes with the admin token; returns (status, body).
     pub fn post_bytes(&self, path: &str, body: &[u8]) -> (u16, String) {
         answer(self.request("POST", path).send_bytes(body), path)
+    }
+
+    /// POST a JSON body with the admin token; returns (status, body).
+    pub fn post_json(&self, path: &str, body: &str) -> (u16, String) {
+        answer(self.request("POST", path).set("Content-Type", "application/json").send_string(body), path)
     }
 
     pub fn pid(&self) -> u32 {
@@ -537,4 +542,67 @@ pub fn create_report(server: &Server, container_name: &str, window_seconds: i64,
     assert_eq!(status, 201, "{answer}");
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     (v["id"].as_str().unwrap().to_string(), v["url"].as_str().unwrap().to_string())
+}
+
+/// A webhook receiver on 127.0.0.1: keeps every JSON body posted to it and
+/// answers 200. Stops with the test.
+pub struct WebhookReceiver {
+    pub url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl WebhookReceiver {
+    pub fn start() -> WebhookReceiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook/secret-part", listener.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(json) = serde_json::from_slice(&body) {
+                        kept.lock().unwrap().push(json);
+                    }
+                }
+                let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            }
+        });
+        WebhookReceiver { url, bodies }
+    }
+
+    /// Every body received so far, oldest first.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Bodies of our own JSON shape with this `event` about this container.
+    pub fn events(&self, event: &str, container: &str) -> Vec<serde_json::Value> {
+        self.received().into_iter().filter(|b| b["event"] == event && b["container"] == container).collect()
+    }
+}
+
+impl Server {
+    /// Adds a webhook of our JSON shape through the API; returns its id.
+    pub fn add_webhook(&self, name: &str, url: &str) -> i64 {
+        let body = serde_json::json!({ "name": name, "url": url, "kind": "json" }).to_string();
+        let (status, answer) = self.post_json("/api/v1/webhooks", &body);
+        assert_eq!(status, 201, "{answer}");
+        serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"].as_i64().unwrap()
+    }
 }

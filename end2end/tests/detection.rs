@@ -5,12 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use end2end::{fixture_image, Server, TestContainer};
+use end2end::{fixture_image, Server, TestContainer, WebhookReceiver};
 
 
 #[test]
 fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     let server = Server::start(&["--leak-min-age", "5m"], &[]);
+    // Where the team looks: one message per new leak verdict, none for the others.
+    let receiver = WebhookReceiver::start();
+    server.add_webhook("team", &receiver.url);
     let java = fixture_image("java");
     let leak = TestContainer::run_image(
         "detect-leak",
@@ -94,6 +97,18 @@ fn a_leaking_service_is_flagged_and_steady_or_warming_services_are_not() {
     for c in [&native, &steady, &warmup] {
         let (_, list) = server.get_json(&format!("/api/v1/dumps?container={}", c.name));
         assert_eq!(list.as_array().unwrap().len(), 0, "{} was dumped without asking", c.name);
+    }
+
+    // Exactly one message per new verdict, through every assessment since; the others said nothing.
+    for c in [&leak, &native] {
+        let said = receiver.events("leak", &c.name);
+        assert_eq!(said.len(), 1, "{}: {said:?}", c.name);
+        assert_eq!(said[0]["verdict"], "leak");
+        assert!(said[0]["time_to_limit_seconds"].as_f64().is_some_and(|t| t > 0.0), "{}", said[0]);
+        assert!(said[0]["sentence"].as_str().unwrap().contains("reaches its"), "{}", said[0]);
+    }
+    for c in [&steady, &warmup] {
+        assert!(receiver.received().iter().all(|b| b["container"] != c.name.as_str()), "{} was notified: {:?}", c.name, receiver.received());
     }
 }
 

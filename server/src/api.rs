@@ -23,6 +23,7 @@ use crate::web::{AppState, HttpError, RangeQuery};
 pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(engine_status))
+        .routes(routes!(list_hosts))
         .routes(routes!(list_containers))
         .routes(routes!(list_services))
         .routes(routes!(container))
@@ -45,6 +46,12 @@ async fn engine_status(State(engine): State<Engine>) -> impl IntoResponse {
     let mut status = engine.status();
     status.handler_panics = crate::web::panics::count();
     Json(status)
+}
+
+/// The Docker hosts this server watches: name, whether connected, when last heard from, and how (`direct` or `agent`).
+#[utoipa::path(get, path = "/api/v1/hosts", tag = "engine", responses((status = 200, body = Vec<leakscope_model::HostInfo>)))]
+async fn list_hosts(State(engine): State<Engine>) -> impl IntoResponse {
+    Json(engine.hosts())
 }
 
 /// Every container Leakscope tracks, with its latest memory and verdict.

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::web::query::{encode, url_pairs};
-use crate::web::{AppState, HttpError, SharedAccess};
+use crate::web::{admin_back, AppState, HttpError, SharedAccess};
 
 pub const SESSION_COOKIE: &str = "leakscope_session";
 
@@ -58,7 +58,8 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 fn unauthenticated(method: &Method, path_and_query: &str, path: &str) -> Response {
-    let browser_page = method == Method::GET && !is_api(path) && !path.ends_with(".svg") && !path.ends_with(".png");
+    // Scrapers get a 401 they can report, not a sign-in page.
+    let browser_page = method == Method::GET && !is_api(path) && !path.ends_with(".svg") && !path.ends_with(".png") && path != "/metrics";
     if browser_page {
         return Redirect::to(&format!("/login?next={}", encode(path_and_query))).into_response();
     }
@@ -393,12 +394,6 @@ async fn audit_log(State(access): State<SharedAccess>, Query(q): Query<AuditQuer
 
 // ---- the admin page (server-rendered forms; every POST carries the CSRF token) ----
 
-fn admin_back(result: Result<(), HttpError>) -> Response {
-    match result {
-        Ok(()) => Redirect::to("/admin").into_response(),
-        Err(e) => Redirect::to(&format!("/admin?error={}", encode(&e.1))).into_response(),
-    }
-}
 
 async fn admin_create_user(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewUser>) -> Response {
     admin_back(add_user(&access, &p, body).await.map(|_| ()))

@@ -2,6 +2,7 @@
 //! arrive with later capabilities.
 
 mod analyze;
+mod alerts_api;
 mod api;
 mod capture_api;
 mod charts;
@@ -10,6 +11,7 @@ mod compose;
 mod auth;
 mod demo;
 mod memory;
+mod metrics_api;
 mod openapi;
 mod detect;
 mod dumps_api;
@@ -103,6 +105,23 @@ pub struct ServeArgs {
     /// Mark session cookies Secure (set this when a TLS proxy is in front; `X-Forwarded-Proto: https` does it per request).
     #[arg(long)]
     pub secure_cookies: bool,
+    /// The address team mates open Leakscope at (links in notifications); default `http://` + `--bind`.
+    #[arg(long, env = "LEAKSCOPE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Notify when a container's working set reaches this share of its memory limit (0.5 to 1).
+    #[arg(long, default_value = "0.9", value_parser = parse_share)]
+    pub alert_limit_share: f64,
+    /// At most one notification per container and kind (leak, OOM kill, limit) in this time; the ones held back are counted in the next.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub alert_repeat: Duration,
+}
+
+fn parse_share(value: &str) -> Result<f64, String> {
+    match value.trim().trim_end_matches('%').parse::<f64>() {
+        Ok(v) if value.trim().ends_with('%') && (50.0..=100.0).contains(&v) => Ok(v / 100.0),
+        Ok(v) if (0.5..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{value}' is not a share between 0.5 and 1 (or 50% and 100%)")),
+    }
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {

@@ -36,7 +36,7 @@ use crate::web::AppState;
         (name = "capture", description = "Heap dumps taken from running containers"),
         (name = "dumps", description = "The dump history and its analyses"),
         (name = "reports", description = "Frozen leak reports and their public links"),
-        (name = "access", description = "Accounts, API tokens, the audit log (admins)"),
+        (name = "access", description = "Accounts, API tokens, webhooks for notifications, the audit log (admins)"),
     ),
     components(schemas(ApiError))
 )]
@@ -53,6 +53,7 @@ pub fn api() -> (Router<AppState>, ApiDocument) {
         .merge(crate::dumps_api::api())
         .merge(crate::reports_api::api())
         .merge(crate::auth::api())
+        .merge(crate::alerts_api::api())
         .split_for_parts();
     describe_access(&mut doc);
     let doc = Arc::new(doc);

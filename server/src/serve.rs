@@ -73,7 +73,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         // On the console only: whoever can read it may become the first admin.
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
     }
-    let app = router(AppState { leptos_options, engine, access });
+    let notifier = open_notifier(&args, &engine, &access)?;
+    let app = router(AppState { leptos_options, engine, access, notifier });
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -89,10 +90,30 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("server error: {e}"))
 }
 
+/// Notifications follow the engine from the start; their audit entries go
+/// through the access store like every other.
+fn open_notifier(args: &ServeArgs, engine: &Engine, access: &leakscope_access::SharedAccess) -> Result<std::sync::Arc<leakscope_notify::Notifier>, String> {
+    let config = leakscope_notify::NotifierConfig {
+        public_url: args.public_url.clone().unwrap_or_else(|| format!("http://{}", args.bind)).trim_end_matches('/').to_string(),
+        rules: leakscope_notify::Rules { limit_share: args.alert_limit_share, repeat_ms: args.alert_repeat.as_millis() as i64 },
+        per_minute: 20,
+    };
+    let audit_access = access.clone();
+    let audit: leakscope_notify::AuditSink = std::sync::Arc::new(move |actor: &str, action: &str, target: &str, detail: &str| {
+        let (access, actor, action, target) = (audit_access.clone(), actor.to_string(), action.to_string(), target.to_string());
+        let detail = (!detail.is_empty()).then(|| detail.to_string());
+        tokio::spawn(async move { access.audit(&actor, &action, &target, detail).await });
+    });
+    let notifier = leakscope_notify::Notifier::open(&args.data_dir.join("leakscope.db"), config, audit).map_err(|e| e.to_string())?;
+    notifier.spawn(engine.subscribe(), engine.subscribe_oom_kills());
+    Ok(notifier)
+}
+
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let engine = state.engine.clone();
     let access = state.access.clone();
+    let notifier = state.notifier.clone();
     let guard_access = state.access.clone();
     let options = state.leptos_options.clone();
     let pkg_dir = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
@@ -107,12 +128,15 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::capture_api::routes())
         .merge(crate::auth::routes())
         .merge(crate::reports_api::routes())
+        .merge(crate::alerts_api::routes())
+        .merge(crate::metrics_api::routes())
         .leptos_routes_with_context(
             &state,
             routes,
             move || {
                 provide_context(engine.clone());
                 provide_context(access.clone());
+                provide_context(notifier.clone());
                 provide_context(reference.clone());
             },
             move || shell(options.clone()),

@@ -74,12 +74,14 @@ pub fn SetupPage() -> impl IntoView {
 pub fn AdminPage() -> impl IntoView {
     let admin = Resource::new(|| (), |_| get_admin());
     let error = use_query_map().read_untracked().get("error");
+    let notice = use_query_map().read_untracked().get("notice").filter(|n| !n.is_empty()).map(|n| view! { <p class="banner" id="admin-notice">{n}</p> });
     view! {
         <Title text="Admin"/>
         <h1>"Admin"</h1>
         <p class="muted">"Scripts and CI use the same operations as this page: "
             <a href="/api" id="api-reference-link">"API reference"</a>" (the "<a href="/api/v1/openapi.json">"OpenAPI document"</a>")."</p>
         {error_banner(error, "admin-error")}
+        {notice}
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || admin.get().map(|r| match r {
                 Ok(view) => view! { <AdminView view/> }.into_any(),
@@ -129,6 +131,28 @@ fn AdminView(view: AdminView) -> impl IntoView {
             }
         })
         .collect_view();
+    let webhooks = view
+        .webhooks
+        .into_iter()
+        .map(|w| {
+            let test = with_csrf(format!("/admin/webhooks/{}/test", w.id));
+            let delete = with_csrf(format!("/admin/webhooks/{}/delete", w.id));
+            let last = match (w.last_result, w.last_result_ms) {
+                (Some(result), Some(ms)) => view! { <span>{result}" · "<LocalTime ms=ms/></span> }.into_any(),
+                _ => view! { <span class="muted">"nothing sent yet"</span> }.into_any(),
+            };
+            let name = w.name.clone();
+            view! {
+                <tr data-webhook=name>
+                    <td>{w.name}</td><td>{w.kind}</td><td><code>{w.destination}</code></td><td class="wrap">{last}</td>
+                    <td class="actions">
+                        <form method="post" action=test class="inline"><button class="link">"Send test"</button></form>
+                        <form method="post" action=delete class="inline"><button class="link danger">"Remove"</button></form>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
     let audit = view
         .audit
         .into_iter()
@@ -162,6 +186,24 @@ fn AdminView(view: AdminView) -> impl IntoView {
                 <input name="name" placeholder="token name" aria-label="token name" required/>
                 <select name="role" aria-label="role">{role_options()}</select>
                 <button type="submit">"Create token"</button>
+            </form>
+        </section>
+        <section class="panel">
+            <h2>"Notifications"</h2>
+            <p class="muted">"A message goes to every webhook when a container gets a new leak verdict, is OOM-killed, or crosses a share of its memory limit; "
+                "at most one per container and kind within the server's --alert-repeat (an hour by default; the ones held back are counted in the next). Every delivery and failure is in the audit log."</p>
+            <div class="scroll-x"><table class="grid" id="webhooks">
+                <thead><tr><th>"Name"</th><th>"Kind"</th><th>"Goes to"</th><th>"Last delivery"</th><th></th></tr></thead>
+                <tbody>{webhooks}</tbody>
+            </table></div>
+            <form method="post" action=with_csrf("/admin/webhooks".into()) class="row-form" id="add-webhook">
+                <input name="name" placeholder="name (e.g. #payments-oncall)" aria-label="webhook name" required/>
+                <input name="url" type="url" placeholder="https://hooks.slack.com/services/…" aria-label="webhook URL" autocomplete="off" required/>
+                <select name="kind" aria-label="kind">
+                    <option value="json">"JSON"</option><option value="slack">"Slack"</option>
+                    <option value="mattermost">"Mattermost"</option><option value="teams">"Teams"</option>
+                </select>
+                <button type="submit">"Add webhook"</button>
             </form>
         </section>
         <section class="panel">

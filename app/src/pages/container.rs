@@ -164,6 +164,7 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
             <div>
                 <h1>{name.clone()}</h1>
                 <p class="muted">
+                    {(!detail.info.host.is_empty()).then(|| view! { "on " <span id="container-host">{detail.info.host.clone()}</span> " · " })}
                     {detail.info.image.clone()}
                     {detail.info.compose_service.clone().map(|s| format!(" · compose service {s}"))}
                     " · " <code class="id">{detail.info.id.chars().take(12).collect::<String>()}</code>

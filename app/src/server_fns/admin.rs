@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::GetUrl;
 
 #[cfg(feature = "ssr")]
-use super::{access, no_store, require, set_status};
+use super::{access, no_store, notifier, require, set_status};
 
 /// Whether `/setup/<secret>` is still the first-run link (a 404 page otherwise).
 #[server(input = GetUrl)]
@@ -20,7 +20,7 @@ pub async fn check_setup_link(secret: String) -> Result<bool, ServerFnError> {
     Ok(valid)
 }
 
-/// Users, tokens and the last 200 audit entries, plus a token this admin just created (once).
+/// Users, tokens, webhooks and the last 200 audit entries, plus a token this admin just created (once).
 #[server(input = GetUrl)]
 pub async fn get_admin() -> Result<AdminView, ServerFnError> {
     use leakscope_model::admin::{AuditRow, TokenRow, UserRow};
@@ -30,8 +30,10 @@ pub async fn get_admin() -> Result<AdminView, ServerFnError> {
         .with(|s| Ok((s.users()?, s.tokens()?, s.audit_log(200)?)))
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
+    let webhooks = notifier()?.webhooks().await.map_err(|e| ServerFnError::new(e.to_string()))?;
     no_store();
     Ok(AdminView {
+        webhooks,
         users: users.into_iter().map(|u| UserRow { id: u.id, name: u.name, role: u.role.to_string(), created_ms: u.created_ms }).collect(),
         tokens: tokens
             .into_iter()

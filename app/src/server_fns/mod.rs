@@ -190,6 +190,11 @@ fn no_store() {
 }
 
 #[cfg(feature = "ssr")]
+fn notifier() -> Result<std::sync::Arc<leakscope_notify::Notifier>, ServerFnError> {
+    use_context::<std::sync::Arc<leakscope_notify::Notifier>>().ok_or_else(|| ServerFnError::new("notifier missing from context"))
+}
+
+#[cfg(feature = "ssr")]
 fn access() -> Result<leakscope_access::SharedAccess, ServerFnError> {
     use_context::<leakscope_access::SharedAccess>().ok_or_else(|| ServerFnError::new("access store missing from context"))
 }

@@ -25,8 +25,8 @@ pub fn required_access(method: &str, path: &str) -> Access {
     }
     let api = segments.first() == Some(&"api") && segments.get(1) == Some(&"v1");
     let rest: &[&str] = if api { &segments[2..] } else { &segments[..] };
-    // Admin: accounts, tokens, the audit log.
-    if matches!(rest.first(), Some(&"users") | Some(&"tokens") | Some(&"audit") | Some(&"admin")) {
+    // Admin: accounts, tokens, webhooks (their URLs are secrets), the audit log.
+    if matches!(rest.first(), Some(&"users") | Some(&"tokens") | Some(&"webhooks") | Some(&"audit") | Some(&"admin")) {
         return Access::Needs(Role::Admin);
     }
     // Dump contents hold secrets: downloads are for operators, whatever the method.
@@ -70,6 +70,10 @@ mod tests {
             ("GET", "/api/v1/tokens", Needs(Role::Admin)),
             ("GET", "/admin", Needs(Role::Admin)),
             ("GET", "/api/v1/audit", Needs(Role::Admin)),
+            ("GET", "/api/v1/webhooks", Needs(Role::Admin)),
+            ("POST", "/admin/webhooks/3/test", Needs(Role::Admin)),
+            ("GET", "/metrics", Needs(Role::Viewer)),
+            ("GET", "/api/v1/hosts", Needs(Role::Viewer)),
             ("POST", "/logout", Needs(Role::Viewer)),
         ];
         for (method, path, want) in cases {

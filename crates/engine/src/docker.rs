@@ -31,6 +31,8 @@ pub struct Connection {
     pub docker: Docker,
     pub engine_version: String,
     pub api_version: String,
+    /// The engine's name for its host (`docker info`'s `Name`).
+    pub host_name: String,
 }
 
 /// Connects and negotiates the API version. `DOCKER_TLS_VERIFY` and
@@ -44,11 +46,28 @@ pub async fn connect(address: &str) -> Result<Connection, String> {
         .with_timeout(REQUEST_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(|e| describe_error(address, &e))?;
     let version = docker.version().await.map_err(|e| describe_error(address, &e))?;
+    let info = docker.info().await.map_err(|e| describe_error(address, &e))?;
     Ok(Connection {
+        host_name: info.name.filter(|n| !n.is_empty()).unwrap_or_else(|| host_of_address(address)),
         engine_version: version.version.unwrap_or_else(|| "unknown".into()),
         api_version: docker.client_version().to_string(),
         docker,
     })
+}
+
+/// A host name for an engine that has not told its own: this machine's for a
+/// local socket, else the address's host.
+pub fn host_of_address(address: &str) -> String {
+    if address.starts_with("unix://") || address.starts_with("npipe://") {
+        return std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+    }
+    let rest = address.split("://").nth(1).unwrap_or(address);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.trim_matches(['[', ']']).to_string(),
+        _ => host_port.to_string(),
+    }
 }
 
 /// Engine errors in words a person can act on: for the local socket, say whether it is missing or forbidden.
@@ -147,6 +166,14 @@ pub async fn api_reading(docker: &Docker, id: &str) -> Result<Option<MemoryReadi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remote_engine_is_named_by_its_address() {
+        assert_eq!(host_of_address("tcp://build-7.example:2376"), "build-7.example");
+        assert_eq!(host_of_address("ssh://deploy@db-1"), "db-1");
+        assert_eq!(host_of_address("tcp://[fd00::5]:2375"), "fd00::5");
+        assert!(!host_of_address("unix:///var/run/docker.sock").is_empty());
+    }
 
     #[test]
     fn inspect_without_limit_reports_none() {

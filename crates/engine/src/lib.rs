@@ -134,6 +134,8 @@ struct Inner {
     verdicts: RwLock<HashMap<String, leakscope_model::LeakStatus>>,
     auto: Mutex<autocapture::AutoState>,
     reports: Mutex<reports::ReportStore>,
+    /// New OOM kills as the engine reports them (for notifications).
+    oom_kills: tokio::sync::broadcast::Sender<leakscope_model::alerts::OomKill>,
 }
 
 /// Where an analysis's own percentage sits on the dump's bar (unpacking is the first tenth).
@@ -240,6 +242,7 @@ impl Engine {
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
                 reports: Mutex::new(reports::ReportStore::open(&db)?),
+                oom_kills: tokio::sync::broadcast::channel(256).0,
             }),
         })
     }
@@ -254,6 +257,33 @@ impl Engine {
 
     pub fn status(&self) -> EngineStatus {
         read(&self.inner.status).clone()
+    }
+
+    /// The host's display name: the engine's own once it answered, else from its address.
+    pub fn host_name(&self) -> String {
+        read(&self.inner.status).host_name.clone().unwrap_or_else(|| docker::host_of_address(&self.inner.address))
+    }
+
+    /// The Docker hosts this server watches (one engine reached directly, for now).
+    pub fn hosts(&self) -> Vec<leakscope_model::HostInfo> {
+        let status = self.status();
+        vec![leakscope_model::HostInfo {
+            name: self.host_name(),
+            connected: status.connected,
+            last_seen_ms: status.last_seen_ms,
+            via: "direct".into(),
+            address: status.address,
+        }]
+    }
+
+    /// New OOM kills from now on, as the engine reports them.
+    pub fn subscribe_oom_kills(&self) -> tokio::sync::broadcast::Receiver<leakscope_model::alerts::OomKill> {
+        self.inner.oom_kills.subscribe()
+    }
+
+    /// OOM kills per container name over the kept events.
+    pub async fn oom_kill_counts(&self) -> Result<std::collections::HashMap<String, u64>, EngineError> {
+        self.blocking(|e| Ok(lock(&e.inner.reader).oom_kills_by_name()?)).await
     }
 
     /// The connected client, or a 503-worthy error saying where we tried and why it failed.
@@ -316,6 +346,7 @@ impl Engine {
                 info: ContainerInfo {
                     id: record.id,
                     name: record.name,
+                    host: self.host_name(),
                     image: record.image,
                     compose_project: record.compose_project,
                     compose_service: record.compose_service,
@@ -680,12 +711,21 @@ impl Engine {
     }
 
     fn publish(&self, updated_ms: i64) {
+        let host = self.host_name();
+        let status = {
+            let mut status = write(&self.inner.status);
+            if status.connected {
+                status.last_seen_ms = Some(updated_ms);
+            }
+            status.clone()
+        };
         let containers = read(&self.inner.containers);
         let mut list: Vec<ContainerInfo> = containers
             .values()
             .map(|t| ContainerInfo {
                 id: t.record.id.clone(),
                 name: t.record.name.clone(),
+                host: host.clone(),
                 image: t.record.image.clone(),
                 compose_project: t.record.compose_project.clone(),
                 compose_service: t.record.compose_service.clone(),
@@ -700,7 +740,7 @@ impl Engine {
         drop(containers);
         list.sort_by(|a, b| a.name.cmp(&b.name));
         self.inner.overview.send_replace(Arc::new(Overview {
-            engine: self.status(),
+            engine: status,
             services: leakscope_model::services::service_verdicts(&list),
             containers: list,
             updated_ms,

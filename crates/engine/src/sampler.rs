@@ -59,6 +59,10 @@ fn set_status(engine: &Engine, connection: Option<&Connection>, error: Option<St
         let mut status = write(&engine.inner.status);
         status.connected = connection.is_some();
         status.engine_version = connection.map(|c| c.engine_version.clone());
+        // A lost engine keeps its name: its containers stay listed under it.
+        if let Some(c) = connection {
+            status.host_name = Some(c.host_name.clone());
+        }
         status.api_version = connection.map(|c| c.api_version.clone());
         status.error = error;
         status.stats_source = Some(match (&engine.inner.cgroup, engine.inner.config.stats_source) {
@@ -188,9 +192,17 @@ async fn record_event(engine: &Engine, id: &str, action: &str, time_ms: i64, att
         label: String::new(),
     };
     let (e, id, name) = (engine.clone(), id.to_string(), name.clone());
+    let oom = (action == "oom").then(|| leakscope_model::alerts::OomKill { container: name.clone(), host: engine.host_name(), time_ms });
     let stored = tokio::task::spawn_blocking(move || lock(&e.inner.writer).insert_event(&event, &id, &name)).await;
-    if let Ok(Err(err)) = stored {
-        tracing::warn!(error = %err, "could not store a container event");
+    match stored {
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not store a container event"),
+        // Only new ones: a reconnect replays what the engine still keeps.
+        Ok(Ok(true)) => {
+            if let Some(oom) = oom {
+                let _ = engine.inner.oom_kills.send(oom);
+            }
+        }
+        _ => {}
     }
 }
 

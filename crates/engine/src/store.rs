@@ -146,12 +146,20 @@ impl Store {
     }
 
     /// Records an event once (replays after a reconnect are ignored).
-    pub fn insert_event(&self, event: &ContainerEvent, container_id: &str, name: &str) -> rusqlite::Result<()> {
-        self.conn.execute(
+    /// True when the event is new (a replay after a reconnect is not).
+    pub fn insert_event(&self, event: &ContainerEvent, container_id: &str, name: &str) -> rusqlite::Result<bool> {
+        let inserted = self.conn.execute(
             "INSERT OR IGNORE INTO events (container_id, name, t_ms, action, exit_code) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![container_id, name, event.time_ms, event.action, event.exit_code],
         )?;
-        Ok(())
+        Ok(inserted > 0)
+    }
+
+    /// OOM kills the engine reported, per container name, over the kept events.
+    pub fn oom_kills_by_name(&self) -> rusqlite::Result<std::collections::HashMap<String, u64>> {
+        let mut stmt = self.conn.prepare_cached("SELECT name, COUNT(*) FROM events WHERE action = 'oom' GROUP BY name")?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
+        rows.collect()
     }
 
     /// When the last stored event happened (to replay what came after it).

@@ -1,4 +1,4 @@
-//! What the admin page shows: accounts, API tokens, the audit log.
+//! What the admin page shows: accounts, API tokens, webhooks, the audit log.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,4 +40,7 @@ pub struct AdminView {
     pub audit: Vec<AuditRow>,
     /// A token created a moment ago by this admin: shown on this one page, then gone.
     pub new_token: Option<String>,
+    /// Where notifications go.
+    #[serde(default)]
+    pub webhooks: Vec<crate::alerts::WebhookInfo>,
 }

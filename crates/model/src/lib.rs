@@ -5,6 +5,7 @@
 //! and never reads a clock; callers pass `now` in.
 
 pub mod admin;
+pub mod alerts;
 pub mod api_doc;
 pub mod analysis;
 pub mod capture;
@@ -38,6 +39,28 @@ pub struct EngineStatus {
     /// Requests that panicked since the server started (each answered 500 and logged with its route).
     #[serde(default)]
     pub handler_panics: u64,
+    /// The engine's own name for its host (`docker info`'s `Name`), once connected: how
+    /// containers, dumps and alerts say where they run.
+    #[serde(default)]
+    pub host_name: Option<String>,
+    /// Unix milliseconds of the last answer from the engine (a sample tick or an event).
+    #[serde(default)]
+    pub last_seen_ms: Option<i64>,
+}
+
+/// A Docker host Leakscope watches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostInfo {
+    /// Display name: the engine's host name.
+    pub name: String,
+    pub connected: bool,
+    /// Unix milliseconds it was last heard from; its containers are stale after that, not gone.
+    pub last_seen_ms: Option<i64>,
+    /// `direct` (the server talks to the engine's API) or `agent`.
+    pub via: String,
+    /// The engine's address as the docker CLI would name it.
+    pub address: String,
 }
 
 /// The latest memory reading of one container.
@@ -73,6 +96,9 @@ impl MemorySnapshot {
 pub struct ContainerInfo {
     pub id: String,
     pub name: String,
+    /// The Docker host it runs on (the host's display name, as in `/api/v1/hosts`).
+    #[serde(default)]
+    pub host: String,
     pub image: String,
     pub compose_project: Option<String>,
     pub compose_service: Option<String>,

@@ -104,6 +104,7 @@ mod tests {
         ContainerInfo {
             id: name.into(),
             name: name.into(),
+            host: "h".into(),
             image: "app".into(),
             compose_project: Some("shop".into()),
             compose_service: Some(service.into()),

@@ -25,6 +25,33 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub engine: Engine,
     pub access: SharedAccess,
+    pub notifier: std::sync::Arc<leakscope_notify::Notifier>,
+}
+
+/// After an admin form: back to `/admin`, with the error in its banner, or a notice.
+pub fn admin_back(result: Result<(), HttpError>) -> Response {
+    admin_back_with(result.map(|()| None))
+}
+
+pub fn admin_back_with(result: Result<Option<String>, HttpError>) -> Response {
+    use axum::response::Redirect;
+    match result {
+        Ok(None) => Redirect::to("/admin").into_response(),
+        Ok(Some(notice)) => Redirect::to(&format!("/admin?notice={}", query::encode(&notice))).into_response(),
+        Err(e) => Redirect::to(&format!("/admin?error={}", query::encode(&e.1))).into_response(),
+    }
+}
+
+impl From<leakscope_notify::NotifyError> for HttpError {
+    fn from(e: leakscope_notify::NotifyError) -> Self {
+        match e {
+            leakscope_notify::NotifyError::Invalid(m) => HttpError(StatusCode::BAD_REQUEST, m),
+            other => {
+                tracing::error!(error = %other, "notification settings failed");
+                HttpError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+            }
+        }
+    }
 }
 
 /// An error answer: JSON `{"error": ...}` with the status that fits.
