@@ -234,19 +234,18 @@ impl Server {
     pub fn start_with_data(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         std::fs::create_dir_all(&data_dir).unwrap();
         create_user(&data_dir, TEST_USER, TEST_PASSWORD, "admin");
-        Self::spawn(data_dir, extra_args, env)
+        Self::spawn(data_dir, extra_args, env, free_port())
     }
 
     /// A server on a new data dir without any account: it prints the setup link.
     pub fn start_without_accounts(extra_args: &[&str]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("leakscope-test-{}", unique_name("data")));
         std::fs::create_dir_all(&data_dir).unwrap();
-        Self::spawn(data_dir, extra_args, &[])
+        Self::spawn(data_dir, extra_args, &[], free_port())
     }
 
-    fn spawn(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
+    fn spawn(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)], port: u16) -> Server {
         let token = create_token(&data_dir, "admin", "tests");
-        let port = free_port();
         let bind = format!("127.0.0.1:{port}");
         let log = data_dir.join("serve.log");
         let mut cmd = Command::new(leakscope_bin());
@@ -472,11 +471,13 @@ impl Server {
     /// Like `kill9_and_restart`, running `meanwhile` while no server is up.
     pub fn kill9_and_restart_after(mut self, meanwhile: impl FnOnce()) -> Server {
         let data = std::mem::take(&mut self.data_dir);
+        // The same address: agents and bookmarks come back to it.
+        let port = self.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(free_port);
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
         drop(self);
         meanwhile();
-        Server::spawn(data, &[], &[])
+        Server::spawn(data, &[], &[], port)
     }
 }
 

@@ -44,7 +44,17 @@ fn every_api_route_needs_credentials_and_roles_are_enforced() {
     let routes = api_routes(&server);
     assert!(routes.len() >= 25, "too few routes found in the source: {routes:?}");
     assert!(routes.contains(&("POST".into(), "/api/v1/containers/0/dumps".into())));
-    for (method, path) in &routes {
+    // Agents enroll with the one-time token in the body (no user or API token exists on
+    // their host yet): a made-up one is refused there, and nothing else is open.
+    let enroll = ("POST".to_string(), "/api/v1/agents/enroll".to_string());
+    assert!(routes.contains(&enroll));
+    let (status, body) = answer(
+        ureq::post(&server.url(&enroll.1)).set("Content-Type", "application/json").send_string(r#"{"token":"lse_0000","host_id":"h","name":"n"}"#),
+        "enroll",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("enrollment token is unknown"), "{body}");
+    for (method, path) in routes.iter().filter(|r| **r != enroll) {
         let (status, body) = call(&server, method, path, None, None);
         assert_eq!(status, 401, "{method} {path} answered {status} without credentials: {body}");
         let (status, _) = call(&server, method, path, Some("lsk_0000"), None);

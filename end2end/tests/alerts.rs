@@ -66,14 +66,19 @@ impl Prometheus {
 
 #[test]
 fn metrics_are_prometheus_text_that_a_real_prometheus_scrapes() {
-    let server = Server::start(&[], &[]);
+    // The host gets the name given with its address (`--docker-host NAME=URL`).
+    let server = Server::start(&["--docker-host", "ops-box=unix:///var/run/docker.sock"], &[]);
     let limited = TestContainer::run("metrics-limited", &["-m", "64m"], &["sleep", "600"]);
     let unlimited = TestContainer::run("metrics-unlimited", &[], &["sleep", "600"]);
     server.wait_until(Duration::from_secs(60), "both containers have a reading", || {
         [&limited, &unlimited].iter().all(|c| server.listed(&c.name).is_some_and(|l| !l["memory"].is_null()))
     });
     let host = server.listed(&limited.name).unwrap()["host"].as_str().unwrap().to_string();
-    assert!(!host.is_empty());
+    assert_eq!(host, "ops-box");
+    let (_, on_host) = server.get_json("/api/v1/containers?host=ops-box");
+    assert!(on_host.as_array().unwrap().iter().any(|c| c["name"] == limited.name.as_str()), "{on_host}");
+    let (_, elsewhere) = server.get_json("/api/v1/containers?host=another-box");
+    assert_eq!(elsewhere, serde_json::json!([]));
     let (status, hosts) = server.get_json("/api/v1/hosts");
     assert_eq!(status, 200);
     assert_eq!(hosts[0]["name"], host.as_str(), "{hosts}");

@@ -50,15 +50,33 @@ async fn engine_status(State(engine): State<Engine>) -> impl IntoResponse {
 
 /// The Docker hosts this server watches: name, whether connected, when last heard from, and how (`direct` or `agent`).
 #[utoipa::path(get, path = "/api/v1/hosts", tag = "engine", responses((status = 200, body = Vec<leakscope_model::HostInfo>)))]
-async fn list_hosts(State(engine): State<Engine>) -> impl IntoResponse {
-    Json(engine.hosts())
+async fn list_hosts(
+    State(engine): State<Engine>,
+    State(access): State<crate::web::SharedAccess>,
+    State(hub): State<Arc<crate::agent_link::AgentHub>>,
+) -> Result<impl IntoResponse, HttpError> {
+    let agents = access.with(|s| s.agents()).await?;
+    let mut hosts = engine.hosts();
+    hosts.extend(hub.hosts(&agents));
+    Ok(Json(hosts))
 }
 
 /// Every container Leakscope tracks, with its latest memory and verdict.
-#[utoipa::path(get, path = "/api/v1/containers", tag = "containers",
+#[utoipa::path(get, path = "/api/v1/containers", tag = "containers", params(HostQuery),
     responses((status = 200, body = Vec<ContainerInfo>), (status = 503, description = "the Docker engine does not answer", body = ApiError)))]
-async fn list_containers(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {
-    Ok(Json(engine.containers()?))
+async fn list_containers(State(engine): State<Engine>, Query(query): Query<HostQuery>) -> Result<impl IntoResponse, HttpError> {
+    let mut containers = engine.containers()?;
+    if let Some(host) = query.host.filter(|h| !h.is_empty()) {
+        containers.retain(|c| c.host == host);
+    }
+    Ok(Json(containers))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HostQuery {
+    /// Only the containers of this host (its display name, as `/api/v1/hosts` lists it).
+    host: Option<String>,
 }
 
 /// A leak verdict per compose service over its running replicas (most severe first).

@@ -2,6 +2,7 @@
 //! arrive with later capabilities.
 
 mod analyze;
+mod agent_link;
 mod alerts_api;
 mod api;
 mod capture_api;
@@ -14,6 +15,8 @@ mod memory;
 mod metrics_api;
 mod openapi;
 mod detect;
+mod host_agent;
+mod hub;
 mod dumps_api;
 mod report_view;
 mod reports_api;
@@ -54,6 +57,11 @@ enum Command {
     User(users::UserCommand),
     /// Start or remove a set of leaky sample containers to try Leakscope on.
     Demo(demo::DemoArgs),
+    /// Run on a Docker host: sample its engine and report to a hub (`leakscope serve`) it dials out to.
+    Agent(host_agent::AgentArgs),
+    /// Enrollment tokens for host agents (`agent-token create` prints the token on its last line).
+    #[command(subcommand)]
+    AgentToken(users::AgentTokenCommand),
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -64,7 +72,8 @@ pub struct ServeArgs {
     /// Where the SQLite database and the dump folder live.
     #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// Docker engine address (defaults to DOCKER_HOST, then the local socket).
+    /// `[NAME=]URL`: the Docker engine's address (defaults to DOCKER_HOST, then the local socket)
+    /// and the host's display name (defaults to the engine's own host name).
     #[arg(long, env = "LEAKSCOPE_DOCKER_HOST")]
     pub docker_host: Option<String>,
     /// How often every container's memory is sampled.
@@ -124,7 +133,7 @@ fn parse_share(value: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_duration(value: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(value: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(value).map_err(|e| format!("'{value}': {e} (examples: 2s, 500ms, 48h, 90days)"))?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
@@ -172,6 +181,8 @@ fn main() -> std::process::ExitCode {
         Command::Token(command) => users::token(command).map_err(|e| e.to_string()),
         Command::User(command) => users::user(command).map_err(|e| e.to_string()),
         Command::Demo(args) => runtime.block_on(demo::run(args)).map_err(Into::into),
+        Command::Agent(args) => runtime.block_on(host_agent::run(args)),
+        Command::AgentToken(command) => users::agent_token(command).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -22,15 +22,21 @@ fn failed(e: prometheus::Error) -> HttpError {
     HttpError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("metrics: {e}"))
 }
 
-async fn metrics(State(engine): State<Engine>) -> Result<impl IntoResponse, HttpError> {
+async fn metrics(
+    State(engine): State<Engine>,
+    State(access): State<crate::web::SharedAccess>,
+    State(hub): State<std::sync::Arc<crate::agent_link::AgentHub>>,
+) -> Result<impl IntoResponse, HttpError> {
     let oom_kills = engine.oom_kill_counts().await?;
-    let text = render(&engine, &oom_kills).map_err(failed)?;
+    let mut hosts = engine.hosts();
+    hosts.extend(hub.hosts(&access.with(|s| s.agents()).await?));
+    let text = render(&engine, &hosts, &oom_kills).map_err(failed)?;
     Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT), (header::CACHE_CONTROL, "no-store")], text))
 }
 
 /// A registry per scrape: every series is the overview's now, and a container
 /// that is gone is gone from the answer (no stale series kept in memory).
-fn render(engine: &Engine, oom_kills: &std::collections::HashMap<String, u64>) -> Result<String, prometheus::Error> {
+fn render(engine: &Engine, hosts: &[leakscope_model::HostInfo], oom_kills: &std::collections::HashMap<String, u64>) -> Result<String, prometheus::Error> {
     let registry = Registry::new();
     let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
         let g = GaugeVec::new(Opts::new(name, help), labels)?;
@@ -81,7 +87,7 @@ fn render(engine: &Engine, oom_kills: &std::collections::HashMap<String, u64>) -
             }
         }
     }
-    for host in engine.hosts() {
+    for host in hosts {
         let values = [host.name.as_str(), host.via.as_str()];
         host_connected.with_label_values(&values).set(if host.connected { 1.0 } else { 0.0 });
         if let Some(ms) = host.last_seen_ms {

@@ -32,6 +32,7 @@ use crate::web::AppState;
     ),
     tags(
         (name = "engine", description = "Sampling health and the live stream"),
+        (name = "hosts", description = "Docker hosts and the agents that report them (admins enroll and revoke agents)"),
         (name = "containers", description = "Memory series, verdicts, events, logs, limit advice"),
         (name = "capture", description = "Heap dumps taken from running containers"),
         (name = "dumps", description = "The dump history and its analyses"),
@@ -54,6 +55,7 @@ pub fn api() -> (Router<AppState>, ApiDocument) {
         .merge(crate::reports_api::api())
         .merge(crate::auth::api())
         .merge(crate::alerts_api::api())
+        .merge(crate::hub::api())
         .split_for_parts();
     describe_access(&mut doc);
     let doc = Arc::new(doc);
@@ -320,7 +322,8 @@ mod tests {
             assert!(op.summary.as_deref().is_some_and(|s| !s.is_empty()), "{method} {path} has no summary (its doc comment)");
             let security = op.security.as_ref().unwrap();
             assert_eq!(security.len(), 2, "{method} {path}");
-            assert!(op.responses.responses.keys().any(|s| s.starts_with('2')), "{method} {path} documents no success");
+            // (101 is the agents' websocket switching protocols.)
+            assert!(op.responses.responses.keys().any(|s| s.starts_with('2') || s == "101"), "{method} {path} documents no success");
             for status in ["401", "403", "500"] {
                 assert!(op.responses.responses.contains_key(status), "{method} {path} lacks {status}");
             }

@@ -43,7 +43,11 @@ pub fn use_capture_helpers(config: &mut EngineConfig, explicit: Option<PathBuf>,
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = EngineConfig::new(&args.data_dir);
-    config.docker_host = args.docker_host.clone();
+    if let Some(value) = &args.docker_host {
+        let (name, address) = leakscope_engine::docker::split_named_address(value);
+        config.host_name = name;
+        config.docker_host = Some(address);
+    }
     config.sample_interval = args.interval;
     config.raw_retention = args.raw_retention;
     config.rollup_retention = args.rollup_retention;
@@ -74,7 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
     }
     let notifier = open_notifier(&args, &engine, &access)?;
-    let app = router(AppState { leptos_options, engine, access, notifier });
+    let app = router(AppState { leptos_options, engine, access, notifier, hub: Default::default() });
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -130,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::reports_api::routes())
         .merge(crate::alerts_api::routes())
         .merge(crate::metrics_api::routes())
+        .merge(crate::hub::routes())
         .leptos_routes_with_context(
             &state,
             routes,

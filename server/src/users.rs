@@ -32,6 +32,28 @@ pub enum TokenCommand {
 }
 
 #[derive(clap::Subcommand, Debug)]
+pub enum AgentTokenCommand {
+    /// Create a one-time enrollment token for a host's agent (valid a day); printed on the last line.
+    Create {
+        /// The host's display name (default: the agent's own choice).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+pub fn agent_token(command: AgentTokenCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let AgentTokenCommand::Create { name, data_dir } = command;
+    let store = open(&data_dir)?;
+    let token = store.create_enrollment(name.as_deref(), Some("console"), now_ms())?;
+    store.audit(now_ms(), "console", "created agent enrollment", name.as_deref().unwrap_or("(agent names itself)"), None)?;
+    eprintln!("Enrollment token for one agent, valid a day: `leakscope agent --hub URL --token <token>`. It is shown only now:");
+    println!("{token}");
+    Ok(())
+}
+
+#[derive(clap::Subcommand, Debug)]
 pub enum UserCommand {
     /// Create an account; the password is read from LEAKSCOPE_PASSWORD, else from the first line of stdin.
     Create {

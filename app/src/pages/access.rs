@@ -153,6 +153,27 @@ fn AdminView(view: AdminView) -> impl IntoView {
             }
         })
         .collect_view();
+    let agents = view
+        .agents
+        .into_iter()
+        .map(|a| {
+            let revoke = with_csrf(format!("/admin/agents/{}/revoke", a.id));
+            let state = match a.revoked_ms {
+                Some(r) => view! { <span class="muted">"revoked " <LocalTime ms=r/></span> }.into_any(),
+                None => view! { <form method="post" action=revoke class="inline"><button class="link danger">"Revoke"</button></form> }.into_any(),
+            };
+            let seen = match a.last_seen_ms {
+                Some(ms) => view! { <LocalTime ms=ms/> }.into_any(),
+                None => view! { <span class="muted">"not yet"</span> }.into_any(),
+            };
+            let name = a.name.clone();
+            view! {
+                <tr data-agent=name>
+                    <td>{a.name}</td><td><code class="id">{a.host_id}</code></td><td><LocalTime ms=a.enrolled_ms/></td><td>{seen}</td><td>{state}</td>
+                </tr>
+            }
+        })
+        .collect_view();
     let audit = view
         .audit
         .into_iter()
@@ -186,6 +207,20 @@ fn AdminView(view: AdminView) -> impl IntoView {
                 <input name="name" placeholder="token name" aria-label="token name" required/>
                 <select name="role" aria-label="role">{role_options()}</select>
                 <button type="submit">"Create token"</button>
+            </form>
+        </section>
+        <section class="panel">
+            <h2>"Host agents"</h2>
+            <p class="muted">"On each further Docker host: " <code>"leakscope agent --hub URL --token lse_…"</code>
+                ". The agent dials out to this server (no inbound port on the host) with a token made here, which works once within a day; "
+                "revoking an agent closes its connection at once."</p>
+            <div class="scroll-x"><table class="grid" id="agents">
+                <thead><tr><th>"Host"</th><th>"Host id"</th><th>"Enrolled"</th><th>"Last heard from"</th><th></th></tr></thead>
+                <tbody>{agents}</tbody>
+            </table></div>
+            <form method="post" action=with_csrf("/admin/agents/enrollments".into()) class="row-form" id="add-agent">
+                <input name="name" placeholder="host name (optional)" aria-label="host name"/>
+                <button type="submit">"Create enrollment token"</button>
             </form>
         </section>
         <section class="panel">

@@ -26,14 +26,18 @@ pub async fn get_admin() -> Result<AdminView, ServerFnError> {
     use leakscope_model::admin::{AuditRow, TokenRow, UserRow};
     let me = require(leakscope_access::Role::Admin)?;
     let access = access()?;
-    let (users, tokens, audit) = access
-        .with(|s| Ok((s.users()?, s.tokens()?, s.audit_log(200)?)))
+    let (users, tokens, audit, agents) = access
+        .with(|s| Ok((s.users()?, s.tokens()?, s.audit_log(200)?, s.agents()?)))
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))?;
     let webhooks = notifier()?.webhooks().await.map_err(|e| ServerFnError::new(e.to_string()))?;
     no_store();
     Ok(AdminView {
         webhooks,
+        agents: agents
+            .into_iter()
+            .map(|a| leakscope_model::admin::AgentRow { id: a.id, name: a.name, host_id: a.host_id, enrolled_ms: a.enrolled_ms, revoked_ms: a.revoked_ms, last_seen_ms: a.last_seen_ms })
+            .collect(),
         users: users.into_iter().map(|u| UserRow { id: u.id, name: u.name, role: u.role.to_string(), created_ms: u.created_ms }).collect(),
         tokens: tokens
             .into_iter()

@@ -5,11 +5,13 @@
 //! random secrets; only their SHA-256 is stored (a fast hash is enough for
 //! secrets with that much entropy, and it allows lookup by hash).
 
+mod agents;
 mod policy;
 mod shared;
 mod store;
 mod throttle;
 
+pub use agents::{AgentInfo, AgentPrincipal, ENROLLMENT_TTL_MS};
 pub use policy::{required_access, Access};
 pub use store::{AccessStore, AuditEntry, Principal, Session, TokenInfo, UserInfo};
 pub use shared::{lock, same_secret, AccessState, SharedAccess};

@@ -20,13 +20,18 @@ pub fn required_access(method: &str, path: &str) -> Access {
     if public && (reading || matches!(segments.as_slice(), ["login"] | ["setup", _])) {
         return Access::Public;
     }
+    // Agents prove themselves with their own secrets (an enrollment token, then
+    // their credential), which the handlers check: no user or API token is involved.
+    if matches!((method, segments.as_slice()), ("POST", ["api", "v1", "agents", "enroll"]) | ("GET", ["api", "v1", "agents", "connect"])) {
+        return Access::Public;
+    }
     if path == "/logout" {
         return Access::Needs(Role::Viewer);
     }
     let api = segments.first() == Some(&"api") && segments.get(1) == Some(&"v1");
     let rest: &[&str] = if api { &segments[2..] } else { &segments[..] };
-    // Admin: accounts, tokens, webhooks (their URLs are secrets), the audit log.
-    if matches!(rest.first(), Some(&"users") | Some(&"tokens") | Some(&"webhooks") | Some(&"audit") | Some(&"admin")) {
+    // Admin: accounts, tokens, agents, webhooks (their URLs are secrets), the audit log.
+    if matches!(rest.first(), Some(&"users") | Some(&"tokens") | Some(&"agents") | Some(&"webhooks") | Some(&"audit") | Some(&"admin")) {
         return Access::Needs(Role::Admin);
     }
     // Dump contents hold secrets: downloads are for operators, whatever the method.
@@ -74,6 +79,11 @@ mod tests {
             ("POST", "/admin/webhooks/3/test", Needs(Role::Admin)),
             ("GET", "/metrics", Needs(Role::Viewer)),
             ("GET", "/api/v1/hosts", Needs(Role::Viewer)),
+            ("POST", "/api/v1/agents/enroll", Public),
+            ("GET", "/api/v1/agents/connect", Public),
+            ("GET", "/api/v1/agents", Needs(Role::Admin)),
+            ("POST", "/api/v1/agents/enrollments", Needs(Role::Admin)),
+            ("DELETE", "/api/v1/agents/4", Needs(Role::Admin)),
             ("POST", "/logout", Needs(Role::Viewer)),
         ];
         for (method, path, want) in cases {

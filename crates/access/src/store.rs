@@ -97,7 +97,7 @@ pub struct AuditEntry {
 }
 
 pub struct AccessStore {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 fn role_of(text: String) -> Role {
@@ -114,6 +114,7 @@ impl AccessStore {
         // As the engine's connections: a bounded page cache (see leakscope_engine::store).
         conn.pragma_update(None, "cache_size", -1024)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::agents::SCHEMA)?;
         Ok(AccessStore { conn })
     }
 

@@ -55,6 +55,15 @@ pub async fn connect(address: &str) -> Result<Connection, String> {
     })
 }
 
+/// `--docker-host [NAME=]URL`: the display name given, and the address.
+pub fn split_named_address(value: &str) -> (Option<String>, String) {
+    match value.split_once('=') {
+        // `=` before any `://`: a name (URLs may carry `=` in their query, never in the scheme).
+        Some((name, url)) if !name.contains("://") && !name.trim().is_empty() => (Some(name.trim().to_string()), url.trim().to_string()),
+        _ => (None, value.trim().to_string()),
+    }
+}
+
 /// A host name for an engine that has not told its own: this machine's for a
 /// local socket, else the address's host.
 pub fn host_of_address(address: &str) -> String {
@@ -166,6 +175,13 @@ pub async fn api_reading(docker: &Docker, id: &str) -> Result<Option<MemoryReadi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_docker_host_may_carry_a_display_name() {
+        assert_eq!(split_named_address("build-7=tcp://10.0.0.7:2376"), (Some("build-7".into()), "tcp://10.0.0.7:2376".into()));
+        assert_eq!(split_named_address("unix:///var/run/docker.sock"), (None, "unix:///var/run/docker.sock".into()));
+        assert_eq!(split_named_address("ssh://deploy@db-1?x=1"), (None, "ssh://deploy@db-1?x=1".into()));
+    }
 
     #[test]
     fn a_remote_engine_is_named_by_its_address() {

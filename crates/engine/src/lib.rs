@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// `None`: `DOCKER_HOST`, else the local socket.
     pub docker_host: Option<String>,
+    /// The host's display name; `None`: the engine's own (`docker info`).
+    pub host_name: Option<String>,
     pub sample_interval: Duration,
     pub raw_retention: Duration,
     pub rollup_retention: Duration,
@@ -85,6 +87,7 @@ impl EngineConfig {
         EngineConfig {
             data_dir: data_dir.into(),
             docker_host: None,
+            host_name: None,
             sample_interval: Duration::from_secs(2),
             raw_retention: Duration::from_secs(48 * 3600),
             rollup_retention: Duration::from_secs(90 * 86400),
@@ -261,6 +264,9 @@ impl Engine {
 
     /// The host's display name: the engine's own once it answered, else from its address.
     pub fn host_name(&self) -> String {
+        if let Some(name) = &self.inner.config.host_name {
+            return name.clone();
+        }
         read(&self.inner.status).host_name.clone().unwrap_or_else(|| docker::host_of_address(&self.inner.address))
     }
 

@@ -61,7 +61,7 @@ fn set_status(engine: &Engine, connection: Option<&Connection>, error: Option<St
         status.engine_version = connection.map(|c| c.engine_version.clone());
         // A lost engine keeps its name: its containers stay listed under it.
         if let Some(c) = connection {
-            status.host_name = Some(c.host_name.clone());
+            status.host_name = Some(engine.inner.config.host_name.clone().unwrap_or_else(|| c.host_name.clone()));
         }
         status.api_version = connection.map(|c| c.api_version.clone());
         status.error = error;

@@ -43,4 +43,18 @@ pub struct AdminView {
     /// Where notifications go.
     #[serde(default)]
     pub webhooks: Vec<crate::alerts::WebhookInfo>,
+    /// Host agents enrolled with this hub.
+    #[serde(default)]
+    pub agents: Vec<AgentRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentRow {
+    pub id: i64,
+    pub name: String,
+    pub host_id: String,
+    pub enrolled_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
 }

@@ -26,6 +26,7 @@ pub struct AppState {
     pub engine: Engine,
     pub access: SharedAccess,
     pub notifier: std::sync::Arc<leakscope_notify::Notifier>,
+    pub hub: std::sync::Arc<crate::agent_link::AgentHub>,
 }
 
 /// After an admin form: back to `/admin`, with the error in its banner, or a notice.

@@ -1,0 +1,175 @@
+//! Host agents: an admin makes a one-time enrollment token; an agent trades
+//! it once for a credential of its own (only hashes are stored, as for API
+//! tokens); an admin can revoke an agent, which ends its connection at once.
+
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::{new_secret, secret_hash, AccessError, AccessStore};
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS agent_enrollments (
+    id INTEGER PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    name TEXT,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT,
+    expires_ms INTEGER NOT NULL,
+    used_by_agent INTEGER
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id INTEGER PRIMARY KEY,
+    host_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    credential_hash TEXT NOT NULL UNIQUE,
+    enrolled_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,
+    last_seen_ms INTEGER
+);
+";
+
+/// How long an enrollment token can be used.
+pub const ENROLLMENT_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// An enrolled agent as admins see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentInfo {
+    pub id: i64,
+    /// Stable id the agent made for its host (not the engine's ID, which clones of a VM image share).
+    pub host_id: String,
+    /// Display name of the host.
+    pub name: String,
+    pub enrolled_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub last_seen_ms: Option<i64>,
+}
+
+/// What an agent's credential proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentPrincipal {
+    pub id: i64,
+    pub host_id: String,
+    pub name: String,
+}
+
+impl AccessStore {
+    /// A one-time enrollment token (`lse_…`), valid a day. `name`: the host's display name, else the agent's choice.
+    pub fn create_enrollment(&self, name: Option<&str>, created_by: Option<&str>, now_ms: i64) -> Result<String, AccessError> {
+        let name = name.map(str::trim).filter(|n| !n.is_empty());
+        if name.is_some_and(|n| n.len() > 64) {
+            return Err(AccessError::Invalid("a host name is at most 64 characters".into()));
+        }
+        let secret = new_secret("lse_")?;
+        self.conn.execute(
+            "INSERT INTO agent_enrollments (token_hash, name, created_ms, created_by, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![secret_hash(&secret), name, now_ms, created_by, now_ms + ENROLLMENT_TTL_MS],
+        )?;
+        Ok(secret)
+    }
+
+    /// Trades an unused, unexpired enrollment token for an agent credential (`lsa_…`), once.
+    /// A host enrolling again (same `host_id`) replaces its earlier credential.
+    pub fn enroll_agent(&self, token: &str, host_id: &str, name: &str, now_ms: i64) -> Result<(AgentInfo, String), AccessError> {
+        let host_id = host_id.trim();
+        if host_id.is_empty() || host_id.len() > 128 {
+            return Err(AccessError::Invalid("a host id is 1 to 128 characters".into()));
+        }
+        let enrollment: Option<(i64, Option<String>, i64, Option<i64>)> = self
+            .conn
+            .query_row(
+                "SELECT id, name, expires_ms, used_by_agent FROM agent_enrollments WHERE token_hash = ?1",
+                [secret_hash(token)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let (enrollment_id, given_name) = match enrollment {
+            None => return Err(AccessError::Invalid("that enrollment token is unknown".into())),
+            Some((_, _, _, Some(_))) => return Err(AccessError::Invalid("that enrollment token was used already; make a new one".into())),
+            Some((_, _, expires, None)) if expires <= now_ms => {
+                return Err(AccessError::Invalid("that enrollment token expired; make a new one".into()))
+            }
+            Some((id, name, _, None)) => (id, name),
+        };
+        let name = given_name.unwrap_or_else(|| name.trim().to_string());
+        if name.is_empty() || name.len() > 64 {
+            return Err(AccessError::Invalid("a host name is 1 to 64 characters".into()));
+        }
+        let credential = new_secret("lsa_")?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("UPDATE agents SET revoked_ms = ?2 WHERE host_id = ?1 AND revoked_ms IS NULL", params![host_id, now_ms])?;
+        tx.execute(
+            "INSERT INTO agents (host_id, name, credential_hash, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![host_id, name, secret_hash(&credential), now_ms],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute("UPDATE agent_enrollments SET used_by_agent = ?2 WHERE id = ?1", params![enrollment_id, id])?;
+        tx.commit()?;
+        let info = AgentInfo { id, host_id: host_id.to_string(), name, enrolled_ms: now_ms, revoked_ms: None, last_seen_ms: None };
+        Ok((info, credential))
+    }
+
+    /// The agent a credential belongs to, unless revoked.
+    pub fn agent(&self, credential: &str) -> Result<Option<AgentPrincipal>, AccessError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, host_id, name FROM agents WHERE credential_hash = ?1 AND revoked_ms IS NULL",
+                [secret_hash(credential)],
+                |r| Ok(AgentPrincipal { id: r.get(0)?, host_id: r.get(1)?, name: r.get(2)? }),
+            )
+            .optional()?)
+    }
+
+    pub fn agents(&self) -> Result<Vec<AgentInfo>, AccessError> {
+        let mut stmt = self.conn.prepare("SELECT id, host_id, name, enrolled_ms, revoked_ms, last_seen_ms FROM agents ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AgentInfo { id: r.get(0)?, host_id: r.get(1)?, name: r.get(2)?, enrolled_ms: r.get(3)?, revoked_ms: r.get(4)?, last_seen_ms: r.get(5)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn agent_seen(&self, id: i64, now_ms: i64) -> Result<(), AccessError> {
+        self.conn.execute("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms])?;
+        Ok(())
+    }
+
+    /// False when there was no such active agent.
+    pub fn revoke_agent(&self, id: i64, now_ms: i64) -> Result<bool, AccessError> {
+        Ok(self.conn.execute("UPDATE agents SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", params![id, now_ms])? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_token_is_traded_once_for_a_credential_that_revocation_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(&dir.path().join("leakscope.db")).unwrap();
+        let token = store.create_enrollment(Some("payments-1"), Some("ann"), 1_000).unwrap();
+        assert!(token.starts_with("lse_"));
+        let (agent, credential) = store.enroll_agent(&token, "host-abc", "ignored", 2_000).unwrap();
+        assert_eq!(agent.name, "payments-1", "the admin's name wins");
+        assert_eq!(store.agent(&credential).unwrap().unwrap().host_id, "host-abc");
+        let again = store.enroll_agent(&token, "host-xyz", "x", 3_000).unwrap_err();
+        assert!(again.to_string().contains("used already"), "{again}");
+        assert!(store.enroll_agent("lse_nope", "h", "x", 3_000).unwrap_err().to_string().contains("unknown"));
+        let late = store.create_enrollment(None, None, 0).unwrap();
+        assert!(store.enroll_agent(&late, "h", "x", ENROLLMENT_TTL_MS + 1).unwrap_err().to_string().contains("expired"));
+
+        // The same host enrolling again replaces its credential.
+        let second = store.create_enrollment(None, None, 4_000).unwrap();
+        let (replacement, new_credential) = store.enroll_agent(&second, "host-abc", "payments-1b", 5_000).unwrap();
+        assert!(store.agent(&credential).unwrap().is_none());
+        assert_eq!(store.agent(&new_credential).unwrap().unwrap().name, "payments-1b");
+        store.agent_seen(replacement.id, 6_000).unwrap();
+        assert!(store.revoke_agent(replacement.id, 7_000).unwrap());
+        assert!(!store.revoke_agent(replacement.id, 7_000).unwrap());
+        assert!(store.agent(&new_credential).unwrap().is_none());
+        let listed = store.agents().unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1].last_seen_ms, Some(6_000));
+        assert_eq!(listed[1].revoked_ms, Some(7_000));
+    }
+}
