@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use end2end::{leakscope_bin, Server};
+use end2end::{leakscope_bin, Server, TestContainer};
 
 struct Agent {
     child: Child,
@@ -96,6 +96,18 @@ fn an_agent_enrolls_once_reconnects_after_hub_restarts_and_stops_when_revoked() 
     let (_, metrics) = hub.get("/metrics");
     assert!(metrics.contains("leakscope_host_connected{host=\"edge-1\",via=\"agent\"} 1"), "{metrics}");
 
+    // Its containers join the hub's list with their host (here the agent watches the hub's own
+    // engine, so a container shows once per host), with live memory, on the dashboard too.
+    let c = TestContainer::run("hub-seen", &["-m", "32m"], &["sleep", "600"]);
+    let on_edge = |hub: &Server| -> Option<serde_json::Value> {
+        let (_, list) = hub.get_json("/api/v1/containers?host=edge-1");
+        list.as_array().unwrap().iter().find(|x| x["name"] == c.name.as_str()).cloned()
+    };
+    hub.wait_until(Duration::from_secs(60), "the agent's container is listed on the hub", || on_edge(&hub).is_some_and(|x| !x["memory"].is_null()));
+    assert_eq!(on_edge(&hub).unwrap()["limit_bytes"], 32 << 20);
+    let (_, dashboard) = hub.get("/");
+    assert!(dashboard.contains("<th>Host</th>") && dashboard.contains("data-host=\"edge-1\""), "the dashboard has no host column");
+
     // An enrollment token works once.
     let mut second = Agent::start(&hub, &std::env::temp_dir().join(end2end::unique_name("agent")), Some(&token));
     let (ok, log) = second.wait_exit(Duration::from_secs(30));
@@ -109,6 +121,8 @@ fn an_agent_enrolls_once_reconnects_after_hub_restarts_and_stops_when_revoked() 
     drop(agent);
     wait_connected(&hub, "edge-1", false, String::new);
     assert!(agent_host(&hub, "edge-1").unwrap()["last_seen_ms"].as_i64().is_some());
+    // Its containers stay listed, marked stale.
+    hub.wait_until(Duration::from_secs(10), "the disconnected host's container is stale", || on_edge(&hub).is_some_and(|x| x["state"] == "stale"));
     // Started again without a token: its own credential is enough.
     let mut agent = Agent::start(&hub, &agent_dir, None);
     wait_connected(&hub, "edge-1", true, || agent.log());
@@ -123,6 +137,7 @@ fn an_agent_enrolls_once_reconnects_after_hub_restarts_and_stops_when_revoked() 
     assert!(!ok && log.contains("revoked"), "{log}");
     println!("the agent stopped {:?} after the revocation", revoked_at.elapsed());
     assert!(agent_host(&hub, "edge-1").is_none(), "a revoked agent's host is still listed");
+    hub.wait_until(Duration::from_secs(10), "a revoked host's containers leave the list", || on_edge(&hub).is_none());
     let (_, audit) = hub.get_json("/api/v1/audit");
     assert!(audit.as_array().unwrap().iter().any(|a| a["action"] == "revoked agent"), "{audit}");
 

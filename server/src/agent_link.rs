@@ -13,6 +13,15 @@ use tokio::sync::watch;
 
 /// An agent that says nothing for this long is taken for gone.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// Why the hub closes an agent's socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closing {
+    No,
+    /// A newer connection of the same agent took over.
+    Replaced,
+    Revoked,
+}
+
 /// The close reason an agent reads as "stop, do not come back".
 pub const REVOKED: &str = "revoked";
 
@@ -21,7 +30,12 @@ pub const REVOKED: &str = "revoked";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
     Hello { version: String, engine: AgentEngine },
-    Heartbeat { engine: AgentEngine },
+    /// Every few seconds: the engine's state and its containers as its dashboard would list them.
+    Heartbeat {
+        engine: AgentEngine,
+        #[serde(default)]
+        containers: Vec<leakscope_model::ContainerInfo>,
+    },
 }
 
 /// The agent's Docker engine as it sees it.
@@ -39,8 +53,8 @@ pub(crate) struct Connected {
     pub serial: u64,
     pub last_seen_ms: i64,
     pub engine: AgentEngine,
-    /// Set to true to close the socket (revoked).
-    pub close: watch::Sender<bool>,
+    /// Set to close the socket.
+    pub close: watch::Sender<Closing>,
 }
 
 /// The agents connected to this hub process.
@@ -76,7 +90,7 @@ impl AgentHub {
 
     pub fn revoke(&self, id: i64) {
         if let Some(c) = lock(&self.connected).get(&id) {
-            let _ = c.close.send(true);
+            let _ = c.close.send(Closing::Revoked);
         }
     }
 }

@@ -99,7 +99,7 @@ async fn session(url: &str, credential: &str, engine: &Engine) -> Ended {
     loop {
         tokio::select! {
             _ = beat.tick() => {
-                let message = AgentMessage::Heartbeat { engine: engine_state(engine) };
+                let message = AgentMessage::Heartbeat { engine: engine_state(engine), containers: engine.overview().containers.clone() };
                 if let Err(e) = socket.send(Message::Text(serde_json::to_string(&message).unwrap_or_default().into())).await {
                     return Ended::WasUp(e.to_string());
                 }

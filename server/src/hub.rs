@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::agent_link::{lock, AgentEngine, AgentHub, AgentMessage, Connected, REVOKED, SILENCE_LIMIT};
+use crate::agent_link::{lock, AgentEngine, AgentHub, AgentMessage, Closing, Connected, REVOKED, SILENCE_LIMIT};
 use crate::web::{admin_back, AppState, HttpError, SharedAccess};
 
 /// The documented routes (see `openapi.rs`).
@@ -113,11 +113,21 @@ async fn list_agents(State(access): State<SharedAccess>, State(hub): State<Arc<A
 /// Revoke an agent (audited): its credential stops working and its connection closes at once.
 #[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "hosts", params(("id" = i64, Path, description = "agent id")),
     responses((status = 204, description = "revoked"), (status = 400, body = leakscope_model::ApiError), (status = 404, body = leakscope_model::ApiError)))]
-async fn revoke_agent(State(access): State<SharedAccess>, State(hub): State<Arc<AgentHub>>, Extension(p): Extension<Principal>, Path(id): Path<i64>) -> Result<StatusCode, HttpError> {
+async fn revoke_agent(
+    State(access): State<SharedAccess>,
+    State(hub): State<Arc<AgentHub>>,
+    State(engine): State<leakscope_engine::Engine>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, HttpError> {
+    let name = access.with(|s| s.agents()).await?.into_iter().find(|a| a.id == id).map(|a| a.name);
     if !access.with(move |s| s.revoke_agent(id, now_ms())).await? {
         return Err(HttpError(StatusCode::NOT_FOUND, format!("no active agent {id}")));
     }
     hub.revoke(id);
+    if let Some(name) = name {
+        engine.remove_remote_host(&name);
+    }
     access.audit(&p.name, "revoked agent", &id.to_string(), None).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -127,6 +137,7 @@ async fn revoke_agent(State(access): State<SharedAccess>, State(hub): State<Arc<
     responses((status = 101, description = "switching to the agent's websocket"), (status = 400, description = "not a websocket request", body = leakscope_model::ApiError)))]
 async fn connect(
     State(access): State<SharedAccess>,
+    State(engine): State<leakscope_engine::Engine>,
     State(hub): State<Arc<AgentHub>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
@@ -143,24 +154,26 @@ async fn connect(
         return Err(HttpError(StatusCode::UNAUTHORIZED, "unknown or revoked agent credential: enroll this agent again with a new token".into()));
     };
     let upgrade = upgrade.map_err(|e| HttpError(StatusCode::BAD_REQUEST, format!("this route takes an agent's websocket: {e}")))?;
-    Ok(upgrade.on_upgrade(move |socket| serve_agent(socket, agent, hub, access)))
+    Ok(upgrade.on_upgrade(move |socket| serve_agent(socket, agent, hub, access, engine)))
 }
 
-async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrincipal, hub: Arc<AgentHub>, access: SharedAccess) {
-    let (close_tx, mut close_rx) = watch::channel(false);
+async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrincipal, hub: Arc<AgentHub>, access: SharedAccess, engine: leakscope_engine::Engine) {
+    let (close_tx, mut close_rx) = watch::channel(Closing::No);
     let serial = hub.serials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // A second connection of the same agent replaces the first (its old socket is closed).
     if let Some(old) = lock(&hub.connected).insert(agent.id, Connected { serial, last_seen_ms: now_ms(), engine: AgentEngine::default(), close: close_tx }) {
-        let _ = old.close.send(true);
+        let _ = old.close.send(Closing::Replaced);
     }
     tracing::info!(agent = %agent.name, host_id = %agent.host_id, "agent connected");
     let mut last_stored = 0i64;
     let reason = loop {
         tokio::select! {
             changed = close_rx.changed() => {
-                if changed.is_err() || *close_rx.borrow() {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: REVOKED.into() }))).await;
-                    break "revoked or replaced";
+                let closing = *close_rx.borrow();
+                if changed.is_err() || closing != Closing::No {
+                    let reason = if closing == Closing::Revoked { REVOKED } else { "replaced by a newer connection" };
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: reason.into() }))).await;
+                    break reason;
                 }
             }
             message = tokio::time::timeout(SILENCE_LIMIT, socket.recv()) => match message {
@@ -168,11 +181,17 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
                 Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break "closed by the agent",
                 Ok(Some(Ok(Message::Text(text)))) => {
                     let now = now_ms();
-                    match serde_json::from_str::<AgentMessage>(&text) {
-                        Ok(AgentMessage::Hello { engine, .. } | AgentMessage::Heartbeat { engine }) => {
+                    let said = match serde_json::from_str::<AgentMessage>(&text) {
+                        Ok(AgentMessage::Hello { engine: state, .. }) => Ok((state, None)),
+                        Ok(AgentMessage::Heartbeat { engine: state, containers }) => Ok((state, Some(containers))),
+                        Err(e) => Err(e),
+                    };
+                    match said {
+                        Ok((state, containers)) => {
+                            engine.set_remote_host(&agent.name, containers, state.connected);
                             if let Some(c) = lock(&hub.connected).get_mut(&agent.id) {
                                 c.last_seen_ms = now;
-                                c.engine = engine;
+                                c.engine = state;
                             }
                         }
                         Err(e) => tracing::warn!(agent = %agent.name, error = %e, "an agent message was not understood"),
@@ -198,6 +217,12 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
             _ => None,
         }
     };
+    if *close_rx.borrow() == Closing::Revoked {
+        engine.remove_remote_host(&agent.name);
+    } else if gone.is_some() {
+        // Its containers stay listed, marked stale, until it is back.
+        engine.set_remote_host(&agent.name, None, false);
+    }
     if let Some(c) = gone {
         let (id, last) = (agent.id, c.last_seen_ms);
         let _ = access.with(move |s| s.agent_seen(id, last)).await;
@@ -215,6 +240,6 @@ async fn create_enrollment_form(State(access): State<SharedAccess>, Extension(p)
     }
 }
 
-async fn revoke_form(access: State<SharedAccess>, hub: State<Arc<AgentHub>>, p: Extension<Principal>, id: Path<i64>) -> Response {
-    admin_back(revoke_agent(access, hub, p, id).await.map(|_| ()))
+async fn revoke_form(access: State<SharedAccess>, hub: State<Arc<AgentHub>>, engine: State<leakscope_engine::Engine>, p: Extension<Principal>, id: Path<i64>) -> Response {
+    admin_back(revoke_agent(access, hub, engine, p, id).await.map(|_| ()))
 }

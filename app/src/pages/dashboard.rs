@@ -110,7 +110,10 @@ pub fn DashboardPage() -> impl IntoView {
 #[component]
 fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
     let services = data.services;
+    let local_host = data.engine.host_name.clone().unwrap_or_default();
     let mut containers = data.containers;
+    // The host column only where there is more than one host to tell apart.
+    let many_hosts = containers.iter().any(|c| c.host != local_host && !c.host.is_empty());
     sort_containers(&mut containers, sort, descending);
     let running = containers.iter().filter(|c| c.is_running()).count();
     let unlimited = containers.iter().filter(|c| c.is_running() && c.limit_bytes.is_none()).count();
@@ -137,7 +140,13 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
             }
         })
         .collect_view();
-    let rows = containers.into_iter().map(|c| view! { <ContainerRow c/> }).collect_view();
+    let rows = containers
+        .into_iter()
+        .map(|c| {
+            let remote = many_hosts && c.host != local_host;
+            view! { <ContainerRow c many_hosts remote/> }
+        })
+        .collect_view();
     view! {
         <section class="summary">
             <div class="stat"><span class="stat-value">{running}</span><span class="stat-label">"running"</span></div>
@@ -148,7 +157,7 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
         </section>
         {(!services.is_empty()).then(|| view! { <Services services/> })}
         <table class="grid" id="containers">
-            <thead><tr>{headers}<th class="spark">"Last hour"</th></tr></thead>
+            <thead><tr>{many_hosts.then(|| view! { <th>"Host"</th> })}{headers}<th class="spark">"Last hour"</th></tr></thead>
             <tbody>
                 {rows}
             </tbody>
@@ -192,8 +201,9 @@ fn Services(services: Vec<ServiceVerdict>) -> impl IntoView {
 }
 
 #[component]
-fn ContainerRow(c: ContainerInfo) -> impl IntoView {
+fn ContainerRow(c: ContainerInfo, many_hosts: bool, remote: bool) -> impl IntoView {
     let href = format!("/containers/{}", c.name);
+    let (host, data_host) = (c.host.clone(), c.host.clone());
     let working_set = c
         .memory
         .as_ref()
@@ -207,8 +217,14 @@ fn ContainerRow(c: ContainerInfo) -> impl IntoView {
     let state = c.state.clone();
     let (data_name, data_state, image_title) = (name.clone(), state.clone(), image.clone());
     view! {
-        <tr data-name=data_name data-state=data_state>
-            <td><a href=href class="name">{name}</a></td>
+        <tr data-name=data_name data-state=data_state data-host=data_host>
+            {many_hosts.then(|| view! { <td class="host">{host}</td> })}
+            <td>{if remote {
+                // Its history and captures stay on its host's agent; the hub has its live values.
+                view! { <span class="name" title="live values from this host's agent">{name}</span> }.into_any()
+            } else {
+                view! { <a href=href class="name">{name}</a> }.into_any()
+            }}</td>
             <td class="image" title=image_title>{image}</td>
             <td>{compose}</td>
             <td><StateBadge state/></td>

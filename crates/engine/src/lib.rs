@@ -139,6 +139,14 @@ struct Inner {
     reports: Mutex<reports::ReportStore>,
     /// New OOM kills as the engine reports them (for notifications).
     oom_kills: tokio::sync::broadcast::Sender<leakscope_model::alerts::OomKill>,
+    /// Containers of hosts that report through agents, by host name (a hub's view of its fleet).
+    remote: RwLock<std::collections::BTreeMap<String, RemoteHost>>,
+}
+
+/// What an agent last said of its host's containers.
+struct RemoteHost {
+    containers: Vec<ContainerInfo>,
+    connected: bool,
 }
 
 /// Where an analysis's own percentage sits on the dump's bar (unpacking is the first tenth).
@@ -246,6 +254,7 @@ impl Engine {
                 auto: Mutex::new(autocapture::AutoState::default()),
                 reports: Mutex::new(reports::ReportStore::open(&db)?),
                 oom_kills: tokio::sync::broadcast::channel(256).0,
+                remote: RwLock::new(Default::default()),
             }),
         })
     }
@@ -280,6 +289,23 @@ impl Engine {
             via: "direct".into(),
             address: status.address,
         }]
+    }
+
+    /// An agent's latest list of its host's containers (`None`: keep the last one, e.g. when it
+    /// disconnects). A disconnected host's containers stay listed, marked `stale`. They join the
+    /// overview at the next tick: the dashboard, the live stream, `/metrics` and notifications see them.
+    pub fn set_remote_host(&self, host: &str, containers: Option<Vec<ContainerInfo>>, connected: bool) {
+        let mut remote = write(&self.inner.remote);
+        let entry = remote.entry(host.to_string()).or_insert_with(|| RemoteHost { containers: Vec::new(), connected });
+        if let Some(containers) = containers {
+            entry.containers = containers;
+        }
+        entry.connected = connected;
+    }
+
+    /// A revoked agent's host leaves the overview.
+    pub fn remove_remote_host(&self, host: &str) {
+        write(&self.inner.remote).remove(host);
     }
 
     /// New OOM kills from now on, as the engine reports them.
@@ -374,13 +400,12 @@ impl Engine {
     fn find_live(&self, id_or_name: &str) -> Option<ContainerInfo> {
         let overview = self.overview();
         let name = id_or_name.trim_start_matches('/');
-        let by_id = overview.containers.iter().find(|c| c.id == id_or_name);
-        let by_name = || overview.containers.iter().find(|c| c.name == name);
-        let by_prefix = || {
-            (id_or_name.len() >= 12)
-                .then(|| overview.containers.iter().find(|c| c.id.starts_with(id_or_name)))
-                .flatten()
-        };
+        // This engine's own: other hosts' containers have their history on their agents.
+        let local = self.host_name();
+        let containers = || overview.containers.iter().filter(|c| c.host == local);
+        let by_id = containers().find(|c| c.id == id_or_name);
+        let by_name = || containers().find(|c| c.name == name);
+        let by_prefix = || (id_or_name.len() >= 12).then(|| containers().find(|c| c.id.starts_with(id_or_name))).flatten();
         by_id.or_else(by_name).or_else(by_prefix).cloned()
     }
 
@@ -744,7 +769,16 @@ impl Engine {
             })
             .collect();
         drop(containers);
-        list.sort_by(|a, b| a.name.cmp(&b.name));
+        for (name, remote) in read(&self.inner.remote).iter() {
+            list.extend(remote.containers.iter().cloned().map(|mut c| {
+                c.host = name.clone();
+                if !remote.connected {
+                    c.state = "stale".into();
+                }
+                c
+            }));
+        }
+        list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.host.cmp(&b.host)));
         self.inner.overview.send_replace(Arc::new(Overview {
             engine: status,
             services: leakscope_model::services::service_verdicts(&list),
