@@ -60,6 +60,7 @@ fn render(engine: &Engine, hosts: &[leakscope_model::HostInfo], oom_kills: &std:
     registry.register(Box::new(panics.clone()))?;
 
     let overview = engine.overview();
+    let local_host = engine.host_name();
     for c in &overview.containers {
         let values = [
             c.host.as_str(),
@@ -74,7 +75,10 @@ fn render(engine: &Engine, hosts: &[leakscope_model::HostInfo], oom_kills: &std:
         if let Some(l) = c.limit_bytes {
             limit.with_label_values(&values).set(l as f64);
         }
-        ooms.with_label_values(&values).inc_by(oom_kills.get(&c.name).copied().unwrap_or(0));
+        // Counted from this server's own events; an agent's host keeps its own.
+        if c.host == local_host {
+            ooms.with_label_values(&values).inc_by(oom_kills.get(&c.name).copied().unwrap_or(0));
+        }
         if let Some(m) = c.memory.as_ref().filter(|_| is_running) {
             working_set.with_label_values(&values).set(m.working_set_bytes as f64);
             usage.with_label_values(&values).set(m.usage_bytes as f64);

@@ -95,6 +95,14 @@ fn role_options() -> impl IntoView {
     ["viewer", "operator", "admin"].map(|r| view! { <option value=r>{r}</option> }).collect_view()
 }
 
+/// When it was revoked, or the button that revokes it.
+fn revoke_cell(revoked_ms: Option<i64>, action: String) -> AnyView {
+    match revoked_ms {
+        Some(r) => view! { <span class="muted">"revoked " <LocalTime ms=r/></span> }.into_any(),
+        None => view! { <form method="post" action=with_csrf(action) class="inline"><button class="link danger">"Revoke"</button></form> }.into_any(),
+    }
+}
+
 #[component]
 fn AdminView(view: AdminView) -> impl IntoView {
     let new_token = view.new_token.map(|t| view! {
@@ -118,11 +126,7 @@ fn AdminView(view: AdminView) -> impl IntoView {
         .tokens
         .into_iter()
         .map(|t| {
-            let action = with_csrf(format!("/admin/tokens/{}/revoke", t.id));
-            let state = match t.revoked_ms {
-                Some(r) => view! { <span class="muted">"revoked " <LocalTime ms=r/></span> }.into_any(),
-                None => view! { <form method="post" action=action class="inline"><button class="link danger">"Revoke"</button></form> }.into_any(),
-            };
+            let state = revoke_cell(t.revoked_ms, format!("/admin/tokens/{}/revoke", t.id));
             view! {
                 <tr>
                     <td>{t.name}</td><td>{t.role}</td><td><LocalTime ms=t.created_ms/></td>
@@ -157,11 +161,7 @@ fn AdminView(view: AdminView) -> impl IntoView {
         .agents
         .into_iter()
         .map(|a| {
-            let revoke = with_csrf(format!("/admin/agents/{}/revoke", a.id));
-            let state = match a.revoked_ms {
-                Some(r) => view! { <span class="muted">"revoked " <LocalTime ms=r/></span> }.into_any(),
-                None => view! { <form method="post" action=revoke class="inline"><button class="link danger">"Revoke"</button></form> }.into_any(),
-            };
+            let state = revoke_cell(a.revoked_ms, format!("/admin/agents/{}/revoke", a.id));
             let seen = match a.last_seen_ms {
                 Some(ms) => view! { <LocalTime ms=ms/> }.into_any(),
                 None => view! { <span class="muted">"not yet"</span> }.into_any(),
