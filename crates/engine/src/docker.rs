@@ -46,9 +46,14 @@ pub async fn connect(address: &str) -> Result<Connection, String> {
         .with_timeout(REQUEST_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(|e| describe_error(address, &e))?;
     let version = docker.version().await.map_err(|e| describe_error(address, &e))?;
-    let info = docker.info().await.map_err(|e| describe_error(address, &e))?;
+    // Only the host's name: an engine slow to count its images (info walks them) must not
+    // fail the connection, so a failed or slow answer falls back to the address's host.
+    let name = match tokio::time::timeout(std::time::Duration::from_secs(5), docker.info()).await {
+        Ok(Ok(info)) => info.name.filter(|n| !n.is_empty()),
+        _ => None,
+    };
     Ok(Connection {
-        host_name: info.name.filter(|n| !n.is_empty()).unwrap_or_else(|| host_of_address(address)),
+        host_name: name.unwrap_or_else(|| host_of_address(address)),
         engine_version: version.version.unwrap_or_else(|| "unknown".into()),
         api_version: docker.client_version().to_string(),
         docker,
