@@ -203,3 +203,24 @@ pub fn LocalTime(ms: i64) -> impl IntoView {
     let text = move || leakscope_model::format_timestamp(ms, zone.and_then(|z| z.get()));
     view! { <time datetime=leakscope_model::rfc3339_utc(ms) title=leakscope_model::format_timestamp(ms, None)>{text}</time> }
 }
+
+/// The host a page shows (`/hosts/<host>/…`); `None` on this server's own host's pages.
+#[derive(Clone, Debug, Default)]
+pub struct OnHost(pub Option<String>);
+
+/// Called by a page on its route's `host` parameter: its parts then link and fetch on that host.
+pub fn provide_host(host: Option<String>) -> Option<String> {
+    let host = host.filter(|h| !h.is_empty());
+    provide_context(OnHost(host.clone()));
+    host
+}
+
+/// The host this page shows, for server functions (`None`: this server's own).
+pub fn on_host() -> Option<String> {
+    use_context::<OnHost>().and_then(|h| h.0)
+}
+
+/// What a link into this page's host starts with: `/hosts/<host>`, or nothing on this server's own.
+pub fn host_prefix() -> String {
+    on_host().map(|h| format!("/hosts/{h}")).unwrap_or_default()
+}

@@ -64,6 +64,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/dumps") view=pages::dumps::DumpsPage ssr=SsrMode::Async/>
                     <Route path=path!("/dumps/:id") view=pages::dumps::DumpPage ssr=SsrMode::Async/>
                     <Route path=path!("/dumps/:a/diff/:b") view=pages::dumps::DiffPage ssr=SsrMode::Async/>
+                    // The same pages for a host reached through an agent (their data and links go there).
+                    <Route path=path!("/hosts/:host/containers/:name") view=pages::container::ContainerPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hosts/:host/dumps/:id") view=pages::dumps::DumpPage ssr=SsrMode::Async/>
+                    <Route path=path!("/hosts/:host/dumps/:a/diff/:b") view=pages::dumps::DiffPage ssr=SsrMode::Async/>
                     <Route path=path!("/reports") view=pages::reports::ReportsPage ssr=SsrMode::Async/>
                     <Route path=path!("/reports/:slug") view=pages::reports::ReportPage ssr=SsrMode::Async/>
                     <Route path=path!("/r/:token") view=pages::reports::PublicReportPage ssr=SsrMode::Async/>

@@ -234,19 +234,27 @@ impl Server {
     pub fn start_with_data(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         std::fs::create_dir_all(&data_dir).unwrap();
         create_user(&data_dir, TEST_USER, TEST_PASSWORD, "admin");
-        Self::spawn(data_dir, extra_args, env, free_port())
+        Self::spawn(data_dir, extra_args, env, format!("127.0.0.1:{}", free_port()))
+    }
+
+    /// Like `start`, listening on `ip` (an address of this machine other than loopback,
+    /// e.g. a veth's, so that an agent in another network namespace reaches it).
+    pub fn start_on(ip: &str, extra_args: &[&str]) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("leakscope-test-{}", unique_name("data")));
+        std::fs::create_dir_all(&data_dir).unwrap();
+        create_user(&data_dir, TEST_USER, TEST_PASSWORD, "admin");
+        Self::spawn(data_dir, extra_args, &[], format!("{ip}:{}", free_port()))
     }
 
     /// A server on a new data dir without any account: it prints the setup link.
     pub fn start_without_accounts(extra_args: &[&str]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("leakscope-test-{}", unique_name("data")));
         std::fs::create_dir_all(&data_dir).unwrap();
-        Self::spawn(data_dir, extra_args, &[], free_port())
+        Self::spawn(data_dir, extra_args, &[], format!("127.0.0.1:{}", free_port()))
     }
 
-    fn spawn(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)], port: u16) -> Server {
+    fn spawn(data_dir: PathBuf, extra_args: &[&str], env: &[(&str, &str)], bind: String) -> Server {
         let token = create_token(&data_dir, "admin", "tests");
-        let bind = format!("127.0.0.1:{port}");
         let log = data_dir.join("serve.log");
         let mut cmd = Command::new(leakscope_bin());
         cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap()]);
@@ -472,12 +480,12 @@ impl Server {
     pub fn kill9_and_restart_after(mut self, meanwhile: impl FnOnce()) -> Server {
         let data = std::mem::take(&mut self.data_dir);
         // The same address: agents and bookmarks come back to it.
-        let port = self.base.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(free_port);
+        let bind = self.base.trim_start_matches("http://").to_string();
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
         drop(self);
         meanwhile();
-        Server::spawn(data, &[], &[], port)
+        Server::spawn(data, &[], &[], bind)
     }
 }
 

@@ -17,9 +17,22 @@ struct Agent {
 
 impl Agent {
     fn start(hub: &Server, data_dir: &Path, token: Option<&str>) -> Agent {
+        Self::start_in(None, hub, data_dir, token)
+    }
+
+    /// In a network namespace of its own (`nsenter --net` only: it keeps this machine's
+    /// mounts, so the Docker socket and the cgroup files are the same).
+    fn start_in(netns: Option<&Netns>, hub: &Server, data_dir: &Path, token: Option<&str>) -> Agent {
         std::fs::create_dir_all(data_dir).unwrap();
         let log = data_dir.join(format!("agent-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
-        let mut cmd = Command::new(leakscope_bin());
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/var/run/netns/{}", ns.name)).arg(leakscope_bin());
+                c
+            }
+            None => Command::new(leakscope_bin()),
+        };
         cmd.args(["agent", "--hub", &hub.base, "--data-dir", data_dir.to_str().unwrap(), "--interval", "1s", "--name", "from-agent"]);
         if let Some(token) = token {
             cmd.args(["--token", token]);
@@ -50,6 +63,51 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A network namespace joined to this one by a veth pair: the hub listens on `host_ip`,
+/// the agent inside reaches it over a real link that the test can cut.
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let n = std::process::id() % 200 + 20;
+        let name = end2end::unique_name("lsns");
+        let (host_if, peer) = (format!("lsh{n}"), format!("lsa{n}"));
+        let host_ip = format!("10.213.{n}.1");
+        let ip = |args: &str| {
+            let out = Command::new("ip").args(args.split_whitespace()).output().unwrap();
+            assert!(out.status.success(), "ip {args}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        ip(&format!("netns add {name}"));
+        ip(&format!("link add {host_if} type veth peer name {peer}"));
+        ip(&format!("link set {peer} netns {name}"));
+        ip(&format!("addr add {host_ip}/30 dev {host_if}"));
+        ip(&format!("link set {host_if} up"));
+        ip(&format!("-n {name} addr add 10.213.{n}.2/30 dev {peer}"));
+        ip(&format!("-n {name} link set {peer} up"));
+        ip(&format!("-n {name} link set lo up"));
+        Netns { name, host_if, host_ip }
+    }
+
+    fn link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let out = Command::new("ip").args(["link", "set", &self.host_if, state]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it ours.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
     }
 }
 
@@ -145,5 +203,198 @@ fn an_agent_enrolls_once_reconnects_after_hub_restarts_and_stops_when_revoked() 
     let (status, made) = hub.post_json("/api/v1/agents/enrollments", r#"{"name":"edge-2"}"#);
     assert_eq!(status, 201, "{made}");
     assert!(made.contains("\"token\":\"lse_"), "{made}");
+    let _ = std::fs::remove_dir_all(&agent_dir);
+}
+
+/// GET on the hub with a token; the status and the whole body as bytes.
+fn get_bytes(hub: &Server, path: &str, token: &str) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let response = match ureq::get(&hub.url(path)).set("Authorization", &format!("Bearer {token}")).call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {path}: {e}"),
+    };
+    let status = response.status();
+    let mut body = Vec::new();
+    response.into_reader().read_to_end(&mut body).unwrap_or_else(|e| panic!("GET {path}: the body broke off: {e}"));
+    (status, body)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Waits for a job on an agent's host to end; its last state.
+fn wait_remote_job(hub: &Server, job: &str, host: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let (status, state) = hub.get_json(&format!("/api/v1/jobs/{job}?host={host}"));
+        assert_eq!(status, 200, "{state}");
+        if state["state"] != "running" {
+            return state;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "job still running: {state}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn an_agents_host_is_browsed_captured_and_analysed_through_the_hub_while_its_dumps_stay_there() {
+    let hub = Server::start(&[], &[]);
+    let token = enrollment_token(&hub, "far-1");
+    let agent_dir = std::env::temp_dir().join(end2end::unique_name("agent"));
+    let agent = Agent::start(&hub, &agent_dir, Some(&token));
+    wait_connected(&hub, "far-1", true, || agent.log());
+    let native = TestContainer::run_image("far-native", &end2end::fixture_image("native"), &["-m", "512m", "-e", "LEAK_KIB_PER_SEC=4000"], &[]);
+    let name = native.name.clone();
+    hub.wait_until(Duration::from_secs(60), "the agent's container is listed with memory", || {
+        let (_, list) = hub.get_json("/api/v1/containers?host=far-1");
+        list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && !x["memory"].is_null())
+    });
+
+    // The dashboard links to the container's page on its host; the page, its chart and its
+    // series come from the agent's own history.
+    let (_, dashboard) = hub.get("/");
+    assert!(dashboard.contains(&format!("href=\"/hosts/far-1/containers/{name}\"")), "no link to the agent's container");
+    let (status, page) = hub.get(&format!("/hosts/far-1/containers/{name}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"container-host\">far-1<"), "the page does not say its host");
+    assert!(page.contains(&format!("/hosts/far-1/containers/{name}/memory.svg?")), "the chart is not the agent's");
+    assert!(page.contains(&format!("/hosts/far-1/containers/{name}/capture")), "the capture form does not go to the agent");
+    let (status, chart) = hub.get(&format!("/hosts/far-1/containers/{name}/memory.svg?range=1h"));
+    assert_eq!(status, 200, "{chart}");
+    assert!(chart.contains("<svg"), "{chart}");
+    let (status, series) = hub.get_json(&format!("/api/v1/containers/{name}/memory?host=far-1&range=1h"));
+    assert_eq!(status, 200, "{series}");
+    assert!(!series["points"].as_array().unwrap().is_empty(), "{series}");
+    let (status, missing) = hub.get(&format!("/hosts/far-1/containers/no-such-{name}"));
+    assert_eq!(status, 404, "{missing}");
+    let (status, _) = hub.get(&format!("/hosts/nowhere/containers/{name}/memory.svg"));
+    assert_eq!(status, 404);
+
+    // A capture through the hub runs on the agent's host; the dump is stored and analysed there.
+    let (status, started) = hub.post_json(&format!("/api/v1/containers/{name}/dumps?host=far-1"), r#"{"kind":"memory-map"}"#);
+    assert_eq!(status, 202, "{started}");
+    let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
+    let state = wait_remote_job(&hub, &job, "far-1");
+    assert_eq!(state["state"], "done", "{state}");
+    let dump = state["dump_id"].as_str().unwrap().to_string();
+    let stored_on = |dir: &Path| std::fs::read_dir(dir.join("dumps")).map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(&dump))).unwrap_or(false);
+    assert!(stored_on(&agent_dir), "the dump is not on the agent's host");
+    assert!(!stored_on(&hub.data_dir), "the dump crossed to the hub");
+    assert_eq!(hub.get(&format!("/api/v1/dumps/{dump}")).0, 404, "the hub's own store has the dump");
+    let analysis = {
+        let started = Instant::now();
+        loop {
+            let (status, analysis) = hub.get_json(&format!("/api/v1/dumps/{dump}/analysis?host=far-1"));
+            if status == 200 {
+                break analysis;
+            }
+            assert!(started.elapsed() < Duration::from_secs(120), "analysis not ready: {analysis}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    assert!(analysis["histogram"].as_array().unwrap().iter().any(|h| h["class"] == "[heap] (malloc's main arena)"), "{analysis}");
+    let (status, page) = hub.get(&format!("/hosts/far-1/dumps/{dump}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Memory by kind") && page.contains(&format!("/hosts/far-1/dumps/{dump}/download")), "the dump page is not the agent's dump");
+    let (status, page) = hub.get(&format!("/hosts/far-1/containers/{name}"));
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("href=\"/hosts/far-1/dumps/{dump}\"")), "the container page does not list the agent's dump");
+
+    // The page's capture form: the agent's redirect comes back onto its host.
+    let no_redirects = ureq::AgentBuilder::new().redirects(0).build();
+    let answer = no_redirects
+        .post(&hub.url(&format!("/hosts/far-1/containers/{name}/capture")))
+        .set("Authorization", &format!("Bearer {}", hub.token))
+        .send_form(&[("kind", "memory-map")]);
+    let response = match answer {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(response.status(), 303, "{:?}", response.into_string());
+    let location = response.header("location").unwrap_or_default().to_string();
+    assert!(location.starts_with(&format!("/hosts/far-1/containers/{name}?")), "{location}");
+    let job = location.split("capture=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    assert_eq!(wait_remote_job(&hub, &job, "far-1")["state"], "done");
+
+    // A core dump: tens of MB streamed from the agent in flow-controlled chunks, byte for byte.
+    let (status, started) = hub.post_json(&format!("/api/v1/containers/{name}/dumps?host=far-1"), r#"{"kind":"core"}"#);
+    assert_eq!(status, 202, "{started}");
+    let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
+    let state = wait_remote_job(&hub, &job, "far-1");
+    assert_eq!(state["state"], "done", "{state}");
+    let core = state["dump_id"].as_str().unwrap().to_string();
+    let (_, info) = hub.get_json(&format!("/api/v1/dumps/{core}?host=far-1"));
+    let viewer = end2end::create_token(&hub.data_dir, "viewer", "far-viewer");
+    assert_eq!(get_bytes(&hub, &format!("/hosts/far-1/dumps/{core}/download"), &viewer).0, 403, "a viewer downloaded a dump of another host");
+    let fetched = Instant::now();
+    let (status, bytes) = get_bytes(&hub, &format!("/hosts/far-1/dumps/{core}/download"), &hub.token);
+    assert_eq!(status, 200);
+    println!("downloaded a {} MiB core dump from the agent through the hub in {:?}", bytes.len() >> 20, fetched.elapsed());
+    assert!(bytes.len() > 8 << 20, "{} bytes", bytes.len());
+    assert_eq!(bytes.len() as u64, info["size_bytes"].as_u64().unwrap(), "{info}");
+    assert_eq!(sha256(&bytes), info["sha256"].as_str().unwrap(), "the download differs from the dump");
+    let (_, audit) = hub.get_json("/api/v1/audit");
+    assert!(audit.as_array().unwrap().iter().any(|a| a["action"] == "forwarded to host" && a["target"] == "far-1"), "{audit}");
+
+    // The agent goes away: its host's data says so rather than hang.
+    drop(agent);
+    wait_connected(&hub, "far-1", false, String::new);
+    let (status, why) = hub.get(&format!("/hosts/far-1/containers/{name}/memory.svg"));
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("not connected"), "{why}");
+    let (status, page) = hub.get(&format!("/hosts/far-1/containers/{name}"));
+    assert!(page.contains("not connected"), "{status} {page}");
+    let _ = std::fs::remove_dir_all(&agent_dir);
+}
+
+#[test]
+fn an_agent_behind_a_cut_link_is_shown_disconnected_and_its_history_has_no_gap_once_back() {
+    let ns = Netns::new();
+    let hub = Server::start_on(&ns.host_ip, &[]);
+    let token = enrollment_token(&hub, "cut-1");
+    let agent_dir = std::env::temp_dir().join(end2end::unique_name("agent"));
+    let agent = Agent::start_in(Some(&ns), &hub, &agent_dir, Some(&token));
+    wait_connected(&hub, "cut-1", true, || agent.log());
+    let c = TestContainer::run("cut-seen", &["-m", "32m"], &["sleep", "600"]);
+    let name = c.name.clone();
+    hub.wait_until(Duration::from_secs(60), "the agent's container is listed", || {
+        let (_, list) = hub.get_json("/api/v1/containers?host=cut-1");
+        list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && !x["memory"].is_null())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+
+    // The link goes down: the hub hears nothing more, and says so after its silence limit.
+    let unix_now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let cut_at = unix_now();
+    let cut = Instant::now();
+    ns.link(false);
+    wait_connected(&hub, "cut-1", false, || agent.log());
+    println!("the hub marked the host disconnected {:?} after the cut", cut.elapsed());
+    hub.wait_until(Duration::from_secs(10), "a cut host's containers stay listed, stale", || {
+        let (_, list) = hub.get_json("/api/v1/containers?host=cut-1");
+        list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["state"] == "stale")
+    });
+    let (status, why) = hub.get(&format!("/api/v1/containers/{name}/memory?host=cut-1&range=5m"));
+    assert_eq!(status, 503, "{why}");
+
+    // Back up: the agent reconnects by itself, and the time of the cut is all there, every
+    // second of it, because the agent kept sampling into its own store.
+    ns.link(true);
+    let restored = Instant::now();
+    wait_connected(&hub, "cut-1", true, || agent.log());
+    println!("the agent was back {:?} after the link was", restored.elapsed());
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, series) = hub.get_json(&format!("/api/v1/containers/{name}/memory?host=cut-1&from={cut_at}&to={}", unix_now()));
+    assert_eq!(status, 200, "{series}");
+    let times: Vec<i64> = series["points"].as_array().unwrap().iter().map(|p| p["time_ms"].as_i64().unwrap()).collect();
+    let outage = cut.elapsed().as_secs() as usize;
+    assert!(times.len() + 5 >= outage, "{} points over {outage} s", times.len());
+    let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(widest <= 3_000, "a gap of {widest} ms in the agent's history across the cut: {times:?}");
+    drop(agent);
     let _ = std::fs::remove_dir_all(&agent_dir);
 }

@@ -36,7 +36,41 @@ pub enum AgentMessage {
         #[serde(default)]
         containers: Vec<leakscope_model::ContainerInfo>,
     },
+    /// The status and headers of the answer to request `id`; its body follows in binary
+    /// frames (the id as 8 big-endian bytes, then the bytes), one per credit the hub gave.
+    Response { id: u64, status: u16, headers: Vec<(String, String)> },
+    /// The body of answer `id` is complete (`error`: it broke off).
+    End { id: u64, error: Option<String> },
 }
+
+/// What the hub sends an agent (JSON text frames).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HubMessage {
+    /// Answer this HTTP request with the agent's own app, on behalf of `user` (the hub checked
+    /// their role for this route already).
+    Request {
+        id: u64,
+        method: String,
+        /// Path and query as the agent's own app knows them (no `/hosts/<host>` prefix).
+        uri: String,
+        headers: Vec<(String, String)>,
+        /// Forms and JSON only (a dump upload goes to the hub's own store).
+        body: String,
+        user: String,
+        role: String,
+    },
+    /// The hub passed `chunks` more chunks of answer `id` on to its client.
+    Credit { id: u64, chunks: u32 },
+    /// Nobody waits for answer `id` any more (the client went away).
+    Cancel { id: u64 },
+}
+
+/// How many body chunks an agent may send ahead of the hub's client (flow control: a slow
+/// download holds at most this much in the hub, and other requests share the socket).
+pub const WINDOW_CHUNKS: u32 = 16;
+/// Body chunks on the socket are at most this big.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The agent's Docker engine as it sees it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -55,6 +89,10 @@ pub(crate) struct Connected {
     pub engine: AgentEngine,
     /// Set to close the socket.
     pub close: watch::Sender<Closing>,
+    /// The host's display name (the agent's name).
+    pub name: String,
+    /// Messages for the agent, sent by its socket's task.
+    pub outbox: tokio::sync::mpsc::UnboundedSender<HubMessage>,
 }
 
 /// The agents connected to this hub process.
@@ -62,6 +100,9 @@ pub(crate) struct Connected {
 pub struct AgentHub {
     pub(crate) connected: Mutex<HashMap<i64, Connected>>,
     pub(crate) serials: std::sync::atomic::AtomicU64,
+    /// Requests forwarded to agents and not yet answered in full (see `tunnel.rs`).
+    pub(crate) pending: Mutex<HashMap<u64, crate::tunnel::Pending>>,
+    pub(crate) calls: std::sync::atomic::AtomicU64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

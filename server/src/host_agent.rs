@@ -2,7 +2,9 @@
 //! `serve` does (an in-process engine on its own data dir, which is also the
 //! buffer that outlives a hub outage), and dials out to the hub: enrolls
 //! once with the admin's token, then keeps one websocket open, reconnecting
-//! with backoff. Revoked on the hub, it stops.
+//! with backoff. Revoked on the hub, it stops. The hub's requests for this
+//! host (pages' data, charts, captures, analyses, downloads) are answered by
+//! this host's own copy of the app over that socket: dumps stay here.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +14,7 @@ use leakscope_engine::{Engine, EngineConfig};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::agent_link::{AgentEngine, AgentMessage, REVOKED};
+use crate::agent_link::{AgentEngine, AgentMessage, HubMessage, REVOKED};
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
@@ -37,6 +39,8 @@ pub struct AgentArgs {
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const LONGEST_BACKOFF: Duration = Duration::from_secs(15);
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+
 
 pub async fn run(args: AgentArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir).map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
@@ -47,12 +51,19 @@ pub async fn run(args: AgentArgs) -> Result<(), String> {
     };
     let mut config = EngineConfig::new(&args.data_dir);
     config.docker_host = args.docker_host.clone();
+    // The name the hub knows this host by: its containers, events and dumps carry it.
+    config.host_name = read_secret(&args.data_dir.join("agent-name"));
     config.sample_interval = args.interval;
+    let site = crate::serve::site_root(None);
+    if let Err(missing) = crate::serve::use_capture_helpers(&mut config, None, &site) {
+        tracing::warn!(agent = %missing.display(), "capture helper not found: captures on this host from images without jcmd will fail");
+    }
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
+    let app = own_app(&args.data_dir, &site, &engine)?;
     let url = connect_url(&args.hub)?;
     let mut backoff = Duration::from_secs(1);
     loop {
-        match session(&url, &credential, &engine).await {
+        match session(&url, &credential, &engine, &app).await {
             Ended::Revoked => return Err("this agent was revoked on the hub; enroll it again with a new token (remove agent-credential from its data dir)".into()),
             Ended::Lost(why) => {
                 tracing::warn!(hub = %args.hub, %why, retry_in = ?backoff, "no connection to the hub; sampling goes on locally");
@@ -76,7 +87,27 @@ enum Ended {
     WasUp(String),
 }
 
-async fn session(url: &str, credential: &str, engine: &Engine) -> Ended {
+/// This host's own copy of the app, answering the hub's requests for this host (never on a port).
+fn own_app(data_dir: &Path, site: &Path, engine: &Engine) -> Result<axum::Router, String> {
+    let leptos_options = leptos::prelude::LeptosOptions::builder()
+        .output_name("leakscope")
+        .site_root(site.display().to_string())
+        .site_pkg_dir("pkg")
+        .build();
+    let access = leakscope_access::AccessState::open(data_dir, false).map_err(|e| e.to_string())?;
+    // Notifications about this host are the hub's: this one is never started.
+    let config = leakscope_notify::NotifierConfig {
+        public_url: String::new(),
+        rules: leakscope_notify::Rules { limit_share: 0.9, repeat_ms: 3_600_000 },
+        per_minute: 20,
+    };
+    let notifier = leakscope_notify::Notifier::open(&data_dir.join("leakscope.db"), config, std::sync::Arc::new(|_: &str, _: &str, _: &str, _: &str| {}))
+        .map_err(|e| e.to_string())?;
+    let state = crate::web::AppState { leptos_options, engine: engine.clone(), access, notifier, hub: Default::default() };
+    Ok(crate::serve::router(state, crate::serve::Door::Hub))
+}
+
+async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Router) -> Ended {
     let mut request = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return Ended::Lost(e.to_string()),
@@ -85,10 +116,12 @@ async fn session(url: &str, credential: &str, engine: &Engine) -> Ended {
         Ok(value) => request.headers_mut().insert(axum::http::header::AUTHORIZATION, value),
         Err(_) => return Ended::Revoked,
     };
-    let (mut socket, _) = match tokio_tungstenite::connect_async(request).await {
-        Ok(s) => s,
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 401 => return Ended::Revoked,
-        Err(e) => return Ended::Lost(e.to_string()),
+    // A hub behind a cut link answers nothing at all: give up on it in time and retry.
+    let (mut socket, _) = match tokio::time::timeout(CONNECT_WITHIN, tokio_tungstenite::connect_async(request)).await {
+        Err(_) => return Ended::Lost(format!("no answer within {CONNECT_WITHIN:?}")),
+        Ok(Ok(s)) => s,
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) if response.status() == 401 => return Ended::Revoked,
+        Ok(Err(e)) => return Ended::Lost(e.to_string()),
     };
     tracing::info!(hub = %url, "connected to the hub");
     let hello = AgentMessage::Hello { version: env!("CARGO_PKG_VERSION").into(), engine: engine_state(engine) };
@@ -96,14 +129,28 @@ async fn session(url: &str, credential: &str, engine: &Engine) -> Ended {
         return Ended::WasUp(e.to_string());
     }
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    // Answers to the hub's requests, written by their tasks and sent from here.
+    let (out, mut answers) = tokio::sync::mpsc::channel::<Message>(64);
+    let requests = crate::tunnel::AgentSide::new(app.clone(), out);
+    let mut heard = std::time::Instant::now();
     loop {
         tokio::select! {
+            Some(answer) = answers.recv() => {
+                if let Err(e) = socket.send(answer).await {
+                    return Ended::WasUp(e.to_string());
+                }
+            }
             _ = beat.tick() => {
+                // The hub pings every few seconds: silence means the link is gone even when TCP has not noticed.
+                if heard.elapsed() > crate::agent_link::SILENCE_LIMIT {
+                    return Ended::WasUp("the hub has been silent for 30 s".into());
+                }
                 let message = AgentMessage::Heartbeat { engine: engine_state(engine), containers: engine.overview().containers.clone() };
                 if let Err(e) = socket.send(Message::Text(serde_json::to_string(&message).unwrap_or_default().into())).await {
                     return Ended::WasUp(e.to_string());
                 }
             }
+            // The hub pings every few seconds: silence means the link is gone even when TCP has not noticed.
             incoming = socket.next() => match incoming {
                 Some(Ok(Message::Close(frame))) => {
                     if frame.as_ref().is_some_and(|f| f.reason.as_str() == REVOKED) {
@@ -111,7 +158,14 @@ async fn session(url: &str, credential: &str, engine: &Engine) -> Ended {
                     }
                     return Ended::WasUp("the hub closed the connection".into());
                 }
-                Some(Ok(_)) => {}
+                Some(Ok(Message::Text(text))) => {
+                    heard = std::time::Instant::now();
+                    match serde_json::from_str::<HubMessage>(&text) {
+                        Ok(message) => requests.handle(message),
+                        Err(e) => tracing::warn!(error = %e, "a message from the hub was not understood"),
+                    }
+                }
+                Some(Ok(_)) => heard = std::time::Instant::now(),
                 Some(Err(e)) => return Ended::WasUp(e.to_string()),
                 None => return Ended::WasUp("the hub went away".into()),
             }
@@ -190,6 +244,9 @@ async fn enroll(args: &AgentArgs, host_id: &str) -> Result<String, String> {
     };
     let credential = enrolled["credential"].as_str().ok_or("the hub's enrollment answer has no credential")?.to_string();
     write_private(&args.data_dir.join("agent-credential"), &credential)?;
+    if let Some(name) = enrolled["name"].as_str() {
+        write_private(&args.data_dir.join("agent-name"), name)?;
+    }
     tracing::info!(name = %enrolled["name"], "enrolled with the hub");
     Ok(credential)
 }

@@ -3,10 +3,11 @@
 //! (`/api/v1/agents/connect`, over the same axum server, so an agent behind
 //! NAT or a firewall that allows outgoing HTTPS reaches it).
 //!
-//! What flows today: the agent's hello (its host, engine and version) and a
-//! heartbeat every few seconds with its engine's state; revoking an agent
-//! closes its socket at once and the agent stops. Samples, events and
-//! commands (captures, analyses where the dump is) will use the same socket.
+//! What flows: the agent's hello (its host, engine and version) and a
+//! heartbeat every few seconds with its engine's state and containers;
+//! requests for its host (pages' data, charts, captures, analyses, downloads:
+//! see `tunnel.rs`) and their streamed answers. Revoking an agent closes its
+//! socket at once and the agent stops.
 
 use std::sync::Arc;
 
@@ -23,8 +24,10 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::agent_link::{lock, AgentEngine, AgentHub, AgentMessage, Closing, Connected, REVOKED, SILENCE_LIMIT};
+use crate::agent_link::{lock, AgentEngine, AgentHub, AgentMessage, Closing, Connected, HubMessage, REVOKED, SILENCE_LIMIT};
 use crate::web::{admin_back, AppState, HttpError, SharedAccess};
+
+const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The documented routes (see `openapi.rs`).
 pub fn api() -> OpenApiRouter<AppState> {
@@ -159,15 +162,28 @@ async fn connect(
 
 async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrincipal, hub: Arc<AgentHub>, access: SharedAccess, engine: leakscope_engine::Engine) {
     let (close_tx, mut close_rx) = watch::channel(Closing::No);
+    let (outbox, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<HubMessage>();
     let serial = hub.serials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let connected = Connected { serial, last_seen_ms: now_ms(), engine: AgentEngine::default(), close: close_tx, name: agent.name.clone(), outbox };
     // A second connection of the same agent replaces the first (its old socket is closed).
-    if let Some(old) = lock(&hub.connected).insert(agent.id, Connected { serial, last_seen_ms: now_ms(), engine: AgentEngine::default(), close: close_tx }) {
+    if let Some(old) = lock(&hub.connected).insert(agent.id, connected) {
         let _ = old.close.send(Closing::Replaced);
     }
     tracing::info!(agent = %agent.name, host_id = %agent.host_id, "agent connected");
     let mut last_stored = 0i64;
+    // Pings let the agent notice a dead link (it answers with pongs, which count as hearing from it).
+    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut heard = std::time::Instant::now();
     let reason = loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if heard.elapsed() > SILENCE_LIMIT {
+                    break "silent for 30 s";
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    break "the socket failed";
+                }
+            }
             changed = close_rx.changed() => {
                 let closing = *close_rx.borrow();
                 if changed.is_err() || closing != Closing::No {
@@ -176,14 +192,32 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
                     break reason;
                 }
             }
-            message = tokio::time::timeout(SILENCE_LIMIT, socket.recv()) => match message {
-                Err(_) => break "silent for 30 s",
-                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break "closed by the agent",
-                Ok(Some(Ok(Message::Text(text)))) => {
+            Some(message) = outgoing.recv() => {
+                let text = serde_json::to_string(&message).unwrap_or_default();
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break "the socket failed";
+                }
+            }
+            message = socket.recv() => match message {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "closed by the agent",
+                Some(Ok(Message::Binary(frame))) => {
+                    heard = std::time::Instant::now();
+                    hub.on_chunk(&frame);
+                }
+                Some(Ok(Message::Text(text))) => {
+                    heard = std::time::Instant::now();
                     let now = now_ms();
                     let said = match serde_json::from_str::<AgentMessage>(&text) {
                         Ok(AgentMessage::Hello { engine: state, .. }) => Ok((state, None)),
                         Ok(AgentMessage::Heartbeat { engine: state, containers }) => Ok((state, Some(containers))),
+                        Ok(AgentMessage::Response { id, status, headers }) => {
+                            hub.on_response(id, status, headers);
+                            continue;
+                        }
+                        Ok(AgentMessage::End { id, error }) => {
+                            hub.on_end(id, error);
+                            continue;
+                        }
                         Err(e) => Err(e),
                     };
                     match said {
@@ -205,7 +239,7 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
                         }
                     }
                 }
-                Ok(Some(Ok(_))) => {}
+                Some(Ok(_)) => heard = std::time::Instant::now(),
             }
         }
     };
@@ -217,6 +251,7 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
             _ => None,
         }
     };
+    hub.drop_calls_of(serial);
     if *close_rx.borrow() == Closing::Revoked {
         engine.remove_remote_host(&agent.name);
     } else if gone.is_some() {

@@ -21,6 +21,7 @@ mod dumps_api;
 mod report_view;
 mod reports_api;
 mod serve;
+mod tunnel;
 mod users;
 mod web;
 

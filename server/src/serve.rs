@@ -78,7 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
     }
     let notifier = open_notifier(&args, &engine, &access)?;
-    let app = router(AppState { leptos_options, engine, access, notifier, hub: Default::default() });
+    let app = router(AppState { leptos_options, engine, access, notifier, hub: Default::default() }, Door::Users);
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -113,8 +113,20 @@ fn open_notifier(args: &ServeArgs, engine: &Engine, access: &leakscope_access::S
     Ok(notifier)
 }
 
-pub fn router(state: AppState) -> Router {
+/// Who comes through the app's door.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// Users and API tokens, signed in by the guard; requests for agents' hosts are forwarded.
+    Users,
+    /// Only the hub, through an agent's own websocket (no port is opened): it signed the
+    /// user in and checked their role already, and the request carries who they are.
+    Hub,
+}
+
+pub fn router(state: AppState, door: Door) -> Router {
     let routes = generate_route_list(App);
+    let remote_hosts: std::sync::Arc<dyn leakscope_app::server_fns::RemoteHosts> =
+        std::sync::Arc::new(crate::tunnel::HubHosts { hub: state.hub.clone(), engine: state.engine.clone() });
     let engine = state.engine.clone();
     let access = state.access.clone();
     let notifier = state.notifier.clone();
@@ -123,7 +135,7 @@ pub fn router(state: AppState) -> Router {
     let pkg_dir = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
     let (documented, doc) = crate::openapi::api();
     let reference = std::sync::Arc::new(crate::openapi::reference(&doc));
-    Router::new()
+    let app = Router::new()
         .nest_service("/pkg", ServeDir::new(pkg_dir).precompressed_gzip())
         .merge(documented)
         .merge(crate::api::routes())
@@ -143,11 +155,20 @@ pub fn router(state: AppState) -> Router {
                 provide_context(access.clone());
                 provide_context(notifier.clone());
                 provide_context(reference.clone());
+                provide_context(remote_hosts.clone());
+                provide_context(leakscope_app::server_fns::HostAnswers::default());
             },
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn_with_state(guard_access, crate::auth::guard))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell));
+    let app = match door {
+        // The forwarding sits inside the guard: the hub decides who may do what on every host.
+        Door::Users => app
+            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::tunnel::forward_to_agents))
+            .layer(axum::middleware::from_fn_with_state(guard_access, crate::auth::guard)),
+        Door::Hub => app,
+    };
+    app
         // Inside compression: it rewrites plain bodies, never encoded ones.
         .layer(axum::middleware::from_fn(crate::web::api_errors::json_errors))
         .layer(CompressionLayer::new().no_br().no_zstd())

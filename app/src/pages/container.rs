@@ -29,7 +29,8 @@ pub fn ContainerPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
     let name = Memo::new(move |_| params.read().get("name").unwrap_or_default());
-    let detail = Resource::new(move || name.get(), get_container);
+    let host = crate::components::provide_host(params.read_untracked().get("host"));
+    let detail = Resource::new(move || name.get(), move |n| get_container(n, host.clone()));
     let first_name = name.get_untracked();
 
     view! {
@@ -89,12 +90,13 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         }
     });
     let is_preset = move || range_query.get().1.is_some();
+    let base = crate::components::host_prefix();
     let chart_src = {
-        let name = name.clone();
+        let (name, base) = (name.clone(), base.clone());
         move |theme: &str, ext: &str| {
             let (q, _, _) = range_query.get();
             let live_tick = if is_preset() { format!("&v={}", tick.get()) } else { String::new() };
-            format!("/containers/{name}/memory.{ext}?{q}&tz={}&theme={theme}{live_tick}", tz.get())
+            format!("{base}/containers/{name}/memory.{ext}?{q}&tz={}&theme={theme}{live_tick}", tz.get())
         }
     };
     let src_light = {
@@ -110,11 +112,11 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         move || f("light", "png")
     };
     let presets = {
-        let name = name.clone();
+        let (name, base) = (name.clone(), base.clone());
         PRESETS
             .iter()
             .map(|p| {
-                let href = format!("/containers/{name}?range={}", p.key);
+                let href = format!("{base}/containers/{name}?range={}", p.key);
                 let key = p.key;
                 view! {
                     <a href=href class="range" class:active=move || range_query.get().1.as_deref() == Some(key) data-range=key>{key}</a>
@@ -123,14 +125,14 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
             .collect_view()
     };
     let api_href = {
-        let name = name.clone();
-        move || format!("/api/v1/containers/{name}/memory?{}", range_query.get().0)
+        let (name, base) = (name.clone(), base.clone());
+        move || format!("{base}/api/v1/containers/{name}/memory?{}", range_query.get().0)
     };
     // Click on the chart: the log lines of that minute (`?logs=<ms>` in the URL, so it is shareable).
     let logs_at = Memo::new(move |_| query.read().get("logs").and_then(|v| v.parse::<i64>().ok()));
     let navigate = leptos_router::hooks::use_navigate();
     let on_chart_click = {
-        let name = name.clone();
+        let (name, base_path) = (name.clone(), base.clone());
         move |ev: leptos::ev::MouseEvent| {
             let q = query.read_untracked();
             let tz_offset = q.get("tz").and_then(|t| t.parse().ok()).unwrap_or(0);
@@ -149,11 +151,11 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
             let at = range.from_ms + ((axis_end - range.from_ms) as f64 * fraction) as i64;
             let at = at.min(js_now_ms());
             let (base, _, _) = range_query.get_untracked();
-            navigate(&format!("/containers/{name}?{base}&logs={at}"), Default::default());
+            navigate(&format!("{base_path}/containers/{name}?{base}&logs={at}"), Default::default());
         }
     };
     let logs_name = name.clone();
-    let form_action = format!("/containers/{name}");
+    let form_action = format!("{base}/containers/{name}");
     let present = detail.present;
     let capture_name = name.clone();
     let events_name = name.clone();
@@ -227,7 +229,8 @@ fn ContainerView(detail: ContainerDetail, query: Memo<leptos_router::params::Par
         <CapturePanel name=capture_name running=Signal::derive(move || info.get().state == "running")
             limit_share=Signal::derive(move || info.get().memory.and_then(|m| m.limit_fraction()))
             auto_capture=detail.info.auto_capture.clone() query/>
-        <ReportForm name=detail.info.name.clone()/>
+        // A report freezes dumps of this server's own store; another host's dumps stay there.
+        {crate::components::on_host().is_none().then(|| view! { <ReportForm name=detail.info.name.clone()/> })}
     }
 }
 
@@ -240,7 +243,7 @@ fn ReportForm(name: String) -> impl IntoView {
     let preselected = move || query.read().get("report").unwrap_or_default();
     let dumps = {
         let name = name.clone();
-        Resource::new(move || name.clone(), |n| list_dumps(DumpFilter { container: Some(n), ..Default::default() }))
+        Resource::new(move || name.clone(), |n| list_dumps(DumpFilter { container: Some(n), ..Default::default() }, None))
     };
     let windows = [("3600", "last hour"), ("21600", "last 6 hours"), ("86400", "last 24 hours"), ("604800", "last 7 days")];
     view! {
@@ -296,7 +299,8 @@ fn click_fraction(ev: &leptos::ev::MouseEvent) -> Option<f64> {
 /// The container's log lines in the minute around `at`.
 #[component]
 fn LogsPanel(name: String, at: i64) -> impl IntoView {
-    let logs = Resource::new(move || (name.clone(), at), |(n, at)| get_logs(n, at));
+    let host = crate::components::on_host();
+    let logs = Resource::new(move || (name.clone(), at), move |(n, at)| get_logs(n, at, host.clone()));
     view! {
         <section class="logs-panel" id="logs-panel">
             <h2>"Logs around " {utc_short(at)}</h2>
@@ -320,7 +324,8 @@ fn LogsPanel(name: String, at: i64) -> impl IntoView {
 /// A limit that fits what the container really used, with the command.
 #[component]
 fn LimitAdvicePanel(name: String, limit: Option<u64>) -> impl IntoView {
-    let advice = Resource::new(move || name.clone(), get_limit_advice);
+    let host = crate::components::on_host();
+    let advice = Resource::new(move || name.clone(), move |n| get_limit_advice(n, host.clone()));
     view! {
         <Transition fallback=|| ()>
             {move || advice.get().and_then(Result::ok).flatten().map(|a| {
@@ -344,7 +349,8 @@ fn LimitAdvicePanel(name: String, limit: Option<u64>) -> impl IntoView {
 /// OOM kills and other lifecycle events: what the chart's markers mean.
 #[component]
 fn EventsPanel(name: String) -> impl IntoView {
-    let events = Resource::new(move || name.clone(), get_events);
+    let host = crate::components::on_host();
+    let events = Resource::new(move || name.clone(), move |n| get_events(n, host.clone()));
     view! {
         <Transition fallback=|| ()>
             {move || events.get().and_then(Result::ok).map(|list| {
@@ -401,16 +407,17 @@ fn CapturePanel(
     let job_param = Memo::new(move |_| query.read().get("capture"));
     // Bumped while a job runs, so the job (and then the history) is fetched again.
     let tick = RwSignal::new(0u32);
+    let host = crate::components::on_host();
     let job = {
-        let name = name.clone();
-        Resource::new(move || (name.clone(), job_param.get(), tick.get()), |(n, j, _)| get_capture(n, j))
+        let (name, host) = (name.clone(), host.clone());
+        Resource::new(move || (name.clone(), job_param.get(), tick.get()), move |(n, j, _)| get_capture(n, j, host.clone()))
     };
     let finished_dump = Memo::new(move |_| job.get().and_then(Result::ok).flatten().and_then(|j| j.dump_id));
     let dumps = {
         let name = name.clone();
         Resource::new(
             move || (name.clone(), finished_dump.get()),
-            |(n, _)| list_dumps(DumpFilter { container: Some(n), ..Default::default() }),
+            move |(n, _)| list_dumps(DumpFilter { container: Some(n), ..Default::default() }, host.clone()),
         )
     };
     Effect::new(move |_| {
@@ -419,9 +426,11 @@ fn CapturePanel(
             set_timeout(move || tick.update(|t| *t += 1), std::time::Duration::from_millis(700));
         }
     });
-    let action = format!("/containers/{name}/capture");
+    let base = crate::components::host_prefix();
+    let action = format!("{base}/containers/{name}/capture");
     let may_capture = crate::components::can_operate();
-    let history_href = format!("/dumps?container={name}");
+    // Another host's dumps are listed on this page (the dumps page lists this server's own).
+    let history_href = if base.is_empty() { format!("/dumps?container={name}") } else { format!("{base}/containers/{name}#capture-button") };
     view! {
         <section class="capture-panel">
             <div class="capture-head">
@@ -473,7 +482,7 @@ fn CapturePanel(
                         let outside = list.first().and_then(|d| Some((d.outside_heap_note()?, d.id.clone())));
                         view! {
                             {outside.map(|(note, id)| view! {
-                                <div class="banner" id="outside-heap">{note} " " <a href=format!("/dumps/{id}")>"The dump"</a></div>
+                                <div class="banner" id="outside-heap">{note} " " <a href=format!("{}/dumps/{id}", crate::components::host_prefix())>"The dump"</a></div>
                             })}
                             <DumpGroups list empty_text="No heap dumps of this container yet."/>
                         }.into_any()
@@ -587,9 +596,12 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
             {inspector}
             {job.error.clone().map(|e| view! { <div class="banner error" id="capture-error">"Capture failed: " {e}</div> })}
             {choices}
-            {job.dump_id.clone().map(|id| view! {
-                <p id="capture-done">"Dump stored. " <a href=format!("/dumps/{id}")>"Open its analysis"</a>
-                " · " <a href=format!("/dumps/{id}/download")>"download the dump"</a></p>
+            {job.dump_id.clone().map(|id| {
+                let base = crate::components::host_prefix();
+                view! {
+                    <p id="capture-done">"Dump stored. " <a href=format!("{base}/dumps/{id}")>"Open its analysis"</a>
+                    " · " <a href=format!("{base}/dumps/{id}/download")>"download the dump"</a></p>
+                }
             })}
         </div>
     }

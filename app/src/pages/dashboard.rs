@@ -202,7 +202,8 @@ fn Services(services: Vec<ServiceVerdict>) -> impl IntoView {
 
 #[component]
 fn ContainerRow(c: ContainerInfo, many_hosts: bool, remote: bool) -> impl IntoView {
-    let href = format!("/containers/{}", c.name);
+    // A host reached through an agent: the page is the hub's, its data and captures the agent's.
+    let href = if remote { format!("/hosts/{}/containers/{}", c.host, c.name) } else { format!("/containers/{}", c.name) };
     let (host, data_host) = (c.host.clone(), c.host.clone());
     let working_set = c
         .memory
@@ -219,12 +220,7 @@ fn ContainerRow(c: ContainerInfo, many_hosts: bool, remote: bool) -> impl IntoVi
     view! {
         <tr data-name=data_name data-state=data_state data-host=data_host>
             {many_hosts.then(|| view! { <td class="host">{host}</td> })}
-            <td>{if remote {
-                // Its history and captures stay on its host's agent; the hub has its live values.
-                view! { <span class="name" title="live values from this host's agent">{name}</span> }.into_any()
-            } else {
-                view! { <a href=href class="name">{name}</a> }.into_any()
-            }}</td>
+            <td><a href=href class="name">{name}</a></td>
             <td class="image" title=image_title>{image}</td>
             <td>{compose}</td>
             <td><StateBadge state/></td>

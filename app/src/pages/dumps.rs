@@ -38,7 +38,7 @@ pub fn DumpsPage() -> impl IntoView {
         let q = query.read();
         DumpFilter { service: q.get("service"), container: q.get("container"), runtime: q.get("runtime") }.cleaned()
     });
-    let dumps = Resource::new(move || filter.get(), list_dumps);
+    let dumps = Resource::new(move || filter.get(), |f| list_dumps(f, None));
     view! {
         <Title text="Heap dumps"/>
         <section class="container-head">
@@ -82,6 +82,7 @@ pub fn DumpGroups(list: Vec<DumpInfo>, #[prop(optional)] empty_text: Option<&'st
             None => groups.push((d.service.clone(), vec![d])),
         }
     }
+    let base = crate::components::host_prefix();
     groups
         .into_iter()
         .map(|(service, dumps)| {
@@ -90,10 +91,10 @@ pub fn DumpGroups(list: Vec<DumpInfo>, #[prop(optional)] empty_text: Option<&'st
                 .enumerate()
                 .map(|(i, d)| {
                     // Newest first: the next row is the previous dump of this service.
-                    let previous = dumps.get(i + 1).map(|p| format!("/dumps/{}/diff/{}", p.id, d.id));
-                    let href = format!("/dumps/{}", d.id);
-                    let download = format!("/dumps/{}/download", d.id);
-                    let delete = format!("/dumps/{}/delete", d.id);
+                    let previous = dumps.get(i + 1).map(|p| format!("{base}/dumps/{}/diff/{}", p.id, d.id));
+                    let href = format!("{base}/dumps/{}", d.id);
+                    let download = format!("{base}/dumps/{}/download", d.id);
+                    let delete = format!("{base}/dumps/{}/delete", d.id);
                     view! {
                         <tr data-dump=d.id.clone()>
                             <td><a href=href.clone()>{utc(d.created_ms)}</a></td>
@@ -133,7 +134,8 @@ pub fn DumpPage() -> impl IntoView {
     let query = use_query_map();
     let id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let node = Memo::new(move |_| query.read().get("node"));
-    let page = Resource::new(move || (id.get(), node.get()), |(id, node)| get_dump(id, node));
+    let host = crate::components::provide_host(params.read_untracked().get("host"));
+    let page = Resource::new(move || (id.get(), node.get()), move |(id, node)| get_dump(id, node, host.clone()));
     view! {
         <Title text="Heap dump analysis"/>
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
@@ -171,10 +173,10 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
                 })}
             </div>
             <p class="actions">
-                <a href=format!("/dumps/{}/download", info.id)>{download_label(&info.format)}</a>
+                <a href=format!("{}/dumps/{}/download", crate::components::host_prefix(), info.id)>{download_label(&info.format)}</a>
                 {opens_in(&info.format)} " · "
-                <a href=format!("/api/v1/dumps/{}/analysis", info.id)>"JSON"</a>
-                {info.container_name.is_some().then(|| view! {
+                <a href=format!("{}/api/v1/dumps/{}/analysis", crate::components::host_prefix(), info.id)>"JSON"</a>
+                {(info.container_name.is_some() && crate::components::on_host().is_none()).then(|| view! {
                     " · " <a href=format!("/reports/new?dumps={}", info.id) rel="external" id="report-from-dump">"Create report"</a>
                 })}
             </p>
@@ -271,7 +273,7 @@ fn AnalysisView(
         .map(|o| {
             // The earlier dump goes first, so the diff reads as growth.
             let (before, after) = if o.created_ms <= created_ms { (o.id.clone(), id.clone()) } else { (id.clone(), o.id.clone()) };
-            view! { <li><a href=format!("/dumps/{before}/diff/{after}")>{format!("diff with {}", utc(o.created_ms))}</a></li> }
+            view! { <li><a href=format!("{}/dumps/{before}/diff/{after}", crate::components::host_prefix())>{format!("diff with {}", utc(o.created_ms))}</a></li> }
         })
         .collect_view();
 
@@ -494,7 +496,8 @@ fn tree_link(object_id: &str, title: String, place: [f64; 4]) -> impl IntoView {
 fn FlameGraph(frames: Vec<leakscope_model::flame::FlameFrame>, dump_id: String, total: u64) -> impl IntoView {
     use leakscope_model::flame::{ROW, WIDTH};
     let height = frames.iter().map(|f| f.depth + 1).max().unwrap_or(1) * ROW;
-    let src = |theme: &str| format!("/dumps/{dump_id}/flame.svg?theme={theme}");
+    let base = crate::components::host_prefix();
+    let src = |theme: &str| format!("{base}/dumps/{dump_id}/flame.svg?theme={theme}");
     let links = frames
         .iter()
         .map(|f| {
@@ -570,7 +573,8 @@ fn Treemap(analysis: Analysis, dump_id: String, node: Option<String>, total: u64
         return None;
     }
     let query = node.as_deref().map(|n| format!("node={n}&")).unwrap_or_default();
-    let src = |theme: &str| format!("/dumps/{dump_id}/treemap.svg?{query}theme={theme}");
+    let base = crate::components::host_prefix();
+    let src = |theme: &str| format!("{base}/dumps/{dump_id}/treemap.svg?{query}theme={theme}");
     let links = blocks
         .iter()
         .map(|b| {
@@ -602,7 +606,8 @@ pub fn DiffPage() -> impl IntoView {
         let p = params.read();
         (p.get("a").unwrap_or_default(), p.get("b").unwrap_or_default())
     });
-    let diff = Resource::new(move || ids.get(), |(a, b)| get_diff(a, b));
+    let host = crate::components::provide_host(params.read_untracked().get("host"));
+    let diff = Resource::new(move || ids.get(), move |(a, b)| get_diff(a, b, host.clone()));
     view! {
         <Title text="Heap dump diff"/>
         <Suspense fallback=|| view! { <p class="muted">"Comparing…"</p> }>
@@ -610,7 +615,9 @@ pub fn DiffPage() -> impl IntoView {
                 Ok(d) => {
                     let (a, b) = ids.get();
                     view! {
-                        <p class="actions"><a href=format!("/reports/new?dumps={a},{b}") rel="external" id="report-from-diff">"Create report with both dumps"</a></p>
+                        {crate::components::on_host().is_none().then(|| view! {
+                            <p class="actions"><a href=format!("/reports/new?dumps={a},{b}") rel="external" id="report-from-diff">"Create report with both dumps"</a></p>
+                        })}
                         <DiffView diff=d/>
                     }.into_any()
                 }

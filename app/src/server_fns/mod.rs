@@ -21,7 +21,10 @@ pub async fn get_overview() -> Result<Overview, ServerFnError> {
 
 /// One container, live or from history. `Ok(None)` when Leakscope never saw it.
 #[server(input = GetUrl)]
-pub async fn get_container(name: String) -> Result<Option<ContainerDetail>, ServerFnError> {
+pub async fn get_container(name: String, host: Option<String>) -> Result<Option<ContainerDetail>, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetContainer { name: name.clone(), host: None }).await {
+        return answer;
+    }
     match engine()?.container(&name).await {
         Ok(detail) => Ok(Some(detail)),
         Err(leakscope_engine::EngineError::UnknownContainer(_)) => {
@@ -36,7 +39,10 @@ pub async fn get_container(name: String) -> Result<Option<ContainerDetail>, Serv
 
 /// Every dump, newest first, narrowed by service, container and runtime.
 #[server(input = GetUrl)]
-pub async fn list_dumps(filter: DumpFilter) -> Result<Vec<leakscope_model::dumps::DumpInfo>, ServerFnError> {
+pub async fn list_dumps(filter: DumpFilter, host: Option<String>) -> Result<Vec<leakscope_model::dumps::DumpInfo>, ServerFnError> {
+    if let Some(answer) = on_host(&host, ListDumps { filter: filter.clone(), host: None }).await {
+        return answer;
+    }
     engine()?.dumps(filter).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
@@ -50,7 +56,10 @@ pub async fn get_api_reference() -> Result<leakscope_model::api_doc::ApiReferenc
 
 /// A capture job by id, else the latest one for the container (`None` when there is none).
 #[server(input = GetUrl)]
-pub async fn get_capture(container: String, job_id: Option<String>) -> Result<Option<CaptureJob>, ServerFnError> {
+pub async fn get_capture(container: String, job_id: Option<String>, host: Option<String>) -> Result<Option<CaptureJob>, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetCapture { container: container.clone(), job_id: job_id.clone(), host: None }).await {
+        return answer;
+    }
     let engine = engine()?;
     Ok(match job_id.filter(|j| !j.is_empty()) {
         Some(id) => engine.capture_job(&id),
@@ -73,7 +82,10 @@ pub struct DumpPage {
 }
 
 #[server(input = GetUrl)]
-pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPage>, ServerFnError> {
+pub async fn get_dump(id: String, node: Option<String>, host: Option<String>) -> Result<Option<DumpPage>, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetDump { id: id.clone(), node: node.clone(), host: None }).await {
+        return answer;
+    }
     let engine = engine()?;
     let info = match engine.dump(&id).await {
         Ok(info) => info,
@@ -110,13 +122,19 @@ pub async fn get_dump(id: String, node: Option<String>) -> Result<Option<DumpPag
 }
 
 #[server(input = GetUrl)]
-pub async fn get_diff(before: String, after: String) -> Result<leakscope_model::analysis::HeapDiff, ServerFnError> {
+pub async fn get_diff(before: String, after: String, host: Option<String>) -> Result<leakscope_model::analysis::HeapDiff, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetDiff { before: before.clone(), after: after.clone(), host: None }).await {
+        return answer;
+    }
     engine()?.dump_diff(&before, &after).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 /// A container's lifecycle events of the last 7 days, newest first (at most 50).
 #[server(input = GetUrl)]
-pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEvent>, ServerFnError> {
+pub async fn get_events(name: String, host: Option<String>) -> Result<Vec<leakscope_model::ContainerEvent>, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetEvents { name: name.clone(), host: None }).await {
+        return answer;
+    }
     let now = leakscope_engine::now_ms();
     let mut events = engine()?
         .events(&name, now - 7 * 86_400_000, now + 1)
@@ -130,13 +148,19 @@ pub async fn get_events(name: String) -> Result<Vec<leakscope_model::ContainerEv
 
 /// A suggested memory limit from the observed working set (`None` with under an hour of history).
 #[server(input = GetUrl)]
-pub async fn get_limit_advice(name: String) -> Result<Option<leakscope_model::LimitAdvice>, ServerFnError> {
+pub async fn get_limit_advice(name: String, host: Option<String>) -> Result<Option<leakscope_model::LimitAdvice>, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetLimitAdvice { name: name.clone(), host: None }).await {
+        return answer;
+    }
     engine()?.limit_advice(&name).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 /// Log lines of the minute around `at` (Unix ms), at most 500.
 #[server(input = GetUrl)]
-pub async fn get_logs(name: String, at: i64) -> Result<leakscope_model::LogExcerpt, ServerFnError> {
+pub async fn get_logs(name: String, at: i64, host: Option<String>) -> Result<leakscope_model::LogExcerpt, ServerFnError> {
+    if let Some(answer) = on_host(&host, GetLogs { name: name.clone(), at, host: None }).await {
+        return answer;
+    }
     engine()?.logs(&name, at - 30_000, at + 30_000, 500).await.map_err(|e| ServerFnError::new(e.to_string()))
 }
 
@@ -187,6 +211,68 @@ fn no_store() {
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
         response.insert_header(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     }
+}
+
+/// Hosts reached through an agent: the hub forwards a server function's call to the agent's
+/// own copy of it (the same route, arguments and answer), so pages work alike on every host.
+#[cfg(feature = "ssr")]
+pub trait RemoteHosts: Send + Sync {
+    /// Whether `host` is reached through an agent rather than this server's own engine.
+    fn is_remote(&self, host: &str) -> bool;
+    /// GET `uri` on `host`'s app as `principal`: the status and the whole body.
+    fn get(&self, host: &str, uri: String, principal: leakscope_access::Principal) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(u16, Vec<u8>), String>> + Send>>;
+}
+
+/// Another host's answers during one request (see `on_host`); the server provides one per request.
+#[cfg(feature = "ssr")]
+#[derive(Clone, Default)]
+pub struct HostAnswers(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u16, Vec<u8>)>>>);
+
+#[cfg(feature = "ssr")]
+fn lock_answers(answers: &HostAnswers) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u16, Vec<u8>)>> {
+    answers.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `Some(answer)` when `host` is another host's: the same call, answered there.
+#[cfg(feature = "ssr")]
+async fn on_host<S, T>(host: &Option<String>, call: S) -> Option<Result<T, ServerFnError>>
+where
+    S: leptos::server_fn::ServerFn + serde::Serialize,
+    T: serde::de::DeserializeOwned,
+{
+    let host = host.as_deref().filter(|h| !h.is_empty())?;
+    let remote = use_context::<std::sync::Arc<dyn RemoteHosts>>()?;
+    if !remote.is_remote(host) {
+        return None;
+    }
+    Some(
+        async {
+            let principal = principal().ok_or_else(|| ServerFnError::new("sign in first"))?;
+            let query = serde_qs::to_string(&call).map_err(|e| ServerFnError::new(e.to_string()))?;
+            let uri = format!("{}?{query}", S::PATH);
+            // A page's render runs its server functions again once their first answers are in
+            // (resources inside a resolved `Suspense` are made anew): the second time they must
+            // answer at once, as local ones do, or the render never settles.
+            let answers = use_context::<HostAnswers>().unwrap_or_default();
+            let key = format!("{host} {uri}");
+            let cached = lock_answers(&answers).get(&key).cloned();
+            let (status, body) = match cached {
+                Some(answer) => answer,
+                None => {
+                    let answer = remote.get(host, uri, principal).await.map_err(ServerFnError::new)?;
+                    lock_answers(&answers).insert(key, answer.clone());
+                    answer
+                }
+            };
+            if status == 404 {
+                set_status(http::StatusCode::NOT_FOUND);
+            } else if status >= 400 {
+                return Err(ServerFnError::new(format!("host {host}: {}", String::from_utf8_lossy(&body))));
+            }
+            serde_json::from_slice(&body).map_err(|e| ServerFnError::new(format!("host {host} answered in a form this server does not read: {e}")))
+        }
+        .await,
+    )
 }
 
 #[cfg(feature = "ssr")]

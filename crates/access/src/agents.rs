@@ -52,12 +52,22 @@ pub struct AgentPrincipal {
     pub name: String,
 }
 
+/// Host names go into URLs (`/hosts/<name>/…`) and metric labels: a DNS-like name.
+fn check_host_name(name: &str) -> Result<(), AccessError> {
+    let fine = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if fine {
+        Ok(())
+    } else {
+        Err(AccessError::Invalid(format!("{name:?} is not a host name: 1 to 64 letters, digits, '.', '-' or '_'")))
+    }
+}
+
 impl AccessStore {
     /// A one-time enrollment token (`lse_…`), valid a day. `name`: the host's display name, else the agent's choice.
     pub fn create_enrollment(&self, name: Option<&str>, created_by: Option<&str>, now_ms: i64) -> Result<String, AccessError> {
         let name = name.map(str::trim).filter(|n| !n.is_empty());
-        if name.is_some_and(|n| n.len() > 64) {
-            return Err(AccessError::Invalid("a host name is at most 64 characters".into()));
+        if let Some(name) = name {
+            check_host_name(name)?;
         }
         let secret = new_secret("lse_")?;
         self.conn.execute(
@@ -91,8 +101,14 @@ impl AccessStore {
             Some((id, name, _, None)) => (id, name),
         };
         let name = given_name.unwrap_or_else(|| name.trim().to_string());
-        if name.is_empty() || name.len() > 64 {
-            return Err(AccessError::Invalid("a host name is 1 to 64 characters".into()));
+        check_host_name(&name)?;
+        let taken: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM agents WHERE name = ?1 AND host_id <> ?2 AND revoked_ms IS NULL)",
+            params![name, host_id],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(AccessError::Invalid(format!("another host's agent is called {name}: give this one another name (--name, or with its token)")));
         }
         let credential = new_secret("lsa_")?;
         let tx = self.conn.unchecked_transaction()?;
@@ -171,5 +187,20 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert_eq!(listed[1].last_seen_ms, Some(6_000));
         assert_eq!(listed[1].revoked_ms, Some(7_000));
+    }
+
+    #[test]
+    fn host_names_fit_in_urls_and_are_not_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AccessStore::open(&dir.path().join("leakscope.db")).unwrap();
+        assert!(store.create_enrollment(Some("a/b"), None, 0).is_err());
+        let first = store.create_enrollment(None, None, 0).unwrap();
+        assert!(store.enroll_agent(&first, "h1", "has space", 1).unwrap_err().to_string().contains("not a host name"));
+        store.enroll_agent(&first, "h1", "edge-1", 1).unwrap();
+        let second = store.create_enrollment(None, None, 0).unwrap();
+        let taken = store.enroll_agent(&second, "h2", "edge-1", 2).unwrap_err();
+        assert!(taken.to_string().contains("another host's agent"), "{taken}");
+        // The token was not spent on the refusal.
+        store.enroll_agent(&second, "h2", "edge-2", 3).unwrap();
     }
 }

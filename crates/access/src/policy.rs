@@ -14,7 +14,11 @@ pub enum Access {
 /// The access a request needs, from its method and path.
 pub fn required_access(method: &str, path: &str) -> Access {
     let reading = matches!(method, "GET" | "HEAD" | "OPTIONS");
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // `/hosts/<host>/…` is the same route on another host: the same role is needed.
+    if segments.len() > 2 && segments[0] == "hosts" {
+        segments.drain(..2);
+    }
     let public = matches!(segments.as_slice(), ["login"] | ["setup", _] | ["r", ..] | ["pkg", ..])
         || matches!(path, "/favicon.svg" | "/favicon.ico" | "/robots.txt");
     if public && (reading || matches!(segments.as_slice(), ["login"] | ["setup", _])) {
@@ -85,6 +89,12 @@ mod tests {
             ("POST", "/api/v1/agents/enrollments", Needs(Role::Admin)),
             ("DELETE", "/api/v1/agents/4", Needs(Role::Admin)),
             ("POST", "/logout", Needs(Role::Viewer)),
+            ("GET", "/hosts/edge-1/dumps/abc/download", Needs(Role::Operator)),
+            ("GET", "/hosts/edge-1/api/v1/dumps/abc/download", Needs(Role::Operator)),
+            ("GET", "/hosts/edge-1/containers/web", Needs(Role::Viewer)),
+            ("POST", "/hosts/edge-1/containers/web/capture", Needs(Role::Operator)),
+            ("GET", "/hosts/edge-1/admin", Needs(Role::Admin)),
+            ("GET", "/hosts/edge-1/pkg/leakscope.wasm", Public),
         ];
         for (method, path, want) in cases {
             assert_eq!(required_access(method, path), want, "{method} {path}");

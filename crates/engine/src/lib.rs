@@ -303,6 +303,11 @@ impl Engine {
         entry.connected = connected;
     }
 
+    /// Whether `host` is reached through an agent (connected or not), not this engine.
+    pub fn is_remote_host(&self, host: &str) -> bool {
+        read(&self.inner.remote).contains_key(host)
+    }
+
     /// A revoked agent's host leaves the overview.
     pub fn remove_remote_host(&self, host: &str) {
         write(&self.inner.remote).remove(host);
