@@ -398,3 +398,132 @@ fn an_agent_behind_a_cut_link_is_shown_disconnected_and_its_history_has_no_gap_o
     drop(agent);
     let _ = std::fs::remove_dir_all(&agent_dir);
 }
+
+/// A second Docker engine on this machine: its own socket, data root, exec root, pid file and
+/// containerd, in a network namespace of its own (in ours, `--bridge=none` would delete the first
+/// engine's `docker0`).
+struct SecondEngine {
+    child: Child,
+    dir: PathBuf,
+    netns: String,
+    host: String,
+}
+
+impl SecondEngine {
+    fn start(image: &str) -> SecondEngine {
+        let dir = std::env::temp_dir().join(end2end::unique_name("dockerd"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+        let netns = end2end::unique_name("lsd");
+        let out = Command::new("ip").args(["netns", "add", &netns]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let host = format!("unix://{}/docker.sock", dir.display());
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/var/run/netns/{netns}"))
+            .args(["dockerd", "-H", &host, "--bridge=none", "--iptables=false", "--containerd-namespace", "lstest2", "--containerd-plugins-namespace", "lstest2-plugins"])
+            .args(["--data-root", dir.join("root").to_str().unwrap(), "--exec-root", dir.join("exec").to_str().unwrap()])
+            .args(["--pidfile", dir.join("docker.pid").to_str().unwrap(), "--config-file", dir.join("daemon.json").to_str().unwrap()])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let engine = SecondEngine { child, dir, netns, host };
+        let started = Instant::now();
+        while !engine.docker(&["info"]).status.success() {
+            assert!(started.elapsed() < Duration::from_secs(60), "the second dockerd did not start:\n{}", std::fs::read_to_string(engine.dir.join("dockerd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // Images move between engines as archives.
+        let saved = Command::new("docker").args(["save", image]).output().unwrap();
+        assert!(saved.status.success());
+        let mut load = Command::new("docker").args(["-H", &engine.host, "load"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        std::io::Write::write_all(&mut load.stdin.take().unwrap(), &saved.stdout).unwrap();
+        assert!(load.wait().unwrap().success());
+        engine
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker").arg("-H").arg(&self.host).args(args).output().unwrap()
+    }
+}
+
+impl SecondEngine {
+    /// Stops the engine (SIGTERM: it stops its containers and unmounts their layers first).
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let started = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SecondEngine {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let listed = self.docker(&["ps", "-aq"]);
+            for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        self.stop();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn serve_watches_a_second_engine_directly_and_browses_and_captures_there() {
+    let image = end2end::busybox_image();
+    let mut second = SecondEngine::start(&image);
+    let name = end2end::unique_name("second");
+    let run = second.docker(&["run", "-d", "--name", &name, "--network", "none", "-m", "48m", &image, "sleep", "600"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let own = TestContainer::run("first-engine", &["-m", "32m"], &["sleep", "600"]);
+    let hub = Server::start(&["--docker-host", "unix:///var/run/docker.sock", "--docker-host", &format!("second={}", second.host)], &[]);
+
+    // Both engines' containers, each with its host; the second engine is listed as reached directly.
+    hub.wait_until(Duration::from_secs(60), "the second engine's container is listed with memory", || {
+        let (_, list) = hub.get_json("/api/v1/containers?host=second");
+        list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["limit_bytes"] == 48 << 20 && !x["memory"].is_null())
+    });
+    let (_, list) = hub.get_json("/api/v1/containers");
+    let first = list.as_array().unwrap().iter().find(|x| x["name"] == own.name.as_str()).expect("the first engine's container is listed");
+    assert_ne!(first["host"], "second", "{first}");
+    assert!(!list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["host"] != "second"), "the second engine's container shows under another host");
+    let (_, hosts) = hub.get_json("/api/v1/hosts");
+    let direct = hosts.as_array().unwrap().iter().find(|h| h["name"] == "second").cloned().unwrap_or_default();
+    assert_eq!((direct["via"].as_str(), direct["connected"].as_bool()), (Some("direct"), Some(true)), "{hosts}");
+
+    // Its page, chart and a capture: done on its own engine, stored in its own store.
+    let (status, page) = hub.get(&format!("/hosts/second/containers/{name}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"container-host\">second<"), "the page does not say its host");
+    let (status, chart) = hub.get(&format!("/hosts/second/containers/{name}/memory.svg?range=1h"));
+    assert!(status == 200 && chart.contains("<svg"), "{status} {chart}");
+    let (status, started) = hub.post_json(&format!("/api/v1/containers/{name}/dumps?host=second"), r#"{"kind":"memory-map"}"#);
+    assert_eq!(status, 202, "{started}");
+    let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
+    let state = wait_remote_job(&hub, &job, "second");
+    assert_eq!(state["state"], "done", "{state}");
+    let dump = state["dump_id"].as_str().unwrap();
+    let stored = std::fs::read_dir(hub.data_dir.join("hosts/second/dumps")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(dump));
+    assert!(stored, "the dump is not in the second host's store");
+    let (status, page) = hub.get(&format!("/hosts/second/dumps/{dump}"));
+    assert_eq!(status, 200, "{page}");
+
+    // The second engine stops: its host is disconnected and its containers stale, not gone.
+    second.stop();
+    hub.wait_until(Duration::from_secs(30), "the stopped engine's container is stale", || {
+        let (_, list) = hub.get_json("/api/v1/containers?host=second");
+        list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["state"] == "stale")
+    });
+    let (_, hosts) = hub.get_json("/api/v1/hosts");
+    assert!(hosts.as_array().unwrap().iter().any(|h| h["name"] == "second" && h["connected"] == false), "{hosts}");
+}

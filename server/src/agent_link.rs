@@ -103,6 +103,8 @@ pub struct AgentHub {
     /// Requests forwarded to agents and not yet answered in full (see `tunnel.rs`).
     pub(crate) pending: Mutex<HashMap<u64, crate::tunnel::Pending>>,
     pub(crate) calls: std::sync::atomic::AtomicU64,
+    /// Engines `serve` reaches directly besides its own (see `direct_hosts.rs`).
+    pub(crate) direct: Mutex<Vec<(String, leakscope_engine::Engine)>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,10 +112,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AgentHub {
-    /// Hosts reached through agents: every enrolled, unrevoked one, connected or not.
+    /// Hosts reached directly besides this server's own, and through agents: every enrolled,
+    /// unrevoked one, connected or not.
     pub fn hosts(&self, agents: &[AgentInfo]) -> Vec<HostInfo> {
+        let mut hosts: Vec<HostInfo> = lock(&self.direct)
+            .iter()
+            .map(|(name, engine)| {
+                let status = engine.status();
+                HostInfo { name: name.clone(), connected: status.connected, last_seen_ms: status.last_seen_ms, via: "direct".into(), address: status.address }
+            })
+            .collect();
         let connected = lock(&self.connected);
-        agents
+        hosts.extend(agents
             .iter()
             .filter(|a| a.revoked_ms.is_none())
             .map(|a| {
@@ -125,8 +135,8 @@ impl AgentHub {
                     via: "agent".into(),
                     address: live.map(|c| c.engine.address.clone()).unwrap_or_default(),
                 }
-            })
-            .collect()
+            }));
+        hosts
     }
 
     pub fn revoke(&self, id: i64) {

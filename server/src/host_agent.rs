@@ -59,7 +59,7 @@ pub async fn run(args: AgentArgs) -> Result<(), String> {
         tracing::warn!(agent = %missing.display(), "capture helper not found: captures on this host from images without jcmd will fail");
     }
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
-    let app = own_app(&args.data_dir, &site, &engine)?;
+    let app = crate::tunnel::host_app(&args.data_dir, &site, &engine)?;
     let url = connect_url(&args.hub)?;
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -85,26 +85,6 @@ enum Ended {
     Lost(String),
     /// Was connected, then lost.
     WasUp(String),
-}
-
-/// This host's own copy of the app, answering the hub's requests for this host (never on a port).
-fn own_app(data_dir: &Path, site: &Path, engine: &Engine) -> Result<axum::Router, String> {
-    let leptos_options = leptos::prelude::LeptosOptions::builder()
-        .output_name("leakscope")
-        .site_root(site.display().to_string())
-        .site_pkg_dir("pkg")
-        .build();
-    let access = leakscope_access::AccessState::open(data_dir, false).map_err(|e| e.to_string())?;
-    // Notifications about this host are the hub's: this one is never started.
-    let config = leakscope_notify::NotifierConfig {
-        public_url: String::new(),
-        rules: leakscope_notify::Rules { limit_share: 0.9, repeat_ms: 3_600_000 },
-        per_minute: 20,
-    };
-    let notifier = leakscope_notify::Notifier::open(&data_dir.join("leakscope.db"), config, std::sync::Arc::new(|_: &str, _: &str, _: &str, _: &str| {}))
-        .map_err(|e| e.to_string())?;
-    let state = crate::web::AppState { leptos_options, engine: engine.clone(), access, notifier, hub: Default::default() };
-    Ok(crate::serve::router(state, crate::serve::Door::Hub))
 }
 
 async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Router) -> Ended {

@@ -15,6 +15,7 @@ mod memory;
 mod metrics_api;
 mod openapi;
 mod detect;
+mod direct_hosts;
 mod host_agent;
 mod hub;
 mod dumps_api;
@@ -74,9 +75,10 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// `[NAME=]URL`: the Docker engine's address (defaults to DOCKER_HOST, then the local socket)
-    /// and the host's display name (defaults to the engine's own host name).
+    /// and the host's display name (defaults to the engine's own host name). Repeatable: every
+    /// further engine is watched directly too (for hosts where no agent may be installed).
     #[arg(long, env = "LEAKSCOPE_DOCKER_HOST")]
-    pub docker_host: Option<String>,
+    pub docker_host: Vec<String>,
     /// How often every container's memory is sampled.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub interval: Duration,

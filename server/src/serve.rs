@@ -43,7 +43,7 @@ pub fn use_capture_helpers(config: &mut EngineConfig, explicit: Option<PathBuf>,
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = EngineConfig::new(&args.data_dir);
-    if let Some(value) = &args.docker_host {
+    if let Some(value) = args.docker_host.first() {
         let (name, address) = leakscope_engine::docker::split_named_address(value);
         config.host_name = name;
         config.docker_host = Some(address);
@@ -60,8 +60,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(missing) = use_capture_helpers(&mut config, args.agent.clone(), &site) {
         tracing::warn!(agent = %missing.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
     }
+    let direct_config = config.clone();
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
     crate::memory::spawn_trimmer();
+    let hub: std::sync::Arc<crate::agent_link::AgentHub> = Default::default();
+    crate::direct_hosts::start(&hub, &engine, &args.docker_host[args.docker_host.len().min(1)..], &direct_config, &args.data_dir, &site).await?;
 
     if !site.join("pkg").join("leakscope.js").is_file() {
         tracing::warn!(site = %site.display(), "UI bundle not found: pages render but do not hydrate; build it with `./dev build`");
@@ -78,7 +81,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
     }
     let notifier = open_notifier(&args, &engine, &access)?;
-    let app = router(AppState { leptos_options, engine, access, notifier, hub: Default::default() }, Door::Users);
+    let app = router(AppState { leptos_options, engine, access, notifier, hub }, Door::Users);
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await

@@ -272,6 +272,27 @@ impl Drop for TunnelBody {
     }
 }
 
+/// A host's own copy of the app, answering the hub's requests for that host (never on a port):
+/// an agent's, or one for an engine `serve` reaches directly.
+pub fn host_app(data_dir: &std::path::Path, site: &std::path::Path, engine: &leakscope_engine::Engine) -> Result<axum::Router, String> {
+    let leptos_options = leptos::prelude::LeptosOptions::builder()
+        .output_name("leakscope")
+        .site_root(site.display().to_string())
+        .site_pkg_dir("pkg")
+        .build();
+    let access = leakscope_access::AccessState::open(data_dir, false).map_err(|e| e.to_string())?;
+    // Notifications about this host are the hub's: this one is never started.
+    let config = leakscope_notify::NotifierConfig {
+        public_url: String::new(),
+        rules: leakscope_notify::Rules { limit_share: 0.9, repeat_ms: 3_600_000 },
+        per_minute: 20,
+    };
+    let notifier = leakscope_notify::Notifier::open(&data_dir.join("leakscope.db"), config, std::sync::Arc::new(|_: &str, _: &str, _: &str, _: &str| {}))
+        .map_err(|e| e.to_string())?;
+    let state = crate::web::AppState { leptos_options, engine: engine.clone(), access, notifier, hub: Default::default() };
+    Ok(crate::serve::router(state, crate::serve::Door::Hub))
+}
+
 /// The agent's side: answers the hub's requests with its own app, one task per request.
 pub struct AgentSide {
     app: axum::Router,
