@@ -344,9 +344,14 @@ impl Server {
 
     /// Waits (up to two minutes) until a capture job ends; returns its last state.
     pub fn wait_job(&self, job: &str) -> serde_json::Value {
+        self.wait_job_at(&format!("/api/v1/jobs/{job}"))
+    }
+
+    /// `wait_job` on the job's URL as given (e.g. with `?host=` for another host's job).
+    pub fn wait_job_at(&self, url: &str) -> serde_json::Value {
         let started = Instant::now();
         loop {
-            let (status, state) = self.get_json(&format!("/api/v1/jobs/{job}"));
+            let (status, state) = self.get_json(url);
             assert_eq!(status, 200, "{state}");
             if state["state"] != "running" {
                 return state;

@@ -226,18 +226,9 @@ fn sha256(bytes: &[u8]) -> String {
     String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
-/// Waits for a job on an agent's host to end; its last state.
+/// Waits for a job on another host to end; its last state.
 fn wait_remote_job(hub: &Server, job: &str, host: &str) -> serde_json::Value {
-    let started = Instant::now();
-    loop {
-        let (status, state) = hub.get_json(&format!("/api/v1/jobs/{job}?host={host}"));
-        assert_eq!(status, 200, "{state}");
-        if state["state"] != "running" {
-            return state;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "job still running: {state}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    hub.wait_job_at(&format!("/api/v1/jobs/{job}?host={host}"))
 }
 
 #[test]
