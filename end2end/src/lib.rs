@@ -325,9 +325,14 @@ impl Server {
     /// Starts (or joins) a capture and returns its job id.
     /// A dump's analysis, once ready (up to two minutes).
     pub fn wait_analysis(&self, dump_id: &str) -> serde_json::Value {
+        self.wait_analysis_at(&format!("/api/v1/dumps/{dump_id}/analysis"))
+    }
+
+    /// `wait_analysis` on the analysis's URL as given (e.g. with `?host=` for another host's dump).
+    pub fn wait_analysis_at(&self, url: &str) -> serde_json::Value {
         let started = Instant::now();
         loop {
-            let (status, analysis) = self.get_json(&format!("/api/v1/dumps/{dump_id}/analysis"));
+            let (status, analysis) = self.get_json(url);
             if status == 200 {
                 return analysis;
             }

@@ -276,17 +276,7 @@ fn an_agents_host_is_browsed_captured_and_analysed_through_the_hub_while_its_dum
     assert!(stored_on(&agent_dir), "the dump is not on the agent's host");
     assert!(!stored_on(&hub.data_dir), "the dump crossed to the hub");
     assert_eq!(hub.get(&format!("/api/v1/dumps/{dump}")).0, 404, "the hub's own store has the dump");
-    let analysis = {
-        let started = Instant::now();
-        loop {
-            let (status, analysis) = hub.get_json(&format!("/api/v1/dumps/{dump}/analysis?host=far-1"));
-            if status == 200 {
-                break analysis;
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "analysis not ready: {analysis}");
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    };
+    let analysis = hub.wait_analysis_at(&format!("/api/v1/dumps/{dump}/analysis?host=far-1"));
     assert!(analysis["histogram"].as_array().unwrap().iter().any(|h| h["class"] == "[heap] (malloc's main arena)"), "{analysis}");
     let (status, page) = hub.get(&format!("/hosts/far-1/dumps/{dump}"));
     assert_eq!(status, 200, "{page}");
