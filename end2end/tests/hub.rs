@@ -264,6 +264,9 @@ fn an_agents_host_is_browsed_captured_and_analysed_through_the_hub_while_its_dum
     assert_eq!(status, 404, "{missing}");
     let (status, _) = hub.get(&format!("/hosts/nowhere/containers/{name}/memory.svg"));
     assert_eq!(status, 404);
+    let (status, why) = hub.get(&format!("/api/v1/containers/{name}/memory?host=nowhere&range=1h"));
+    assert_eq!(status, 404, "{why}");
+    assert!(why.contains("no host named nowhere"), "{why}");
 
     // A capture through the hub runs on the agent's host; the dump is stored and analysed there.
     let (status, started) = hub.post_json(&format!("/api/v1/containers/{name}/dumps?host=far-1"), r#"{"kind":"memory-map"}"#);

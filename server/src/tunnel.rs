@@ -88,14 +88,13 @@ pub async fn forward_to_agents(State(state): State<AppState>, request: Request, 
     };
     let prefixed = request.uri().path().starts_with("/hosts/");
     if !state.engine.is_remote_host(&host) {
-        if prefixed && host == state.engine.host_name() {
-            // This server's own host: the same route without the prefix.
-            return Redirect::temporary(&uri).into_response();
-        }
-        if prefixed {
+        if host != state.engine.host_name() {
             return HttpError(StatusCode::NOT_FOUND, format!("no host named {host}")).into_response();
         }
-        // `?host=` naming this server's own host (or none it knows): answered here.
+        // This server's own host: the same route without the prefix, or `?host=` answered here.
+        if prefixed {
+            return Redirect::temporary(&uri).into_response();
+        }
         return next.run(request).await;
     }
     let Some(principal) = request.extensions().get::<Principal>().cloned() else {
