@@ -1,6 +1,7 @@
 //! One-click heap snapshots of real CPython processes in real containers, with
-//! nothing installed in the image: Debian 12's python3.11, Debian 13's 3.13 and
-//! Debian 11's 3.9 (python3-minimal), as root and as a non-root user on a read-only root with two interpreters, a
+//! nothing installed in the image: Debian 12's python3.11, Debian 13's 3.13,
+//! Debian 11's 3.9 and Debian 14's 3.14 (python3-minimal; 3.14 through its
+//! remote-debugging interface, PEP 768), as root and as a non-root user on a read-only root with two interpreters, a
 //! request loop against the service during the capture, the diff of two
 //! captures by object id, and the failures (ptrace refused because a debugger
 //! holds the process, an interpreter busy in a C call past the timeout, the
@@ -251,15 +252,13 @@ fn refusals_waits_and_a_killed_container_say_why_store_nothing_and_leave_nothing
 }
 
 /// The python fixture (a module-level dict that nothing evicts) on another
-/// Debian's python3-minimal, with tracemalloc tracing from the start.
-fn fixture_on(image: &str, version: &str) {
+/// Debian's python3-minimal, with tracemalloc tracing from the start; `options`
+/// go to `docker run`. Returns the finished job.
+fn fixture_on(image: &str, version: &str, options: &[&str]) -> Value {
     let server = Server::start(&[], &[]);
-    let python = TestContainer::run_image(
-        &format!("pycap-{image}"),
-        &fixture_image(image),
-        &["-e", "LEAK_KIB_PER_SEC=400", "-e", "PYTHONTRACEMALLOC=1"],
-        &[],
-    );
+    let mut run = vec!["-e", "LEAK_KIB_PER_SEC=400", "-e", "PYTHONTRACEMALLOC=1"];
+    run.extend_from_slice(options);
+    let python = TestContainer::run_image(&format!("pycap-{image}"), &fixture_image(image), &run, &[]);
     wait_for_log(&python, "python-leak rate=");
     std::thread::sleep(Duration::from_secs(2));
     let state = server.wait_job(&server.capture_job(&python.name, ""));
@@ -275,15 +274,61 @@ fn fixture_on(image: &str, version: &str) {
     assert_eq!(top["file"], "/app/leak.py", "{}", analysis["allocation_sites"]);
     assert!(top["size_bytes"].as_u64().unwrap() > 100 << 10, "{top}");
     assert_nothing_left(&python, 1);
+    // The service goes on, and said nothing about us; no process of ours
+    // (such as the holder of a 3.14 script) is left in its PID namespace.
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &python.name]), "true");
+    let top = docker(&["top", &python.name]);
+    assert_eq!(top.lines().count(), 2, "processes besides the service: {top}");
+    let logs = all_logs(&python);
+    assert!(!logs.contains("Traceback") && !logs.contains("Error"), "the service printed: {logs}");
+    state
+}
+
+#[test]
+fn cpython_3_14_from_debian_14_is_captured_through_its_remote_debugging_interface() {
+    // As root: no thread is stopped (the job says so), no ptrace page is mapped.
+    let state = fixture_on("python314", "3.14", &[]);
+    let how = state["inspector"].as_str().unwrap();
+    assert!(how.contains("PEP 768") && how.contains("no thread was stopped"), "{state}");
+    // As a user without privileges on a read-only root: the walk is handed over
+    // as a file only that user can open, and nothing is written into the container.
+    let state = fixture_on("python314", "3.14", &["--user", "1000:1000", "--read-only"]);
+    assert!(state["inspector"].as_str().unwrap().contains("PEP 768"), "{state}");
+}
+
+#[test]
+fn cpython_3_14_started_with_remote_debugging_disabled_is_left_alone() {
+    let server = Server::start(&[], &[]);
+    let python = TestContainer::run_image(
+        "pycap-nodebug",
+        &fixture_image("python314"),
+        &["-e", "LEAK_KIB_PER_SEC=100", "-e", "PYTHON_DISABLE_REMOTE_DEBUG=1"],
+        &[],
+    );
+    wait_for_log(&python, "python-leak rate=");
+    let state = server.wait_job(&server.capture_job(&python.name, ""));
+    assert_eq!(state["state"], "failed", "{state}");
+    let error = state["error"].as_str().unwrap();
+    assert!(error.contains("remote debugging disabled") && error.contains("captured nothing"), "{error}");
+    assert!(server.get_json("/api/v1/dumps").1.as_array().unwrap().is_empty(), "a refused capture stored a dump");
+    assert_nothing_left(&python, 1);
+    let logs = all_logs(&python);
+    assert!(!logs.contains("Traceback") && !logs.contains("debugger script"), "the service saw our request: {logs}");
+}
+
+/// What the container printed on stdout and stderr.
+fn all_logs(container: &TestContainer) -> String {
+    let out = std::process::Command::new("docker").args(["logs", &container.name]).output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 #[test]
 fn cpython_3_13_from_debian_13_is_captured_too() {
-    fixture_on("python313", "3.13");
+    fixture_on("python313", "3.13", &[]);
 }
 
 #[test]
 fn cpython_3_9_from_debian_11_is_captured_too() {
     // 3.9 and 3.10 keep a real __dict__ per instance (no managed dicts).
-    fixture_on("python39", "3.9");
+    fixture_on("python39", "3.9", &[]);
 }

@@ -13,6 +13,21 @@ use tokio::sync::watch;
 
 /// An agent that says nothing for this long is taken for gone.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Sends one message on a hub–agent socket, or gives up after SILENCE_LIMIT:
+/// on a cut link a send blocks once the TCP buffer is full, and the loop that
+/// waits in it would never get to notice the silence.
+pub async fn send_within<S, M>(socket: &mut S, message: M) -> Result<(), String>
+where
+    S: futures::Sink<M> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    match tokio::time::timeout(SILENCE_LIMIT, futures::SinkExt::send(socket, message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("a message could not be sent within {} s: the link is gone", SILENCE_LIMIT.as_secs())),
+    }
+}
 /// Why the hub closes an agent's socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Closing {

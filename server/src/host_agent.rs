@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use leakscope_engine::{Engine, EngineConfig};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::agent_link::{AgentEngine, AgentMessage, HubMessage, REVOKED};
+use crate::agent_link::{send_within, AgentEngine, AgentMessage, HubMessage, REVOKED};
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {
@@ -105,7 +105,7 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
     };
     tracing::info!(hub = %url, "connected to the hub");
     let hello = AgentMessage::Hello { version: env!("CARGO_PKG_VERSION").into(), engine: engine_state(engine) };
-    if let Err(e) = socket.send(Message::Text(serde_json::to_string(&hello).unwrap_or_default().into())).await {
+    if let Err(e) = send_within(&mut socket, Message::Text(serde_json::to_string(&hello).unwrap_or_default().into())).await {
         return Ended::WasUp(e.to_string());
     }
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
@@ -116,7 +116,7 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
     loop {
         tokio::select! {
             Some(answer) = answers.recv() => {
-                if let Err(e) = socket.send(answer).await {
+                if let Err(e) = send_within(&mut socket, answer).await {
                     return Ended::WasUp(e.to_string());
                 }
             }
@@ -126,7 +126,7 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
                     return Ended::WasUp("the hub has been silent for 30 s".into());
                 }
                 let message = AgentMessage::Heartbeat { engine: engine_state(engine), containers: engine.overview().containers.clone() };
-                if let Err(e) = socket.send(Message::Text(serde_json::to_string(&message).unwrap_or_default().into())).await {
+                if let Err(e) = send_within(&mut socket, Message::Text(serde_json::to_string(&message).unwrap_or_default().into())).await {
                     return Ended::WasUp(e.to_string());
                 }
             }

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::agent_link::{lock, AgentEngine, AgentHub, AgentMessage, Closing, Connected, HubMessage, REVOKED, SILENCE_LIMIT};
+use crate::agent_link::{lock, send_within, AgentEngine, AgentHub, AgentMessage, Closing, Connected, HubMessage, REVOKED, SILENCE_LIMIT};
 use crate::web::{admin_back, AppState, HttpError, SharedAccess};
 
 const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
@@ -180,7 +180,7 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
                 if heard.elapsed() > SILENCE_LIMIT {
                     break "silent for 30 s";
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if send_within(&mut socket, Message::Ping(Default::default())).await.is_err() {
                     break "the socket failed";
                 }
             }
@@ -188,13 +188,13 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
                 let closing = *close_rx.borrow();
                 if changed.is_err() || closing != Closing::No {
                     let reason = if closing == Closing::Revoked { REVOKED } else { "replaced by a newer connection" };
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: reason.into() }))).await;
+                    let _ = send_within(&mut socket, Message::Close(Some(CloseFrame { code: 4001, reason: reason.into() }))).await;
                     break reason;
                 }
             }
             Some(message) = outgoing.recv() => {
                 let text = serde_json::to_string(&message).unwrap_or_default();
-                if socket.send(Message::Text(text.into())).await.is_err() {
+                if send_within(&mut socket, Message::Text(text.into())).await.is_err() {
                     break "the socket failed";
                 }
             }

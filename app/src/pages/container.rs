@@ -462,7 +462,10 @@ fn CapturePanel(
                 "while it is open, any process in that container could run code in node. For Python, Leakscope's helper runs "
                 "for a moment in a container beside this one with CAP_SYS_PTRACE only, stops the interpreter's main thread "
                 "for milliseconds to queue its walk of the heap (which then runs inside the interpreter and holds it while it "
-                "walks), and is removed again; while attached, it could run any code in the process. A memory map (any process) "
+                "walks), and is removed again; while attached, it could run any code in the process. On CPython 3.14 no thread "
+                "is stopped: the helper (also with CAP_SETUID/SETGID, to hand the walk over as the process's user) writes a "
+                "request into the interpreter through its remote-debugging interface (PEP 768), which runs the walk at its next "
+                "safe point; a process started with -X disable_remote_debug is left alone. A memory map (any process) "
                 "and a Go heap profile (from the program's own net/http/pprof on loopback) stop nothing. A core dump (any process, "
                 "for gdb; only when asked for) is written by the same helper beside the container with CAP_SYS_PTRACE: every "
                 "thread of the process is stopped while its memory is copied (about a second per GiB), then let go; it holds "
@@ -533,6 +536,7 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         "node-inspector" => "over node's inspector, with Leakscope's helper".to_string(),
         "node-client" => "over node's inspector, with Leakscope's script on the container's own node (/tmp is noexec)".to_string(),
         "python-walk" => "by Leakscope's walk inside the interpreter, queued through ptrace by the helper beside the container".to_string(),
+        "python-remote-debug" => "by Leakscope's walk inside the interpreter, handed to it through CPython's remote-debugging interface (PEP 768) by the helper beside the container; no thread is stopped".to_string(),
         "memory-map" => "as a memory map (/proc/<pid>/smaps, threads, open files) read by Leakscope's helper; nothing is stopped".to_string(),
         "core" => "as an ELF core dump for gdb, written by Leakscope's helper beside the container (ptrace; every thread stopped while its memory is copied)".to_string(),
         "go-pprof" => "as a heap profile from the program's own net/http/pprof (/debug/pprof/heap on loopback); nothing is stopped".to_string(),
@@ -547,7 +551,13 @@ fn CaptureStatus(job: CaptureJob, action: String) -> impl IntoView {
         .clone()
         .map(|i| {
             let ptrace = job.runtime.as_deref() == Some("python") || job.kind.as_deref() == Some("core");
-            let what = if ptrace { "ptrace: " } else { "Inspector: " };
+            let what = if job.recipe.as_deref() == Some("python-remote-debug") {
+                "Remote debugging: "
+            } else if ptrace {
+                "ptrace: "
+            } else {
+                "Inspector: "
+            };
             view! { <p class="muted" id="capture-inspector">{what} {i}</p> }
         });
     // Every process of the container with what can be captured of it (a button per kind).

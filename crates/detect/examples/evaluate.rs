@@ -14,7 +14,14 @@ fn main() {
     // `--trace FILE`: the detector's verdict minute by minute through one trace,
     // printed when it changes (and every 30 minutes).
     if let Some(file) = std::env::args().skip_while(|a| a != "--trace").nth(1) {
-        let trace = traces.iter().find(|t| t.file == file).expect("no such trace");
+        let name = Path::new(&file).file_name().and_then(|n| n.to_str()).unwrap_or(&file);
+        let Some(trace) = traces.iter().find(|t| t.file == name) else {
+            eprintln!("no trace named {name} in the corpus; it holds:");
+            for t in &traces {
+                eprintln!("  {}", t.file);
+            }
+            std::process::exit(2);
+        };
         let t0 = trace.samples[0].t;
         let last = trace.samples[trace.samples.len() - 1].t;
         let mut previous = None;

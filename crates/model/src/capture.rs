@@ -52,8 +52,10 @@ pub struct CaptureJob {
     pub kind: Option<String>,
     /// How the dump is taken: `jcmd`, `agent` (our static helper speaking
     /// HotSpot's attach protocol), `java-attach` (our jar on the container's
-    /// java), `node-inspector` (our helper on node's inspector) or
-    /// `node-client` (our script on the container's own node).
+    /// java), `node-inspector` (our helper on node's inspector),
+    /// `node-client` (our script on the container's own node), `python-walk`
+    /// (our walk queued through ptrace), `python-remote-debug` (our walk handed
+    /// over through CPython 3.14's PEP 768), `memory-map`, `core` or `go-pprof`.
     pub recipe: Option<String>,
     pub pid: Option<u32>,
     pub bytes_copied: u64,

@@ -40,38 +40,13 @@ impl Page {
 impl Symbols {
     /// From the ELF files mapped into the process (the executable, or libpython).
     pub fn find(pid: i32) -> Result<Symbols, String> {
-        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("reading the memory map of {pid}: {e}"))?;
-        let mut files: Vec<(PathBuf, u64)> = Vec::new();
-        for line in maps.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 6 || !f[5].starts_with('/') || u64::from_str_radix(f[2], 16) != Ok(0) {
-                continue;
-            }
-            let start = f[0].split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
-            let path = PathBuf::from(f[5]);
-            if !files.iter().any(|(p, _)| *p == path) {
-                files.push((path, start));
-            }
-        }
-        // libpython first when there is one; then the executable; then the rest.
-        files.sort_by_key(|(p, _)| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with("libpython") {
-                0
-            } else if name.starts_with("python") {
-                1
-            } else {
-                2
-            }
-        });
-        // /proc/PID/root: the target's own filesystem view, whatever ours is.
-        let read = |path: &PathBuf| std::fs::read(format!("/proc/{pid}/root{}", path.display())).or_else(|_| std::fs::read(path)).ok();
+        let files = mapped_files(pid)?;
         let python = files.iter().take(4).find_map(|(path, start)| {
-            let data = read(path)?;
+            let data = read_mapped(pid, path)?;
             Some((lookup(&data, *start, "Py_AddPendingCall")?, lookup(&data, *start, "PyRun_SimpleString")?))
         });
         let libc_first = files.iter().filter(|(p, _)| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libc") || n.starts_with("ld-musl")));
-        let shmdt = libc_first.chain(files.iter().take(2)).find_map(|(path, start)| lookup(&read(path)?, *start, "shmdt"));
+        let shmdt = libc_first.chain(files.iter().take(2)).find_map(|(path, start)| lookup(&read_mapped(pid, path)?, *start, "shmdt"));
         if let Some((add_pending_call, run_simple_string)) = python {
             return Ok(Symbols { add_pending_call, run_simple_string, shmdt });
         }
@@ -82,16 +57,66 @@ impl Symbols {
     }
 }
 
-/// A function's address in the process, from the ELF file mapped at `mapped_at`.
-fn lookup(data: &[u8], mapped_at: u64, name: &str) -> Option<u64> {
-    use object::{Object, ObjectSegment, ObjectSymbol};
-    let file = object::File::parse(data).ok()?;
+/// The ELF files mapped into the process with the address of their first
+/// mapping: libpython first when there is one, then the executable, then the rest.
+pub fn mapped_files(pid: i32) -> Result<Vec<(PathBuf, u64)>, String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| format!("reading the memory map of {pid}: {e}"))?;
+    let mut files: Vec<(PathBuf, u64)> = Vec::new();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || !f[5].starts_with('/') || u64::from_str_radix(f[2], 16) != Ok(0) {
+            continue;
+        }
+        let start = f[0].split('-').next().and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
+        let path = PathBuf::from(f[5]);
+        if !files.iter().any(|(p, _)| *p == path) {
+            files.push((path, start));
+        }
+    }
+    files.sort_by_key(|(p, _)| {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("libpython") {
+            0
+        } else if name.starts_with("python") {
+            1
+        } else {
+            2
+        }
+    });
+    Ok(files)
+}
+
+/// A mapped file's bytes, through /proc/PID/root: the target's own
+/// filesystem view, whatever ours is.
+pub fn read_mapped(pid: i32, path: &std::path::Path) -> Option<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/root{}", path.display())).or_else(|_| std::fs::read(path)).ok()
+}
+
+/// Where the ELF file mapped at `mapped_at` puts `address` (a link-time address) in the process.
+fn load_bias(file: &object::File, mapped_at: u64) -> Option<u64> {
+    use object::{Object, ObjectSegment};
     let lowest = file.segments().map(|s| s.address()).min()? & !0xfff;
-    let bias = mapped_at.wrapping_sub(lowest);
+    Some(mapped_at.wrapping_sub(lowest))
+}
+
+/// A function's address in the process, from the ELF file mapped at `mapped_at`.
+pub fn lookup(data: &[u8], mapped_at: u64, name: &str) -> Option<u64> {
+    use object::{Object, ObjectSymbol};
+    let file = object::File::parse(data).ok()?;
+    let bias = load_bias(&file, mapped_at)?;
     file.dynamic_symbols()
         .chain(file.symbols())
         .find(|s| s.name() == Ok(name) && s.address() != 0)
         .map(|s| s.address().wrapping_add(bias))
+}
+
+/// A section's address in the process, from the ELF file mapped at `mapped_at`.
+pub fn section_address(data: &[u8], mapped_at: u64, name: &str) -> Option<u64> {
+    use object::{Object, ObjectSection};
+    let file = object::File::parse(data).ok()?;
+    let bias = load_bias(&file, mapped_at)?;
+    let section = file.section_by_name(name)?;
+    (section.address() != 0).then(|| section.address().wrapping_add(bias))
 }
 
 /// A seized, stopped thread; detaches when dropped (after putting its registers back).
@@ -195,7 +220,7 @@ impl Drop for Stopped {
     }
 }
 
-fn write_memory(pid: i32, address: u64, bytes: &[u8]) -> Result<(), String> {
+pub fn write_memory(pid: i32, address: u64, bytes: &[u8]) -> Result<(), String> {
     let local = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
     let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: bytes.len() };
     // SAFETY: process_vm_writev copies from our buffer into the target; the kernel checks the target range.
@@ -206,7 +231,7 @@ fn write_memory(pid: i32, address: u64, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn read_memory(pid: i32, address: u64, length: usize) -> Option<Vec<u8>> {
+pub fn read_memory(pid: i32, address: u64, length: usize) -> Option<Vec<u8>> {
     let mut bytes = vec![0u8; length];
     let local = libc::iovec { iov_base: bytes.as_mut_ptr() as *mut libc::c_void, iov_len: length };
     let remote = libc::iovec { iov_base: address as *mut libc::c_void, iov_len: length };

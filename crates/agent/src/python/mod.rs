@@ -12,10 +12,15 @@
 //! which connects back to us over loopback and streams its records; we relay
 //! them to stdout. Afterwards the page is unmapped again.
 //!
+//! CPython 3.14 has a documented way for this (PEP 768), so there no thread
+//! is stopped and nothing is mapped into the process (`remote_debug.rs`): the
+//! bootstrap is handed over as a script path the interpreter opens itself.
+//!
 //! Status lines go to stderr as `leakscope: <word> <values>` (version, waiting,
 //! walking, paused_ms); the engine reads them for progress and the record.
 
 mod inject;
+mod remote_debug;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -102,16 +107,47 @@ pub fn snapshot(pid: i32, timeout_secs: u64) -> Result<(), String> {
     let cmdline = procfs::cmdline(pid).ok_or_else(|| format!("process {pid} is gone"))?;
     let version = interpreter(pid, &cmdline).ok_or_else(|| format!("process {pid} is not a CPython interpreter"))?;
     say(&format!("version {version}"));
-    let symbols = inject::Symbols::find(pid)?;
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("listening on loopback: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let token = token()?;
     let source = bootstrap(port, &token, timeout_secs);
+    let result = match remote_debug::minor_version(&version) {
+        Some(v) if remote_debug::speaks(v) => through_remote_debugging(pid, &source, &listener, &token, timeout_secs),
+        Some(v) if v >= (3, 15) => {
+            say(&format!("warning CPython {}.{} is newer than the remote-debugging layout Leakscope knows; using ptrace", v.0, v.1));
+            through_pending_call(pid, &source, &listener, &token, timeout_secs)
+        }
+        _ => through_pending_call(pid, &source, &listener, &token, timeout_secs),
+    };
+    let paused_us = result?;
+    say(&format!("paused_ms {}", paused_us / 1000));
+    Ok(())
+}
+
+/// CPython 3.14: the bootstrap as a script the interpreter runs at its next safe point.
+fn through_remote_debugging(pid: i32, source: &str, listener: &TcpListener, token: &str, timeout_secs: u64) -> Result<u64, String> {
+    let (uid, gid) = procfs::ids(pid).ok_or_else(|| format!("process {pid} is gone"))?;
+    let script = remote_debug::Script::serve(source.as_bytes(), uid, gid)?;
+    let request = remote_debug::request(pid, script.path())?;
+    say("queued");
+    let result = receive(listener, token, timeout_secs);
+    if result.is_err() {
+        // Not run yet (or failed): take the request back so that it does not run later.
+        request.withdraw();
+    }
+    // The walk has read the script by the time it connects; the holder goes now.
+    drop(script);
+    result
+}
+
+/// CPython 3.9 to 3.13: the bootstrap queued with Py_AddPendingCall through ptrace.
+fn through_pending_call(pid: i32, source: &str, listener: &TcpListener, token: &str, timeout_secs: u64) -> Result<u64, String> {
+    let symbols = inject::Symbols::find(pid)?;
     let page = inject::queue_pending_call(pid, &symbols, source.as_bytes())?;
     say("queued");
     // The main thread runs it at its next bytecode boundary: at once, unless it is
     // blocked in a C call (sleep, a socket read), then when that returns.
-    let result = receive(&listener, &token, timeout_secs);
+    let result = receive(listener, token, timeout_secs);
     match &result {
         Ok(_) => {
             // The walk has run: its source page is no longer read; give it back.
@@ -129,9 +165,7 @@ pub fn snapshot(pid: i32, timeout_secs: u64) -> Result<(), String> {
             }
         }
     }
-    let paused_us = result?;
-    say(&format!("paused_ms {}", paused_us / 1000));
-    Ok(())
+    result
 }
 
 /// Accepts our walk's connection and relays its records to stdout; returns the

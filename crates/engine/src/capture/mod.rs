@@ -153,6 +153,7 @@ impl Engine {
                 placed: Vec::new(),
                 kind: request.kind.clone(),
                 found_richer: false,
+                sidecar_may_switch_user: false,
             };
             let outcome = capture.run(&request, started).await;
             capture.clean_up().await;
@@ -320,6 +321,9 @@ struct Capture {
     /// A recipe before the memory map found a process (so listing every
     /// process need not start a helper container).
     found_richer: bool,
+    /// The helper container also gets CAP_SETUID and CAP_SETGID, to hand a
+    /// file to the target as its own user (a Python 3.14 snapshot).
+    sidecar_may_switch_user: bool,
 }
 
 impl Capture {

@@ -1,4 +1,4 @@
-//! Python (CPython 3.9–3.13): interpreters are listed from /proc; a snapshot
+//! Python (CPython 3.9–3.14): interpreters are listed from /proc; a snapshot
 //! is taken by our helper, which makes the interpreter run Leakscope's walk
 //! of its own heap on its main thread (`crates/agent/src/python`) and relays
 //! the records it streams back over loopback, straight into the store.
@@ -7,7 +7,10 @@
 //! The helper needs ptrace for a few milliseconds (to queue the walk), so it
 //! runs in a container of its own beside the target with CAP_SYS_PTRACE
 //! (`sidecar.rs`); listing uses the helper copied into the container when it
-//! runs there, else the same sidecar.
+//! runs there, else the same sidecar. On 3.14 no thread is stopped: the
+//! helper writes a request into the interpreter's memory (PEP 768), which
+//! needs the same permission, and hands it the walk as a file only the
+//! target's user can open, for which it also gets CAP_SETUID and CAP_SETGID.
 
 use std::time::Instant;
 
@@ -45,13 +48,20 @@ impl Recipe for Python {
     }
 
     async fn produce(&self, capture: &mut Capture, process: &RuntimeProcess) -> StepResult<Produced> {
+        let remote_debugging = speaks_remote_debugging(process.version.as_deref());
+        capture.sidecar_may_switch_user = remote_debugging;
         capture.engine.update_job(&capture.job, |j| {
-            j.recipe = Some("python-walk".into());
-            j.inspector = Some(
+            j.recipe = Some(if remote_debugging { "python-remote-debug" } else { "python-walk" }.into());
+            j.inspector = Some(if remote_debugging {
+                "CPython's remote-debugging interface (PEP 768), from Leakscope's helper in a container beside this one \
+                 (CAP_SYS_PTRACE to write the request, CAP_SETUID/SETGID to hand the walk over as your process's user): \
+                 the interpreter runs the walk at its next safe point; no thread is stopped; the helper is removed afterwards"
+                    .into()
+            } else {
                 "ptrace, for a few milliseconds, from Leakscope's helper in a container beside this one (CAP_SYS_PTRACE only), \
                  to queue the walk; detached and removed again"
-                    .into(),
-            )
+                    .into()
+            })
         });
         let (tx, stager) = capture.stager();
         let (engine, job) = (capture.engine.clone(), capture.job.clone());
@@ -89,6 +99,11 @@ impl Recipe for Python {
     }
 }
 
+/// CPython 3.14 takes the walk through PEP 768 (the helper's choice too).
+fn speaks_remote_debugging(version: Option<&str>) -> bool {
+    version.and_then(|v| v.split('.').nth(1)).and_then(|minor| minor.parse::<u32>().ok()) == Some(14)
+}
+
 fn looks_like_python(command: &str) -> bool {
     command.split_whitespace().take(2).any(|word| {
         let name = word.rsplit('/').next().unwrap_or(word);
@@ -121,6 +136,16 @@ impl Status {
                     ))
                 }))
             }
+            "remote_debug" => {
+                let version = values.to_string();
+                Some(Box::new(move |j| {
+                    j.inspector = Some(format!(
+                        "CPython {version}'s remote-debugging interface (PEP 768): the helper, in a container beside this one, \
+                         asked the main thread to run the walk at its next safe point; no thread was stopped, and the helper \
+                         container is removed afterwards"
+                    ))
+                }))
+            }
             "walking" => Some(Box::new(|j| j.stage = "copying".into())),
             "paused_ms" => {
                 self.paused_ms = values.parse().ok();
@@ -144,9 +169,9 @@ fn parse_pythons(text: &str) -> Vec<RuntimeProcess> {
                 .split('.')
                 .nth(1)
                 .and_then(|minor| minor.parse::<u32>().ok())
-                .map(|minor| (9..=13).contains(&minor));
+                .map(|minor| (9..=14).contains(&minor));
             let (capturable, note) = match supported {
-                Some(false) => (false, Some(format!("Python {version}: Leakscope captures CPython 3.9 to 3.13"))),
+                Some(false) => (false, Some(format!("Python {version}: Leakscope captures CPython 3.9 to 3.14"))),
                 _ => (true, None),
             };
             Some(RuntimeProcess {
@@ -169,7 +194,10 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!((found[0].pid, found[0].uid, found[0].rss_bytes), (1, 1000, Some(20480 << 10)));
         assert!(found[0].capturable && !found[1].capturable);
-        assert!(found[1].note.as_deref().unwrap().contains("3.9 to 3.13"));
+        assert!(found[1].note.as_deref().unwrap().contains("3.9 to 3.14"));
+        let newer = parse_pythons("5\t0\t0\t3.14\t100\tpython3 a.py\n6\t0\t0\t3.15\t100\tpython3 b.py\n");
+        assert!(newer[0].capturable && !newer[1].capturable);
+        assert!(speaks_remote_debugging(Some("3.14")) && !speaks_remote_debugging(Some("3.13")) && !speaks_remote_debugging(None));
         let mut status = Status::default();
         assert!(status.read("leakscope: version 3.11").is_none());
         assert!(status.read("leakscope: stopped_ms 2").is_some());

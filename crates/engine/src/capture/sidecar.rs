@@ -86,7 +86,11 @@ impl Capture {
                 pid_mode: Some(target.clone()),
                 network_mode: Some(target),
                 cap_drop: Some(vec!["ALL".into()]),
-                cap_add: Some(vec!["SYS_PTRACE".into()]),
+                cap_add: Some(if self.sidecar_may_switch_user {
+                    vec!["SYS_PTRACE".into(), "SETUID".into(), "SETGID".into()]
+                } else {
+                    vec!["SYS_PTRACE".into()]
+                }),
                 readonly_rootfs: Some(true),
                 memory: Some(256 << 20),
                 // A bind mount (not `binds`): it fails, rather than make up an empty folder, where the path is not the engine's.
