@@ -220,6 +220,21 @@ fn refusals_waits_and_a_killed_container_say_why_store_nothing_and_leave_nothing
     std::thread::sleep(Duration::from_secs(1));
     assert_nothing_left(&busy, 1);
 
+    // The same on 3.14: the request is taken back, so when the sleep returns the
+    // interpreter finds nothing to run (else it would print that our script
+    // path cannot be opened).
+    let busy = TestContainer::run_image("pycap-busy314", &fixture_image("python314"), &[], &["python3", "-c", sleeper]);
+    wait_for_log(&busy, "sleeping");
+    let state = server.wait_job(&server.capture_job(&busy.name, ""));
+    assert_eq!(state["state"], "failed", "{state}");
+    assert!(state["error"].as_str().unwrap().contains("did not start the walk within 4 s"), "{state}");
+    wait_for_log(&busy, "woke");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_nothing_left(&busy, 1);
+    let logs = all_logs(&busy);
+    assert!(!logs.contains("debugger") && !logs.contains("Traceback"), "the withdrawn request ran: {logs}");
+    assert_eq!(docker(&["top", &busy.name]).lines().count(), 2);
+
     // Killed mid-walk: a heap of a million objects walks for seconds.
     let big = "import time\nBIG = [('item', n, str(n)) for n in range(1000000)]\nprint('built', flush=True)\nwhile True: time.sleep(0.1)";
     let killed = TestContainer::run_image("pycap-killed", &fixture_image("python"), &["-m", "1g"], &["python3", "-c", big]);
