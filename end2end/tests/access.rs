@@ -215,3 +215,67 @@ fn the_admin_page_manages_users_and_tokens_with_the_csrf_token() {
     assert_eq!(status, 200);
     assert!(admin.contains("created token") && admin.contains("created user"), "the audit log on the admin page misses entries");
 }
+
+/// `leakscope token create --hosts …`: the secret on the last line.
+fn host_limited_token(server: &Server, name: &str, hosts: &str) -> String {
+    let out = std::process::Command::new(end2end::leakscope_bin())
+        .args(["token", "create", "--role", "operator", "--name", name, "--hosts", hosts, "--data-dir", server.data_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
+}
+
+#[test]
+fn roles_limited_to_hosts_hold_there_only() {
+    let server = Server::start(&[], &[]);
+    let (_, hosts) = server.get_json("/api/v1/hosts");
+    let here = hosts[0]["name"].as_str().unwrap().to_string();
+    // An operator of the payments hosts only, and one of this host.
+    let payments = host_limited_token(&server, "payments-ops", "payments-*");
+    let local = host_limited_token(&server, "local-ops", &here);
+    // Both read everywhere.
+    assert_eq!(call(&server, "GET", "/api/v1/containers", Some(&payments), None).0, 200);
+    // On this host the payments operator is a viewer: no capture, no download (the guard
+    // answers before any container is looked up); this host's operator may (404: no such container).
+    for (method, path) in [("POST", "/api/v1/containers/no-such-container/dumps"), ("GET", "/api/v1/dumps/0/download")] {
+        let (status, body) = call(&server, method, path, Some(&payments), None);
+        assert_eq!(status, 403, "{method} {path}: {body}");
+        assert!(body.contains(&format!("operator role on host {here}")) && body.contains("only on hosts payments-*"), "{body}");
+        let (status, body) = call(&server, method, path, Some(&local), None);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    // On a payments host it is an operator: the request gets past the guard (and that host is not known here).
+    let (status, body) = call(&server, "POST", "/api/v1/containers/web/dumps?host=payments-eu1", Some(&payments), None);
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no host named payments-eu1"), "{body}");
+    let (status, body) = call(&server, "POST", "/hosts/db1/containers/web/capture", Some(&payments), None);
+    assert_eq!(status, 403, "{body}");
+    // What a request may do here is what /me says.
+    let me: serde_json::Value = serde_json::from_str(&call(&server, "GET", "/api/v1/me", Some(&payments), None).1).unwrap();
+    assert_eq!((me["role"].as_str(), me["hosts"].as_str()), (Some("viewer"), Some("payments-*")), "{me}");
+    // The admin API takes the limit too, checks it, and lists it; the audit log says it.
+    let (status, body) = answer(
+        server.request("POST", "/api/v1/tokens").send_json(serde_json::json!({"name": "bad", "role": "operator", "hosts": "db1; rm"})),
+        "tokens",
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = answer(
+        server.request("POST", "/api/v1/users").send_json(serde_json::json!({"name": "dana", "password": "dana-password-1", "role": "operator", "hosts": "db*, payments-*"})),
+        "users",
+    );
+    assert_eq!(status, 201);
+    let (_, tokens) = server.get_json("/api/v1/tokens");
+    assert!(tokens.as_array().unwrap().iter().all(|t| t["name"] != "bad"), "a refused token was made: {tokens}");
+    assert!(tokens.as_array().unwrap().iter().any(|t| t["name"] == "payments-ops" && t["hosts"] == "payments-*"), "{tokens}");
+    let (_, users) = server.get_json("/api/v1/users");
+    assert!(users.as_array().unwrap().iter().any(|u| u["name"] == "dana" && u["hosts"] == "db*,payments-*"), "{users}");
+    let (_, audit) = server.get_json("/api/v1/audit");
+    assert!(audit.to_string().contains("role operator on hosts payments-*"), "{audit}");
+    // A browser session carries the limit as well.
+    let cookie = sign_in(&server, "dana", "dana-password-1").unwrap();
+    let me: serde_json::Value = serde_json::from_str(&call(&server, "GET", "/api/v1/me", None, Some(&cookie)).1).unwrap();
+    assert_eq!(me["role"], "viewer", "{me}");
+    let page = server.request("GET", "/admin").call().unwrap().into_string().unwrap();
+    assert!(page.contains("operator on db*,payments-* (viewer elsewhere)"), "the admin page does not show the limit");
+}

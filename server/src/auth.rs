@@ -77,10 +77,10 @@ fn insert_principal(request: &mut Request, p: Principal) {
 }
 
 /// Every request passes here: identify, authorise, check CSRF for cookie sessions.
-pub async fn guard(State(access): State<SharedAccess>, mut request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let nonce = leakscope_access::new_secret("").map(|s| s[..32].to_string()).unwrap_or_default();
     request.extensions_mut().insert(leakscope_model::CspNonce(nonce.clone()));
-    let mut response = authorise(access, request, next).await;
+    let mut response = authorise(state.access.clone(), state.engine.host_name(), request, next).await;
     let headers = response.headers_mut();
     // Scripts: our bundle and the one inline hydration script that carries the nonce.
     let csp = format!(
@@ -94,7 +94,8 @@ pub async fn guard(State(access): State<SharedAccess>, mut request: Request, nex
     response
 }
 
-async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Response {
+/// `local_host`: the hub's own host, which requests naming no other host act on.
+async fn authorise(access: SharedAccess, local_host: String, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let path_and_query = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| path.clone());
@@ -110,6 +111,18 @@ async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Re
         Ok(p) => p,
         Err(e) => return HttpError::from(e).into_response(),
     };
+    // A role limited to hosts holds on those hosts only: elsewhere the
+    // principal is a viewer, for this request and for what it forwards.
+    let host = leakscope_access::host_of_request(&path, request.uri().query()).unwrap_or(local_host);
+    let mut limited = None;
+    let principal = principal.map(|mut p| {
+        let on_host = p.role_on(&host);
+        if on_host != p.role {
+            limited = Some((p.role, p.hosts.clone().unwrap_or_default()));
+            p.role = on_host;
+        }
+        p
+    });
     match (required_access(method.as_str(), &path), principal) {
         (Access::Public, principal) => {
             if let Some(p) = principal {
@@ -124,7 +137,13 @@ async fn authorise(access: SharedAccess, mut request: Request, next: Next) -> Re
             return unauthenticated(&method, &path_and_query, &path);
         }
         (Access::Needs(role), Some(p)) if p.role < role => {
-            return HttpError(StatusCode::FORBIDDEN, format!("this needs the {role} role; {} is a {}", p.name, p.role)).into_response();
+            let why = match limited {
+                Some((full, hosts)) if full >= role => {
+                    format!("this needs the {role} role on host {host}; {} is a {full} only on hosts {hosts} (a viewer elsewhere)", p.name)
+                }
+                _ => format!("this needs the {role} role; {} is a {}", p.name, p.role),
+            };
+            return HttpError(StatusCode::FORBIDDEN, why).into_response();
         }
         (Access::Needs(_), Some(p)) => {
             let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -286,6 +305,9 @@ struct NewUser {
     /// At least 10 characters.
     password: String,
     role: Role,
+    /// Host patterns (`payments-*,db1`) the role is limited to; a viewer elsewhere. Absent or empty: every host.
+    #[serde(default)]
+    hosts: Option<String>,
 }
 
 /// Create an account (audited).
@@ -302,8 +324,16 @@ async fn create_user(
 }
 
 async fn add_user(access: &SharedAccess, p: &Principal, body: NewUser) -> Result<leakscope_access::UserInfo, HttpError> {
-    let user = access.with(move |s| s.create_user(&body.name, &body.password, body.role, now_ms())).await?;
-    access.audit(&p.name, "created user", &user.name, Some(format!("role {}", user.role))).await;
+    let user = access
+        .with(move |s| {
+            // Checked before the account exists, so a bad pattern creates nothing.
+            leakscope_access::normalise_hosts(body.hosts.as_deref())?;
+            let mut user = s.create_user(&body.name, &body.password, body.role, now_ms())?;
+            user.hosts = s.limit_user_to_hosts(user.id, body.hosts.as_deref())?;
+            Ok(user)
+        })
+        .await?;
+    access.audit(&p.name, "created user", &user.name, Some(role_detail(user.role, user.hosts.as_deref()))).await;
     Ok(user)
 }
 
@@ -332,6 +362,9 @@ async fn list_tokens(State(access): State<SharedAccess>) -> Result<impl IntoResp
 struct NewToken {
     name: String,
     role: Role,
+    /// Host patterns (`payments-*,db1`) the role is limited to; a viewer elsewhere. Absent or empty: every host.
+    #[serde(default)]
+    hosts: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -357,9 +390,24 @@ async fn create_token(
 
 async fn add_token(access: &SharedAccess, p: &Principal, body: NewToken) -> Result<(leakscope_access::TokenInfo, String), HttpError> {
     let by = p.name.clone();
-    let (info, secret) = access.with(move |s| s.create_token(&body.name, body.role, Some(&by), now_ms())).await?;
-    access.audit(&p.name, "created token", &info.name, Some(format!("role {}", info.role))).await;
+    let (info, secret) = access
+        .with(move |s| {
+            leakscope_access::normalise_hosts(body.hosts.as_deref())?;
+            let (mut info, secret) = s.create_token(&body.name, body.role, Some(&by), now_ms())?;
+            info.hosts = s.limit_token_to_hosts(info.id, body.hosts.as_deref())?;
+            Ok((info, secret))
+        })
+        .await?;
+    access.audit(&p.name, "created token", &info.name, Some(role_detail(info.role, info.hosts.as_deref()))).await;
     Ok((info, secret))
+}
+
+/// `role operator`, or `role operator on hosts payments-*` for the audit log.
+pub fn role_detail(role: Role, hosts: Option<&str>) -> String {
+    match hosts {
+        Some(h) => format!("role {role} on hosts {h}"),
+        None => format!("role {role}"),
+    }
 }
 
 /// Revoke an API token (audited); it stops working at once.

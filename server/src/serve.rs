@@ -133,7 +133,6 @@ pub fn router(state: AppState, door: Door) -> Router {
     let engine = state.engine.clone();
     let access = state.access.clone();
     let notifier = state.notifier.clone();
-    let guard_access = state.access.clone();
     let options = state.leptos_options.clone();
     let pkg_dir = PathBuf::from(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
     let (documented, doc) = crate::openapi::api();
@@ -168,7 +167,7 @@ pub fn router(state: AppState, door: Door) -> Router {
         // The forwarding sits inside the guard: the hub decides who may do what on every host.
         Door::Users => app
             .layer(axum::middleware::from_fn_with_state(state.clone(), crate::tunnel::forward_to_agents))
-            .layer(axum::middleware::from_fn_with_state(guard_access, crate::auth::guard)),
+            .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::guard)),
         Door::Hub => app,
     };
     app

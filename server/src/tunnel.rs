@@ -398,7 +398,8 @@ fn build_request(method: &str, uri: &str, headers: &[(String, String)], body: St
         builder = builder.header(name, value);
     }
     let mut request = builder.body(Body::from(body)).map_err(|e| bad(e.to_string()))?;
-    let principal = Principal { name: user.to_string(), role, csrf: None };
+    // The hub already limited the role to what it is on this host.
+    let principal = Principal { name: user.to_string(), role, csrf: None, hosts: None };
     let me = leakscope_model::Me { name: principal.name.clone(), role: role.to_string(), csrf: None };
     request.extensions_mut().insert(me);
     request.extensions_mut().insert(principal);

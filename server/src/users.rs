@@ -17,6 +17,9 @@ pub enum TokenCommand {
         data_dir: PathBuf,
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Limit the role to these hosts (`payments-*,db1`); a viewer on every other host.
+        #[arg(long)]
+        hosts: Option<String>,
     },
     /// List tokens (never their secrets).
     List {
@@ -61,6 +64,9 @@ pub enum UserCommand {
         name: String,
         #[arg(long)]
         role: Role,
+        /// Limit the role to these hosts (`payments-*,db1`); a viewer on every other host.
+        #[arg(long)]
+        hosts: Option<String>,
         #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
         data_dir: PathBuf,
     },
@@ -73,17 +79,20 @@ fn open(data_dir: &std::path::Path) -> Result<AccessStore, Box<dyn std::error::E
 
 pub fn token(command: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        TokenCommand::Create { role, data_dir, name } => {
+        TokenCommand::Create { role, data_dir, name, hosts } => {
+            leakscope_access::normalise_hosts(hosts.as_deref())?;
             let store = open(&data_dir)?;
             let (info, secret) = store.create_token(&name, role, Some("console"), now_ms())?;
-            store.audit(now_ms(), "console", "created token", &info.name, Some(&format!("role {role}")))?;
-            eprintln!("Token {} ({role}) created; send it as `Authorization: Bearer <token>`. It is shown only now:", info.id);
+            let hosts = store.limit_token_to_hosts(info.id, hosts.as_deref())?;
+            let detail = crate::auth::role_detail(role, hosts.as_deref());
+            store.audit(now_ms(), "console", "created token", &info.name, Some(&detail))?;
+            eprintln!("Token {} ({detail}) created; send it as `Authorization: Bearer <token>`. It is shown only now:", info.id);
             println!("{secret}");
         }
         TokenCommand::List { data_dir } => {
             for t in open(&data_dir)?.tokens()? {
                 let state = if t.revoked_ms.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}\t{state}", t.id, t.name, t.role);
+                println!("{}\t{}\t{}\t{state}\t{}", t.id, t.name, t.role, t.hosts.as_deref().unwrap_or("*"));
             }
         }
         TokenCommand::Revoke { id, data_dir } => {
@@ -100,7 +109,8 @@ pub fn token(command: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
 
 pub fn user(command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        UserCommand::Create { name, role, data_dir } => {
+        UserCommand::Create { name, role, hosts, data_dir } => {
+            leakscope_access::normalise_hosts(hosts.as_deref())?;
             let password = match std::env::var("LEAKSCOPE_PASSWORD") {
                 Ok(p) => p,
                 Err(_) => {
@@ -111,8 +121,10 @@ pub fn user(command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
             };
             let store = open(&data_dir)?;
             let user = store.create_user(&name, &password, role, now_ms())?;
-            store.audit(now_ms(), "console", "created user", &user.name, Some(&format!("role {role}")))?;
-            println!("created {} ({role})", user.name);
+            let hosts = store.limit_user_to_hosts(user.id, hosts.as_deref())?;
+            let detail = crate::auth::role_detail(role, hosts.as_deref());
+            store.audit(now_ms(), "console", "created user", &user.name, Some(&detail))?;
+            println!("created {} ({detail})", user.name);
         }
     }
     Ok(())

@@ -116,7 +116,7 @@ fn AdminView(view: AdminView) -> impl IntoView {
             let name = u.name.clone();
             view! {
                 <tr data-user=name>
-                    <td>{u.name}</td><td>{u.role}</td><td><LocalTime ms=u.created_ms/></td>
+                    <td>{u.name}</td><td>{role_on_hosts(u.role, u.hosts)}</td><td><LocalTime ms=u.created_ms/></td>
                     <td><form method="post" action=action class="inline"><button class="link danger">"Remove"</button></form></td>
                 </tr>
             }
@@ -129,7 +129,7 @@ fn AdminView(view: AdminView) -> impl IntoView {
             let state = revoke_cell(t.revoked_ms, format!("/admin/tokens/{}/revoke", t.id));
             view! {
                 <tr>
-                    <td>{t.name}</td><td>{t.role}</td><td><LocalTime ms=t.created_ms/></td>
+                    <td>{t.name}</td><td>{role_on_hosts(t.role, t.hosts)}</td><td><LocalTime ms=t.created_ms/></td>
                     <td>{t.created_by.unwrap_or_else(|| "console".into())}</td><td>{state}</td>
                 </tr>
             }
@@ -193,6 +193,8 @@ fn AdminView(view: AdminView) -> impl IntoView {
                 <input name="name" placeholder="user name" aria-label="user name" required/>
                 <input name="password" type="password" placeholder="password (10+)" aria-label="password" autocomplete="new-password" required/>
                 <select name="role" aria-label="role">{role_options()}</select>
+                <input name="hosts" placeholder="on hosts (all; or payments-*,db1)" aria-label="limit the role to hosts"
+                    title="The role holds on these hosts only; the user is a viewer on every other host"/>
                 <button type="submit">"Add user"</button>
             </form>
         </section>
@@ -206,6 +208,8 @@ fn AdminView(view: AdminView) -> impl IntoView {
             <form method="post" action=with_csrf("/admin/tokens".into()) class="row-form" id="add-token">
                 <input name="name" placeholder="token name" aria-label="token name" required/>
                 <select name="role" aria-label="role">{role_options()}</select>
+                <input name="hosts" placeholder="on hosts (all; or payments-*,db1)" aria-label="limit the role to hosts"
+                    title="The role holds on these hosts only; the token is a viewer on every other host"/>
                 <button type="submit">"Create token"</button>
             </form>
         </section>
@@ -248,5 +252,13 @@ fn AdminView(view: AdminView) -> impl IntoView {
                 <tbody>{audit}</tbody>
             </table></div>
         </section>
+    }
+}
+
+/// `operator`, or `operator on payments-*` when the role is limited to hosts.
+fn role_on_hosts(role: String, hosts: Option<String>) -> String {
+    match hosts {
+        Some(h) => format!("{role} on {h} (viewer elsewhere)"),
+        None => role,
     }
 }

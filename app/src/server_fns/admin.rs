@@ -38,10 +38,10 @@ pub async fn get_admin() -> Result<AdminView, ServerFnError> {
             .into_iter()
             .map(|a| leakscope_model::admin::AgentRow { id: a.id, name: a.name, host_id: a.host_id, enrolled_ms: a.enrolled_ms, revoked_ms: a.revoked_ms, last_seen_ms: a.last_seen_ms })
             .collect(),
-        users: users.into_iter().map(|u| UserRow { id: u.id, name: u.name, role: u.role.to_string(), created_ms: u.created_ms }).collect(),
+        users: users.into_iter().map(|u| UserRow { id: u.id, name: u.name, role: u.role.to_string(), created_ms: u.created_ms, hosts: u.hosts }).collect(),
         tokens: tokens
             .into_iter()
-            .map(|t| TokenRow { id: t.id, name: t.name, role: t.role.to_string(), created_ms: t.created_ms, created_by: t.created_by, revoked_ms: t.revoked_ms })
+            .map(|t| TokenRow { id: t.id, name: t.name, role: t.role.to_string(), created_ms: t.created_ms, created_by: t.created_by, revoked_ms: t.revoked_ms, hosts: t.hosts })
             .collect(),
         audit: audit.into_iter().map(|a| AuditRow { t_ms: a.t_ms, actor: a.actor, action: a.action, target: a.target, detail: a.detail }).collect(),
         new_token: access.take_flash(&me.name),

@@ -6,12 +6,14 @@
 //! secrets with that much entropy, and it allows lookup by hash).
 
 mod agents;
+mod hosts;
 mod policy;
 mod shared;
 mod store;
 mod throttle;
 
 pub use agents::{AgentInfo, AgentPrincipal, ENROLLMENT_TTL_MS};
+pub use hosts::{host_of_request, normalise as normalise_hosts};
 pub use policy::{required_access, Access};
 pub use store::{AccessStore, AuditEntry, Principal, Session, TokenInfo, UserInfo};
 pub use shared::{lock, same_secret, AccessState, SharedAccess};

@@ -56,6 +56,20 @@ pub struct Principal {
     pub role: Role,
     /// Set for browser sessions: state-changing requests must echo it.
     pub csrf: Option<String>,
+    /// Host patterns (`payments-*,db1`) the role holds on; elsewhere this
+    /// principal is a viewer. `None`: every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<String>,
+}
+
+impl Principal {
+    /// The role this principal has on `host`.
+    pub fn role_on(&self, host: &str) -> Role {
+        match &self.hosts {
+            Some(patterns) if !crate::hosts::matches_any(patterns, host) => self.role.min(Role::Viewer),
+            _ => self.role,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +87,9 @@ pub struct UserInfo {
     pub name: String,
     pub role: Role,
     pub created_ms: i64,
+    /// Host patterns the role is limited to (viewer elsewhere); absent: every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -84,6 +101,9 @@ pub struct TokenInfo {
     pub created_ms: i64,
     pub created_by: Option<String>,
     pub revoked_ms: Option<i64>,
+    /// Host patterns the role is limited to (viewer elsewhere); absent: every host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -115,6 +135,13 @@ impl AccessStore {
         conn.pragma_update(None, "cache_size", -1024)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::agents::SCHEMA)?;
+        // Added after the first release: roles limited to hosts.
+        for table in ["users", "api_tokens"] {
+            let has: bool = conn.query_row(&format!("SELECT EXISTS(SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'hosts')"), [], |r| r.get(0))?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN hosts TEXT"))?;
+            }
+        }
         Ok(AccessStore { conn })
     }
 
@@ -144,18 +171,18 @@ impl AccessStore {
         if inserted == 0 {
             return Err(AccessError::Invalid(format!("a user named {name} exists already")));
         }
-        Ok(UserInfo { id: self.conn.last_insert_rowid(), name: name.to_string(), role, created_ms: now_ms })
+        Ok(UserInfo { id: self.conn.last_insert_rowid(), name: name.to_string(), role, created_ms: now_ms, hosts: None })
     }
 
     /// The user when the password matches; `None` otherwise (same answer for an unknown name).
     pub fn verify_password(&self, name: &str, password: &str) -> Result<Option<UserInfo>, AccessError> {
-        let row: Option<(i64, String, String, i64)> = self
+        let row: Option<(i64, String, String, i64, Option<String>)> = self
             .conn
-            .query_row("SELECT id, password_hash, role, created_ms FROM users WHERE name = ?1", [name.trim()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            .query_row("SELECT id, password_hash, role, created_ms, hosts FROM users WHERE name = ?1", [name.trim()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?;
-        let Some((id, stored, role, created_ms)) = row else {
+        let Some((id, stored, role, created_ms, hosts)) = row else {
             return Ok(None);
         };
         let Ok(parsed) = PasswordHash::new(&stored) else {
@@ -164,13 +191,13 @@ impl AccessStore {
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
-            .then(|| UserInfo { id, name: name.trim().to_string(), role: role_of(role), created_ms }))
+            .then(|| UserInfo { id, name: name.trim().to_string(), role: role_of(role), created_ms, hosts }))
     }
 
     pub fn users(&self) -> Result<Vec<UserInfo>, AccessError> {
-        let mut stmt = self.conn.prepare("SELECT id, name, role, created_ms FROM users ORDER BY name")?;
+        let mut stmt = self.conn.prepare("SELECT id, name, role, created_ms, hosts FROM users ORDER BY name")?;
         let rows = stmt.query_map([], |r| {
-            Ok(UserInfo { id: r.get(0)?, name: r.get(1)?, role: role_of(r.get(2)?), created_ms: r.get(3)? })
+            Ok(UserInfo { id: r.get(0)?, name: r.get(1)?, role: role_of(r.get(2)?), created_ms: r.get(3)?, hosts: r.get(4)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -202,10 +229,10 @@ impl AccessStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT u.name, u.role, s.csrf FROM sessions s JOIN users u ON u.id = s.user_id
+                "SELECT u.name, u.role, s.csrf, u.hosts FROM sessions s JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_ms > ?2",
                 params![secret_hash(token), now_ms],
-                |r| Ok(Principal { name: r.get(0)?, role: role_of(r.get(1)?), csrf: Some(r.get(2)?) }),
+                |r| Ok(Principal { name: r.get(0)?, role: role_of(r.get(1)?), csrf: Some(r.get(2)?), hosts: r.get(3)? }),
             )
             .optional()?)
     }
@@ -233,6 +260,7 @@ impl AccessStore {
             created_ms: now_ms,
             created_by: created_by.map(str::to_string),
             revoked_ms: None,
+            hosts: None,
         };
         Ok((info, secret))
     }
@@ -241,9 +269,9 @@ impl AccessStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT name, role FROM api_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL",
+                "SELECT name, role, hosts FROM api_tokens WHERE token_hash = ?1 AND revoked_ms IS NULL",
                 [secret_hash(secret)],
-                |r| Ok(Principal { name: format!("token:{}", r.get::<_, String>(0)?), role: role_of(r.get(1)?), csrf: None }),
+                |r| Ok(Principal { name: format!("token:{}", r.get::<_, String>(0)?), role: role_of(r.get(1)?), csrf: None, hosts: r.get(2)? }),
             )
             .optional()?)
     }
@@ -251,7 +279,7 @@ impl AccessStore {
     pub fn tokens(&self) -> Result<Vec<TokenInfo>, AccessError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, name, role, created_ms, created_by, revoked_ms FROM api_tokens ORDER BY id")?;
+            .prepare("SELECT id, name, role, created_ms, created_by, revoked_ms, hosts FROM api_tokens ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             Ok(TokenInfo {
                 id: r.get(0)?,
@@ -260,9 +288,24 @@ impl AccessStore {
                 created_ms: r.get(3)?,
                 created_by: r.get(4)?,
                 revoked_ms: r.get(5)?,
+                hosts: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Limits a user's role to the hosts matching `patterns` (viewer elsewhere); `None`: every host.
+    pub fn limit_user_to_hosts(&self, id: i64, patterns: Option<&str>) -> Result<Option<String>, AccessError> {
+        let patterns = crate::hosts::normalise(patterns)?;
+        self.conn.execute("UPDATE users SET hosts = ?2 WHERE id = ?1", params![id, patterns])?;
+        Ok(patterns)
+    }
+
+    /// Limits a token's role to the hosts matching `patterns` (viewer elsewhere); `None`: every host.
+    pub fn limit_token_to_hosts(&self, id: i64, patterns: Option<&str>) -> Result<Option<String>, AccessError> {
+        let patterns = crate::hosts::normalise(patterns)?;
+        self.conn.execute("UPDATE api_tokens SET hosts = ?2 WHERE id = ?1", params![id, patterns])?;
+        Ok(patterns)
     }
 
     pub fn revoke_token(&self, id: i64, now_ms: i64) -> Result<bool, AccessError> {

@@ -720,7 +720,18 @@ impl Engine {
         let mut stream = docker.logs(&detail.info.id, Some(options));
         let mut excerpt = leakscope_model::LogExcerpt { container: detail.info.name.clone(), from_ms, to_ms, ..Default::default() };
         while let Some(item) = stream.next().await {
-            let (stream_name, bytes) = match item.map_err(|e| EngineError::Internal(format!("reading logs: {e}")))? {
+            let item = match item {
+                Ok(item) => item,
+                // Removed (or being removed) between our lookup and the engine's answer.
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404 | 409, .. }) => {
+                    return Err(EngineError::BadRequest(format!(
+                        "{} is being removed or no longer exists, and the engine keeps logs only while it does",
+                        detail.info.name
+                    )))
+                }
+                Err(e) => return Err(EngineError::Internal(format!("reading logs: {e}"))),
+            };
+            let (stream_name, bytes) = match item {
                 bollard::container::LogOutput::StdOut { message } => ("stdout", message),
                 bollard::container::LogOutput::StdErr { message } => ("stderr", message),
                 bollard::container::LogOutput::Console { message } => ("stdout", message),

@@ -9,6 +9,9 @@ pub struct UserRow {
     pub name: String,
     pub role: String,
     pub created_ms: i64,
+    /// Host patterns the role is limited to (a viewer elsewhere); absent: every host.
+    #[serde(default)]
+    pub hosts: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,6 +23,9 @@ pub struct TokenRow {
     pub created_ms: i64,
     pub created_by: Option<String>,
     pub revoked_ms: Option<i64>,
+    /// Host patterns the role is limited to (a viewer elsewhere); absent: every host.
+    #[serde(default)]
+    pub hosts: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
