@@ -284,6 +284,11 @@ fn an_agents_host_is_browsed_captured_and_analysed_through_the_hub_while_its_dum
     let (status, page) = hub.get(&format!("/hosts/far-1/dumps/{dump}"));
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Memory by kind") && page.contains(&format!("/hosts/far-1/dumps/{dump}/download")), "the dump page is not the agent's dump");
+    // The record says which host the dump comes from (it keeps saying so once downloaded or reported).
+    let (status, record) = hub.get(&format!("/api/v1/dumps/{dump}?host=far-1"));
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&record).unwrap()["host"], "far-1", "{record}");
+    assert!(page.contains("on host far-1"), "the dump page does not name its host");
     let (status, page) = hub.get(&format!("/hosts/far-1/containers/{name}"));
     assert_eq!(status, 200);
     assert!(page.contains(&format!("href=\"/hosts/far-1/dumps/{dump}\"")), "the container page does not list the agent's dump");

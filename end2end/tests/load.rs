@@ -22,6 +22,9 @@ fn every_route_holds_up_under_concurrent_clients() {
     seed_history(&server, &c.name, 24 * 60);
     let dumps = upload_analysed_dumps(&server, &c.name, &[2_000, 20_000]);
     let (report_id, report_url) = create_report(&server, &c.name, 24 * 3600, &dumps);
+    // The report names the host its container ran on.
+    let (_, report) = server.get_json(&format!("/api/v1/reports/{report_id}"));
+    assert_eq!(report["host"], server.get_json("/api/v1/hosts").1[0]["name"], "{report}");
     let (status, shared) = end2end::answer(server.request("POST", &format!("/api/v1/reports/{report_id}/share")).call(), "share");
     assert_eq!(status, 200, "{shared}");
     let public_url = serde_json::from_str::<serde_json::Value>(&shared).unwrap()["url"].as_str().unwrap().to_string();

@@ -273,6 +273,7 @@ fn fixture_on(image: &str, version: &str, options: &[&str]) -> Value {
     let dump = state["dump_id"].as_str().unwrap();
     let (_, info) = server.get_json(&format!("/api/v1/dumps/{dump}"));
     assert!(info["runtime"].as_str().unwrap().starts_with(&format!("python {version}")), "{info}");
+    assert_eq!(info["host"], server.get_json("/api/v1/hosts").1[0]["name"], "{info}");
     let analysis = analysis_of(&server, dump);
     let suspect = analysis["suspects"][0]["description"].as_str().unwrap();
     assert!(suspect.contains("module __main__._CACHE -> dict[") && suspect.contains("tuple retaining"), "{suspect}");

@@ -166,6 +166,8 @@ fn DumpView(page: DumpPage, query: Memo<leptos_router::params::ParamsMap>) -> im
                 {info.runtime.clone().map(|runtime| view! {
                     <p class="muted" id="dump-capture">
                         {runtime} {info.pid.map(|p| format!(" · pid {p}"))}
+                        {info.container_name.clone().map(|c| format!(" · container {c}"))}
+                        {info.host.clone().map(|h| format!(" on host {h}"))}
                         {info.pause_ms.map(|ms| format!(" · the process was paused {ms} ms"))}
                         {info.capture_ms.map(|ms| format!(" · captured in {:.1} s", ms as f64 / 1000.0))}
                         {info.requested_by.clone().map(|b| format!(" · asked by {b}"))}

@@ -211,6 +211,7 @@ fn ReportView(page: ReportPage) -> impl IntoView {
             <p class="muted">
                 "Container " <b>{report.container_name.clone()}</b> " (" {report.image.clone()} ")"
                 {report.service.clone().map(|s| view! { " · service " <b>{s}</b> })}
+                {report.host.clone().map(|h| view! { " · host " <b>{h}</b> })}
                 " · limit " {limit} " · " <LocalTime ms=report.from_ms/> " to " <LocalTime ms=report.to_ms/>
                 " · made " <LocalTime ms=report.created_ms/> {by}
             </p>

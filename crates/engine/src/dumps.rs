@@ -63,6 +63,8 @@ pub struct NewDump {
     pub pause_ms: Option<u64>,
     /// Captures: the container's working set when the capture started.
     pub working_set_bytes: Option<u64>,
+    /// Captures: the Docker host the container runs on (its display name).
+    pub host: Option<String>,
 }
 
 /// A dump written to a temporary file in the dump folder, not yet recorded.
@@ -84,6 +86,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("requested_by", "TEXT"),
     ("pause_ms", "INTEGER"),
     ("working_set_bytes", "INTEGER"),
+    ("host", "TEXT"),
 ];
 
 pub struct DumpStore {
@@ -207,13 +210,13 @@ impl DumpStore {
             .unwrap_or_else(|| "uploads".into());
         let inserted = self.conn.execute(
             "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
-                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes)
-             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15, ?17, ?18)",
+                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes, host)
+             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15, ?17, ?18, ?19)",
             params![id, now_ms, meta.file_name, service, meta.container_name, meta.container_id, meta.image,
                 staged.size_bytes as i64, staged.stored_bytes as i64, staged.sha256, meta.trigger,
                 meta.pid, meta.runtime.clone().or_else(|| Some(runtime_of(staged.format).to_string())),
                 meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format, meta.pause_ms.map(|v| v as i64),
-                meta.working_set_bytes.map(|v| v as i64)],
+                meta.working_set_bytes.map(|v| v as i64), meta.host],
         );
         if let Err(e) = inserted {
             let _ = std::fs::remove_file(&target);
@@ -247,11 +250,12 @@ impl DumpStore {
             requested_by: row.get(18)?,
             pause_ms: row.get::<_, Option<i64>>(19)?.map(|v| v as u64),
             working_set_bytes: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
+            host: row.get(21)?,
         })
     }
 
     const COLUMNS: &'static str = "id, created_ms, file_name, format, service, container_name, container_id, image,
-        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes";
+        size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes, host";
 
     pub fn get(&self, id: &str) -> Result<Option<DumpInfo>, EngineError> {
         let sql = format!("SELECT {} FROM dumps WHERE id = ?1", Self::COLUMNS);

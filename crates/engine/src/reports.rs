@@ -191,6 +191,7 @@ impl Engine {
             dumps,
             diff,
             public_token: None,
+            host: Some(self.host_name()),
         };
         self.store_report(report).await
     }
@@ -283,6 +284,7 @@ impl Engine {
             dumps,
             diff,
             public_token: None,
+            host: None,
         };
         self.store_report(report).await
     }

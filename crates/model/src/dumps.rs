@@ -52,6 +52,9 @@ pub struct DumpInfo {
     /// Captures: the container's working set when the capture started.
     #[serde(default)]
     pub working_set_bytes: Option<u64>,
+    /// Captures: the Docker host the container ran on (its display name); uploads have none.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl DumpInfo {

@@ -99,6 +99,9 @@ pub struct Report {
     /// Present while the report is shared publicly (`/r/<token>`).
     #[serde(default)]
     pub public_token: Option<String>,
+    /// The Docker host the container ran on (its display name); none for CI runs.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 impl Report {

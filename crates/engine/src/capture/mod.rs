@@ -464,6 +464,7 @@ impl Capture {
             requested_by: request.requested_by.clone(),
             pause_ms: produced.pause_ms,
             working_set_bytes,
+            host: Some(self.engine.host_name()),
         };
         let staged = produced.staged;
         let info = self
