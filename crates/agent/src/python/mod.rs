@@ -113,10 +113,6 @@ pub fn snapshot(pid: i32, timeout_secs: u64) -> Result<(), String> {
     let source = bootstrap(port, &token, timeout_secs);
     let result = match remote_debug::minor_version(&version) {
         Some(v) if remote_debug::speaks(v) => through_remote_debugging(pid, &source, &listener, &token, timeout_secs),
-        Some(v) if v >= (3, 15) => {
-            say(&format!("warning CPython {}.{} is newer than the remote-debugging layout Leakscope knows; using ptrace", v.0, v.1));
-            through_pending_call(pid, &source, &listener, &token, timeout_secs)
-        }
         _ => through_pending_call(pid, &source, &listener, &token, timeout_secs),
     };
     let paused_us = result?;
