@@ -625,3 +625,62 @@ impl Server {
         serde_json::from_str::<serde_json::Value>(&answer).unwrap()["id"].as_i64().unwrap()
     }
 }
+
+/// A network namespace joined to this one by a veth pair: the hub listens on `host_ip`,
+/// the agent inside reaches it over a real link that the test can cut (needs root).
+pub struct Netns {
+    pub name: String,
+    pub host_if: String,
+    pub host_ip: String,
+    /// The address of the namespace's own end.
+    pub peer_ip: String,
+}
+
+impl Netns {
+    pub fn new() -> Netns {
+        // Tests of one process run side by side: each pair gets its own subnet.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let made = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() * 7 + made) % 200 + 20;
+        let name = unique_name("lsns");
+        let (host_if, peer) = (format!("lsh{n}"), format!("lsa{n}"));
+        let host_ip = format!("10.213.{n}.1");
+        let ip = |args: &str| {
+            let out = Command::new("ip").args(args.split_whitespace()).output().unwrap();
+            assert!(out.status.success(), "ip {args}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+        ip(&format!("netns add {name}"));
+        ip(&format!("link add {host_if} type veth peer name {peer}"));
+        ip(&format!("link set {peer} netns {name}"));
+        ip(&format!("addr add {host_ip}/30 dev {host_if}"));
+        ip(&format!("link set {host_if} up"));
+        let peer_ip = format!("10.213.{n}.2");
+        ip(&format!("-n {name} addr add {peer_ip}/30 dev {peer}"));
+        ip(&format!("-n {name} link set {peer} up"));
+        ip(&format!("-n {name} link set lo up"));
+        Netns { name, host_if, host_ip, peer_ip }
+    }
+
+    pub fn link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let out = Command::new("ip").args(["link", "set", &self.host_if, state]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it ours.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
+    }
+}
+
+impl Netns {
+    /// Bytes (received, sent) by this machine's end of the pair so far.
+    pub fn host_side_bytes(&self) -> (u64, u64) {
+        let read = |what: &str| std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{what}", self.host_if)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        (read("rx_bytes"), read("tx_bytes"))
+    }
+}

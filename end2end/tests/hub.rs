@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use end2end::{leakscope_bin, Server, TestContainer};
+use end2end::{leakscope_bin, Netns, Server, TestContainer};
 
 struct Agent {
     child: Child,
@@ -63,51 +63,6 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A network namespace joined to this one by a veth pair: the hub listens on `host_ip`,
-/// the agent inside reaches it over a real link that the test can cut.
-struct Netns {
-    name: String,
-    host_if: String,
-    host_ip: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let n = std::process::id() % 200 + 20;
-        let name = end2end::unique_name("lsns");
-        let (host_if, peer) = (format!("lsh{n}"), format!("lsa{n}"));
-        let host_ip = format!("10.213.{n}.1");
-        let ip = |args: &str| {
-            let out = Command::new("ip").args(args.split_whitespace()).output().unwrap();
-            assert!(out.status.success(), "ip {args}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
-        ip(&format!("netns add {name}"));
-        ip(&format!("link add {host_if} type veth peer name {peer}"));
-        ip(&format!("link set {peer} netns {name}"));
-        ip(&format!("addr add {host_ip}/30 dev {host_if}"));
-        ip(&format!("link set {host_if} up"));
-        ip(&format!("-n {name} addr add 10.213.{n}.2/30 dev {peer}"));
-        ip(&format!("-n {name} link set {peer} up"));
-        ip(&format!("-n {name} link set lo up"));
-        Netns { name, host_if, host_ip }
-    }
-
-    fn link(&self, up: bool) {
-        let state = if up { "up" } else { "down" };
-        let out = Command::new("ip").args(["link", "set", &self.host_if, state]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the pair, and with it ours.
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
-        let _ = Command::new("ip").args(["link", "del", &self.host_if]).output();
     }
 }
 
@@ -344,6 +299,8 @@ fn an_agents_host_is_browsed_captured_and_analysed_through_the_hub_while_its_dum
 fn an_agent_behind_a_cut_link_is_shown_disconnected_and_its_history_has_no_gap_once_back() {
     let ns = Netns::new();
     let hub = Server::start_on(&ns.host_ip, &[]);
+    let receiver = end2end::WebhookReceiver::start();
+    hub.add_webhook("ops", &receiver.url);
     let token = enrollment_token(&hub, "cut-1");
     let agent_dir = std::env::temp_dir().join(end2end::unique_name("agent"));
     let agent = Agent::start_in(Some(&ns), &hub, &agent_dir, Some(&token));
@@ -361,6 +318,8 @@ fn an_agent_behind_a_cut_link_is_shown_disconnected_and_its_history_has_no_gap_o
     let cut_at = unix_now();
     let cut = Instant::now();
     ns.link(false);
+    // A container on the agent's host is OOM-killed while the hub cannot hear it.
+    let oom = TestContainer::run_image("cut-oom", &end2end::fixture_image("native"), &["-m", "48m", "--memory-swap", "48m", "-e", "LEAK_KIB_PER_SEC=4096"], &[]);
     wait_connected(&hub, "cut-1", false, || agent.log());
     println!("the hub marked the host disconnected {:?} after the cut", cut.elapsed());
     hub.wait_until(Duration::from_secs(10), "a cut host's containers stay listed, stale", || {
@@ -381,6 +340,13 @@ fn an_agent_behind_a_cut_link_is_shown_disconnected_and_its_history_has_no_gap_o
     assert_eq!(status, 200, "{series}");
     let times: Vec<i64> = series["points"].as_array().unwrap().iter().map(|p| p["time_ms"].as_i64().unwrap()).collect();
     let outage = cut.elapsed().as_secs() as usize;
+    // The OOM kill reaches the hub once the agent is back (it is sent until the hub says it has it).
+    let agent_kills = || receiver.events("oom-kill", &oom.name).into_iter().filter(|k| k["host"] == "cut-1").collect::<Vec<_>>();
+    hub.wait_until(Duration::from_secs(30), "the OOM kill during the cut is notified", || !agent_kills().is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let kills = agent_kills();
+    assert_eq!(kills.len(), 1, "{kills:?}");
+    assert!(kills[0]["link"].as_str().unwrap().ends_with(&format!("/hosts/cut-1/containers/{}", oom.name)), "{}", kills[0]);
     assert!(times.len() + 5 >= outage, "{} points over {outage} s", times.len());
     let widest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     assert!(widest <= 3_000, "a gap of {widest} ms in the agent's history across the cut: {times:?}");
@@ -390,45 +356,58 @@ fn an_agent_behind_a_cut_link_is_shown_disconnected_and_its_history_has_no_gap_o
 
 /// A second Docker engine on this machine: its own socket, data root, exec root, pid file and
 /// containerd, in a network namespace of its own (in ours, `--bridge=none` would delete the first
-/// engine's `docker0`).
+/// engine's `docker0`). With TLS it also listens on `tcp://<its namespace's address>:2376`,
+/// verifying clients as `dockerd --tlsverify` does, with certificates made here by `openssl`.
 struct SecondEngine {
     child: Child,
     dir: PathBuf,
-    netns: String,
+    /// Held for its lifetime: dropping it removes the namespace (after the engine stops).
+    _netns: Netns,
     host: String,
+    /// `tcp://…:2376` and the client's certificate directory (ca.pem, cert.pem, key.pem).
+    tls: Option<(String, PathBuf)>,
 }
 
 impl SecondEngine {
-    fn start(image: &str) -> SecondEngine {
+    fn start(images: &[&str], tls: bool) -> SecondEngine {
         let dir = std::env::temp_dir().join(end2end::unique_name("dockerd"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("daemon.json"), "{}").unwrap();
-        let netns = end2end::unique_name("lsd");
-        let out = Command::new("ip").args(["netns", "add", &netns]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let netns = Netns::new();
         let host = format!("unix://{}/docker.sock", dir.display());
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new("nsenter")
-            .arg(format!("--net=/var/run/netns/{netns}"))
-            .args(["dockerd", "-H", &host, "--bridge=none", "--iptables=false", "--containerd-namespace", "lstest2", "--containerd-plugins-namespace", "lstest2-plugins"])
+        let containerd = netns.name.replace('-', "");
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/var/run/netns/{}", netns.name))
+            .args(["dockerd", "-H", &host, "--bridge=none", "--iptables=false", "--containerd-namespace", &containerd])
+            .args(["--containerd-plugins-namespace", &format!("{containerd}p")])
             .args(["--data-root", dir.join("root").to_str().unwrap(), "--exec-root", dir.join("exec").to_str().unwrap()])
-            .args(["--pidfile", dir.join("docker.pid").to_str().unwrap(), "--config-file", dir.join("daemon.json").to_str().unwrap()])
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let engine = SecondEngine { child, dir, netns, host };
+            .args(["--pidfile", dir.join("docker.pid").to_str().unwrap(), "--config-file", dir.join("daemon.json").to_str().unwrap()]);
+        let tls = tls.then(|| {
+            let client = make_certificates(&dir, &netns.peer_ip);
+            let address = format!("tcp://{}:2376", netns.peer_ip);
+            command.args(["-H", &address, "--tlsverify"]);
+            for (flag, file) in [("--tlscacert", "ca.pem"), ("--tlscert", "server-cert.pem"), ("--tlskey", "server-key.pem")] {
+                command.arg(flag).arg(dir.join("certs").join(file));
+            }
+            (address, client)
+        });
+        let child = command.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log)).spawn().unwrap();
+        let engine = SecondEngine { child, dir, _netns: netns, host, tls };
         let started = Instant::now();
         while !engine.docker(&["info"]).status.success() {
             assert!(started.elapsed() < Duration::from_secs(60), "the second dockerd did not start:\n{}", std::fs::read_to_string(engine.dir.join("dockerd.log")).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(300));
         }
         // Images move between engines as archives.
-        let saved = Command::new("docker").args(["save", image]).output().unwrap();
-        assert!(saved.status.success());
-        let mut load = Command::new("docker").args(["-H", &engine.host, "load"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-        std::io::Write::write_all(&mut load.stdin.take().unwrap(), &saved.stdout).unwrap();
-        assert!(load.wait().unwrap().success());
+        for image in images {
+            let saved = Command::new("docker").args(["save", image]).output().unwrap();
+            assert!(saved.status.success());
+            let mut load = Command::new("docker").args(["-H", &engine.host, "load"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+            std::io::Write::write_all(&mut load.stdin.take().unwrap(), &saved.stdout).unwrap();
+            assert!(load.wait().unwrap().success());
+        }
         engine
     }
 
@@ -462,50 +441,118 @@ impl Drop for SecondEngine {
             }
         }
         self.stop();
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
+/// A CA, a server certificate for `ip` and a client certificate, by the `openssl` command
+/// (in `dir/certs`); returns the client's directory (ca.pem, cert.pem, key.pem).
+fn make_certificates(dir: &Path, ip: &str) -> PathBuf {
+    let certs = dir.join("certs");
+    let client = dir.join("client");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::create_dir_all(&client).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(&certs).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(certs.join("server.ext"), format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n")).unwrap();
+    std::fs::write(certs.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2", "-subj", "/CN=leakscope test CA"]);
+    for (who, ext) in [("server", "server.ext"), ("client", "client.ext")] {
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &format!("{who}-key.pem"), "-out", &format!("{who}.csr"), "-subj", &format!("/CN={who}")]);
+        openssl(&["x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial", "-days", "2"]
+            .into_iter()
+            .chain(["-out", &format!("{who}-cert.pem"), "-extfile", ext])
+            .collect::<Vec<_>>());
+    }
+    for (from, to) in [("ca.pem", "ca.pem"), ("client-cert.pem", "cert.pem"), ("client-key.pem", "key.pem")] {
+        std::fs::copy(certs.join(from), client.join(to)).unwrap();
+    }
+    client
+}
+
+/// Three engines under one `serve`: this machine's, a second on its own socket, and a third
+/// over `tcp://` with TLS; an OOM kill on an engine reached directly is notified with its host.
 #[test]
 fn serve_watches_a_second_engine_directly_and_browses_and_captures_there() {
     let image = end2end::busybox_image();
-    let mut second = SecondEngine::start(&image);
+    let native = end2end::fixture_image("native");
+    let mut second = SecondEngine::start(&[&image, &native], false);
+    let third = SecondEngine::start(&[&image], true);
     let name = end2end::unique_name("second");
     let run = second.docker(&["run", "-d", "--name", &name, "--network", "none", "-m", "48m", &image, "sleep", "600"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let far = end2end::unique_name("third");
+    let run = third.docker(&["run", "-d", "--name", &far, "--network", "none", "-m", "40m", &image, "sleep", "600"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let own = TestContainer::run("first-engine", &["-m", "32m"], &["sleep", "600"]);
-    let hub = Server::start(&["--docker-host", "unix:///var/run/docker.sock", "--docker-host", &format!("second={}", second.host)], &[]);
+    let (tls_address, client_certs) = third.tls.clone().unwrap();
+    let hub = Server::start(
+        &[
+            "--docker-host",
+            "unix:///var/run/docker.sock",
+            "--docker-host",
+            &format!("second={}", second.host),
+            "--docker-host",
+            &format!("third={tls_address}"),
+            "--docker-cert-path",
+            &format!("third={}", client_certs.display()),
+        ],
+        &[],
+    );
+    let receiver = end2end::WebhookReceiver::start();
+    hub.add_webhook("ops", &receiver.url);
 
-    // Both engines' containers, each with its host; the second engine is listed as reached directly.
-    hub.wait_until(Duration::from_secs(60), "the second engine's container is listed with memory", || {
-        let (_, list) = hub.get_json("/api/v1/containers?host=second");
-        list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["limit_bytes"] == 48 << 20 && !x["memory"].is_null())
-    });
+    // Every engine's containers, each with its host; the others are listed as reached directly.
+    for (host, container, limit) in [("second", &name, 48 << 20), ("third", &far, 40 << 20)] {
+        hub.wait_until(Duration::from_secs(60), &format!("{host}'s container is listed with memory"), || {
+            let (_, list) = hub.get_json(&format!("/api/v1/containers?host={host}"));
+            list.as_array().unwrap().iter().any(|x| x["name"] == container.as_str() && x["limit_bytes"] == limit && !x["memory"].is_null())
+        });
+    }
     let (_, list) = hub.get_json("/api/v1/containers");
     let first = list.as_array().unwrap().iter().find(|x| x["name"] == own.name.as_str()).expect("the first engine's container is listed");
-    assert_ne!(first["host"], "second", "{first}");
+    assert!(first["host"] != "second" && first["host"] != "third", "{first}");
     assert!(!list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["host"] != "second"), "the second engine's container shows under another host");
     let (_, hosts) = hub.get_json("/api/v1/hosts");
-    let direct = hosts.as_array().unwrap().iter().find(|h| h["name"] == "second").cloned().unwrap_or_default();
-    assert_eq!((direct["via"].as_str(), direct["connected"].as_bool()), (Some("direct"), Some(true)), "{hosts}");
+    for host in ["second", "third"] {
+        let direct = hosts.as_array().unwrap().iter().find(|h| h["name"] == host).cloned().unwrap_or_default();
+        assert_eq!((direct["via"].as_str(), direct["connected"].as_bool()), (Some("direct"), Some(true)), "{hosts}");
+    }
+    // The TLS engine takes no client without a certificate its CA signed: what reached it was ours.
+    let plain = Command::new("docker").args(["-H", &tls_address, "info"]).output().unwrap();
+    assert!(!plain.status.success(), "the third engine answered a client without a certificate");
 
-    // Its page, chart and a capture: done on its own engine, stored in its own store.
-    let (status, page) = hub.get(&format!("/hosts/second/containers/{name}"));
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains("id=\"container-host\">second<"), "the page does not say its host");
-    let (status, chart) = hub.get(&format!("/hosts/second/containers/{name}/memory.svg?range=1h"));
-    assert!(status == 200 && chart.contains("<svg"), "{status} {chart}");
-    let (status, started) = hub.post_json(&format!("/api/v1/containers/{name}/dumps?host=second"), r#"{"kind":"memory-map"}"#);
-    assert_eq!(status, 202, "{started}");
-    let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
-    let state = wait_remote_job(&hub, &job, "second");
-    assert_eq!(state["state"], "done", "{state}");
-    let dump = state["dump_id"].as_str().unwrap();
-    let stored = std::fs::read_dir(hub.data_dir.join("hosts/second/dumps")).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(dump));
-    assert!(stored, "the dump is not in the second host's store");
-    let (status, page) = hub.get(&format!("/hosts/second/dumps/{dump}"));
-    assert_eq!(status, 200, "{page}");
+    // Their pages, charts and captures: done on their own engines, stored in their own stores.
+    for (host, container) in [("second", &name), ("third", &far)] {
+        let (status, page) = hub.get(&format!("/hosts/{host}/containers/{container}"));
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains(&format!("id=\"container-host\">{host}<")), "the page does not say its host");
+        let (status, chart) = hub.get(&format!("/hosts/{host}/containers/{container}/memory.svg?range=1h"));
+        assert!(status == 200 && chart.contains("<svg"), "{status} {chart}");
+        let (status, started) = hub.post_json(&format!("/api/v1/containers/{container}/dumps?host={host}"), r#"{"kind":"memory-map"}"#);
+        assert_eq!(status, 202, "{started}");
+        let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
+        let state = wait_remote_job(&hub, &job, host);
+        assert_eq!(state["state"], "done", "{host}: {state}");
+        let dump = state["dump_id"].as_str().unwrap();
+        let stored = std::fs::read_dir(hub.data_dir.join(format!("hosts/{host}/dumps"))).unwrap().flatten().any(|e| e.file_name().to_string_lossy().starts_with(dump));
+        assert!(stored, "the dump is not in {host}'s store");
+        let (status, page) = hub.get(&format!("/hosts/{host}/dumps/{dump}"));
+        assert_eq!(status, 200, "{page}");
+    }
+
+    // An OOM kill on the second engine: one message, with that host and a link to the container there.
+    let oom = end2end::unique_name("second-oom");
+    let run = second.docker(&["run", "-d", "--name", &oom, "--network", "none", "-m", "48m", "--memory-swap", "48m", "-e", "LEAK_KIB_PER_SEC=4096", &native]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    hub.wait_until(Duration::from_secs(90), "the second engine's OOM kill is notified", || !receiver.events("oom-kill", &oom).is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let kills = receiver.events("oom-kill", &oom);
+    assert_eq!(kills.len(), 1, "{kills:?}");
+    assert_eq!(kills[0]["host"], "second", "{}", kills[0]);
+    assert!(kills[0]["link"].as_str().unwrap().ends_with(&format!("/hosts/second/containers/{oom}")), "{}", kills[0]);
 
     // The second engine stops: its host is disconnected and its containers stale, not gone.
     second.stop();

@@ -51,6 +51,8 @@ pub enum AgentMessage {
         #[serde(default)]
         containers: Vec<leakscope_model::ContainerInfo>,
     },
+    /// An OOM kill on the agent's host (sent when it happens, or after a reconnect when the link was down).
+    OomKill { kill: leakscope_model::alerts::OomKill },
     /// The status and headers of the answer to request `id`; its body follows in binary
     /// frames (the id as 8 big-endian bytes, then the bytes), one per credit the hub gave.
     Response { id: u64, status: u16, headers: Vec<(String, String)> },
@@ -79,6 +81,8 @@ pub enum HubMessage {
     Credit { id: u64, chunks: u32 },
     /// Nobody waits for answer `id` any more (the client went away).
     Cancel { id: u64 },
+    /// The hub has this OOM kill (the agent sends it again after a reconnect until it hears this).
+    OomKillReceived { kill: leakscope_model::alerts::OomKill },
 }
 
 /// How many body chunks an agent may send ahead of the hub's client (flow control: a slow
@@ -120,6 +124,9 @@ pub struct AgentHub {
     pub(crate) calls: std::sync::atomic::AtomicU64,
     /// Engines `serve` reaches directly besides its own (see `direct_hosts.rs`).
     pub(crate) direct: Mutex<Vec<(String, leakscope_engine::Engine)>>,
+    /// OOM kills agents reported lately: one sent again (its acknowledgement was lost on a
+    /// cut link) is not notified twice.
+    pub(crate) recent_oom_kills: Mutex<std::collections::VecDeque<leakscope_model::alerts::OomKill>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,6 +134,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl AgentHub {
+    /// True the first time this kill is reported (of the last 1 000).
+    pub(crate) fn first_report(&self, kill: &leakscope_model::alerts::OomKill) -> bool {
+        let mut recent = lock(&self.recent_oom_kills);
+        if recent.contains(kill) {
+            return false;
+        }
+        if recent.len() >= 1000 {
+            recent.pop_front();
+        }
+        recent.push_back(kill.clone());
+        true
+    }
+
     /// Hosts reached directly besides this server's own, and through agents: every enrolled,
     /// unrevoked one, connected or not.
     pub fn hosts(&self, agents: &[AgentInfo]) -> Vec<HostInfo> {

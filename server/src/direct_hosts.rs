@@ -19,13 +19,22 @@ use crate::tunnel::AgentSide;
 /// How often a direct host's containers are handed to the hub's overview.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-pub async fn start(hub: &Arc<AgentHub>, hub_engine: &Engine, values: &[String], template: &EngineConfig, data_dir: &Path, site: &Path) -> Result<(), String> {
+pub async fn start(
+    hub: &Arc<AgentHub>,
+    hub_engine: &Engine,
+    values: &[String],
+    cert_paths: &[String],
+    template: &EngineConfig,
+    data_dir: &Path,
+    site: &Path,
+) -> Result<(), String> {
     for value in values {
         let (name, address) = leakscope_engine::docker::split_named_address(value);
+        let cert_path = crate::serve::cert_path_for(cert_paths, name.as_deref(), &address);
         let name = match name {
             Some(name) => name,
             // Its own `docker info` name, once it has answered (a few seconds at most).
-            None => leakscope_engine::docker::connect(&address).await.map_err(|e| format!("--docker-host {value}: {e}"))?.host_name,
+            None => leakscope_engine::docker::connect_with(&address, cert_path.as_deref()).await.map_err(|e| format!("--docker-host {value}: {e}"))?.host_name,
         };
         let taken = name == hub_engine.host_name() || lock(&hub.direct).iter().any(|(n, _)| *n == name);
         let fine = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
@@ -37,6 +46,7 @@ pub async fn start(hub: &Arc<AgentHub>, hub_engine: &Engine, values: &[String], 
         let mut config = template.clone();
         config.data_dir = dir.clone();
         config.docker_host = Some(address);
+        config.docker_cert_path = cert_path;
         config.host_name = Some(name.clone());
         let engine = Engine::start(config).map_err(|e| format!("--docker-host {value}: {e}"))?;
         let app = crate::tunnel::host_app(&dir, site, &engine)?;
@@ -60,8 +70,10 @@ fn attach(hub: &Arc<AgentHub>, hub_engine: Engine, name: String, engine: Engine,
         let (out, mut answers) = mpsc::channel::<Message>(64);
         let side = AgentSide::new(app, out);
         let mut publish = tokio::time::interval(PUBLISH_EVERY);
+        let mut oom_kills = engine.subscribe_oom_kills();
         loop {
             tokio::select! {
+                Ok(kill) = oom_kills.recv() => hub_engine.announce_oom_kill(kill),
                 Some(request) = requests.recv() => side.handle(request),
                 Some(answer) = answers.recv() => match answer {
                     Message::Binary(frame) => hub.on_chunk(&frame),

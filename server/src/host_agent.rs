@@ -30,6 +30,9 @@ pub struct AgentArgs {
     /// The Docker engine to watch (defaults to DOCKER_HOST, then the local socket).
     #[arg(long, env = "LEAKSCOPE_DOCKER_HOST")]
     pub docker_host: Option<String>,
+    /// TLS for a `tcp://` engine: a directory with `ca.pem`, `cert.pem` and `key.pem` (as `docker --tlsverify`).
+    #[arg(long)]
+    pub docker_cert_path: Option<PathBuf>,
     /// The agent's samples, its host id and credential.
     #[arg(long, default_value = "./agent-data", env = "LEAKSCOPE_AGENT_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -51,6 +54,7 @@ pub async fn run(args: AgentArgs) -> Result<(), String> {
     };
     let mut config = EngineConfig::new(&args.data_dir);
     config.docker_host = args.docker_host.clone();
+    config.docker_cert_path = args.docker_cert_path.clone();
     // The name the hub knows this host by: its containers, events and dumps carry it.
     config.host_name = read_secret(&args.data_dir.join("agent-name"));
     config.sample_interval = args.interval;
@@ -62,8 +66,10 @@ pub async fn run(args: AgentArgs) -> Result<(), String> {
     let app = crate::tunnel::host_app(&args.data_dir, &site, &engine)?;
     let url = connect_url(&args.hub)?;
     let mut backoff = Duration::from_secs(1);
+    // OOM kills wait here while the hub is away (the broadcast keeps up to 256 of them).
+    let mut oom_kills = OomKills { live: engine.subscribe_oom_kills(), unacknowledged: Vec::new() };
     loop {
-        match session(&url, &credential, &engine, &app).await {
+        match session(&url, &credential, &engine, &app, &mut oom_kills).await {
             Ended::Revoked => return Err("this agent was revoked on the hub; enroll it again with a new token (remove agent-credential from its data dir)".into()),
             Ended::Lost(why) => {
                 tracing::warn!(hub = %args.hub, %why, retry_in = ?backoff, "no connection to the hub; sampling goes on locally");
@@ -87,7 +93,36 @@ enum Ended {
     WasUp(String),
 }
 
-async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Router) -> Ended {
+/// The engine's OOM kills for the hub, each sent again on every connection until the hub
+/// acknowledges it (a link that is cut but not yet noticed swallows what is sent on it).
+struct OomKills {
+    live: tokio::sync::broadcast::Receiver<leakscope_model::alerts::OomKill>,
+    unacknowledged: Vec<leakscope_model::alerts::OomKill>,
+}
+
+impl OomKills {
+    async fn next(&mut self) -> leakscope_model::alerts::OomKill {
+        loop {
+            match self.live.recv().await {
+                Ok(kill) => {
+                    if self.unacknowledged.len() >= 256 {
+                        self.unacknowledged.remove(0);
+                    }
+                    self.unacknowledged.push(kill.clone());
+                    return kill;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(missed = n, "more OOM kills than the hub could be told of"),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+fn text_message(message: &AgentMessage) -> Message {
+    Message::Text(serde_json::to_string(message).unwrap_or_default().into())
+}
+
+async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Router, oom_kills: &mut OomKills) -> Ended {
     let mut request = match url.into_client_request() {
         Ok(r) => r,
         Err(e) => return Ended::Lost(e.to_string()),
@@ -105,8 +140,14 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
     };
     tracing::info!(hub = %url, "connected to the hub");
     let hello = AgentMessage::Hello { version: env!("CARGO_PKG_VERSION").into(), engine: engine_state(engine) };
-    if let Err(e) = send_within(&mut socket, Message::Text(serde_json::to_string(&hello).unwrap_or_default().into())).await {
+    if let Err(e) = send_within(&mut socket, text_message(&hello)).await {
         return Ended::WasUp(e.to_string());
+    }
+    // What the hub may not have heard of (sent on a link that was already cut, or while it was away).
+    for kill in oom_kills.unacknowledged.clone() {
+        if let Err(e) = send_within(&mut socket, text_message(&AgentMessage::OomKill { kill })).await {
+            return Ended::WasUp(e.to_string());
+        }
     }
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
     // Answers to the hub's requests, written by their tasks and sent from here.
@@ -120,13 +161,18 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
                     return Ended::WasUp(e.to_string());
                 }
             }
+            kill = oom_kills.next() => {
+                if let Err(e) = send_within(&mut socket, text_message(&AgentMessage::OomKill { kill })).await {
+                    return Ended::WasUp(e.to_string());
+                }
+            }
             _ = beat.tick() => {
                 // The hub pings every few seconds: silence means the link is gone even when TCP has not noticed.
                 if heard.elapsed() > crate::agent_link::SILENCE_LIMIT {
                     return Ended::WasUp("the hub has been silent for 30 s".into());
                 }
                 let message = AgentMessage::Heartbeat { engine: engine_state(engine), containers: engine.overview().containers.clone() };
-                if let Err(e) = send_within(&mut socket, Message::Text(serde_json::to_string(&message).unwrap_or_default().into())).await {
+                if let Err(e) = send_within(&mut socket, text_message(&message)).await {
                     return Ended::WasUp(e.to_string());
                 }
             }
@@ -141,6 +187,7 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
                 Some(Ok(Message::Text(text))) => {
                     heard = std::time::Instant::now();
                     match serde_json::from_str::<HubMessage>(&text) {
+                        Ok(HubMessage::OomKillReceived { kill }) => oom_kills.unacknowledged.retain(|k| *k != kill),
                         Ok(message) => requests.handle(message),
                         Err(e) => tracing::warn!(error = %e, "a message from the hub was not understood"),
                     }

@@ -218,6 +218,19 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
                             hub.on_end(id, error);
                             continue;
                         }
+                        Ok(AgentMessage::OomKill { kill }) => {
+                            // The agent speaks for its own host only.
+                            let received = HubMessage::OomKillReceived { kill: kill.clone() };
+                            let kill = leakscope_model::alerts::OomKill { host: agent.name.clone(), ..kill };
+                            if hub.first_report(&kill) {
+                                engine.announce_oom_kill(kill);
+                            }
+                            let text = serde_json::to_string(&received).unwrap_or_default();
+                            if send_within(&mut socket, Message::Text(text.into())).await.is_err() {
+                                break "the socket failed";
+                            }
+                            continue;
+                        }
                         Err(e) => Err(e),
                     };
                     match said {

@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// further engine is watched directly too (for hosts where no agent may be installed).
     #[arg(long, env = "LEAKSCOPE_DOCKER_HOST")]
     pub docker_host: Vec<String>,
+    /// `[NAME=]DIR`: reach the `tcp://` engine named NAME in `--docker-host` over TLS with DIR's
+    /// `ca.pem`, `cert.pem` and `key.pem` (as `docker --tlsverify`); without NAME, every `tcp://`
+    /// engine that has no directory of its own. Repeatable.
+    #[arg(long)]
+    pub docker_cert_path: Vec<String>,
     /// How often every container's memory is sampled.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub interval: Duration,

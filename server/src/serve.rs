@@ -41,10 +41,22 @@ pub fn use_capture_helpers(config: &mut EngineConfig, explicit: Option<PathBuf>,
     if agent.is_file() { Ok(()) } else { Err(agent) }
 }
 
+/// The certificate directory `--docker-cert-path [NAME=]DIR` gives the engine named `name`
+/// (a named one first, then an unnamed one), for `tcp://` addresses only.
+pub fn cert_path_for(values: &[String], name: Option<&str>, address: &str) -> Option<std::path::PathBuf> {
+    if !address.starts_with("tcp://") && !address.starts_with("https://") {
+        return None;
+    }
+    let split: Vec<(Option<String>, String)> = values.iter().map(|v| leakscope_engine::docker::split_named_address(v)).collect();
+    let named = split.iter().find(|(n, _)| n.is_some() && n.as_deref() == name);
+    named.or_else(|| split.iter().find(|(n, _)| n.is_none())).map(|(_, dir)| std::path::PathBuf::from(dir))
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let mut config = EngineConfig::new(&args.data_dir);
     if let Some(value) = args.docker_host.first() {
         let (name, address) = leakscope_engine::docker::split_named_address(value);
+        config.docker_cert_path = cert_path_for(&args.docker_cert_path, name.as_deref(), &address);
         config.host_name = name;
         config.docker_host = Some(address);
     }
@@ -64,7 +76,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
     crate::memory::spawn_trimmer();
     let hub: std::sync::Arc<crate::agent_link::AgentHub> = Default::default();
-    crate::direct_hosts::start(&hub, &engine, &args.docker_host[args.docker_host.len().min(1)..], &direct_config, &args.data_dir, &site).await?;
+    let further = &args.docker_host[args.docker_host.len().min(1)..];
+    crate::direct_hosts::start(&hub, &engine, further, &args.docker_cert_path, &direct_config, &args.data_dir, &site).await?;
 
     if !site.join("pkg").join("leakscope.js").is_file() {
         tracing::warn!(site = %site.display(), "UI bundle not found: pages render but do not hydrate; build it with `./dev build`");

@@ -324,6 +324,8 @@ impl AgentSide {
                     task.abort();
                 }
             }
+            // Handled by the agent's connection loop.
+            HubMessage::OomKillReceived { .. } => {}
         }
     }
 }

@@ -38,12 +38,33 @@ pub struct Connection {
 /// Connects and negotiates the API version. `DOCKER_TLS_VERIFY` and
 /// `DOCKER_CERT_PATH` select TLS for `tcp://` addresses, as with the docker CLI.
 pub async fn connect(address: &str) -> Result<Connection, String> {
+    connect_with(address, None).await
+}
+
+/// As `connect`; with `cert_dir`, a `tcp://` engine is reached over TLS with that
+/// directory's `ca.pem` (the engine's certificate must be signed by it) and the
+/// client's `cert.pem`/`key.pem`, as `docker --tlsverify` does.
+pub async fn connect_with(address: &str, cert_dir: Option<&Path>) -> Result<Connection, String> {
     if let Some(problem) = local_socket_problem(address) {
         return Err(problem);
     }
-    let docker = Docker::connect_with_host(address)
-        .map_err(|e| format!("cannot use address {address}: {e}"))?
-        .with_timeout(REQUEST_TIMEOUT);
+    let docker = match cert_dir {
+        Some(dir) => {
+            if !(address.starts_with("tcp://") || address.starts_with("https://")) {
+                return Err(format!("{address}: certificates ({}) are for tcp:// engines only", dir.display()));
+            }
+            for file in ["ca.pem", "cert.pem", "key.pem"] {
+                if !dir.join(file).is_file() {
+                    return Err(format!("{address}: no {file} in the certificate directory {}", dir.display()));
+                }
+            }
+            let api = bollard::API_DEFAULT_VERSION;
+            Docker::connect_with_ssl(address, &dir.join("key.pem"), &dir.join("cert.pem"), &dir.join("ca.pem"), REQUEST_TIMEOUT.as_secs(), api)
+        }
+        None => Docker::connect_with_host(address),
+    }
+    .map_err(|e| format!("cannot use address {address}: {e}"))?
+    .with_timeout(REQUEST_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(|e| describe_error(address, &e))?;
     let version = docker.version().await.map_err(|e| describe_error(address, &e))?;
     // Only the host's name: an engine slow to count its images (info walks them) must not

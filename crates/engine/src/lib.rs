@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// `None`: `DOCKER_HOST`, else the local socket.
     pub docker_host: Option<String>,
+    /// TLS for a `tcp://` engine: a directory with `ca.pem`, `cert.pem` and `key.pem`.
+    pub docker_cert_path: Option<PathBuf>,
     /// The host's display name; `None`: the engine's own (`docker info`).
     pub host_name: Option<String>,
     pub sample_interval: Duration,
@@ -87,6 +89,7 @@ impl EngineConfig {
         EngineConfig {
             data_dir: data_dir.into(),
             docker_host: None,
+            docker_cert_path: None,
             host_name: None,
             sample_interval: Duration::from_secs(2),
             raw_retention: Duration::from_secs(48 * 3600),
@@ -311,6 +314,12 @@ impl Engine {
     /// A revoked agent's host leaves the overview.
     pub fn remove_remote_host(&self, host: &str) {
         write(&self.inner.remote).remove(host);
+    }
+
+    /// An OOM kill another host reported (an agent's, or an engine reached directly): its
+    /// subscribers (notifications) hear of it as of this engine's own.
+    pub fn announce_oom_kill(&self, kill: leakscope_model::alerts::OomKill) {
+        let _ = self.inner.oom_kills.send(kill);
     }
 
     /// New OOM kills from now on, as the engine reports them.

@@ -32,7 +32,7 @@ pub(crate) fn spawn_all(engine: Engine) {
 
 async fn supervise_connection(engine: Engine) {
     loop {
-        match docker::connect(&engine.inner.address).await {
+        match docker::connect_with(&engine.inner.address, engine.inner.config.docker_cert_path.as_deref()).await {
             Ok(connection) => {
                 tracing::info!(address = %engine.inner.address, version = %connection.engine_version,
                     api = %connection.api_version, "connected to the Docker engine");

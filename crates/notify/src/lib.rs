@@ -253,7 +253,8 @@ impl Notifier {
     async fn deliver(self: &Arc<Self>, webhook: &Webhook, alert: &Alert, retry: bool) -> DeliveryResult {
         let link = match alert.kind {
             AlertKind::Test => self.config.public_url.clone(),
-            _ => format!("{}/containers/{}", self.config.public_url.trim_end_matches('/'), alert.container),
+            // With its host: the link opens the right container wherever it runs.
+            _ => format!("{}/hosts/{}/containers/{}", self.config.public_url.trim_end_matches('/'), alert.host, alert.container),
         };
         let body = payload(webhook.kind, alert, &link);
         let (client, url) = (self.client.clone(), webhook.url.clone());
