@@ -85,6 +85,34 @@ pub enum HubMessage {
     OomKillReceived { kill: leakscope_model::alerts::OomKill },
 }
 
+/// The id of a binary frame that is not a body chunk but a heartbeat: its JSON, deflated.
+/// A heartbeat repeats every container's field names and sparkline every sweep; deflated
+/// it is several times smaller on the wire (tungstenite has no permessage-deflate).
+pub const HEARTBEAT_FRAME: u64 = u64::MAX;
+
+/// A heartbeat as a binary frame (`HEARTBEAT_FRAME`, then the deflated JSON).
+pub fn pack_heartbeat(engine: AgentEngine, containers: Vec<leakscope_model::ContainerInfo>) -> Vec<u8> {
+    use std::io::Write;
+    let json = serde_json::to_vec(&AgentMessage::Heartbeat { engine, containers }).unwrap_or_default();
+    let mut packed = flate2::write::DeflateEncoder::new(HEARTBEAT_FRAME.to_be_bytes().to_vec(), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = packed.write_all(&json);
+    packed.finish().unwrap_or_default()
+}
+
+/// The heartbeat in a binary frame, if that is what it holds (`None`: a body chunk).
+pub fn unpack_heartbeat(frame: &[u8]) -> Option<Result<AgentMessage, String>> {
+    use std::io::Read;
+    let (id, deflated) = frame.split_first_chunk::<8>()?;
+    if u64::from_be_bytes(*id) != HEARTBEAT_FRAME {
+        return None;
+    }
+    // A heartbeat of 10 000 containers is a few MiB: more is not one.
+    let mut json = Vec::new();
+    let read = flate2::read::DeflateDecoder::new(deflated).take(64 << 20).read_to_end(&mut json);
+    Some(read.map_err(|e| e.to_string()).and_then(|_| serde_json::from_slice(&json).map_err(|e| e.to_string())))
+}
+
 /// How many body chunks an agent may send ahead of the hub's client (flow control: a slow
 /// download holds at most this much in the hub, and other requests share the socket).
 pub const WINDOW_CHUNKS: u32 = 16;

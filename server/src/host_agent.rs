@@ -40,6 +40,8 @@ pub struct AgentArgs {
     pub interval: Duration,
 }
 
+/// A heartbeat goes with every sampling sweep (the hub's dashboard then has each reading
+/// within its own next tick); this often at least when nothing is sampled.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const LONGEST_BACKOFF: Duration = Duration::from_secs(15);
 const CONNECT_WITHIN: Duration = Duration::from_secs(10);
@@ -118,6 +120,10 @@ impl OomKills {
     }
 }
 
+fn heartbeat(engine: &Engine) -> Message {
+    Message::Binary(crate::agent_link::pack_heartbeat(engine_state(engine), engine.overview().containers.clone()).into())
+}
+
 fn text_message(message: &AgentMessage) -> Message {
     Message::Text(serde_json::to_string(message).unwrap_or_default().into())
 }
@@ -143,6 +149,10 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
     if let Err(e) = send_within(&mut socket, text_message(&hello)).await {
         return Ended::WasUp(e.to_string());
     }
+    // The containers at once: a hub that just restarted knows nothing of this host yet.
+    if let Err(e) = send_within(&mut socket, heartbeat(engine)).await {
+        return Ended::WasUp(e.to_string());
+    }
     // What the hub may not have heard of (sent on a link that was already cut, or while it was away).
     for kill in oom_kills.unacknowledged.clone() {
         if let Err(e) = send_within(&mut socket, text_message(&AgentMessage::OomKill { kill })).await {
@@ -150,6 +160,8 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
         }
     }
     let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut sweeps = engine.subscribe();
+    let mut last_beat = std::time::Instant::now();
     // Answers to the hub's requests, written by their tasks and sent from here.
     let (out, mut answers) = tokio::sync::mpsc::channel::<Message>(64);
     let requests = crate::tunnel::AgentSide::new(app.clone(), out);
@@ -166,14 +178,26 @@ async fn session(url: &str, credential: &str, engine: &Engine, app: &axum::Route
                     return Ended::WasUp(e.to_string());
                 }
             }
+            swept = sweeps.changed() => {
+                if swept.is_err() {
+                    return Ended::WasUp("the engine stopped".into());
+                }
+                sweeps.borrow_and_update();
+                last_beat = std::time::Instant::now();
+                if let Err(e) = send_within(&mut socket, heartbeat(engine)).await {
+                    return Ended::WasUp(e.to_string());
+                }
+            }
             _ = beat.tick() => {
                 // The hub pings every few seconds: silence means the link is gone even when TCP has not noticed.
                 if heard.elapsed() > crate::agent_link::SILENCE_LIMIT {
                     return Ended::WasUp("the hub has been silent for 30 s".into());
                 }
-                let message = AgentMessage::Heartbeat { engine: engine_state(engine), containers: engine.overview().containers.clone() };
-                if let Err(e) = send_within(&mut socket, text_message(&message)).await {
-                    return Ended::WasUp(e.to_string());
+                if last_beat.elapsed() >= HEARTBEAT_EVERY {
+                    last_beat = std::time::Instant::now();
+                    if let Err(e) = send_within(&mut socket, heartbeat(engine)).await {
+                        return Ended::WasUp(e.to_string());
+                    }
                 }
             }
             // The hub pings every few seconds: silence means the link is gone even when TCP has not noticed.

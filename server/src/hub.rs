@@ -200,14 +200,21 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
             }
             message = socket.recv() => match message {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "closed by the agent",
-                Some(Ok(Message::Binary(frame))) => {
-                    heard = std::time::Instant::now();
-                    hub.on_chunk(&frame);
-                }
-                Some(Ok(Message::Text(text))) => {
+                Some(Ok(frame @ (Message::Binary(_) | Message::Text(_)))) => {
                     heard = std::time::Instant::now();
                     let now = now_ms();
-                    let said = match serde_json::from_str::<AgentMessage>(&text) {
+                    let message = match frame {
+                        Message::Binary(frame) => match crate::agent_link::unpack_heartbeat(&frame) {
+                            None => {
+                                hub.on_chunk(&frame);
+                                continue;
+                            }
+                            Some(heartbeat) => heartbeat,
+                        },
+                        Message::Text(text) => serde_json::from_str::<AgentMessage>(&text).map_err(|e| e.to_string()),
+                        _ => continue,
+                    };
+                    let said = match message {
                         Ok(AgentMessage::Hello { engine: state, .. }) => Ok((state, None)),
                         Ok(AgentMessage::Heartbeat { engine: state, containers }) => Ok((state, Some(containers))),
                         Ok(AgentMessage::Response { id, status, headers }) => {

@@ -75,8 +75,14 @@ fn main() {
         .stderr(Stdio::from(std::fs::File::create(data.join("hub.log")).unwrap()))
         .spawn()
         .unwrap();
-    let token = end2end::create_token(&data, "admin", "bench");
     let local = format!("http://127.0.0.1:{port}");
+    // Up (any answer) before a second process opens its database.
+    let started = Instant::now();
+    while matches!(ureq::get(&format!("{local}/api/v1/engine")).call(), Err(ureq::Error::Transport(_))) {
+        assert!(started.elapsed() < Duration::from_secs(60), "the hub does not answer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let token = end2end::create_token(&data, "admin", "bench");
     let get = |path: &str| -> serde_json::Value {
         ureq::get(&format!("{local}{path}")).set("Authorization", &format!("Bearer {token}")).call().ok().and_then(|r| r.into_json().ok()).unwrap_or_default()
     };
@@ -181,7 +187,8 @@ fn main() {
     println!("bytes per sample (agent → hub):       {:.0} B ({} samples at {interval_s} s)", up as f64 / samples, samples as u64);
     if !lat.is_empty() {
         println!(
-            "cgroup read → hub's live stream:      median {:.2} s, p99 {:.2} s, max {:.2} s ({} readings)",
+            "cgroup read → hub's live stream:      min {:.2} s, median {:.2} s, p99 {:.2} s, max {:.2} s ({} readings)",
+            lat[0] / 1000.0,
             percentile(&lat, 0.5) / 1000.0,
             percentile(&lat, 0.99) / 1000.0,
             lat[lat.len() - 1] / 1000.0,
