@@ -563,3 +563,101 @@ fn serve_watches_a_second_engine_directly_and_browses_and_captures_there() {
     let (_, hosts) = hub.get_json("/api/v1/hosts");
     assert!(hosts.as_array().unwrap().iter().any(|h| h["name"] == "second" && h["connected"] == false), "{hosts}");
 }
+
+/// An sshd of the test's own on a loopback port: its host key, one authorized client key, and
+/// an `ssh` on PATH that uses a config of the test's (identity, known host) — so nothing of
+/// this machine's own ssh setup is read or changed.
+struct SshServer {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl SshServer {
+    fn start() -> SshServer {
+        assert!(Path::new("/usr/sbin/sshd").is_file(), "no sshd: ./dev test installs openssh-server");
+        let dir = std::env::temp_dir().join(end2end::unique_name("sshd"));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        for key in ["host_key", "client_key"] {
+            let out = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(dir.join(key)).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        let port = end2end::free_port();
+        let public = |key: &str| std::fs::read_to_string(dir.join(format!("{key}.pub"))).unwrap();
+        std::fs::write(dir.join("authorized_keys"), public("client_key")).unwrap();
+        let host_key = public("host_key");
+        let host_key: Vec<&str> = host_key.split_whitespace().take(2).collect();
+        std::fs::write(dir.join("known_hosts"), format!("[127.0.0.1]:{port} {}\n", host_key.join(" "))).unwrap();
+        let config = format!(
+            "Host *\n  IdentityFile {0}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {0}/known_hosts\n  GlobalKnownHostsFile /dev/null\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("config"), config).unwrap();
+        let wrapper = dir.join("bin/ssh");
+        std::fs::write(&wrapper, format!("#!/bin/sh\nexec /usr/bin/ssh -F {}/config \"$@\"\n", dir.display())).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // sshd's privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string(), "-o", "ListenAddress=127.0.0.1", "-h"])
+            .arg(dir.join("host_key"))
+            .arg("-o")
+            .arg(format!("AuthorizedKeysFile={}/authorized_keys", dir.display()))
+            .args(["-o", "StrictModes=no", "-o", "PermitRootLogin=prohibit-password", "-o", "PasswordAuthentication=no", "-o", "UsePAM=no"])
+            .arg("-o")
+            .arg(format!("PidFile={}/sshd.pid", dir.display()))
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let server = SshServer { child, dir, port };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "sshd did not start:\n{}", std::fs::read_to_string(server.dir.join("sshd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    /// PATH with the test's `ssh` first.
+    fn path(&self) -> String {
+        format!("{}:{}", self.dir.join("bin").display(), std::env::var("PATH").unwrap_or_default())
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `--docker-host NAME=ssh://user@host:port`, as the docker CLI does it: ssh to the host and
+/// `docker system dial-stdio` there (here this machine's engine, through an sshd of the test's).
+#[test]
+fn serve_reaches_an_engine_over_ssh_as_the_docker_cli_does() {
+    let sshd = SshServer::start();
+    let c = TestContainer::run("over-ssh", &["-m", "24m"], &["sleep", "600"]);
+    let path = sshd.path();
+    let hub = Server::start(
+        &["--docker-host", "unix:///var/run/docker.sock", "--docker-host", &format!("viassh=ssh://root@127.0.0.1:{}", sshd.port)],
+        &[("PATH", &path)],
+    );
+    hub.wait_until(Duration::from_secs(90), "the container is listed on the host reached over ssh, with memory", || {
+        let (_, list) = hub.get_json("/api/v1/containers?host=viassh");
+        list.as_array().unwrap().iter().any(|x| x["name"] == c.name.as_str() && x["limit_bytes"] == 24 << 20 && !x["memory"].is_null())
+    });
+    let (_, hosts) = hub.get_json("/api/v1/hosts");
+    let host = hosts.as_array().unwrap().iter().find(|h| h["name"] == "viassh").cloned().unwrap_or_default();
+    assert_eq!((host["via"].as_str(), host["connected"].as_bool()), (Some("direct"), Some(true)), "{hosts}");
+    assert!(host["address"].as_str().unwrap().starts_with("ssh://"), "{host}");
+    // A capture through the ssh link: exec and the archive copy run over it too.
+    let (status, started) = hub.post_json(&format!("/api/v1/containers/{}/dumps?host=viassh", c.name), r#"{"kind":"memory-map"}"#);
+    assert_eq!(status, 202, "{started}");
+    let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
+    let state = wait_remote_job(&hub, &job, "viassh");
+    assert_eq!(state["state"], "done", "{state}\nsshd log:\n{}", std::fs::read_to_string(sshd.dir.join("sshd.log")).unwrap_or_default());
+}

@@ -61,6 +61,10 @@ pub async fn connect_with(address: &str, cert_dir: Option<&Path>) -> Result<Conn
             let api = bollard::API_DEFAULT_VERSION;
             Docker::connect_with_ssl(address, &dir.join("key.pem"), &dir.join("cert.pem"), &dir.join("ca.pem"), REQUEST_TIMEOUT.as_secs(), api)
         }
+        None if address.starts_with("ssh://") => {
+            let local = crate::ssh::local_address(address)?;
+            Docker::connect_with_unix(&local, REQUEST_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)
+        }
         None => Docker::connect_with_host(address),
     }
     .map_err(|e| format!("cannot use address {address}: {e}"))?
@@ -116,6 +120,10 @@ pub fn describe_error(address: &str, error: &bollard::errors::Error) -> String {
         text.push_str(": ");
         text.push_str(&s.to_string());
         source = s.source();
+    }
+    // Through ssh the client only sees the pipe close: say what ssh said.
+    if let Some(said) = address.starts_with("ssh://").then(|| crate::ssh::last_error(address)).flatten() {
+        text = format!("over ssh: {said}");
     }
     text
 }

@@ -15,6 +15,7 @@ mod error;
 pub mod memory;
 pub mod reports;
 mod sampler;
+pub mod ssh;
 mod sparkline;
 pub mod store;
 
