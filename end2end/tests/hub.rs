@@ -119,7 +119,16 @@ fn an_agent_enrolls_once_reconnects_after_hub_restarts_and_stops_when_revoked() 
     hub.wait_until(Duration::from_secs(60), "the agent's container is listed on the hub", || on_edge(&hub).is_some_and(|x| !x["memory"].is_null()));
     assert_eq!(on_edge(&hub).unwrap()["limit_bytes"], 32 << 20);
     let (_, dashboard) = hub.get("/");
-    assert!(dashboard.contains("<th>Host</th>") && dashboard.contains("data-host=\"edge-1\""), "the dashboard has no host column");
+    assert!(dashboard.contains("data-sort=\"host\"") && dashboard.contains("data-host=\"edge-1\""), "the dashboard has no host column");
+    // A filter per host, and rows grouped under their host (or compose project) when sorted so.
+    assert!(dashboard.contains("data-host-filter=\"edge-1\""), "the dashboard has no host filter");
+    let (_, filtered) = hub.get("/?host=edge-1");
+    assert!(filtered.contains("data-host=\"edge-1\""), "the filter lost the host's own containers");
+    assert!(!filtered.contains("<tr data-name") || filtered.matches("<tr data-name").count() == filtered.matches("data-host=\"edge-1\"").count(), "the filter shows other hosts' containers");
+    let (_, grouped) = hub.get("/?sort=host");
+    assert!(grouped.contains("data-group=\"edge-1\""), "no group of rows for the host");
+    let (_, by_project) = hub.get("/?sort=service");
+    assert!(by_project.contains("<tr class=\"group\""), "no group of rows by compose project");
 
     // An enrollment token works once.
     let mut second = Agent::start(&hub, &std::env::temp_dir().join(end2end::unique_name("agent")), Some(&token));

@@ -12,6 +12,7 @@ use crate::server_fns::get_overview;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SortKey {
+    Host,
     Name,
     Image,
     Service,
@@ -34,6 +35,9 @@ const COLUMNS: [(SortKey, &str, &str); 8] = [
 ];
 
 fn sort_key(value: Option<String>) -> SortKey {
+    if value.as_deref() == Some("host") {
+        return SortKey::Host;
+    }
     COLUMNS
         .iter()
         .find(|(_, key, _)| Some(*key) == value.as_deref())
@@ -62,6 +66,7 @@ fn sort_containers(list: &mut [ContainerInfo], key: SortKey, descending: bool) {
     let pct = |c: &ContainerInfo| c.memory.as_ref().and_then(|m| m.limit_fraction()).unwrap_or(-1.0);
     list.sort_by(|a, b| {
         let order = match key {
+            SortKey::Host => a.host.cmp(&b.host),
             SortKey::Name => a.name.cmp(&b.name),
             SortKey::Image => a.image.cmp(&b.image),
             SortKey::Service => compose_label(a).cmp(&compose_label(b)),
@@ -88,6 +93,7 @@ pub fn DashboardPage() -> impl IntoView {
     let query = use_query_map();
     let sort = Memo::new(move |_| sort_key(query.read().get("sort")));
     let descending = Memo::new(move |_| query.read().get("dir").as_deref() == Some("desc"));
+    let host = Memo::new(move |_| query.read().get("host").filter(|h| !h.is_empty()));
 
     view! {
         <Title text="Containers"/>
@@ -99,7 +105,7 @@ pub fn DashboardPage() -> impl IntoView {
                     Some(Err(e)) => Some(view! { <div class="banner error">"Cannot load containers: " {e}</div> }.into_any()),
                     Some(Ok(first)) => {
                         let data = current_overview(Some(first)).unwrap_or_default();
-                        Some(view! { <Dashboard data sort=sort.get() descending=descending.get()/> }.into_any())
+                        Some(view! { <Dashboard data sort=sort.get() descending=descending.get() host=host.get()/> }.into_any())
                     }
                 }
             }}
@@ -107,13 +113,45 @@ pub fn DashboardPage() -> impl IntoView {
     }
 }
 
+/// The dashboard's own link with a sort and, when one is chosen, a host.
+fn dashboard_href(sort: &str, descending: bool, host: Option<&str>) -> String {
+    // Host names are letters, digits and `.-_`; anything else is escaped all the same.
+    let encode = |h: &str| h.bytes().map(|b| if b.is_ascii_alphanumeric() || b"._-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let host = host.map(|h| format!("&host={}", encode(h))).unwrap_or_default();
+    format!("/?sort={sort}&dir={}{host}", if descending { "desc" } else { "asc" })
+}
+
+/// What rows are grouped under when sorted by host or by compose project.
+fn group_of(c: &ContainerInfo, sort: SortKey) -> Option<String> {
+    match sort {
+        SortKey::Host => Some(c.host.clone()),
+        SortKey::Service => Some(c.compose_project.clone().unwrap_or_default()),
+        _ => None,
+    }
+}
+
 #[component]
-fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
+fn Dashboard(data: Overview, sort: SortKey, descending: bool, host: Option<String>) -> impl IntoView {
     let services = data.services;
     let local_host = data.engine.host_name.clone().unwrap_or_default();
     let mut containers = data.containers;
     // The host column only where there is more than one host to tell apart.
     let many_hosts = containers.iter().any(|c| c.host != local_host && !c.host.is_empty());
+    // Every host with its containers (and how many are stale: its agent is away), for the filter.
+    let mut hosts: Vec<(String, usize, usize)> = Vec::new();
+    for c in &containers {
+        match hosts.iter_mut().find(|h| h.0 == c.host) {
+            Some(h) => {
+                h.1 += 1;
+                h.2 += usize::from(c.state == "stale");
+            }
+            None => hosts.push((c.host.clone(), 1, usize::from(c.state == "stale"))),
+        }
+    }
+    hosts.sort();
+    if let Some(h) = &host {
+        containers.retain(|c| &c.host == h);
+    }
     sort_containers(&mut containers, sort, descending);
     let running = containers.iter().filter(|c| c.is_running()).count();
     let unlimited = containers.iter().filter(|c| c.is_running() && c.limit_bytes.is_none()).count();
@@ -123,30 +161,75 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
         .count();
     let total = containers.len();
     let leaking = containers.iter().filter(|c| c.leak.as_ref().is_some_and(|l| l.leak)).count();
-    let headers = COLUMNS
-        .iter()
-        .map(|(key, param, label)| {
-            let active = *key == sort;
-            // Clicking the active column flips the direction; numbers start largest-first.
-            let numeric = matches!(key, SortKey::WorkingSet | SortKey::Limit | SortKey::Percent | SortKey::Leak);
-            let next_desc = if active { !descending } else { numeric };
-            let href = format!("/?sort={param}&dir={}", if next_desc { "desc" } else { "asc" });
-            let arrow = if active { if descending { " ▼" } else { " ▲" } } else { "" };
-            let class = if numeric { "num" } else { "" };
-            view! {
-                <th class=class aria-sort=if active { if descending { "descending" } else { "ascending" } } else { "none" }>
-                    <a href=href data-sort=*param>{*label}{arrow}</a>
-                </th>
-            }
-        })
-        .collect_view();
+    let header = |key: SortKey, param: &'static str, label: &'static str| {
+        let active = key == sort;
+        // Clicking the active column flips the direction; numbers start largest-first.
+        let numeric = matches!(key, SortKey::WorkingSet | SortKey::Limit | SortKey::Percent | SortKey::Leak);
+        let next_desc = if active { !descending } else { numeric };
+        let href = dashboard_href(param, next_desc, host.as_deref());
+        let arrow = if active { if descending { " ▼" } else { " ▲" } } else { "" };
+        let class = if numeric { "num" } else { "" };
+        view! {
+            <th class=class aria-sort=if active { if descending { "descending" } else { "ascending" } } else { "none" }>
+                <a href=href data-sort=param>{label}{arrow}</a>
+            </th>
+        }
+    };
+    let host_header = many_hosts.then(|| header(SortKey::Host, "host", "Host"));
+    let headers = COLUMNS.iter().map(|(key, param, label)| header(*key, param, label)).collect_view();
+    let columns = COLUMNS.len() + 1 + usize::from(many_hosts);
+    // Sorted by host or by compose project: a heading row where a group starts.
+    let mut group_sizes: std::collections::HashMap<String, usize> = Default::default();
+    for c in &containers {
+        if let Some(g) = group_of(c, sort) {
+            *group_sizes.entry(g).or_default() += 1;
+        }
+    }
+    let mut current_group: Option<String> = None;
     let rows = containers
         .into_iter()
         .map(|c| {
+            let group = group_of(&c, sort).filter(|g| current_group.as_ref() != Some(g));
+            let heading = group.map(|g| {
+                current_group = Some(g.clone());
+                let count = group_sizes.get(&g).copied().unwrap_or(0);
+                let label = match (sort, g.is_empty()) {
+                    (SortKey::Service, true) => "not in a compose project".to_string(),
+                    (SortKey::Service, false) => format!("compose project {g}"),
+                    _ => format!("host {g}"),
+                };
+                view! {
+                    <tr class="group" data-group=g><th colspan=columns>{label}<span class="muted">{format!(" · {count} container{}", if count == 1 { "" } else { "s" })}</span></th></tr>
+                }
+            });
             let remote = many_hosts && c.host != local_host;
-            view! { <ContainerRow c many_hosts remote/> }
+            view! { {heading}<ContainerRow c many_hosts remote/> }
         })
         .collect_view();
+    let host_filter = (hosts.len() > 1).then(|| {
+        let chosen = host.clone();
+        let all_href = dashboard_href("name", false, None);
+        let chips = hosts
+            .into_iter()
+            .map(|(name, count, stale)| {
+                let href = dashboard_href("name", false, Some(&name));
+                let active = chosen.as_deref() == Some(name.as_str());
+                let away = (stale > 0).then_some(" · not connected");
+                view! {
+                    <a href=href class="chip" class:active=active data-host-filter=name.clone()>
+                        {name.clone()}<span class="muted">{format!(" {count}")}{away}</span>
+                    </a>
+                }
+            })
+            .collect_view();
+        view! {
+            <nav class="host-filter" id="host-filter" aria-label="Hosts">
+                <span class="muted">"Hosts: "</span>
+                <a href=all_href class="chip" class:active=chosen.is_none()>"all"</a>
+                {chips}
+            </nav>
+        }
+    });
     view! {
         <section class="summary">
             <div class="stat"><span class="stat-value">{running}</span><span class="stat-label">"running"</span></div>
@@ -155,9 +238,10 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool) -> impl IntoView {
             <div class="stat" class:danger=near_limit.gt(&0)><span class="stat-value">{near_limit}</span><span class="stat-label">"at 80 % of limit or more"</span></div>
             <div class="stat" class:danger=leaking.gt(&0)><span class="stat-value" id="leak-count">{leaking}</span><span class="stat-label">"leaking"</span></div>
         </section>
+        {host_filter}
         {(!services.is_empty()).then(|| view! { <Services services/> })}
         <table class="grid" id="containers">
-            <thead><tr>{many_hosts.then(|| view! { <th>"Host"</th> })}{headers}<th class="spark">"Last hour"</th></tr></thead>
+            <thead><tr>{host_header}{headers}<th class="spark">"Last hour"</th></tr></thead>
             <tbody>
                 {rows}
             </tbody>
