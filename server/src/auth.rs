@@ -435,9 +435,14 @@ struct AuditQuery {
 /// Who did what: sign-ins, captures, downloads, deletions, shares, account changes.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "access", params(AuditQuery),
     responses((status = 200, body = Vec<AuditEntry>), (status = 400, body = ApiError)))]
-async fn audit_log(State(access): State<SharedAccess>, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, HttpError> {
+async fn audit_log(State(access): State<SharedAccess>, State(engine): State<leakscope_engine::Engine>, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, HttpError> {
     let limit = q.limit.unwrap_or(200).min(5000);
-    Ok(Json(access.with(move |s| s.audit_log(limit)).await?))
+    let mut entries = access.with(move |s| s.audit_log(limit)).await?;
+    let own = engine.host_name();
+    for entry in &mut entries {
+        entry.host.get_or_insert_with(|| own.clone());
+    }
+    Ok(Json(entries))
 }
 
 // ---- the admin page (server-rendered forms; every POST carries the CSRF token) ----

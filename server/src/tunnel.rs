@@ -114,7 +114,7 @@ pub async fn forward_to_agents(State(state): State<AppState>, request: Request, 
     };
     // Changes, and every dump download (a dump holds the process's secrets), are in the hub's audit log too.
     if (method != "GET" && method != "HEAD") || uri.split('?').next().is_some_and(|p| p.ends_with("/download")) {
-        state.access.audit(&principal.name, "forwarded to host", &host, Some(format!("{method} {uri}"))).await;
+        state.access.audit_on(Some(&host), &principal.name, "forwarded to host", &host, Some(format!("{method} {uri}"))).await;
     }
     match state.hub.call(&host, method, uri, headers, body, &principal).await {
         Ok(mut response) => {

@@ -50,7 +50,7 @@ pub fn agent_token(command: AgentTokenCommand) -> Result<(), Box<dyn std::error:
     let AgentTokenCommand::Create { name, data_dir } = command;
     let store = open(&data_dir)?;
     let token = store.create_enrollment(name.as_deref(), Some("console"), now_ms())?;
-    store.audit(now_ms(), "console", "created agent enrollment", name.as_deref().unwrap_or("(agent names itself)"), None)?;
+    store.audit(now_ms(), "console", "created agent enrollment", name.as_deref().unwrap_or("(agent names itself)"), None, None)?;
     eprintln!("Enrollment token for one agent, valid a day: `leakscope agent --hub URL --token <token>`. It is shown only now:");
     println!("{token}");
     Ok(())
@@ -85,7 +85,7 @@ pub fn token(command: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
             let (info, secret) = store.create_token(&name, role, Some("console"), now_ms())?;
             let hosts = store.limit_token_to_hosts(info.id, hosts.as_deref())?;
             let detail = crate::auth::role_detail(role, hosts.as_deref());
-            store.audit(now_ms(), "console", "created token", &info.name, Some(&detail))?;
+            store.audit(now_ms(), "console", "created token", &info.name, Some(&detail), None)?;
             eprintln!("Token {} ({detail}) created; send it as `Authorization: Bearer <token>`. It is shown only now:", info.id);
             println!("{secret}");
         }
@@ -100,7 +100,7 @@ pub fn token(command: TokenCommand) -> Result<(), Box<dyn std::error::Error>> {
             if !store.revoke_token(id, now_ms())? {
                 return Err(format!("no active token {id}").into());
             }
-            store.audit(now_ms(), "console", "revoked token", &id.to_string(), None)?;
+            store.audit(now_ms(), "console", "revoked token", &id.to_string(), None, None)?;
             println!("revoked token {id}");
         }
     }
@@ -123,7 +123,7 @@ pub fn user(command: UserCommand) -> Result<(), Box<dyn std::error::Error>> {
             let user = store.create_user(&name, &password, role, now_ms())?;
             let hosts = store.limit_user_to_hosts(user.id, hosts.as_deref())?;
             let detail = crate::auth::role_detail(role, hosts.as_deref());
-            store.audit(now_ms(), "console", "created user", &user.name, Some(&detail))?;
+            store.audit(now_ms(), "console", "created user", &user.name, Some(&detail), None)?;
             println!("created {} ({detail})", user.name);
         }
     }

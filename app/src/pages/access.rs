@@ -178,7 +178,7 @@ fn AdminView(view: AdminView) -> impl IntoView {
         .audit
         .into_iter()
         .map(|a| view! {
-            <tr><td><LocalTime ms=a.t_ms/></td><td>{a.actor}</td><td>{a.action}</td><td class="wrap">{a.target}</td><td class="wrap">{a.detail.unwrap_or_default()}</td></tr>
+            <tr><td><LocalTime ms=a.t_ms/></td><td>{a.actor}</td><td>{a.action}</td><td class="host">{a.host}</td><td class="wrap">{a.target}</td><td class="wrap">{a.detail.unwrap_or_default()}</td></tr>
         })
         .collect_view();
     view! {
@@ -248,7 +248,7 @@ fn AdminView(view: AdminView) -> impl IntoView {
         <section class="panel">
             <h2>"Audit log"</h2>
             <div class="scroll-x"><table class="grid" id="audit">
-                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Target"</th><th>"Detail"</th></tr></thead>
+                <thead><tr><th>"When"</th><th>"Who"</th><th>"What"</th><th>"Host"</th><th>"Target"</th><th>"Detail"</th></tr></thead>
                 <tbody>{audit}</tbody>
             </table></div>
         </section>

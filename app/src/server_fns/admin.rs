@@ -43,7 +43,10 @@ pub async fn get_admin() -> Result<AdminView, ServerFnError> {
             .into_iter()
             .map(|t| TokenRow { id: t.id, name: t.name, role: t.role.to_string(), created_ms: t.created_ms, created_by: t.created_by, revoked_ms: t.revoked_ms, hosts: t.hosts })
             .collect(),
-        audit: audit.into_iter().map(|a| AuditRow { t_ms: a.t_ms, actor: a.actor, action: a.action, target: a.target, detail: a.detail }).collect(),
+        audit: {
+            let own = super::engine()?.host_name();
+            audit.into_iter().map(|a| AuditRow { t_ms: a.t_ms, actor: a.actor, action: a.action, target: a.target, detail: a.detail, host: a.host.unwrap_or_else(|| own.clone()) }).collect()
+        },
         new_token: access.take_flash(&me.name),
     })
 }

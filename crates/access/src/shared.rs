@@ -90,8 +90,13 @@ impl AccessState {
 
     /// Writes an audit entry; a failure to write is logged, never shown.
     pub async fn audit(self: &Arc<Self>, actor: &str, action: &str, target: &str, detail: Option<String>) {
-        let (actor, action, target) = (actor.to_string(), action.to_string(), target.to_string());
-        if let Err(e) = self.with(move |s| s.audit(now_ms(), &actor, &action, &target, detail.as_deref())).await {
+        self.audit_on(None, actor, action, target, detail).await
+    }
+
+    /// As `audit`, for an action done on another host (`None`: this server's own).
+    pub async fn audit_on(self: &Arc<Self>, host: Option<&str>, actor: &str, action: &str, target: &str, detail: Option<String>) {
+        let (actor, action, target, host) = (actor.to_string(), action.to_string(), target.to_string(), host.map(str::to_string));
+        if let Err(e) = self.with(move |s| s.audit(now_ms(), &actor, &action, &target, detail.as_deref(), host.as_deref())).await {
             tracing::error!(error = %e, "cannot write the audit log");
         }
     }

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS audit (
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     target TEXT NOT NULL,
-    detail TEXT
+    detail TEXT,
+    host TEXT
 );
 ";
 
@@ -114,6 +115,8 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub detail: Option<String>,
+    /// The host the action was done on (the API fills in this server's own where it was stored empty).
+    pub host: Option<String>,
 }
 
 pub struct AccessStore {
@@ -141,6 +144,11 @@ impl AccessStore {
             if !has {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN hosts TEXT"))?;
             }
+        }
+        // Added later: the host an audited action was done on (NULL: this server's own).
+        let has: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM pragma_table_info('audit') WHERE name = 'host')", [], |r| r.get(0))?;
+        if !has {
+            conn.execute_batch("ALTER TABLE audit ADD COLUMN host TEXT")?;
         }
         Ok(AccessStore { conn })
     }
@@ -312,19 +320,20 @@ impl AccessStore {
         Ok(self.conn.execute("UPDATE api_tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", params![id, now_ms])? > 0)
     }
 
-    pub fn audit(&self, now_ms: i64, actor: &str, action: &str, target: &str, detail: Option<&str>) -> Result<(), AccessError> {
+    /// `host`: the host the action was done on, when not this server's own.
+    pub fn audit(&self, now_ms: i64, actor: &str, action: &str, target: &str, detail: Option<&str>, host: Option<&str>) -> Result<(), AccessError> {
         self.conn.execute(
-            "INSERT INTO audit (t_ms, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_ms, actor, action, target, detail],
+            "INSERT INTO audit (t_ms, actor, action, target, detail, host) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![now_ms, actor, action, target, detail, host],
         )?;
         Ok(())
     }
 
     /// Newest first.
     pub fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, AccessError> {
-        let mut stmt = self.conn.prepare("SELECT t_ms, actor, action, target, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let mut stmt = self.conn.prepare("SELECT t_ms, actor, action, target, detail, host FROM audit ORDER BY id DESC LIMIT ?1")?;
         let rows = stmt.query_map([limit], |r| {
-            Ok(AuditEntry { t_ms: r.get(0)?, actor: r.get(1)?, action: r.get(2)?, target: r.get(3)?, detail: r.get(4)? })
+            Ok(AuditEntry { t_ms: r.get(0)?, actor: r.get(1)?, action: r.get(2)?, target: r.get(3)?, detail: r.get(4)?, host: r.get(5)? })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -379,7 +388,7 @@ mod tests {
         let viewer = s.create_user("v", "a long password", Role::Viewer, 1).unwrap();
         assert!(s.delete_user(admin.id).is_err());
         assert!(s.delete_user(viewer.id).unwrap());
-        s.audit(1, "root", "deleted user", "v", None).unwrap();
+        s.audit(1, "root", "deleted user", "v", None, None).unwrap();
         assert_eq!(s.audit_log(10).unwrap()[0].action, "deleted user");
     }
 }

@@ -36,6 +36,8 @@ pub struct AuditRow {
     pub action: String,
     pub target: String,
     pub detail: Option<String>,
+    /// The host the action was done on.
+    pub host: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
