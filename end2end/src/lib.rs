@@ -223,6 +223,9 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub token: String,
+    /// What it was started with, for a restart.
+    extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -258,6 +261,12 @@ impl Server {
         let log = data_dir.join("serve.log");
         let mut cmd = Command::new(leakscope_bin());
         cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap()]);
+        // The suite's second pass over the dump tests keeps every dump in a bucket.
+        if std::env::var("LEAKSCOPE_TEST_DUMP_STORE").as_deref() == Ok("s3") && !extra_args.contains(&"--dump-store") {
+            let s3 = S3Server::shared();
+            cmd.args(["--dump-store", &s3.url_for(data_dir.file_name().unwrap().to_str().unwrap())]);
+            cmd.envs(s3.credentials());
+        }
         // Tests sample every second unless they say otherwise.
         if !extra_args.contains(&"--interval") {
             cmd.args(["--interval", "1s"]);
@@ -269,7 +278,15 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn leakscope serve");
-        let server = Server { child, base: format!("http://{bind}"), data_dir, log, token };
+        let server = Server {
+            child,
+            base: format!("http://{bind}"),
+            data_dir,
+            log,
+            token,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
         // A wrapped binary (LEAKSCOPE_BIN=a heaptrack script) starts slowly.
         let patience = Duration::from_secs(if std::env::var_os("LEAKSCOPE_BIN").is_some() { 300 } else { 30 });
         // Answering, and its first attempt to reach the engine decided (connected, or
@@ -281,6 +298,16 @@ impl Server {
             status.is_some_and(|s| s["connected"] == true || s["error"].as_str().is_some_and(|e| e != "connecting"))
         });
         server
+    }
+
+    /// Where this server's stored dumps are as files: its dump folder, or
+    /// the test S3 server's folder for its prefix when dumps go to a bucket.
+    pub fn dump_folder(&self) -> PathBuf {
+        if std::env::var("LEAKSCOPE_TEST_DUMP_STORE").as_deref() == Ok("s3") && !self.extra_args.iter().any(|a| a == "--dump-store") {
+            S3Server::shared().folder(self.data_dir.file_name().unwrap().to_str().unwrap())
+        } else {
+            self.data_dir.join("dumps")
+        }
     }
 
     /// A request with this server's admin token.
@@ -392,6 +419,69 @@ impl Server {
     }
 }
 
+/// A real S3 server (s3s-fs, from crates.io: `./dev test` installs it and
+/// sets `LEAKSCOPE_S3S_FS`) on a private port, storing into a temporary
+/// folder, with keys of its own; one bucket, `leakscope-tests`.
+pub struct S3Server {
+    /// `sh` holding s3s-fs: it ends s3s-fs when our end of its stdin closes,
+    /// which is when this test process ends, however it ends.
+    _keeper: Child,
+    _stdin: std::process::ChildStdin,
+    pub endpoint: String,
+    pub root: PathBuf,
+    access_key: String,
+    secret_key: String,
+}
+
+pub const TEST_BUCKET: &str = "leakscope-tests";
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let binary = std::env::var("LEAKSCOPE_S3S_FS").expect("LEAKSCOPE_S3S_FS names the s3s-fs binary (./dev test installs it)");
+        let root = std::env::temp_dir().join(unique_name("s3"));
+        std::fs::create_dir_all(root.join(TEST_BUCKET)).unwrap();
+        let port = free_port();
+        let (access_key, secret_key) = (unique_name("ak"), unique_name("sk"));
+        let log = std::fs::File::create(root.with_extension("log")).unwrap();
+        let mut keeper = Command::new("sh")
+            .args(["-c", "\"$@\" & pid=$!; cat >/dev/null; kill $pid; wait $pid", "s3s-keeper", &binary, "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", &access_key, "--secret-key", &secret_key, root.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start s3s-fs");
+        let stdin = keeper.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on {port}: {}", std::fs::read_to_string(root.with_extension("log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3Server { _keeper: keeper, _stdin: stdin, endpoint: format!("http://127.0.0.1:{port}"), root, access_key, secret_key }
+    }
+
+    /// One server for the whole test process.
+    pub fn shared() -> &'static S3Server {
+        static SHARED: OnceLock<S3Server> = OnceLock::new();
+        SHARED.get_or_init(S3Server::start)
+    }
+
+    /// `--dump-store` for a prefix of the test bucket.
+    pub fn url_for(&self, prefix: &str) -> String {
+        format!("s3://{TEST_BUCKET}/{prefix}?endpoint={}", self.endpoint)
+    }
+
+    /// The variables a client of this server needs.
+    pub fn credentials(&self) -> Vec<(String, String)> {
+        vec![("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()), ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone())]
+    }
+
+    /// The folder where s3s-fs keeps the objects under `prefix`.
+    pub fn folder(&self, prefix: &str) -> PathBuf {
+        self.root.join(TEST_BUCKET).join(prefix)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -428,6 +518,11 @@ pub fn docker_stats_working_set(name: &str) -> u64 {
 /// A heap dump of the repo's `LeakMain` fixture from the host JDK: `sessions`
 /// leaked sessions of `payload` bytes each. Returns the `.hprof` path.
 pub fn java_heap_dump(sessions: u32, payload: u32) -> PathBuf {
+    java_heap_dump_of(sessions, payload, false)
+}
+
+/// As `java_heap_dump`; with `noise`, the payloads are random bytes (a dump that does not compress).
+pub fn java_heap_dump_of(sessions: u32, payload: u32, noise: bool) -> PathBuf {
     use std::io::BufRead;
     let dir = std::env::temp_dir().join(unique_name("java"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -437,6 +532,7 @@ pub fn java_heap_dump(sessions: u32, payload: u32) -> PathBuf {
         .args(["-Xmx256m", "-cp"])
         .arg(&dir)
         .args(["LeakMain", &sessions.to_string(), &payload.to_string(), "10", "8"])
+        .args(noise.then_some("noise"))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -487,6 +583,14 @@ impl Server {
         self.kill9_and_restart_after(|| {})
     }
 
+    /// Stops the server and hands back its data directory (not removed).
+    pub fn stop_keeping_data(mut self) -> PathBuf {
+        let data = std::mem::take(&mut self.data_dir);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        data
+    }
+
     /// Like `kill9_and_restart`, running `meanwhile` while no server is up.
     pub fn kill9_and_restart_after(mut self, meanwhile: impl FnOnce()) -> Server {
         let data = std::mem::take(&mut self.data_dir);
@@ -494,9 +598,12 @@ impl Server {
         let bind = self.base.trim_start_matches("http://").to_string();
         let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
+        let (args, env) = (std::mem::take(&mut self.extra_args), std::mem::take(&mut self.env));
         drop(self);
         meanwhile();
-        Server::spawn(data, &[], &[], bind)
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::spawn(data, &args, &env, bind)
     }
 }
 

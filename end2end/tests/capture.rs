@@ -244,9 +244,10 @@ fn a_container_killed_mid_capture_fails_the_job_and_stores_nothing() {
     assert!(!error.is_empty());
     println!("killed mid-capture: {error}");
     assert!(server.get_json("/api/v1/dumps").1.as_array().unwrap().is_empty(), "a partial dump was stored");
-    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir.join("dumps"))
-        .unwrap()
-        .flatten()
+    // The local folder, and the bucket's when dumps go to one.
+    let leftovers: Vec<_> = [server.data_dir.join("dumps"), server.dump_folder()]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("hprof") || n.starts_with(".incoming"))
         .collect();

@@ -108,7 +108,7 @@ fn uploaded_dumps_are_stored_analysed_diffed_downloaded_and_deleted() {
     assert_eq!(response.status(), 204);
     let (status, _) = server.get_json(&format!("/api/v1/dumps/{first_id}"));
     assert_eq!(status, 404);
-    assert!(!server.data_dir.join("dumps").join(format!("{first_id}.hprof.zst")).exists());
+    assert!(!server.dump_folder().join(format!("{first_id}.hprof.zst")).exists());
 }
 
 #[test]
@@ -226,7 +226,7 @@ fn a_node_heap_snapshot_is_stored_analysed_downloaded_and_not_diffed_against_jav
     // Delete removes the snapshot's file too.
     let response = server.request("DELETE", &format!("/api/v1/dumps/{id}")).call().unwrap();
     assert_eq!(response.status(), 204);
-    assert!(!server.data_dir.join("dumps").join(format!("{id}.heapsnapshot.zst")).exists());
+    assert!(!server.dump_folder().join(format!("{id}.heapsnapshot.zst")).exists());
 }
 
 /// Two snapshots one process wrote of itself keep V8's object ids: uploaded,

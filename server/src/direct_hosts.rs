@@ -48,6 +48,7 @@ pub async fn start(
         config.docker_host = Some(address);
         config.docker_cert_path = cert_path;
         config.host_name = Some(name.clone());
+        config.dump_store = template.dump_store.as_deref().map(|url| leakscope_blobs::child_url(url, &format!("hosts/{name}")));
         let engine = Engine::start(config).map_err(|e| format!("--docker-host {value}: {e}"))?;
         let app = crate::tunnel::host_app(&dir, site, &engine)?;
         attach(hub, hub_engine.clone(), name, engine, app);

@@ -264,6 +264,8 @@ async fn download(
                     }
                 }
                 Err(e) => {
+                    // The client sees a cut transfer; the reason is here.
+                    tracing::error!(error = %e, "a dump download ended early");
                     let _ = tx.blocking_send(Err(e));
                     break;
                 }

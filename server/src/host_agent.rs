@@ -36,6 +36,12 @@ pub struct AgentArgs {
     /// The agent's samples, its host id and credential.
     #[arg(long, default_value = "./agent-data", env = "LEAKSCOPE_AGENT_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Keep heap dumps in an S3-compatible bucket instead of on this host (`<data-dir>/dumps`):
+    /// `s3://bucket/prefix`, optionally `?endpoint=URL&region=NAME` (a self-hosted store is
+    /// reached path-style). Credentials, region and endpoint also come from `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`.
+    #[arg(long, env = "LEAKSCOPE_DUMP_STORE")]
+    pub dump_store: Option<String>,
     #[arg(long, default_value = "2s", value_parser = crate::parse_duration)]
     pub interval: Duration,
 }
@@ -64,7 +70,11 @@ pub async fn run(args: AgentArgs) -> Result<(), String> {
     if let Err(missing) = crate::serve::use_capture_helpers(&mut config, None, &site) {
         tracing::warn!(agent = %missing.display(), "capture helper not found: captures on this host from images without jcmd will fail");
     }
+    config.dump_store = args.dump_store.clone();
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
+    if let Err(e) = engine.probe_dump_store().await {
+        tracing::error!(error = %e, "the dump store does not answer; captures fail until it does");
+    }
     let app = crate::tunnel::host_app(&args.data_dir, &site, &engine)?;
     let url = connect_url(&args.hub)?;
     let mut backoff = Duration::from_secs(1);

@@ -12,6 +12,7 @@ mod compose;
 mod auth;
 mod demo;
 mod memory;
+mod migrate;
 mod metrics_api;
 mod openapi;
 mod detect;
@@ -61,6 +62,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run on a Docker host: sample its engine and report to a hub (`leakscope serve`) it dials out to.
     Agent(host_agent::AgentArgs),
+    /// Copy a data directory's heap dumps into a bucket (`--dump-store s3://…`), each copy checked.
+    Migrate(migrate::MigrateArgs),
     /// Enrollment tokens for host agents (`agent-token create` prints the token on its last line).
     #[command(subcommand)]
     AgentToken(users::AgentTokenCommand),
@@ -74,6 +77,12 @@ pub struct ServeArgs {
     /// Where the SQLite database and the dump folder live.
     #[arg(long, default_value = "./data", env = "LEAKSCOPE_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Keep heap dumps in an S3-compatible bucket instead of `<data-dir>/dumps`:
+    /// `s3://bucket/prefix`, optionally `?endpoint=URL&region=NAME` (a self-hosted store is
+    /// reached path-style). Credentials, region and endpoint also come from `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`.
+    #[arg(long, env = "LEAKSCOPE_DUMP_STORE")]
+    pub dump_store: Option<String>,
     /// `[NAME=]URL`: the Docker engine's address (defaults to DOCKER_HOST, then the local socket)
     /// and the host's display name (defaults to the engine's own host name). Repeatable: every
     /// further engine is watched directly too (for hosts where no agent may be installed).
@@ -190,6 +199,7 @@ fn main() -> std::process::ExitCode {
         Command::User(command) => users::user(command).map_err(|e| e.to_string()),
         Command::Demo(args) => runtime.block_on(demo::run(args)).map_err(Into::into),
         Command::Agent(args) => runtime.block_on(host_agent::run(args)),
+        Command::Migrate(args) => runtime.block_on(migrate::run(args)),
         Command::AgentToken(command) => users::agent_token(command).map_err(|e| e.to_string()),
     };
     match result {

@@ -72,8 +72,15 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     if let Err(missing) = use_capture_helpers(&mut config, args.agent.clone(), &site) {
         tracing::warn!(agent = %missing.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
     }
+    config.dump_store = args.dump_store.clone();
     let direct_config = config.clone();
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
+    // A store that does not answer is said at once, but does not keep the
+    // dashboard from starting: memory is watched while the store is fixed.
+    match engine.probe_dump_store().await {
+        Ok(()) => tracing::info!(store = %engine.dump_store(), "heap dumps are stored in"),
+        Err(e) => tracing::error!(error = %e, "the dump store does not answer; captures and uploads fail until it does"),
+    }
     crate::memory::spawn_trimmer();
     let hub: std::sync::Arc<crate::agent_link::AgentHub> = Default::default();
     let further = &args.docker_host[args.docker_host.len().min(1)..];

@@ -18,7 +18,12 @@ use anyhow::{bail, Context, Result};
 const BESIDE_THE_REST: &[&str] = &["detection", "check", "check_evidence"];
 /// Test targets that disturb every other test (restarting the engine): run alone, last.
 const ALONE_AT_THE_END: &[&str] = &["engine_restart"];
+/// Test targets that store dumps: run a second time with every dump in an S3
+/// bucket (`LEAKSCOPE_TEST_DUMP_STORE=s3`; the harness starts s3s-fs), so both
+/// dump stores pass the same tests.
+const AGAIN_WITH_DUMPS_IN_A_BUCKET: &[&str] = &["dumps", "capture", "node_capture", "python_capture", "native_capture"];
 
+#[derive(Clone)]
 struct TestBinary {
     name: String,
     executable: PathBuf,
@@ -47,6 +52,11 @@ pub fn run(passthrough: &[String]) -> Result<()> {
     for binary in in_order {
         let child = command(binary, passthrough).stdout(Stdio::piped()).spawn()?;
         outcome.follow(binary, child)?;
+    }
+    for binary in binaries.iter().filter(|b| AGAIN_WITH_DUMPS_IN_A_BUCKET.contains(&b.name.as_str())) {
+        let again = TestBinary { name: format!("{} (dumps in a bucket)", binary.name), ..binary.clone() };
+        let child = command(binary, passthrough).env("LEAKSCOPE_TEST_DUMP_STORE", "s3").stdout(Stdio::piped()).spawn()?;
+        outcome.follow(&again, child)?;
     }
     for (binary, mut child, log) in beside {
         let status = child.wait()?;

@@ -1,13 +1,16 @@
-//! The dump store: files under `<data>/dumps/<id>.hprof.zst` or
-//! `<id>.heapsnapshot.zst` (zstd at rest, named by their format),
-//! records in SQLite, analyses computed once in the background and kept with
-//! the record so no page ever parses a dump.
+//! The dump store: files named `<id>.hprof.zst`, `<id>.heapsnapshot.zst` …
+//! (zstd at rest, named by their format) in the dump folder or a bucket
+//! (`leakscope_blobs`), records in SQLite, analyses computed once in the
+//! background and kept with the record so no page ever parses a dump.
 //!
 //! Architecture invariant: a failed import or analysis leaves nothing behind
 //! and touches no other dump.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+
+use leakscope_blobs::{DumpFiles, Upload};
 
 use leakscope_model::analysis::{Analysis, HeapSummary};
 use leakscope_model::dumps::{DumpFilter, DumpInfo};
@@ -67,10 +70,13 @@ pub struct NewDump {
     pub host: Option<String>,
 }
 
-/// A dump written to a temporary file in the dump folder, not yet recorded.
-/// Dropping it removes the file, so a failed capture leaves nothing behind.
+/// A dump written to the dump store, not yet recorded. Dropping it removes
+/// the file, so a failed capture leaves nothing behind.
 pub struct Staged {
-    tmp: tempfile::NamedTempFile,
+    pub id: String,
+    name: String,
+    files: Arc<DumpFiles>,
+    recorded: bool,
     /// `hprof` or `v8`, from the dump's first bytes.
     pub format: &'static str,
     pub size_bytes: u64,
@@ -89,9 +95,17 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("host", "TEXT"),
 ];
 
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.files.delete_later(&self.name);
+        }
+    }
+}
+
 pub struct DumpStore {
     conn: Connection,
-    dir: PathBuf,
+    files: Arc<DumpFiles>,
 }
 
 /// Keep this much free beyond the dump itself.
@@ -125,7 +139,7 @@ pub(crate) fn remove_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".incoming-") {
+        if name.starts_with(".incoming-") || name.starts_with(".unpacked-") {
             let _ = std::fs::remove_file(entry.path());
         } else if name.starts_with(".core-") {
             let _ = std::fs::remove_dir_all(entry.path());
@@ -161,7 +175,7 @@ fn io(what: &str, e: std::io::Error) -> EngineError {
 }
 
 impl DumpStore {
-    pub fn open(db: &Path, dir: &Path) -> Result<Self, EngineError> {
+    pub fn open(db: &Path, files: Arc<DumpFiles>) -> Result<Self, EngineError> {
         let conn = crate::store::open_sqlite(db, SCHEMA)?;
         for (column, kind) in ADDED_COLUMNS {
             let present: bool = conn
@@ -171,37 +185,25 @@ impl DumpStore {
                 conn.execute(&format!("ALTER TABLE dumps ADD COLUMN {column} {kind}"), [])?;
             }
         }
-        Ok(DumpStore { conn, dir: dir.to_path_buf() })
+        Ok(DumpStore { conn, files })
     }
 
-    /// The stored file of a dump, whichever format it holds.
-    pub fn file_of(&self, id: &str) -> PathBuf {
-        leakscope_heap::Format::ALL
-            .into_iter()
-            .map(|f| self.file_for(id, f.key()))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| self.file_for(id, "hprof"))
+    /// Where the dump's bytes are and what it holds: its stored file's name,
+    /// its size and checksum (of the dump itself, not of the stored file).
+    pub fn stored(&self, id: &str) -> Result<StoredDump, EngineError> {
+        let row = self
+            .conn
+            .query_row("SELECT format, size_bytes, sha256 FROM dumps WHERE id = ?1", [id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+            })
+            .optional()?;
+        let (format, size, sha256) = row.ok_or_else(|| EngineError::UnknownDump(id.to_string()))?;
+        Ok(StoredDump { id: id.to_string(), name: stored_name(id, &format), size_bytes: size as u64, sha256, files: self.files.clone() })
     }
 
-    fn file_for(&self, id: &str, format: &str) -> PathBuf {
-        self.dir.join(format!("{id}.{}.zst", extension_of(format)))
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Stage and record in one go (uploads).
-    pub fn import(&self, source: impl Read, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
-        let staged = stage(&self.dir, source, meta.expected_bytes)?;
-        self.commit(staged, meta, now_ms)
-    }
-
-    /// Records a staged dump: renames it into place and inserts its row.
-    pub fn commit(&self, staged: Staged, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
-        let id = new_id()?;
-        let target = self.file_for(&id, staged.format);
-        staged.tmp.persist(&target).map_err(|e| io("saving the dump", e.error))?;
+    /// Records a staged dump: inserts its row (its file is already in place).
+    pub fn commit(&self, mut staged: Staged, meta: NewDump, now_ms: i64) -> Result<DumpInfo, EngineError> {
+        let id = staged.id.clone();
         let service = meta
             .service
             .clone()
@@ -218,10 +220,9 @@ impl DumpStore {
                 meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format, meta.pause_ms.map(|v| v as i64),
                 meta.working_set_bytes.map(|v| v as i64), meta.host],
         );
-        if let Err(e) = inserted {
-            let _ = std::fs::remove_file(&target);
-            return Err(e.into());
-        }
+        // An error drops `staged`, which removes its file.
+        inserted?;
+        staged.recorded = true;
         self.get(&id)?.ok_or_else(|| EngineError::Internal("stored dump vanished".into()))
     }
 
@@ -296,6 +297,20 @@ impl DumpStore {
         Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
     }
 
+    /// Stored files in the dump folder with no record: what a server that
+    /// stopped between storing a capture and recording it left. Serving start only.
+    pub(crate) fn remove_unrecorded(&self, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((id, _)) = name.split_once('.') else { continue };
+            if valid_id(id) && name.ends_with(".zst") && matches!(self.stored(id), Err(EngineError::UnknownDump(_))) {
+                tracing::info!(file = %name, "removing a stored dump that was never recorded");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Ids whose analysis never finished (the server stopped mid-way).
     pub fn unfinished(&self) -> Result<Vec<String>, EngineError> {
         let mut stmt = self.conn.prepare("SELECT id FROM dumps WHERE analysis_state IN ('pending', 'running')")?;
@@ -303,19 +318,190 @@ impl DumpStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn delete(&self, id: &str) -> Result<bool, EngineError> {
-        let n = self.conn.execute("DELETE FROM dumps WHERE id = ?1", [id])?;
-        let _ = std::fs::remove_file(self.file_of(id));
-        Ok(n > 0)
+    /// Removes the record; the caller removes the file (`StoredDump::remove`),
+    /// outside the store's lock, as a bucket is a network call away.
+    pub fn delete(&self, id: &str) -> Result<Option<StoredDump>, EngineError> {
+        let stored = match self.stored(id) {
+            Ok(s) => s,
+            Err(EngineError::UnknownDump(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        self.conn.execute("DELETE FROM dumps WHERE id = ?1", [id])?;
+        Ok(Some(stored))
+    }
+}
+
+/// What `copy_files_to` did.
+#[derive(Debug, Default)]
+pub struct CopyReport {
+    pub copied: usize,
+    /// Already in the target with the right content (a second run).
+    pub present: usize,
+    pub stored_bytes: u64,
+}
+
+impl DumpStore {
+    /// Copies every recorded dump's stored file into `target` (another dump
+    /// store: a folder's dumps into a bucket), then reads each copy back and
+    /// checks its size and SHA-256 against the record. Files already in the
+    /// target and intact are not copied again, so a run cut short is resumed
+    /// by running it again. The source files are left as they are.
+    pub fn copy_files_to(&self, target: &Arc<DumpFiles>, spool: &Path, progress: &dyn Fn(&str)) -> Result<CopyReport, EngineError> {
+        let mut report = CopyReport::default();
+        let mut ids: Vec<String> = self.list(&DumpFilter::default())?.into_iter().map(|d| d.id).collect();
+        ids.reverse();
+        for id in ids {
+            let here = self.stored(&id)?;
+            let there = StoredDump { files: target.clone(), ..self.stored(&id)? };
+            if target.exists(&here.name)? && there.verify().is_ok() {
+                report.present += 1;
+                progress(&format!("{id}: already in {}", target.describe()));
+                continue;
+            }
+            // The source is checked as it is read: a damaged file is not copied.
+            here.verify()?;
+            let (mut raw, stored_len) = self.files.open_read(&here.name)?;
+            let mut upload = target.create(&here.name, spool)?;
+            std::io::copy(&mut raw, &mut upload).map_err(|e| io(&format!("copying dump {id}"), e))?;
+            upload.finish()?;
+            there.verify()?;
+            report.copied += 1;
+            report.stored_bytes += stored_len;
+            progress(&format!("{id}: copied {} bytes, read back: size and SHA-256 match", stored_len));
+        }
+        Ok(report)
+    }
+}
+
+/// A recorded dump's stored file.
+pub struct StoredDump {
+    pub id: String,
+    pub name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    files: Arc<DumpFiles>,
+}
+
+impl StoredDump {
+    /// The dump as it was captured, decompressed and checked against its
+    /// SHA-256 as it is read: a damaged file ends in an error, never in a
+    /// silently different dump. Blocking (a bucket streams over the network).
+    pub fn reader(&self) -> Result<(Verified<zstd::Decoder<'static, std::io::BufReader<Box<dyn Read + Send>>>>, u64), EngineError> {
+        let (raw, stored_len) = self.files.open_read(&self.name)?;
+        let decoder = zstd::Decoder::new(raw).map_err(|e| io("opening the stored dump", e))?;
+        Ok((Verified::new(decoder, &self.id, &self.sha256, self.size_bytes), stored_len))
+    }
+
+    /// Reads the whole dump, checking its size and SHA-256.
+    pub fn verify(&self) -> Result<(), EngineError> {
+        let (mut reader, _) = self.reader()?;
+        match std::io::copy(&mut reader, &mut std::io::sink()) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(EngineError::DumpDamaged(e.to_string())),
+            Err(e) => Err(EngineError::DumpDamaged(format!("dump {}: {e}", self.id))),
+        }
+    }
+
+    pub fn remove(&self) -> Result<(), EngineError> {
+        Ok(self.files.delete(&self.name)?)
+    }
+}
+
+/// The stored file's name for a dump of this format.
+fn stored_name(id: &str, format: &str) -> String {
+    format!("{id}.{}.zst", extension_of(format))
+}
+
+/// Passes bytes through, hashing them; at the end, an error if they are
+/// not the dump that was recorded. The last byte is held back until the
+/// check is done, so a reader that counts bytes (an HTTP client told the
+/// length) never receives a whole, wrong dump.
+pub struct Verified<R> {
+    inner: R,
+    hash: Sha256,
+    read: u64,
+    held: Option<u8>,
+    finished: bool,
+    id: String,
+    expected_sha256: String,
+    expected_bytes: u64,
+}
+
+impl<R: Read> Verified<R> {
+    fn new(inner: R, id: &str, sha256: &str, size: u64) -> Self {
+        Verified {
+            inner,
+            hash: Sha256::new(),
+            read: 0,
+            held: None,
+            finished: false,
+            id: id.to_string(),
+            expected_sha256: sha256.to_string(),
+            expected_bytes: size,
+        }
+    }
+
+    fn check(&self) -> std::io::Result<()> {
+        let got = format!("{:x}", self.hash.clone().finalize());
+        if self.read != self.expected_bytes || got != self.expected_sha256 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the stored file of dump {} is damaged: it holds {} bytes with SHA-256 {got}, the dump recorded was {} bytes with SHA-256 {}",
+                    self.id, self.read, self.expected_bytes, self.expected_sha256
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() || self.finished {
+            return Ok(0);
+        }
+        loop {
+            let n = match self.inner.read(buf) {
+                Ok(n) => n,
+                Err(e) => return Err(std::io::Error::new(e.kind(), format!("the stored file of dump {} cannot be read: {e}", self.id))),
+            };
+            if n == 0 {
+                self.check()?;
+                self.finished = true;
+                return Ok(match self.held.take() {
+                    Some(last) => {
+                        buf[0] = last;
+                        1
+                    }
+                    None => 0,
+                });
+            }
+            self.hash.update(&buf[..n]);
+            self.read += n as u64;
+            // Hand out the byte held before and all but the last of these.
+            let last = buf[n - 1];
+            match self.held.replace(last) {
+                Some(before) => {
+                    buf.copy_within(0..n - 1, 1);
+                    buf[0] = before;
+                    return Ok(n);
+                }
+                None if n > 1 => return Ok(n - 1),
+                None => continue,
+            }
+        }
     }
 }
 
 
-/// Streams a dump (plain or gzipped HPROF) into a temporary file in `dir`,
-/// compressing with zstd and hashing on the way. Never holds the dump in memory
-/// and takes no lock, so the history stays browsable during a long copy.
-pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> Result<Staged, EngineError> {
-    if let (Some(need), Some(free)) = (expected_bytes, free_bytes(dir)) {
+/// Streams a dump (plain or gzipped HPROF) into the dump store, compressing
+/// with zstd and hashing on the way (a bucket receives it in parts as it
+/// arrives). Never holds the dump in memory and takes no lock, so the
+/// history stays browsable during a long copy. `dir` is the local dump
+/// folder, for the free-space check and a folder store's temporary file.
+pub fn stage(files: &Arc<DumpFiles>, dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> Result<Staged, EngineError> {
+    if let (false, Some(need), Some(free)) = (files.is_bucket(), expected_bytes, free_bytes(dir)) {
         if need.saturating_add(FREE_SPACE_MARGIN) > free {
             return Err(EngineError::NoSpace(format!(
                 "not enough disk space in {}: the dump needs about {} MiB, {} MiB are free",
@@ -333,12 +519,6 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
     } else {
         Box::new(chained)
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(".incoming-")
-        .tempfile_in(dir)
-        .map_err(|e| io("creating a file in the dump folder", e))?;
-    let encoder = zstd::Encoder::new(tmp.as_file(), 3).map_err(|e| io("starting compression", e))?;
-    let mut tee = Tee { inner: encoder, hash: Sha256::new(), bytes: 0 };
     // Check the magic before accepting the rest.
     let mut magic = [0u8; 18];
     let m = read_fully(&mut reader, &mut magic).map_err(|e| io("reading the upload", e))?;
@@ -357,14 +537,18 @@ pub fn stage(dir: &Path, mut source: impl Read, expected_bytes: Option<u64>) -> 
                 .into(),
         ));
     };
+    let id = new_id()?;
+    let name = stored_name(&id, format);
+    let upload = files.create(&name, dir)?;
+    let encoder = zstd::Encoder::new(upload, 3).map_err(|e| io("starting compression", e))?;
+    let mut tee = Tee { inner: encoder, hash: Sha256::new(), bytes: 0 };
     tee.write_all(&magic).map_err(|e| io("storing the dump", e))?;
     std::io::copy(&mut reader, &mut tee).map_err(|e| io("storing the dump", e))?;
     let Tee { inner, hash, bytes } = tee;
-    inner.finish().map_err(|e| io("finishing compression", e))?;
-    let stored_bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-    tmp.as_file().sync_all().map_err(|e| io("syncing the dump", e))?;
+    let upload: Upload = inner.finish().map_err(|e| io("finishing compression", e))?;
+    let stored_bytes = upload.finish()?;
     let sha256 = format!("{:x}", hash.finalize());
-    Ok(Staged { tmp, format, size_bytes: bytes, stored_bytes, sha256 })
+    Ok(Staged { id, name, files: files.clone(), recorded: false, format, size_bytes: bytes, stored_bytes, sha256 })
 }
 
 /// The file extension a dump of this format is downloaded (and stored) with.
@@ -387,33 +571,71 @@ fn read_fully(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(got)
 }
 
-/// Unpacks a stored dump into a temporary file beside it (for mmap analysis).
-pub fn unpack(stored: &Path, dir: &Path) -> Result<tempfile::NamedTempFile, EngineError> {
-    unpack_with_progress(stored, dir, &|_| {})
+/// Unpacks a stored dump into a temporary file in `dir` (for mmap analysis).
+pub fn unpack(stored: &StoredDump, dir: &Path) -> Result<tempfile::NamedTempFile, EngineError> {
+    unpack_with_progress(stored, dir, &|_, _| {})
 }
 
-/// Counts the compressed bytes the decoder has read.
-struct Counting<'p, R> {
-    inner: R,
-    read: u64,
-    report: &'p dyn Fn(u64),
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read += n as u64;
-        (self.report)(self.read);
-        Ok(n)
-    }
-}
-
-/// As `unpack`, telling `report` how many bytes of the stored file it has read.
-pub fn unpack_with_progress(stored: &Path, dir: &Path, report: &dyn Fn(u64)) -> Result<tempfile::NamedTempFile, EngineError> {
-    let file = std::fs::File::open(stored).map_err(|e| io("opening the stored dump", e))?;
-    let counting = std::io::BufReader::new(Counting { inner: file, read: 0, report });
-    let mut decoder = zstd::Decoder::with_buffer(counting).map_err(|e| io("opening the stored dump", e))?;
+/// As `unpack`, telling `report` how many bytes of the dump it has
+/// written, and how many there are.
+pub fn unpack_with_progress(stored: &StoredDump, dir: &Path, report: &dyn Fn(u64, u64)) -> Result<tempfile::NamedTempFile, EngineError> {
+    let (mut reader, _) = stored.reader()?;
     let mut tmp = tempfile::Builder::new().prefix(".unpacked-").tempfile_in(dir).map_err(|e| io("unpacking the dump", e))?;
-    std::io::copy(&mut decoder, tmp.as_file_mut()).map_err(|e| io("unpacking the dump", e))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(EngineError::DumpDamaged(e.to_string())),
+            Err(e) => return Err(io("unpacking the dump", e)),
+        };
+        out.write_all(&buf[..n]).map_err(|e| io("unpacking the dump", e))?;
+        written += n as u64;
+        report(written, stored.size_bytes);
+    }
+    out.flush().map_err(|e| io("unpacking the dump", e))?;
+    drop(out);
     Ok(tmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(data: &[u8]) -> String {
+        format!("{:x}", Sha256::digest(data))
+    }
+
+    /// Reads with buffers of `step` bytes; the bytes handed out before the end or the error.
+    fn read_all(data: &[u8], recorded: &[u8], step: usize) -> (Vec<u8>, Option<std::io::Error>) {
+        let mut v = Verified::new(data, "d", &sha(recorded), recorded.len() as u64);
+        let (mut out, mut buf) = (Vec::new(), vec![0u8; step]);
+        loop {
+            match v.read(&mut buf) {
+                Ok(0) => return (out, None),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn verified_reads_pass_intact_data_and_never_all_of_damaged_data() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        for step in [1, 2, 3, 64, 4096, 20_000] {
+            let (out, err) = read_all(&data, &data, step);
+            assert!(err.is_none() && out == data, "intact, step {step}");
+            let mut damaged = data.clone();
+            damaged[5_000] ^= 1;
+            let (out, err) = read_all(&damaged, &data, step);
+            assert_eq!(err.expect("damaged data ends in an error").kind(), std::io::ErrorKind::InvalidData);
+            assert!(out.len() < data.len(), "step {step}: the last byte is held back");
+            let (out, err) = read_all(&data[..9_000], &data, step);
+            assert!(err.is_some() && out.len() < 9_000, "cut, step {step}");
+        }
+        let (out, err) = read_all(b"", b"", 8);
+        assert!(out.is_empty() && err.is_none());
+    }
 }

@@ -29,6 +29,25 @@ pub enum EngineError {
     DataDir { path: String, source: std::io::Error },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The dump store (a bucket) did not answer or refused: worth a retry.
+    #[error("{0}")]
+    DumpStoreUnavailable(String),
+    /// A stored dump is missing or does not match its checksum.
+    #[error("{0}")]
+    DumpDamaged(String),
+}
+
+impl From<leakscope_blobs::BlobError> for EngineError {
+    fn from(e: leakscope_blobs::BlobError) -> Self {
+        use leakscope_blobs::BlobError;
+        match e {
+            BlobError::NoSpace { .. } => EngineError::NoSpace(e.to_string()),
+            BlobError::Bucket { .. } => EngineError::DumpStoreUnavailable(e.to_string()),
+            BlobError::Missing(_) => EngineError::DumpDamaged(e.to_string()),
+            BlobError::BadUrl(_) => EngineError::BadRequest(e.to_string()),
+            BlobError::Io { .. } => EngineError::Internal(e.to_string()),
+        }
+    }
 }
 
 impl EngineError {

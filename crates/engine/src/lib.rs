@@ -76,6 +76,8 @@ pub struct EngineConfig {
     pub agent_path: Option<PathBuf>,
     /// The same helper as a jar for the container's own java, for /tmp mounted noexec.
     pub attach_jar_path: Option<PathBuf>,
+    /// `s3://bucket/prefix…` to keep dumps in a bucket; `None`: `<data_dir>/dumps`.
+    pub dump_store: Option<String>,
     /// The leak detector's tuning (defaults: the values the corpus figures were measured with).
     pub detect: leakscope_detect::Params,
     /// Automatic heap dumps (off unless configured or labelled).
@@ -92,6 +94,7 @@ impl EngineConfig {
             docker_host: None,
             docker_cert_path: None,
             host_name: None,
+            dump_store: None,
             sample_interval: Duration::from_secs(2),
             raw_retention: Duration::from_secs(48 * 3600),
             rollup_retention: Duration::from_secs(90 * 86400),
@@ -128,6 +131,8 @@ struct Inner {
     overview: watch::Sender<Arc<Overview>>,
     cgroup: Option<CgroupReader>,
     dumps: Mutex<dumps::DumpStore>,
+    /// Where dumps' bytes live (the dump folder or a bucket).
+    dump_files: Arc<leakscope_blobs::DumpFiles>,
     /// One analysis at a time: they are memory-hungry.
     analysis_slot: tokio::sync::Semaphore,
     /// Objects looked up lately (each lookup is a pass over the dump), newest last.
@@ -184,6 +189,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The dump folder, or the bucket the configuration names (which needs a runtime).
+fn open_dump_files(config: &EngineConfig) -> Result<leakscope_blobs::DumpFiles, EngineError> {
+    let folder = config.data_dir.join("dumps");
+    match (&config.dump_store, tokio::runtime::Handle::try_current()) {
+        (None, _) => Ok(leakscope_blobs::DumpFiles::folder(&folder)),
+        (Some(url), Ok(runtime)) => Ok(leakscope_blobs::DumpFiles::open(Some(url), &folder, runtime)?),
+        (Some(_), Err(_)) => Err(EngineError::Internal("a bucket dump store needs the async runtime".into())),
+    }
+}
+
 fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|e| e.into_inner())
 }
@@ -198,6 +213,9 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let engine = Self::open(config)?;
         dumps::remove_leftovers(&engine.inner.config.data_dir.join("dumps"));
+        if !engine.inner.dump_files.is_bucket() {
+            lock(&engine.inner.dumps).remove_unrecorded(&engine.inner.config.data_dir.join("dumps"));
+        }
         sampler::spawn_all(engine.clone());
         // Analyses cut short by a stop are finished now.
         for id in lock(&engine.inner.dumps).unfinished()? {
@@ -219,7 +237,8 @@ impl Engine {
         let db = config.data_dir.join("leakscope.db");
         let writer = Store::open(&db)?;
         let reader = Store::open(&db)?;
-        let dump_store = dumps::DumpStore::open(&db, &config.data_dir.join("dumps"))?;
+        let dump_files = Arc::new(open_dump_files(&config)?);
+        let dump_store = dumps::DumpStore::open(&db, dump_files.clone())?;
         let address = docker::resolve_address(config.docker_host.as_deref());
         let cgroup = match config.stats_source {
             StatsSource::Api => None,
@@ -249,6 +268,7 @@ impl Engine {
                 overview,
                 cgroup,
                 dumps: Mutex::new(dump_store),
+                dump_files,
                 analysis_slot: tokio::sync::Semaphore::new(1),
                 analysis_progress: Mutex::new(HashMap::new()),
                 inspected: Mutex::new(std::collections::VecDeque::new()),
@@ -492,11 +512,11 @@ impl Engine {
         source: impl std::io::Read + Send + 'static,
         meta: dumps::NewDump,
     ) -> Result<leakscope_model::dumps::DumpInfo, EngineError> {
-        let dir = self.inner.config.data_dir.join("dumps");
+        let (files, dir) = self.dump_target();
         let info = self
             .blocking(move |e| {
                 // Only the final insert takes the store's lock; the copy does not.
-                let staged = dumps::stage(&dir, source, meta.expected_bytes)?;
+                let staged = dumps::stage(&files, &dir, source, meta.expected_bytes)?;
                 lock(&e.inner.dumps).commit(staged, meta, now_ms())
             })
             .await?;
@@ -514,7 +534,7 @@ impl Engine {
                     let (stored, dir) = {
                         let store = lock(&e.inner.dumps);
                         store.set_state(&job_id, "running", None)?;
-                        (store.file_of(&job_id), e.inner.config.data_dir.join("dumps"))
+                        (store.stored(&job_id)?, e.inner.config.data_dir.join("dumps"))
                     };
                     // Unpacking the zstd file is the first tenth of the bar, the analysis the rest.
                     let set = |percent: u8, phase: &'static str| {
@@ -525,9 +545,8 @@ impl Engine {
                             *entry = leakscope_heap::Progress { percent, phase };
                         }
                     };
-                    let stored_len = std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0).max(1);
                     set(0, "unpacking the stored dump");
-                    let unpacking = |read: u64| set((read.min(stored_len) * 10 / stored_len) as u8, "unpacking the stored dump");
+                    let unpacking = |done: u64, all: u64| set((done.min(all) * 10 / all.max(1)) as u8, "unpacking the stored dump");
                     let analysing = |p: leakscope_heap::Progress| {
                         let phase = if p.percent == 100 { "saving the result" } else { p.phase };
                         set(bar_percent(p.percent), phase)
@@ -620,7 +639,7 @@ impl Engine {
         let job = key.clone();
         let detail = self
             .blocking(move |e| {
-                let stored = lock(&e.inner.dumps).file_of(&job.0);
+                let stored = lock(&e.inner.dumps).stored(&job.0)?;
                 let unpacked = dumps::unpack(&stored, &e.inner.config.data_dir.join("dumps"))?;
                 leakscope_heap::inspect_object_in_file(unpacked.path(), job.1, &leakscope_heap::Options::default())
                     .map_err(|err| EngineError::AnalysisFailed { id: job.0.clone(), reason: err.to_string() })
@@ -667,8 +686,12 @@ impl Engine {
         let changes = self
             .blocking(move |e| {
                 let dir = e.inner.config.data_dir.join("dumps");
-                let first = dumps::unpack(&lock(&e.inner.dumps).file_of(&job.0), &dir)?;
-                let second = dumps::unpack(&lock(&e.inner.dumps).file_of(&job.1), &dir)?;
+                let (first, second) = {
+                    let store = lock(&e.inner.dumps);
+                    (store.stored(&job.0)?, store.stored(&job.1)?)
+                };
+                let first = dumps::unpack(&first, &dir)?;
+                let second = dumps::unpack(&second, &dir)?;
                 leakscope_heap::diff::compare_object_files(first.path(), second.path())
                     .map_err(|err| EngineError::Internal(format!("comparing the snapshots by object id: {err}")))
             })
@@ -690,15 +713,53 @@ impl Engine {
     pub async fn delete_dump(&self, id: &str) -> Result<(), EngineError> {
         self.dump(id).await?;
         let key = id.to_string();
-        self.blocking(move |e| lock(&e.inner.dumps).delete(&key).map(|_| ())).await
+        self.blocking(move |e| {
+            // The record first: a file left by a failed removal is harmless, a record without its file is not.
+            let stored = lock(&e.inner.dumps).delete(&key)?;
+            if let Some(stored) = stored {
+                if let Err(err) = stored.remove() {
+                    tracing::warn!(dump = %key, error = %err, "the dump's record is gone but its file could not be removed");
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
-    /// The original dump, decompressed as it is read.
+    /// The original dump, decompressed and checked against its SHA-256 as it
+    /// is read (a damaged file ends the stream in an error).
     pub async fn dump_reader(&self, id: &str) -> Result<impl std::io::Read + Send + 'static, EngineError> {
         self.dump(id).await?;
-        let path = lock(&self.inner.dumps).file_of(id);
-        let file = std::fs::File::open(&path).map_err(|e| EngineError::Internal(format!("opening {}: {e}", path.display())))?;
-        zstd::Decoder::new(file).map_err(|e| EngineError::Internal(e.to_string()))
+        let key = id.to_string();
+        self.blocking(move |e| {
+            let stored = lock(&e.inner.dumps).stored(&key)?;
+            Ok(stored.reader()?.0)
+        })
+        .await
+    }
+
+    /// Where a new dump goes: the store and the local dump folder (its
+    /// scratch space for temporary files and the free-space check).
+    pub(crate) fn dump_target(&self) -> (Arc<leakscope_blobs::DumpFiles>, std::path::PathBuf) {
+        (self.inner.dump_files.clone(), self.inner.config.data_dir.join("dumps"))
+    }
+
+    /// Copies every dump's file from this engine's dump store into the one
+    /// `url` names, checking each copy (blocking; `leakscope migrate`).
+    pub async fn copy_dumps_to(&self, url: &str, progress: impl Fn(&str) + Send + 'static) -> Result<dumps::CopyReport, EngineError> {
+        let target = Arc::new(leakscope_blobs::DumpFiles::open(Some(url), &self.inner.config.data_dir.join("dumps"), tokio::runtime::Handle::current())?);
+        target.probe().await?;
+        self.blocking(move |e| lock(&e.inner.dumps).copy_files_to(&target, &e.inner.config.data_dir.join("dumps"), &progress)).await
+    }
+
+    /// Where dumps are stored, in words (`folder …`, `s3://bucket/prefix`).
+    pub fn dump_store(&self) -> String {
+        self.inner.dump_files.describe()
+    }
+
+    /// Checks that the dump store answers (a bucket: exists, credentials list it).
+    pub async fn probe_dump_store(&self) -> Result<(), EngineError> {
+        Ok(self.inner.dump_files.probe().await?)
     }
 
     /// One sampling sweep now, outside the timer (benchmarks and tests).

@@ -67,7 +67,7 @@ impl From<EngineError> for HttpError {
             EngineError::AnalysisPending(_) => StatusCode::ACCEPTED,
             EngineError::AnalysisFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
-            EngineError::EngineUnreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::EngineUnreachable { .. } | EngineError::DumpStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -81,10 +81,10 @@ impl Recipe for CoreDump {
             (Some(folder), true) => {
                 drop(stager.await);
                 let file = folder.dir.join("core");
-                let dir = capture.engine.inner.config.data_dir.join("dumps");
+                let (files, dir) = capture.engine.dump_target();
                 let staged = tokio::task::spawn_blocking(move || {
                     let reader = std::fs::File::open(&file).map_err(|e| EngineError::Internal(format!("reading the core: {e}")))?;
-                    dumps::stage(&dir, std::io::BufReader::with_capacity(1 << 20, reader), None)
+                    dumps::stage(&files, &dir, std::io::BufReader::with_capacity(1 << 20, reader), None)
                 })
                 .await;
                 finish_stream(streamed, staged, "core", "core dump")

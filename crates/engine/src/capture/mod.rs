@@ -622,7 +622,7 @@ impl Capture {
 
     /// Streams the dump out of the container into the store's staging file.
     async fn copy_out(&self, path: &str, expected: Option<u64>) -> StepResult<dumps::Staged> {
-        let dir = self.engine.inner.config.data_dir.join("dumps");
+        let (files, dir) = self.engine.dump_target();
         let (tx, reader) = channel_reader();
         let via_archive = !self.archive_api_unusable();
         let stager = tokio::task::spawn_blocking(move || -> Result<dumps::Staged, EngineError> {
@@ -637,9 +637,9 @@ impl Capture {
                         EngineError::Internal("the archive from the engine was empty".into())
                     })?
                     .map_err(|e| EngineError::Internal(format!("reading the archive: {e}")))?;
-                dumps::stage(&dir, entry, expected)
+                dumps::stage(&files, &dir, entry, expected)
             } else {
-                dumps::stage(&dir, reader, expected)
+                dumps::stage(&files, &dir, reader, expected)
             }
         });
         let copied = if via_archive {
@@ -801,11 +801,11 @@ impl Capture {
         mpsc::Sender<Chunk>,
         tokio::task::JoinHandle<Result<dumps::Staged, EngineError>>,
     ) {
-        let dir = self.engine.inner.config.data_dir.join("dumps");
+        let (files, dir) = self.engine.dump_target();
         let (tx, reader) = channel_reader();
         (
             tx,
-            tokio::task::spawn_blocking(move || dumps::stage(&dir, reader, None)),
+            tokio::task::spawn_blocking(move || dumps::stage(&files, &dir, reader, None)),
         )
     }
 

@@ -5,6 +5,8 @@ import java.util.List;
 public class LeakMain {
     static final List<Session> SESSIONS = new ArrayList<>();
     static Node CHAIN;
+    /** A fifth argument `noise`: random payloads. */
+    static boolean NOISE;
 
     static final class Session {
         final long id;
@@ -15,6 +17,10 @@ public class LeakMain {
         Session(long id, int payloadBytes) {
             this.id = id;
             this.payload = new byte[payloadBytes];
+            if (NOISE) {
+                // Payloads that do not compress, for tests of storage by size.
+                java.util.concurrent.ThreadLocalRandom.current().nextBytes(this.payload);
+            }
             this.user = "user-" + id;
         }
     }
@@ -35,6 +41,7 @@ public class LeakMain {
         int payload = Integer.parseInt(args[1]);
         int nodes = Integer.parseInt(args[2]);
         int nodeBytes = Integer.parseInt(args[3]);
+        NOISE = args.length > 4 && args[4].equals("noise");
         for (int i = 0; i < sessions; i++) {
             SESSIONS.add(new Session(i, payload));
         }
