@@ -167,8 +167,25 @@ fn a_folder_of_dumps_migrates_into_the_bucket_each_copy_checked() {
         assert!(out.status.success(), "{said}");
         said
     };
+    // A damaged file in the folder is not copied as if it were the dump.
+    let local = data_dir.join("dumps").join(format!("{}.hprof.zst", ids[1]));
+    let original = std::fs::read(&local).unwrap();
+    let mut damaged = original.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x55;
+    std::fs::write(&local, &damaged).unwrap();
+    let out = std::process::Command::new(end2end::leakscope_bin())
+        .args(["migrate", "--from", data_dir.to_str().unwrap(), "--dump-store", &s3.url_for(prefix)])
+        .envs(credentials.iter().cloned())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains(&ids[1]) && said.contains("run the command again"), "{said}");
+    assert!(!objects_in(&s3.folder(prefix)).contains(&format!("{}.hprof.zst", ids[1])), "the damaged copy is not kept");
+    std::fs::write(&local, &original).unwrap();
+
     let said = migrate();
-    assert!(said.contains("2 dumps copied") && said.contains("0 already there"), "{said}");
+    assert!(said.contains("1 dumps copied") && said.contains("1 already there"), "the first dump was copied before: {said}");
     assert_eq!(objects_in(&s3.folder(prefix)).len(), 2);
     let said = migrate();
     assert!(said.contains("0 dumps copied") && said.contains("2 already there"), "a second run copies nothing: {said}");

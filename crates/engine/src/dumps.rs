@@ -351,20 +351,22 @@ impl DumpStore {
         let mut ids: Vec<String> = self.list(&DumpFilter::default())?.into_iter().map(|d| d.id).collect();
         ids.reverse();
         for id in ids {
-            let here = self.stored(&id)?;
             let there = StoredDump { files: target.clone(), ..self.stored(&id)? };
-            if target.exists(&here.name)? && there.verify().is_ok() {
+            if target.exists(&there.name)? && there.verify().is_ok() {
                 report.present += 1;
                 progress(&format!("{id}: already in {}", target.describe()));
                 continue;
             }
-            // The source is checked as it is read: a damaged file is not copied.
-            here.verify()?;
-            let (mut raw, stored_len) = self.files.open_read(&here.name)?;
-            let mut upload = target.create(&here.name, spool)?;
+            let (mut raw, stored_len) = self.files.open_read(&there.name)?;
+            let mut upload = target.create(&there.name, spool)?;
             std::io::copy(&mut raw, &mut upload).map_err(|e| io(&format!("copying dump {id}"), e))?;
             upload.finish()?;
-            there.verify()?;
+            // Reading the copy back checks the source too: a damaged source
+            // fails here, and its copy is not left to pass for the dump.
+            if let Err(e) = there.verify() {
+                let _ = there.remove();
+                return Err(e);
+            }
             report.copied += 1;
             report.stored_bytes += stored_len;
             progress(&format!("{id}: copied {} bytes, read back: size and SHA-256 match", stored_len));
