@@ -8,6 +8,17 @@ use std::time::Duration;
 
 use end2end::{java_heap_dump, S3Server, Server};
 
+/// A server on `data_dir` (a new one when `None`) with its dumps under `prefix` of the test bucket.
+fn start_on_bucket(s3: &S3Server, prefix: &str, data_dir: Option<std::path::PathBuf>) -> Server {
+    let credentials = s3.credentials();
+    let env: Vec<(&str, &str)> = credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let args = ["--dump-store", &s3.url_for(prefix)];
+    match data_dir {
+        Some(dir) => Server::start_with_data(dir, &args, &env),
+        None => Server::start(&args, &env),
+    }
+}
+
 fn objects_in(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .into_iter()
@@ -22,10 +33,7 @@ fn objects_in(dir: &std::path::Path) -> Vec<String> {
 fn dumps_live_in_the_bucket_survive_a_restart_and_are_checked_when_read() {
     let s3 = S3Server::start();
     let prefix = "team-a/dumps";
-    let url = s3.url_for(prefix);
-    let credentials = s3.credentials();
-    let env: Vec<(&str, &str)> = credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::start(&["--dump-store", &url], &env);
+    let server = start_on_bucket(&s3, prefix, None);
     let (_, engine) = server.get_json("/api/v1/engine");
     assert!(std::fs::read_to_string(&server.log).unwrap().contains("heap dumps are stored in"), "{engine}");
 
@@ -100,9 +108,7 @@ fn dumps_live_in_the_bucket_survive_a_restart_and_are_checked_when_read() {
 fn deleting_a_dump_removes_its_object_and_a_wrong_store_is_refused_in_words() {
     let s3 = S3Server::start();
     let prefix = "deletes";
-    let credentials = s3.credentials();
-    let env: Vec<(&str, &str)> = credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let server = Server::start(&["--dump-store", &s3.url_for(prefix)], &env);
+    let server = start_on_bucket(&s3, prefix, None);
     let dump = std::fs::read(java_heap_dump(500, 10)).unwrap();
     let (status, body) = server.post_bytes("/api/v1/dumps?name=small.hprof", &dump);
     assert_eq!(status, 201, "{body}");
@@ -141,7 +147,6 @@ fn a_folder_of_dumps_migrates_into_the_bucket_each_copy_checked() {
     let s3 = S3Server::start();
     let prefix = "migrated";
     let credentials = s3.credentials();
-    let env: Vec<(&str, &str)> = credentials.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = Server::start(&[], &[]);
     let dumps: Vec<Vec<u8>> = [(300, 10), (3_000, 10)].iter().map(|&(n, k)| std::fs::read(java_heap_dump(n, k)).unwrap()).collect();
     let ids: Vec<String> = dumps
@@ -192,7 +197,7 @@ fn a_folder_of_dumps_migrates_into_the_bucket_each_copy_checked() {
 
     // The same data directory, its dumps now read from the bucket only.
     std::fs::remove_dir_all(data_dir.join("dumps")).unwrap();
-    let server = Server::start_with_data(data_dir, &["--dump-store", &s3.url_for(prefix)], &env);
+    let server = start_on_bucket(&s3, prefix, Some(data_dir));
     for (id, dump) in ids.iter().zip(&dumps) {
         let response = server.request("GET", &format!("/api/v1/dumps/{id}/download")).call().unwrap();
         let mut got = Vec::new();
