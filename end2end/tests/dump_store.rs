@@ -125,7 +125,10 @@ fn deleting_a_dump_removes_its_object_and_a_wrong_store_is_refused_in_words() {
     let server = Server::start(&["--dump-store", &s3.url_for(prefix)], &wrong);
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(log.contains("the dump store does not answer"), "{log}");
-    let (status, body) = server.post_bytes("/api/v1/dumps?name=small.hprof", &dump);
+    // Large enough that the refusal comes while the client still sends: the
+    // client must still read the reason, not a broken pipe.
+    let large: Vec<u8> = dump.iter().copied().cycle().take(48 << 20).collect();
+    let (status, body) = server.post_bytes("/api/v1/dumps?name=small.hprof", &large);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("the dump store s3://leakscope-tests/deletes"), "{body}");
     drop(server);

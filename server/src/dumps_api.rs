@@ -49,20 +49,49 @@ pub fn routes() -> Router<AppState> {
 }
 
 
-fn forward<S, E>(mut stream: S, tx: mpsc::Sender<Result<Bytes, std::io::Error>>)
+/// How long a refused upload's remaining body is still read before the error
+/// is sent. Clients such as ureq or a plain HTTP/1.1 writer send the whole body
+/// before they read any answer: an error sent while they still write reaches
+/// them as "broken pipe", not as its message. A local or LAN upload of a few
+/// hundred MB finishes within this; a slower one is cut and sees the reset.
+const DRAIN_BEFORE_ERROR: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Pumps the request body into the engine's reader. When the reader is gone
+/// (the import failed early) the rest of the body is read and dropped, so the
+/// client can finish sending and then read why; `finish_reading` waits for it.
+fn forward<S, E>(mut stream: S, tx: mpsc::Sender<Result<Bytes, std::io::Error>>) -> tokio::task::JoinHandle<()>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: std::fmt::Display + Send + 'static,
 {
     tokio::spawn(async move {
+        let mut reader_gone = false;
         while let Some(chunk) = stream.next().await {
+            if reader_gone {
+                continue;
+            }
             let item = chunk.map_err(|e| std::io::Error::other(format!("upload interrupted: {e}")));
             let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            if failed {
+                let _ = tx.send(item).await;
                 break;
             }
+            reader_gone = tx.send(item).await.is_err();
         }
-    });
+    })
+}
+
+/// Lets a refused upload's body finish arriving (bounded by
+/// `DRAIN_BEFORE_ERROR`) so the error is read by the client, then gives the
+/// result back.
+async fn finish_reading<T>(pump: tokio::task::JoinHandle<()>, result: Result<T, HttpError>) -> Result<T, HttpError> {
+    if result.is_err() {
+        let abort = pump.abort_handle();
+        if tokio::time::timeout(DRAIN_BEFORE_ERROR, pump).await.is_err() {
+            abort.abort();
+        }
+    }
+    result
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -98,7 +127,7 @@ async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let (tx, reader) = channel_reader();
-    forward(body.into_data_stream(), tx);
+    let pump = forward(body.into_data_stream(), tx);
     let meta = NewDump {
         file_name: clean(q.name).unwrap_or_else(|| "upload.hprof".into()),
         service: clean(q.service),
@@ -108,7 +137,7 @@ async fn upload(
         requested_by: Some(who.name.clone()),
         ..Default::default()
     };
-    let info = engine.import_dump(reader, meta).await?;
+    let info = finish_reading(pump, engine.import_dump(reader, meta).await.map_err(HttpError::from)).await?;
     access.audit(&who.name, "uploaded heap dump", &info.id, Some(info.file_name.clone())).await;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -154,6 +183,9 @@ async fn upload_form(
                     match field.chunk().await {
                         Ok(Some(chunk)) => {
                             if chunk_tx.send(Ok(chunk)).await.is_err() {
+                                // The import failed: let the browser finish sending so it shows why.
+                                let rest = async { while let Ok(Some(_)) = field.chunk().await {} };
+                                let _ = tokio::time::timeout(DRAIN_BEFORE_ERROR, rest).await;
                                 break;
                             }
                         }
