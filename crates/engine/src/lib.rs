@@ -212,6 +212,9 @@ impl Engine {
     /// maintenance in the background. Never fails because the engine is down.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let engine = Self::open(config)?;
+        // The analyses' big columns go to unlinked files beside the dumps (on
+        // their disk, not a tmpfs): memory the kernel can take back.
+        leakscope_heap::column::spill_into(Some(engine.inner.config.data_dir.join("dumps")));
         dumps::remove_leftovers(&engine.inner.config.data_dir.join("dumps"));
         if !engine.inner.dump_files.is_bucket() {
             lock(&engine.inner.dumps).remove_unrecorded(&engine.inner.config.data_dir.join("dumps"));

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use leakscope_model::analysis::{Analysis, DominatorEntry, HeapSummary, HistogramEntry, ObjectDetail, PathLink, PathStep, Suspect, TreeNode};
 use leakscope_model::{format_bytes, format_percent};
 
+use crate::column::Column;
 use crate::dominators::{Dominators, NONE};
 use crate::join;
 use crate::graph::{ObjectGraph, Role};
@@ -35,14 +36,14 @@ pub fn hex(id: u64) -> String {
 }
 
 pub struct Computed {
-    pub retained: Vec<u64>,
+    pub retained: Column<u64>,
     pub virtual_root_retained: u64,
 }
 
 /// Retained size per node: its shallow size plus what it dominates.
 pub fn retained_sizes(graph: &dyn ObjectGraph, dom: &Dominators) -> Computed {
     let n = graph.len();
-    let mut retained = vec![0u64; n + 1];
+    let mut retained = Column::filled(n + 1, 0u64);
     for &v in &dom.preorder[1..] {
         retained[v as usize] = graph.shallow(v);
     }
@@ -57,8 +58,8 @@ pub fn retained_sizes(graph: &dyn ObjectGraph, dom: &Dominators) -> Computed {
 }
 
 /// Children lists of the dominator tree in CSR form (virtual root = n).
-fn dominator_children(n: usize, dom: &Dominators) -> (Vec<u32>, Vec<u32>) {
-    let mut start = vec![0u32; n + 2];
+fn dominator_children(n: usize, dom: &Dominators) -> (Column<u32>, Column<u32>) {
+    let mut start = Column::filled(n + 2, 0u32);
     for &v in &dom.preorder[1..] {
         start[dom.idom[v as usize] as usize + 1] += 1;
     }
@@ -66,7 +67,7 @@ fn dominator_children(n: usize, dom: &Dominators) -> (Vec<u32>, Vec<u32>) {
         start[i + 1] += start[i];
     }
     // Fill with the start array as cursor, then shift it back (no copy).
-    let mut children = vec![0u32; start[n + 1] as usize];
+    let mut children = Column::filled(start[n + 1] as usize, 0u32);
     for &v in &dom.preorder[1..] {
         let d = dom.idom[v as usize] as usize;
         children[start[d] as usize] = v;
@@ -239,7 +240,7 @@ pub fn analyze(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], opti
 pub fn object_detail(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32], node: u32, options: &Options) -> ObjectDetail {
     let n = graph.len();
     let retained = retained_sizes(graph, dom).retained;
-    let mut child_counts = vec![0u32; n];
+    let mut child_counts = Column::filled(n, 0u32);
     let mut children: Vec<u32> = Vec::new();
     for &v in &dom.preorder[1..] {
         let d = dom.idom[v as usize];
@@ -285,12 +286,12 @@ pub fn object_detail(graph: &dyn ObjectGraph, dom: &Dominators, referrer: &[u32]
 /// For every object, the one that first reached it in a breadth-first search
 /// from the GC roots (a root points at itself; `NONE` = unreachable). One
 /// search gives the shortest path from a root to every object.
-pub fn bfs_referrers(graph: &dyn ObjectGraph) -> Vec<u32> {
+pub fn bfs_referrers(graph: &dyn ObjectGraph) -> Column<u32> {
     let n = graph.len();
-    let mut referrer = vec![NONE; n];
+    let mut referrer = Column::filled(n, NONE);
     // Every object enters the queue once, so a plain vector with a read index will do.
     // Reserved whole (untouched pages cost nothing) rather than grown by copies.
-    let mut queue: Vec<u32> = Vec::with_capacity(n);
+    let mut queue: Column<u32> = Column::with_capacity(n);
     for &(r, _) in graph.roots() {
         if referrer[r as usize] == NONE {
             referrer[r as usize] = r;

@@ -5,13 +5,15 @@
 //!
 //! The graph gets a virtual root (index `n`) whose successors are the GC roots.
 
+use crate::column::Column;
+
 pub const NONE: u32 = u32::MAX;
 
 pub struct Dominators {
     /// Immediate dominator per node (`n` = the virtual root, `NONE` = unreachable).
-    pub idom: Vec<u32>,
+    pub idom: Column<u32>,
     /// Reachable nodes in DFS preorder, starting with the virtual root.
-    pub preorder: Vec<u32>,
+    pub preorder: Column<u32>,
 }
 
 /// `successors(v)` lists v's successors for v < n; `roots` are the virtual root's.
@@ -20,10 +22,10 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
     let succ = |v: u32| -> &[u32] { if v == root { roots } else { successors(v) } };
 
     // 1. Iterative DFS: preorder numbers and DFS-tree parents.
-    let mut dfnum = vec![NONE; n + 1];
+    let mut dfnum = Column::filled(n + 1, NONE);
     // Reserved whole (untouched pages cost nothing) rather than grown by copies.
-    let mut vertex: Vec<u32> = Vec::with_capacity(n + 1);
-    let mut parent: Vec<u32> = Vec::with_capacity(n + 1);
+    let mut vertex: Column<u32> = Column::with_capacity(n + 1);
+    let mut parent: Column<u32> = Column::with_capacity(n + 1);
     let mut stack: Vec<(u32, u32)> = vec![(root, 0)];
     dfnum[root as usize] = 0;
     vertex.push(root);
@@ -49,8 +51,8 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
 
     // 2. Predecessors in preorder numbering (reachable nodes only). The fill
     // cursor is the start array itself, shifted back afterwards (no copy).
-    let mut pred_start = vec![0u32; count + 1];
-    for &v in &vertex {
+    let mut pred_start = Column::filled(count + 1, 0u32);
+    for &v in vertex.iter() {
         for &w in succ(v) {
             let dw = dfnum[w as usize];
             if dw != NONE {
@@ -61,8 +63,8 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
     for i in 0..count {
         pred_start[i + 1] += pred_start[i];
     }
-    let mut preds = vec![0u32; pred_start[count] as usize];
-    for &v in &vertex {
+    let mut preds = Column::filled(pred_start[count] as usize, 0u32);
+    for &v in vertex.iter() {
         let dv = dfnum[v as usize];
         for &w in succ(v) {
             let dw = dfnum[w as usize];
@@ -83,9 +85,9 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
     // processed in reverse preorder, so while `w` is processed exactly the
     // vertices numbered above `w` are linked into the forest, each to its
     // DFS parent: no separate "linked" marker is needed.
-    let mut semi: Vec<u32> = (0..count as u32).collect();
-    let mut label: Vec<u32> = (0..count as u32).collect();
-    let mut ancestor = parent.clone();
+    let mut semi: Column<u32> = (0..count as u32).collect();
+    let mut label: Column<u32> = (0..count as u32).collect();
+    let mut ancestor: Column<u32> = parent.iter().copied().collect();
     let mut path: Vec<u32> = Vec::new();
     for w in (1..count as u32).rev() {
         let mut best = semi[w as usize];
@@ -129,7 +131,7 @@ pub fn compute<'g>(n: usize, roots: &[u32], successors: impl Fn(u32) -> &'g [u32
     }
 
     // 5. Back to node indices.
-    let mut idom_nodes = vec![NONE; n];
+    let mut idom_nodes = Column::filled(n, NONE);
     for w in 1..count {
         idom_nodes[vertex[w] as usize] = vertex[idom[w] as usize];
     }
@@ -145,7 +147,7 @@ mod tests {
         for &(a, b) in edges {
             adj[a as usize].push(b);
         }
-        compute(n, roots, |v| adj[v as usize].as_slice()).idom
+        compute(n, roots, |v| adj[v as usize].as_slice()).idom.to_vec()
     }
 
     #[test]
@@ -252,9 +254,8 @@ mod tests {
         idom
     }
 
-    #[test]
-    fn a_big_random_graph_agrees_with_the_iterative_algorithm() {
-        let n = 100_000u32;
+    /// A spine keeps most nodes reachable; random edges, mostly local, make sharing and cycles.
+    fn random_graph(n: u32, extra: usize) -> Vec<(u32, u32)> {
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         let mut next = |bound: u32| {
             state ^= state << 13;
@@ -262,14 +263,39 @@ mod tests {
             state ^= state << 17;
             (state % bound as u64) as u32
         };
-        // A spine keeps most nodes reachable; random edges, mostly local, make sharing and cycles.
         let mut edges: Vec<(u32, u32)> = (1..n).filter(|i| i % 7 != 0).map(|i| (next(i), i)).collect();
-        for _ in 0..200_000 {
+        for _ in 0..extra {
             let a = next(n);
             let b = if next(4) == 0 { next(n) } else { (a + next(50)).min(n - 1) };
             edges.push((a, b));
         }
+        edges
+    }
+
+    #[test]
+    fn a_big_random_graph_agrees_with_the_iterative_algorithm() {
+        let n = 100_000u32;
+        let edges = random_graph(n, 200_000);
         let roots = [0, 1, 2];
         assert_eq!(run(n as usize, &roots, &edges), iterative(n as usize, &roots, &edges));
+    }
+
+    #[test]
+    fn columns_in_files_give_the_same_tree_as_columns_in_memory() {
+        let _serial = crate::column::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let n = 1_500_000u32;
+        let edges = random_graph(n, 2_000_000);
+        let mut adj = vec![Vec::new(); n as usize];
+        for &(a, b) in &edges {
+            adj[a as usize].push(b);
+        }
+        let roots = [0, 1, 2];
+        let in_files = compute(n as usize, &roots, |v| adj[v as usize].as_slice());
+        assert!(in_files.idom.in_file() && in_files.preorder.in_file());
+        crate::column::spill_into(None);
+        let in_memory = compute(n as usize, &roots, |v| adj[v as usize].as_slice());
+        crate::column::spill_into(Some(std::env::temp_dir()));
+        assert!(!in_memory.idom.in_file());
+        assert!(in_files.idom[..] == in_memory.idom[..] && in_files.preorder[..] == in_memory.preorder[..]);
     }
 }

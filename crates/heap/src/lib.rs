@@ -8,6 +8,7 @@
 
 pub mod alloc;
 mod analysis;
+pub mod column;
 pub mod diff;
 pub mod dominators;
 pub mod formats;
@@ -136,7 +137,7 @@ pub fn analyze_bytes_with_progress(data: &[u8], options: &Options, report: Progr
     Ok(analysis)
 }
 
-type Walked<'a> = (Box<dyn graph::ObjectGraph + 'a>, dominators::Dominators, Vec<u32>);
+type Walked<'a> = (Box<dyn graph::ObjectGraph + 'a>, dominators::Dominators, column::Column<u32>);
 
 /// The object graph of a dump, by the front end its first bytes call for.
 /// Reading and building are the first 55 % of the progress bar.

@@ -42,6 +42,7 @@
 //! by C code or the interpreter), and so is one object of each cycle that
 //! nothing reaches.
 
+use crate::column::Column;
 use crate::graph::{DumpFacts, ObjectGraph, Role};
 use crate::HeapError;
 
@@ -100,13 +101,13 @@ pub struct PythonGraph<'a> {
     folded: Vec<(u32, u64)>,
     /// Dict ids folded into an owner id, sorted: edges to the dict go to the owner.
     fold_target: Vec<(u64, u64)>,
-    class_of: Vec<u32>,
+    class_of: Column<u32>,
     class_names: Vec<String>,
     /// Shallow sizes below 4 GiB; the rare bigger ones in `big_shallow`.
-    shallow: Vec<u32>,
+    shallow: Column<u32>,
     big_shallow: Vec<(u32, u64)>,
-    edge_start: Vec<u32>,
-    edges: Vec<u32>,
+    edge_start: Column<u32>,
+    edges: Column<u32>,
     roots: Vec<(u32, u8)>,
     /// (offset, length) of every string.
     strings: Vec<(u32, u32)>,
@@ -122,8 +123,8 @@ pub struct PythonGraph<'a> {
 
 /// Record offsets in four bytes each while the file allows (it is the biggest per-node column).
 enum Offsets {
-    Small(Vec<u32>),
-    Large(Vec<u64>),
+    Small(Column<u32>),
+    Large(Column<u64>),
 }
 
 impl Offsets {
@@ -528,11 +529,11 @@ impl<'a> PythonGraph<'a> {
             + folded.iter().map(|f| read_record(data, &chunks, f.1).edge_count()).sum::<usize>();
         let mut class_index = vec![u32::MAX; strings.len()];
         let mut class_names = Vec::new();
-        let mut class_of = Vec::with_capacity(n);
-        let mut shallow = Vec::with_capacity(n);
+        let mut class_of = Column::with_capacity(n);
+        let mut shallow = Column::with_capacity(n);
         let mut big_shallow = Vec::new();
-        let mut edge_start = Vec::with_capacity(n + 1);
-        let mut edges = Vec::with_capacity(edge_total);
+        let mut edge_start = Column::with_capacity(n + 1);
+        let mut edges = Column::with_capacity(edge_total);
         let string = |s: u32| -> &str {
             let (at, len) = strings[s as usize];
             std::str::from_utf8(&data[at as usize..(at + len) as usize]).unwrap_or("?")
@@ -626,7 +627,7 @@ impl<'a> PythonGraph<'a> {
             }
         }
         let mut referenced = vec![false; n];
-        for &t in &self.edges {
+        for &t in self.edges.iter() {
             referenced[t as usize] = true;
         }
         for node in 0..n {
