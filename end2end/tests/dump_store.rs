@@ -165,14 +165,18 @@ fn a_folder_of_dumps_migrates_into_the_bucket_each_copy_checked() {
     }
     let data_dir = server.stop_keeping_data();
 
-    let migrate = || {
+    // (succeeded, what it said) of one `leakscope migrate` run.
+    let run_migrate = || {
         let out = std::process::Command::new(end2end::leakscope_bin())
             .args(["migrate", "--from", data_dir.to_str().unwrap(), "--dump-store", &s3.url_for(prefix)])
             .envs(credentials.iter().cloned())
             .output()
             .unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{said}");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let migrate = || {
+        let (ok, said) = run_migrate();
+        assert!(ok, "{said}");
         said
     };
     // A damaged file in the folder is not copied as if it were the dump.
@@ -182,13 +186,8 @@ fn a_folder_of_dumps_migrates_into_the_bucket_each_copy_checked() {
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x55;
     std::fs::write(&local, &damaged).unwrap();
-    let out = std::process::Command::new(end2end::leakscope_bin())
-        .args(["migrate", "--from", data_dir.to_str().unwrap(), "--dump-store", &s3.url_for(prefix)])
-        .envs(credentials.iter().cloned())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && said.contains(&ids[1]) && said.contains("run the command again"), "{said}");
+    let (ok, said) = run_migrate();
+    assert!(!ok && said.contains(&ids[1]) && said.contains("run the command again"), "{said}");
     assert!(!objects_in(&s3.folder(prefix)).contains(&format!("{}.hprof.zst", ids[1])), "the damaged copy is not kept");
     std::fs::write(&local, &original).unwrap();
 

@@ -399,7 +399,18 @@ async fn prune_forever(engine: Engine) {
         let e = engine.clone();
         let raw = e.inner.config.raw_retention.as_millis() as i64;
         let rolled = e.inner.config.rollup_retention.as_millis() as i64;
-        let result = tokio::task::spawn_blocking(move || lock(&e.inner.writer).prune(now_ms(), raw, rolled)).await;
+        // One batch of containers per hold of the writer: ticks write between batches.
+        let result = tokio::task::spawn_blocking(move || {
+            let now = now_ms();
+            let (mut removed, mut after) = (0, Some(0));
+            while let Some(key) = after {
+                let (n, next) = lock(&e.inner.writer).prune_step(now, raw, rolled, key)?;
+                removed += n;
+                after = next;
+            }
+            Ok::<_, rusqlite::Error>(removed)
+        })
+        .await;
         match result {
             Ok(Ok(n)) if n > 0 => tracing::info!(rows = n, "pruned old samples"),
             Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),

@@ -58,7 +58,44 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (container_id, t_ms, action)
 );
 CREATE INDEX IF NOT EXISTS events_by_name ON events(name, t_ms);
+-- The dashboard's OOM counts, and pruning and replay by time (see `HOT_QUERIES`).
+CREATE INDEX IF NOT EXISTS events_by_action ON events(action, name);
+CREATE INDEX IF NOT EXISTS events_by_time ON events(t_ms);
 ";
+
+/// Statements that run every tick, every page view or over every row, kept
+/// here so the test can check each one's plan: none may scan `samples`,
+/// `rollup_1m` or `events` whole (those grow with containers × time; only
+/// `containers`, one row per container ever seen, may be read whole).
+/// Samples are keyed by (container, time), so every range on time goes
+/// through the container keys.
+const ROLLUP_MINUTES: &str = "INSERT OR REPLACE INTO rollup_1m (ckey, minute_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
+     SELECT ckey, (t / 60000) * 60000, count(*), min(ws), CAST(avg(ws) AS INTEGER), max(ws),
+            CAST(avg(usage) AS INTEGER), max(lim)
+     FROM samples WHERE ckey IN (SELECT key FROM containers) AND t >= ?1 AND t < ?2 GROUP BY ckey, t / 60000";
+const SERIES_RAW: &str = "SELECT (t / ?4) * ?4 AS b, CAST(avg(ws) AS INTEGER), min(ws), max(ws), CAST(avg(usage) AS INTEGER), max(lim)
+     FROM samples WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND t >= ?2 AND t < ?3
+     GROUP BY b ORDER BY b";
+const SERIES_ROLLUP: &str = "SELECT (minute_ms / ?4) * ?4 AS b, CAST(sum(ws_avg * n) / sum(n) AS INTEGER), min(ws_min), max(ws_max),
+            CAST(sum(usage_avg * n) / sum(n) AS INTEGER), max(lim)
+     FROM rollup_1m WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND minute_ms >= ?2 AND minute_ms < ?3
+     GROUP BY b ORDER BY b";
+const RECENT_MINUTES: &str =
+    "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS INTEGER) FROM samples WHERE ckey = ?1 AND t >= ?2 GROUP BY m ORDER BY m";
+const EVENTS_OF_NAME: &str =
+    "SELECT t_ms, action, exit_code, container_id FROM events WHERE name = ?1 AND t_ms >= ?2 AND t_ms < ?3 ORDER BY t_ms";
+const OOM_KILLS: &str = "SELECT name, COUNT(*) FROM events WHERE action = 'oom' GROUP BY name";
+const LATEST_EVENT: &str = "SELECT MAX(t_ms) FROM events";
+/// A batch of container keys, in key order, for pruning.
+const KEYS_AFTER: &str = "SELECT key FROM containers WHERE key > ?1 ORDER BY key LIMIT ?2";
+const PRUNE_SAMPLES: &str = "DELETE FROM samples WHERE ckey = ?1 AND t < ?2";
+const PRUNE_ROLLUPS: &str = "DELETE FROM rollup_1m WHERE ckey = ?1 AND minute_ms < ?2";
+const PRUNE_EVENTS: &str = "DELETE FROM events WHERE t_ms < ?1";
+
+/// Containers whose old rows one pruning step removes, in one transaction:
+/// the writer is held for one batch at a time, so sampling ticks go on
+/// between batches however much there is to remove.
+pub const PRUNE_BATCH: i64 = 200;
 
 /// Everything the store keeps about a container besides its samples.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,21 +194,19 @@ impl Store {
 
     /// OOM kills the engine reported, per container name, over the kept events.
     pub fn oom_kills_by_name(&self) -> rusqlite::Result<std::collections::HashMap<String, u64>> {
-        let mut stmt = self.conn.prepare_cached("SELECT name, COUNT(*) FROM events WHERE action = 'oom' GROUP BY name")?;
+        let mut stmt = self.conn.prepare_cached(OOM_KILLS)?;
         let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
         rows.collect()
     }
 
     /// When the last stored event happened (to replay what came after it).
     pub fn latest_event_ms(&self) -> rusqlite::Result<Option<i64>> {
-        self.conn.query_row("SELECT MAX(t_ms) FROM events", [], |row| row.get(0))
+        self.conn.query_row(LATEST_EVENT, [], |row| row.get(0))
     }
 
     /// Events of every container that had this name, oldest first, with plain-words labels.
     pub fn events(&self, name: &str, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<ContainerEvent>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT t_ms, action, exit_code, container_id FROM events WHERE name = ?1 AND t_ms >= ?2 AND t_ms < ?3 ORDER BY t_ms",
-        )?;
+        let mut stmt = self.conn.prepare_cached(EVENTS_OF_NAME)?;
         let rows = stmt.query_map(params![name, from_ms, to_ms], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?, row.get::<_, String>(3)?))
         })?;
@@ -258,13 +293,7 @@ impl Store {
                 .unwrap_or(current_minute),
         };
         if start < current_minute {
-            tx.execute(
-                "INSERT OR REPLACE INTO rollup_1m (ckey, minute_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
-                 SELECT ckey, (t / 60000) * 60000, count(*), min(ws), CAST(avg(ws) AS INTEGER), max(ws),
-                        CAST(avg(usage) AS INTEGER), max(lim)
-                 FROM samples WHERE t >= ?1 AND t < ?2 GROUP BY ckey, t / 60000",
-                params![start, current_minute],
-            )?;
+            tx.execute(ROLLUP_MINUTES, params![start, current_minute])?;
             tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_watermark_ms', ?1)",
                 [current_minute],
@@ -273,11 +302,43 @@ impl Store {
         tx.commit()
     }
 
-    /// Drops raw samples and rollups older than their retention.
-    pub fn prune(&self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64) -> rusqlite::Result<usize> {
-        let raw = self.conn.execute("DELETE FROM samples WHERE t < ?1", [now_ms - raw_keep_ms])?;
-        let rolled = self.conn.execute("DELETE FROM rollup_1m WHERE minute_ms < ?1", [now_ms - rollup_keep_ms])?;
-        Ok(raw + rolled)
+    /// Drops raw samples and rollups older than their retention for the next
+    /// `PRUNE_BATCH` containers after key `after` (start with 0), and events
+    /// older than the rollups with the first batch. Returns the rows removed
+    /// and the key to continue after, `None` when every container was done.
+    pub fn prune_step(&mut self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64, after: i64) -> rusqlite::Result<(usize, Option<i64>)> {
+        let tx = self.conn.transaction()?;
+        let keys: Vec<i64> = {
+            let mut stmt = tx.prepare_cached(KEYS_AFTER)?;
+            let rows = stmt.query_map(params![after, PRUNE_BATCH], |row| row.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut removed = 0;
+        if after == 0 {
+            removed += tx.execute(PRUNE_EVENTS, [now_ms - rollup_keep_ms])?;
+        }
+        {
+            let mut samples = tx.prepare_cached(PRUNE_SAMPLES)?;
+            let mut rollups = tx.prepare_cached(PRUNE_ROLLUPS)?;
+            for &key in &keys {
+                removed += samples.execute(params![key, now_ms - raw_keep_ms])?;
+                removed += rollups.execute(params![key, now_ms - rollup_keep_ms])?;
+            }
+        }
+        tx.commit()?;
+        let next = (keys.len() as i64 == PRUNE_BATCH).then(|| keys[keys.len() - 1]);
+        Ok((removed, next))
+    }
+
+    /// Every pruning step at once (tests and tools; the sampler steps itself).
+    pub fn prune(&mut self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64) -> rusqlite::Result<usize> {
+        let (mut removed, mut next) = self.prune_step(now_ms, raw_keep_ms, rollup_keep_ms, 0)?;
+        while let Some(after) = next {
+            let (n, more) = self.prune_step(now_ms, raw_keep_ms, rollup_keep_ms, after)?;
+            removed += n;
+            next = more;
+        }
+        Ok(removed)
     }
 
     /// Memory of every container that ever had this name (history survives
@@ -292,17 +353,8 @@ impl Store {
     ) -> rusqlite::Result<Vec<MemoryPoint>> {
         let step_ms = step_ms.max(1);
         let sql = match source {
-            SeriesSource::Raw => {
-                "SELECT (t / ?4) * ?4 AS b, CAST(avg(ws) AS INTEGER), min(ws), max(ws), CAST(avg(usage) AS INTEGER), max(lim)
-                 FROM samples WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND t >= ?2 AND t < ?3
-                 GROUP BY b ORDER BY b"
-            }
-            SeriesSource::Rollup1m => {
-                "SELECT (minute_ms / ?4) * ?4 AS b, CAST(sum(ws_avg * n) / sum(n) AS INTEGER), min(ws_min), max(ws_max),
-                        CAST(sum(usage_avg * n) / sum(n) AS INTEGER), max(lim)
-                 FROM rollup_1m WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND minute_ms >= ?2 AND minute_ms < ?3
-                 GROUP BY b ORDER BY b"
-            }
+            SeriesSource::Raw => SERIES_RAW,
+            SeriesSource::Rollup1m => SERIES_ROLLUP,
         };
         let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(params![name, from_ms, to_ms, step_ms], |row| {
@@ -320,9 +372,7 @@ impl Store {
 
     /// Per-minute working set of one container since `since_ms` (seeds sparklines after a restart).
     pub fn recent_minutes(&self, key: i64, since_ms: i64) -> rusqlite::Result<Vec<(i64, u64)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS INTEGER) FROM samples WHERE ckey = ?1 AND t >= ?2 GROUP BY m ORDER BY m",
-        )?;
+        let mut stmt = self.conn.prepare_cached(RECENT_MINUTES)?;
         let rows = stmt.query_map(params![key, since_ms], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
         rows.collect()
     }
@@ -403,7 +453,61 @@ mod tests {
         assert_eq!(store.find_container("aaaaaaaaaaaa").unwrap().unwrap().0, a);
         assert!(store.find_container("nope").unwrap().is_none());
 
+        let mut store = store;
         assert_eq!(store.prune(t0 + 120_000, 60_000, 1_000_000).unwrap(), 2);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn pruning_goes_container_by_container_in_batches() {
+        let (mut store, path) = temp_store();
+        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
+        let containers = PRUNE_BATCH as usize * 2 + 5;
+        let rows: Vec<SampleRow> = (0..containers)
+            .map(|i| store.upsert_container(&record(&format!("{i:016x}"), &format!("c{i}")), t0).unwrap())
+            .flat_map(|key| {
+                [0, 2 * MINUTE_MS].map(|dt| SampleRow { container_key: key, time_ms: t0 + dt, reading: reading(100), limit_bytes: None })
+            })
+            .collect();
+        store.write_tick(&rows, t0 + 3 * MINUTE_MS).unwrap();
+        let event = ContainerEvent { time_ms: t0, action: "oom".into(), exit_code: None, label: String::new() };
+        store.insert_event(&event, "x", "c1").unwrap();
+        // Three steps (two full batches and the rest); everything before t0 + 1 min goes.
+        let (first, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, 0).unwrap();
+        let (second, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
+        let (third, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
+        assert_eq!(next, None);
+        // Per container: one raw sample and one rollup minute; and the event.
+        assert_eq!((first, second, third), (2 * PRUNE_BATCH as usize + 1, 2 * PRUNE_BATCH as usize, 2 * 5));
+        assert!(store.oom_kills_by_name().unwrap().is_empty());
+        assert_eq!(store.series("c7", t0, t0 + 10 * MINUTE_MS, 1, SeriesSource::Raw).unwrap().len(), 1);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// `EXPLAIN QUERY PLAN` of every statement that runs per tick, per page
+    /// or over every row: rows of samples, rollups and events are found
+    /// through an index, never by reading the table.
+    #[test]
+    fn hot_statements_search_by_index_and_never_scan_growing_tables() {
+        let (store, path) = temp_store();
+        for sql in [
+            ROLLUP_MINUTES, SERIES_RAW, SERIES_ROLLUP, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS, LATEST_EVENT, KEYS_AFTER,
+            PRUNE_SAMPLES, PRUNE_ROLLUPS, PRUNE_EVENTS,
+        ] {
+            let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let count = stmt.parameter_count();
+            let values: Vec<i64> = vec![1; count];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(values), |row| row.get::<_, String>(3))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            for step in &plan {
+                for table in ["samples", "rollup_1m", "events"] {
+                    assert!(!step.starts_with(&format!("SCAN {table}")), "{sql}\nreads {table} whole: {plan:?}");
+                }
+            }
+        }
         let _ = std::fs::remove_file(&path);
     }
 }
