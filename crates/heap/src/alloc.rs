@@ -5,7 +5,10 @@
 //! measured at a third of the analysis time on a 190 MiB dump. Where the
 //! host leaves huge pages to `madvise` (Debian's default), advising the
 //! large blocks cuts those faults 512-fold. Everything else is the system
-//! allocator's; small blocks are untouched.
+//! allocator's; small blocks are untouched. (The biggest columns of the
+//! dominator computation and the Python graph are file-backed maps since
+//! `column.rs`, outside any allocator; the HPROF and V8 graphs' arrays are
+//! still heap blocks advised here.)
 
 use std::alloc::{GlobalAlloc, Layout, System};
 

@@ -117,7 +117,7 @@ impl<T: Plain> Column<T> {
         self.len = self.len.min(len);
     }
 
-    /// Whether the column lives in a file (for tests and timing output).
+    /// Whether the column lives in a file (the tests check where columns went).
     pub fn in_file(&self) -> bool {
         matches!(self.storage, Storage::File { .. })
     }
