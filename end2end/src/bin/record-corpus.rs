@@ -19,7 +19,7 @@ use end2end::{docker, fixture_image, leakscope_bin};
 
 const LABEL: &str = "io.leakscope.corpus=true";
 
-/// name, image, leak?, kind, description, docker options.
+/// name, image, leak?, kind, description, docker options (then, after `--`, a command instead of the image's).
 const SERVICES: &[(&str, &str, bool, &str, &str, &[&str])] = &[
     ("java-leak-1mpm", "java", true, "leak", "java-leak at 1 MiB/min", &["-m", "512m", "-e", "LEAK_KIB_PER_SEC=17"]),
     ("java-leak-5mpm", "java", true, "leak", "java-leak at 5 MiB/min", &["-m", "768m", "-e", "LEAK_KIB_PER_SEC=85"]),
@@ -34,6 +34,7 @@ const SERVICES: &[(&str, &str, bool, &str, &str, &[&str])] = &[
     ("native-batch-leak", "native", true, "leak under a cycle", "batch job that keeps 15 % of every batch: the floor after each rises 32 MiB (from minute 7)", &["-m", "1g", "-e", "MODE=batch", "-e", "LEAK_KIB_PER_SEC=400", "-e", "BATCH_SECS=540", "-e", "REST_SECS=120", "-e", "KEEP_PERCENT=15"]),
     ("native-leak-restarted", "native", true, "leak restarted on a timer", "native-leak at 6 MiB/min, docker restart every 16 min (before it reaches its limit)", &["-m", "1g", "-e", "LEAK_KIB_PER_SEC=100"]),
     ("java-warmup-restarted", "java", false, "restart loop (no leak)", "java-warmup (64 MiB cache at 10 MiB/min), docker restart every 16 min", &["-m", "512m", "-e", "MODE=warmup", "-e", "CACHE_MIB=64", "-e", "LEAK_KIB_PER_SEC=170"]),
+    ("java-oldgen", "java", false, "GC cycle", "java-oldgen: ParallelGC, 2-minute sessions at 5 MiB/min die in the old generation", &["-m", "512m", "-e", "MODE=oldgen", "-e", "LEAK_KIB_PER_SEC=85", "-e", "SESSION_SECS=120", "--", "java", "-XX:+UseParallelGC", "-Xmx384m", "-Xmn32m", "-XX:MaxTenuringThreshold=1", "-cp", "/app/leak-service.jar", "LeakService"]),
     ("native-oom-loop", "native", true, "restart loop (leak)", "native-leak at 30 MiB/min under 64 MiB, restarted after every OOM kill", &["-m", "64m", "--memory-swap", "64m", "--restart", "always", "-e", "LEAK_KIB_PER_SEC=512"]),
 ];
 
@@ -53,8 +54,10 @@ fn start(only: &[String]) {
         let name = format!("rec-{name}");
         let image = fixture_image(image);
         let mut argv = vec!["run", "-d", "--name", name.as_str(), "--label", LABEL];
+        let (options, command) = options.split_at(options.iter().position(|o| *o == "--").unwrap_or(options.len()));
         argv.extend_from_slice(options);
         argv.push(&image);
+        argv.extend_from_slice(command.get(1..).unwrap_or_default());
         docker(&argv);
     }
     let data = std::env::temp_dir().join("leakscope-corpus-recording");
