@@ -195,9 +195,32 @@ pub const TEST_USER: &str = "tester";
 pub const TEST_PASSWORD: &str = "tester-password-1";
 
 /// A new API token of `role` in a data dir, through the CLI (`leakscope token create`).
+/// The suite's pass with the access data in PostgreSQL (`LEAKSCOPE_TEST_DATABASE=postgres`):
+/// each data folder gets a database of its own on the test server, named in
+/// its `database-url` file; `None` in the default pass (the folder's SQLite file).
+pub fn database_for(data_dir: &Path) -> Option<String> {
+    if std::env::var("LEAKSCOPE_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let file = data_dir.join("database-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url);
+    }
+    std::fs::create_dir_all(data_dir).unwrap();
+    let url = leakscope_db::test_postgres_url();
+    std::fs::write(&file, &url).unwrap();
+    Some(url)
+}
+
+/// `--database URL` for the CLI and `serve` in the PostgreSQL pass, nothing otherwise.
+pub fn database_args(data_dir: &Path) -> Vec<String> {
+    database_for(data_dir).map(|url| vec!["--database".to_string(), url]).unwrap_or_default()
+}
+
 pub fn create_token(data_dir: &Path, role: &str, name: &str) -> String {
     let out = Command::new(leakscope_bin())
         .args(["token", "create", "--role", role, "--name", name, "--data-dir", data_dir.to_str().unwrap()])
+        .args(database_args(data_dir))
         .output()
         .unwrap();
     assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
@@ -208,6 +231,7 @@ pub fn create_token(data_dir: &Path, role: &str, name: &str) -> String {
 pub fn create_user(data_dir: &Path, name: &str, password: &str, role: &str) {
     let out = Command::new(leakscope_bin())
         .args(["user", "create", "--name", name, "--role", role, "--data-dir", data_dir.to_str().unwrap()])
+        .args(database_args(data_dir))
         .env("LEAKSCOPE_PASSWORD", password)
         .output()
         .unwrap();
@@ -261,6 +285,10 @@ impl Server {
         let log = data_dir.join("serve.log");
         let mut cmd = Command::new(leakscope_bin());
         cmd.args(["serve", "--bind", &bind, "--data-dir", data_dir.to_str().unwrap()]);
+        // The suite's pass with the access data in PostgreSQL.
+        if !extra_args.contains(&"--database") {
+            cmd.args(database_args(&data_dir));
+        }
         // The suite's second pass over the dump tests keeps every dump in a bucket.
         if std::env::var("LEAKSCOPE_TEST_DUMP_STORE").as_deref() == Ok("s3") && !extra_args.contains(&"--dump-store") {
             let s3 = S3Server::shared();

@@ -220,6 +220,7 @@ fn the_admin_page_manages_users_and_tokens_with_the_csrf_token() {
 fn host_limited_token(server: &Server, name: &str, hosts: &str) -> String {
     let out = std::process::Command::new(end2end::leakscope_bin())
         .args(["token", "create", "--role", "operator", "--name", name, "--hosts", hosts, "--data-dir", server.data_dir.to_str().unwrap()])
+        .args(end2end::database_args(&server.data_dir))
         .output()
         .unwrap();
     assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));

@@ -67,7 +67,7 @@ impl Drop for Agent {
 }
 
 fn enrollment_token(hub: &Server, name: &str) -> String {
-    let out = Command::new(leakscope_bin()).args(["agent-token", "create", "--name", name, "--data-dir", hub.data_dir.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(leakscope_bin()).args(["agent-token", "create", "--name", name, "--data-dir", hub.data_dir.to_str().unwrap()]).args(end2end::database_args(&hub.data_dir)).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().lines().last().unwrap().trim().to_string()
 }

@@ -83,6 +83,12 @@ pub struct ServeArgs {
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`.
     #[arg(long, env = "LEAKSCOPE_DUMP_STORE")]
     pub dump_store: Option<String>,
+    /// Where accounts, sessions, API tokens, the audit log and agents are kept:
+    /// `postgres://user:password@host/db` (libpq's `sslmode` for TLS), shared by a
+    /// team's servers, or a SQLite file. Default: the data folder's leakscope.db.
+    /// (Samples, dumps' records, reports and webhooks stay in the data folder for now.)
+    #[arg(long, env = "LEAKSCOPE_DATABASE_URL")]
+    pub database: Option<String>,
     /// `[NAME=]URL`: the Docker engine's address (defaults to DOCKER_HOST, then the local socket)
     /// and the host's display name (defaults to the engine's own host name). Repeatable: every
     /// further engine is watched directly too (for hosts where no agent may be installed).

@@ -95,7 +95,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .site_pkg_dir("pkg")
         .site_addr(args.bind)
         .build();
-    let access = AccessState::open(&args.data_dir, args.secure_cookies).map_err(|e| e.to_string())?;
+    let access = AccessState::open(&args.data_dir, args.database.as_deref(), args.secure_cookies).map_err(|e| e.to_string())?;
     if let Some(path) = access.setup_path() {
         // On the console only: whoever can read it may become the first admin.
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);

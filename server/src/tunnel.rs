@@ -279,7 +279,7 @@ pub fn host_app(data_dir: &std::path::Path, site: &std::path::Path, engine: &lea
         .site_root(site.display().to_string())
         .site_pkg_dir("pkg")
         .build();
-    let access = leakscope_access::AccessState::open(data_dir, false).map_err(|e| e.to_string())?;
+    let access = leakscope_access::AccessState::open(data_dir, None, false).map_err(|e| e.to_string())?;
     // Notifications about this host are the hub's: this one is never started.
     let config = leakscope_notify::NotifierConfig {
         public_url: String::new(),

@@ -23,6 +23,11 @@ const ALONE_AT_THE_END: &[&str] = &["engine_restart"];
 /// dump stores pass the same tests.
 const AGAIN_WITH_DUMPS_IN_A_BUCKET: &[&str] = &["dumps", "capture", "node_capture", "python_capture", "native_capture"];
 
+/// Test targets about accounts, sessions, tokens, the audit log and agents: run
+/// a second time with that data in PostgreSQL (`LEAKSCOPE_TEST_DATABASE=postgres`;
+/// each server gets a database of its own on the cluster `./dev test` starts).
+const AGAIN_WITH_ACCESS_IN_POSTGRES: &[&str] = &["access", "hub"];
+
 #[derive(Clone)]
 struct TestBinary {
     name: String,
@@ -56,6 +61,11 @@ pub fn run(passthrough: &[String]) -> Result<()> {
     for binary in binaries.iter().filter(|b| AGAIN_WITH_DUMPS_IN_A_BUCKET.contains(&b.name.as_str())) {
         let again = TestBinary { name: format!("{} (dumps in a bucket)", binary.name), ..binary.clone() };
         let child = command(binary, passthrough).env("LEAKSCOPE_TEST_DUMP_STORE", "s3").stdout(Stdio::piped()).spawn()?;
+        outcome.follow(&again, child)?;
+    }
+    for binary in binaries.iter().filter(|b| AGAIN_WITH_ACCESS_IN_POSTGRES.contains(&b.name.as_str())) {
+        let again = TestBinary { name: format!("{} (access data in PostgreSQL)", binary.name), ..binary.clone() };
+        let child = command(binary, passthrough).env("LEAKSCOPE_TEST_DATABASE", "postgres").stdout(Stdio::piped()).spawn()?;
         outcome.follow(&again, child)?;
     }
     for (binary, mut child, log) in beside {

@@ -2,31 +2,12 @@
 //! it once for a credential of its own (only hashes are stored, as for API
 //! tokens); an admin can revoke an agent, which ends its connection at once.
 
-use rusqlite::{params, OptionalExtension};
+use leakscope_db::sqlx::{self, Row};
 use serde::{Deserialize, Serialize};
 
 use crate::{new_secret, secret_hash, AccessError, AccessStore};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS agent_enrollments (
-    id INTEGER PRIMARY KEY,
-    token_hash TEXT NOT NULL UNIQUE,
-    name TEXT,
-    created_ms INTEGER NOT NULL,
-    created_by TEXT,
-    expires_ms INTEGER NOT NULL,
-    used_by_agent INTEGER
-);
-CREATE TABLE IF NOT EXISTS agents (
-    id INTEGER PRIMARY KEY,
-    host_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    credential_hash TEXT NOT NULL UNIQUE,
-    enrolled_ms INTEGER NOT NULL,
-    revoked_ms INTEGER,
-    last_seen_ms INTEGER
-);
-";
+// The tables are in the access store's migrations (`crate::store`).
 
 /// How long an enrollment token can be used.
 pub const ENROLLMENT_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -70,10 +51,16 @@ impl AccessStore {
             check_host_name(name)?;
         }
         let secret = new_secret("lse_")?;
-        self.conn.execute(
-            "INSERT INTO agent_enrollments (token_hash, name, created_ms, created_by, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![secret_hash(&secret), name, now_ms, created_by, now_ms + ENROLLMENT_TTL_MS],
-        )?;
+        self.db.run(async {
+            sqlx::query("INSERT INTO agent_enrollments (token_hash, name, created_ms, created_by, expires_ms) VALUES ($1, $2, $3, $4, $5)")
+                .bind(secret_hash(&secret))
+                .bind(name)
+                .bind(now_ms)
+                .bind(created_by)
+                .bind(now_ms + ENROLLMENT_TTL_MS)
+                .execute(self.db.pool())
+                .await
+        })?;
         Ok(secret)
     }
 
@@ -84,14 +71,13 @@ impl AccessStore {
         if host_id.is_empty() || host_id.len() > 128 {
             return Err(AccessError::Invalid("a host id is 1 to 128 characters".into()));
         }
-        let enrollment: Option<(i64, Option<String>, i64, Option<i64>)> = self
-            .conn
-            .query_row(
-                "SELECT id, name, expires_ms, used_by_agent FROM agent_enrollments WHERE token_hash = ?1",
-                [secret_hash(token)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()?;
+        let enrollment: Option<(i64, Option<String>, i64, Option<i64>)> = self.db.run(async {
+            let row = sqlx::query("SELECT id, name, expires_ms, used_by_agent FROM agent_enrollments WHERE token_hash = $1")
+                .bind(secret_hash(token))
+                .fetch_optional(self.db.pool())
+                .await?;
+            row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))).transpose()
+        })?;
         let (enrollment_id, given_name) = match enrollment {
             None => return Err(AccessError::Invalid("that enrollment token is unknown".into())),
             Some((_, _, _, Some(_))) => return Err(AccessError::Invalid("that enrollment token was used already; make a new one".into())),
@@ -102,56 +88,77 @@ impl AccessStore {
         };
         let name = given_name.unwrap_or_else(|| name.trim().to_string());
         check_host_name(&name)?;
-        let taken: bool = self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM agents WHERE name = ?1 AND host_id <> ?2 AND revoked_ms IS NULL)",
-            params![name, host_id],
-            |r| r.get(0),
-        )?;
-        if taken {
+        let taken: i64 = self.db.run(async {
+            sqlx::query("SELECT COUNT(*) FROM agents WHERE name = $1 AND host_id <> $2 AND revoked_ms IS NULL")
+                .bind(&name)
+                .bind(host_id)
+                .fetch_one(self.db.pool())
+                .await?
+                .try_get(0)
+        })?;
+        if taken > 0 {
             return Err(AccessError::Invalid(format!("another host's agent is called {name}: give this one another name (--name, or with its token)")));
         }
         let credential = new_secret("lsa_")?;
-        let tx = self.conn.unchecked_transaction()?;
-        tx.execute("UPDATE agents SET revoked_ms = ?2 WHERE host_id = ?1 AND revoked_ms IS NULL", params![host_id, now_ms])?;
-        tx.execute(
-            "INSERT INTO agents (host_id, name, credential_hash, enrolled_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![host_id, name, secret_hash(&credential), now_ms],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.execute("UPDATE agent_enrollments SET used_by_agent = ?2 WHERE id = ?1", params![enrollment_id, id])?;
-        tx.commit()?;
+        let id: i64 = self.db.run(async {
+            let mut tx = self.db.pool().begin().await?;
+            sqlx::query("UPDATE agents SET revoked_ms = $2 WHERE host_id = $1 AND revoked_ms IS NULL").bind(host_id).bind(now_ms).execute(&mut *tx).await?;
+            let id: i64 = sqlx::query("INSERT INTO agents (host_id, name, credential_hash, enrolled_ms) VALUES ($1, $2, $3, $4) RETURNING id")
+                .bind(host_id)
+                .bind(&name)
+                .bind(secret_hash(&credential))
+                .bind(now_ms)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            sqlx::query("UPDATE agent_enrollments SET used_by_agent = $2 WHERE id = $1").bind(enrollment_id).bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(id)
+        })?;
         let info = AgentInfo { id, host_id: host_id.to_string(), name, enrolled_ms: now_ms, revoked_ms: None, last_seen_ms: None };
         Ok((info, credential))
     }
 
     /// The agent a credential belongs to, unless revoked.
     pub fn agent(&self, credential: &str) -> Result<Option<AgentPrincipal>, AccessError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT id, host_id, name FROM agents WHERE credential_hash = ?1 AND revoked_ms IS NULL",
-                [secret_hash(credential)],
-                |r| Ok(AgentPrincipal { id: r.get(0)?, host_id: r.get(1)?, name: r.get(2)? }),
-            )
-            .optional()?)
+        Ok(self.db.run(async {
+            let row = sqlx::query("SELECT id, host_id, name FROM agents WHERE credential_hash = $1 AND revoked_ms IS NULL")
+                .bind(secret_hash(credential))
+                .fetch_optional(self.db.pool())
+                .await?;
+            row.map(|r| Ok(AgentPrincipal { id: r.try_get(0)?, host_id: r.try_get(1)?, name: r.try_get(2)? })).transpose()
+        })?)
     }
 
     pub fn agents(&self) -> Result<Vec<AgentInfo>, AccessError> {
-        let mut stmt = self.conn.prepare("SELECT id, host_id, name, enrolled_ms, revoked_ms, last_seen_ms FROM agents ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(AgentInfo { id: r.get(0)?, host_id: r.get(1)?, name: r.get(2)?, enrolled_ms: r.get(3)?, revoked_ms: r.get(4)?, last_seen_ms: r.get(5)? })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query("SELECT id, host_id, name, enrolled_ms, revoked_ms, last_seen_ms FROM agents ORDER BY id").fetch_all(self.db.pool()).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(AgentInfo {
+                        id: r.try_get(0)?,
+                        host_id: r.try_get(1)?,
+                        name: r.try_get(2)?,
+                        enrolled_ms: r.try_get(3)?,
+                        revoked_ms: r.try_get(4)?,
+                        last_seen_ms: r.try_get(5)?,
+                    })
+                })
+                .collect()
+        })?)
     }
 
     pub fn agent_seen(&self, id: i64, now_ms: i64) -> Result<(), AccessError> {
-        self.conn.execute("UPDATE agents SET last_seen_ms = ?2 WHERE id = ?1", params![id, now_ms])?;
+        self.db.run(async { sqlx::query("UPDATE agents SET last_seen_ms = $2 WHERE id = $1").bind(id).bind(now_ms).execute(self.db.pool()).await })?;
         Ok(())
     }
 
     /// False when there was no such active agent.
     pub fn revoke_agent(&self, id: i64, now_ms: i64) -> Result<bool, AccessError> {
-        Ok(self.conn.execute("UPDATE agents SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", params![id, now_ms])? > 0)
+        let done = self.db.run(async {
+            sqlx::query("UPDATE agents SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL").bind(id).bind(now_ms).execute(self.db.pool()).await
+        })?;
+        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -161,8 +168,12 @@ mod tests {
 
     #[test]
     fn an_enrollment_token_is_traded_once_for_a_credential_that_revocation_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = AccessStore::open(&dir.path().join("leakscope.db")).unwrap();
+        for (_dir, store) in crate::store::tests::stores() {
+            traded_once_on(store);
+        }
+    }
+
+    fn traded_once_on(store: AccessStore) {
         let token = store.create_enrollment(Some("payments-1"), Some("ann"), 1_000).unwrap();
         assert!(token.starts_with("lse_"));
         let (agent, credential) = store.enroll_agent(&token, "host-abc", "ignored", 2_000).unwrap();
@@ -191,8 +202,12 @@ mod tests {
 
     #[test]
     fn host_names_fit_in_urls_and_are_not_shared() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = AccessStore::open(&dir.path().join("leakscope.db")).unwrap();
+        for (_dir, store) in crate::store::tests::stores() {
+            host_names_on(store);
+        }
+    }
+
+    fn host_names_on(store: AccessStore) {
         assert!(store.create_enrollment(Some("a/b"), None, 0).is_err());
         let first = store.create_enrollment(None, None, 0).unwrap();
         assert!(store.enroll_agent(&first, "h1", "has space", 1).unwrap_err().to_string().contains("not a host name"));

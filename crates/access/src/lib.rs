@@ -66,8 +66,8 @@ impl std::str::FromStr for Role {
 pub enum AccessError {
     #[error("{0}")]
     Invalid(String),
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Db(#[from] leakscope_db::DbError),
     #[error("{0}")]
     Internal(String),
 }

@@ -15,7 +15,7 @@ const LOGIN_PAUSE: Duration = Duration::from_secs(300);
 const FLASH_TTL: Duration = Duration::from_secs(120);
 
 pub struct AccessState {
-    store: Mutex<AccessStore>,
+    store: AccessStore,
     pub throttle: LoginThrottle,
     /// The one-time first-run link's secret, while no admin exists.
     setup_token: Mutex<Option<String>>,
@@ -42,11 +42,15 @@ fn now_ms() -> i64 {
 }
 
 impl AccessState {
-    pub fn open(data_dir: &std::path::Path, secure_cookies: bool) -> Result<SharedAccess, AccessError> {
-        let store = AccessStore::open(&data_dir.join("leakscope.db"))?;
+    /// The data folder's SQLite file, or `database` (`--database`: a file or `postgres://…`).
+    pub fn open(data_dir: &std::path::Path, database: Option<&str>, secure_cookies: bool) -> Result<SharedAccess, AccessError> {
+        let store = match database {
+            Some(url) => AccessStore::open_url(url)?,
+            None => AccessStore::open(&data_dir.join("leakscope.db"))?,
+        };
         let setup_token = if store.has_admin()? { None } else { Some(crate::new_secret("")?) };
         Ok(Arc::new(AccessState {
-            store: Mutex::new(store),
+            store,
             throttle: LoginThrottle::new(LOGIN_FAILURES, LOGIN_PAUSE),
             setup_token: Mutex::new(setup_token),
             secure_cookies,
@@ -77,13 +81,13 @@ impl AccessState {
         *lock(&self.setup_token) = Some(secret);
     }
 
-    /// Runs a store call on the blocking pool (argon2 and SQLite block).
+    /// Runs a store call on the blocking pool (argon2 and the database calls block).
     pub async fn with<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&AccessStore) -> Result<T, AccessError> + Send + 'static,
     ) -> Result<T, AccessError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&lock(&this.store)))
+        tokio::task::spawn_blocking(move || f(&this.store))
             .await
             .map_err(|e| AccessError::Internal(format!("the access store call did not finish: {e}")))?
     }

@@ -1,0 +1,321 @@
+//! One SQL storage layer for the two databases Leakscope keeps its state in:
+//! SQLite (a file in the data folder, the default for one machine) and
+//! PostgreSQL (what a team runs its state on, shared by several hubs).
+//!
+//! Stores write each statement once, with `$1`-style parameters (both accept
+//! them), through sqlx's `Any` driver; what differs between the two in a
+//! table definition is written as a token (`{id}`) that [`Db::dialect`]
+//! replaces. Every component's tables carry a schema version in
+//! `leakscope_schema`, applied at start-up; a database that a newer Leakscope
+//! migrated is refused with that reason rather than misread.
+//!
+//! The stores are synchronous and called from blocking threads (the server's
+//! `spawn_blocking`, the command line), as they were over rusqlite: [`Db::run`]
+//! blocks on a query's future while the pools' own tasks run on one small
+//! runtime shared by every `Db`. Async code calls the stores on the blocking
+//! pool (`spawn_blocking`); a call from a runtime's worker still works, at the
+//! cost of that worker for its duration.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use sqlx;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::{Executor, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("cannot open the database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the database's {component} tables are at schema version {found}, newer than this Leakscope knows ({known}): \
+         a newer Leakscope has migrated it; run that version or a newer one"
+    )]
+    Newer { component: String, found: i64, known: i64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One step of a component's schema; `sql` may hold several statements and the dialect tokens of [`Db::dialect`].
+pub struct Migration {
+    pub version: i64,
+    pub sql: &'static str,
+}
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+/// The runtime the pools' tasks (and every blocked-on query) run on.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("leakscope-db")
+            .enable_all()
+            .build()
+            .expect("a one-thread runtime for the database pools starts")
+    })
+}
+
+/// Blocks this thread on `work`. From inside the server's own runtime (its
+/// start-up code, say) the worker first hands its tasks over to another
+/// thread (`block_in_place`), as a blocking call there must.
+fn block_on<T>(work: impl Future<Output = T>) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| runtime().block_on(work))
+        }
+        _ => runtime().block_on(work),
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+impl Db {
+    /// `postgres://…` (or `postgresql://…`, TLS as libpq's `sslmode` says), `sqlite://PATH`, or a file path.
+    pub fn open(url: &str) -> Result<Db, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect(url, Backend::Postgres)
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            Self::open_sqlite(Path::new(path))
+        } else if url.contains("://") {
+            Err(DbError::Invalid(format!("{}: a database is postgres://… or a SQLite file (sqlite://PATH)", without_password(url))))
+        } else {
+            Self::open_sqlite(Path::new(url))
+        }
+    }
+
+    /// The SQLite file at `path`, created when missing.
+    pub fn open_sqlite(path: &Path) -> Result<Db, DbError> {
+        let text = path
+            .to_str()
+            .ok_or_else(|| DbError::Invalid(format!("{}: the database's path must be UTF-8", path.display())))?;
+        // The driver percent-decodes the path: keep '%', '?' and '#' in file names.
+        let encoded = text.replace('%', "%25").replace('?', "%3F").replace('#', "%23");
+        Self::connect(&format!("sqlite://{encoded}?mode=rwc"), Backend::Sqlite)
+    }
+
+    fn connect(url: &str, backend: Backend) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let shown = without_password(url);
+        let options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10))
+            // Connections to a restarted or failed-over server are replaced, not kept.
+            .test_before_acquire(backend == Backend::Postgres)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never wait for the writer. A bounded page cache per
+                        // connection (the server's footprint stays flat; see leakscope_engine::store).
+                        for pragma in [
+                            "PRAGMA journal_mode=WAL",
+                            "PRAGMA synchronous=NORMAL",
+                            "PRAGMA busy_timeout=5000",
+                            "PRAGMA foreign_keys=ON",
+                            "PRAGMA cache_size=-1024",
+                        ] {
+                            conn.execute(pragma).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            });
+        let url_owned = url.to_string();
+        let pool = block_on(async move { options.connect(&url_owned).await }).map_err(|source| DbError::Open { url: shown.clone(), source })?;
+        Ok(Db { pool, backend, shown })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL, password hidden.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Runs a query's future to its end (from a blocking thread).
+    pub fn run<T>(&self, work: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, DbError> {
+        Ok(block_on(work)?)
+    }
+
+    /// A table definition for this database: `{id}` is an auto-numbered 64-bit primary key,
+    /// `{bytes}` a byte string.
+    pub fn dialect(&self, sql: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => sql.replace("{id}", "INTEGER PRIMARY KEY").replace("{bytes}", "BLOB"),
+            Backend::Postgres => sql.replace("{id}", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY").replace("{bytes}", "BYTEA"),
+        }
+    }
+
+    /// The schema version of `component` (0: none of its tables yet).
+    pub fn schema_version(&self, component: &str) -> Result<i64, DbError> {
+        self.run(async {
+            self.pool.execute("CREATE TABLE IF NOT EXISTS leakscope_schema (component TEXT PRIMARY KEY, version BIGINT NOT NULL)").await?;
+            let row = sqlx::query("SELECT version FROM leakscope_schema WHERE component = $1").bind(component).fetch_optional(&self.pool).await?;
+            row.map(|r| r.try_get::<i64, _>(0)).transpose().map(|v| v.unwrap_or(0))
+        })
+    }
+
+    /// Applies the steps of `component` newer than its stored version, each in a
+    /// transaction with its version; refuses a database a newer Leakscope migrated.
+    /// Several servers starting at once on one PostgreSQL take turns (an advisory lock).
+    pub fn migrate(&self, component: &str, migrations: &[Migration]) -> Result<(), DbError> {
+        let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+        self.schema_version(component)?;
+        self.run(async {
+            let mut tx = self.pool.begin().await?;
+            if self.backend == Backend::Postgres {
+                // Any number will do as long as it is ours and fixed.
+                sqlx::query("SELECT pg_advisory_xact_lock(7365231)").execute(&mut *tx).await?;
+            }
+            let found: i64 = sqlx::query("SELECT version FROM leakscope_schema WHERE component = $1")
+                .bind(component)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(0);
+            if found > known {
+                return Ok(Err(DbError::Newer { component: component.to_string(), found, known }));
+            }
+            for step in migrations.iter().filter(|m| m.version > found) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(self.dialect(step.sql))).execute(&mut *tx).await?;
+            }
+            if known > found {
+                sqlx::query(
+                    "INSERT INTO leakscope_schema (component, version) VALUES ($1, $2)
+                     ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                )
+                .bind(component)
+                .bind(known)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(()))
+        })?
+    }
+}
+
+/// For tests: a new, empty database on the PostgreSQL server at `admin_url`
+/// (a role that may create databases), and its URL.
+pub fn fresh_postgres_database(admin_url: &str) -> Result<String, DbError> {
+    let admin = Db::open(admin_url)?;
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).map_err(|e| DbError::Invalid(format!("no randomness: {e}")))?;
+    let name = format!("leakscope_test_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    admin.run(async { admin.pool.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await })?;
+    let (base, query) = admin_url.split_once('?').map(|(b, q)| (b, format!("?{q}"))).unwrap_or((admin_url, String::new()));
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let server = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    Ok(format!("{server}/{name}{query}"))
+}
+
+/// For tests of the stores: a new database on the PostgreSQL server that
+/// `./dev test` starts (`LEAKSCOPE_TEST_POSTGRES`), and its URL.
+pub fn test_postgres_url() -> String {
+    let admin = std::env::var("LEAKSCOPE_TEST_POSTGRES")
+        .unwrap_or_else(|_| panic!("LEAKSCOPE_TEST_POSTGRES names a PostgreSQL server for the tests (./dev test starts one)"));
+    fresh_postgres_database(&admin).unwrap_or_else(|e| panic!("a test database on {}: {e}", without_password(&admin)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEPS: &[Migration] = &[
+        Migration { version: 1, sql: "CREATE TABLE things (id {id}, name TEXT NOT NULL UNIQUE, body {bytes});" },
+        Migration { version: 2, sql: "ALTER TABLE things ADD COLUMN seen_ms BIGINT; CREATE INDEX things_by_seen ON things (seen_ms);" },
+    ];
+
+    /// Every test here runs on both: a SQLite file, and a new database on the
+    /// PostgreSQL server `./dev test` starts (`LEAKSCOPE_TEST_POSTGRES`).
+    pub(crate) fn both() -> Vec<(tempfile::TempDir, Db)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Db::open_sqlite(&dir.path().join("a file with spaces & a % sign.db")).unwrap();
+        let postgres = Db::open(&test_postgres_url()).unwrap();
+        vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)]
+    }
+
+    #[test]
+    fn migrations_apply_once_in_order_and_a_newer_schema_is_refused() {
+        for (_dir, db) in both() {
+            assert_eq!(db.schema_version("things").unwrap(), 0);
+            db.migrate("things", &STEPS[..1]).unwrap();
+            assert_eq!(db.schema_version("things").unwrap(), 1);
+            db.migrate("things", STEPS).unwrap();
+            db.migrate("things", STEPS).unwrap();
+            assert_eq!(db.schema_version("things").unwrap(), 2);
+            let id: i64 = db
+                .run(async {
+                    sqlx::query("INSERT INTO things (name, body, seen_ms) VALUES ($1, $2, $3) RETURNING id")
+                        .bind("a")
+                        .bind(vec![0u8, 1, 2])
+                        .bind(5i64)
+                        .fetch_one(db.pool())
+                        .await?
+                        .try_get(0)
+                })
+                .unwrap();
+            assert_eq!(id, 1, "{:?}", db.backend());
+            // An older Leakscope on this database says why it stops.
+            let refused = db.migrate("things", &STEPS[..1]).unwrap_err();
+            assert!(matches!(refused, DbError::Newer { found: 2, known: 1, .. }), "{refused}");
+            assert!(refused.to_string().contains("newer Leakscope"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_url_or_an_unreachable_server_says_which_without_its_password() {
+        let refused = Db::open("mysql://u:hunter2@h/db").err().unwrap().to_string();
+        assert!(refused.contains("postgres://") && !refused.contains("hunter2"), "{refused}");
+        let unreachable = Db::open("postgres://leakscope:hunter2@127.0.0.1:1/none?connect_timeout=2").err().unwrap().to_string();
+        assert!(unreachable.contains("cannot open the database postgres://leakscope:***@127.0.0.1:1/none"), "{unreachable}");
+        assert!(!unreachable.contains("hunter2"), "{unreachable}");
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_shown_urls() {
+        assert_eq!(without_password("postgres://ann:s3cret@db.example:5432/ls?sslmode=require"), "postgres://ann:***@db.example:5432/ls?sslmode=require");
+        assert_eq!(without_password("postgres://ann@db/ls"), "postgres://ann@db/ls");
+        assert_eq!(without_password("/var/lib/leakscope/leakscope.db"), "/var/lib/leakscope/leakscope.db");
+    }
+}
