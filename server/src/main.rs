@@ -173,7 +173,10 @@ fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 // A CI check's log is its table: only warnings from the sampler it runs.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if std::env::args().nth(1).as_deref() == Some("check") { "warn" } else { "info" })),
+                // PostgreSQL's notices ("relation … already exists, skipping" at each start) are not news.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(if std::env::args().nth(1).as_deref() == Some("check") { "warn" } else { "info,sqlx::postgres::notice=warn" })
+                }),
         )
         .init();
     let cli = Cli::parse();

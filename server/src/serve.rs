@@ -131,7 +131,7 @@ fn open_notifier(args: &ServeArgs, engine: &Engine, access: &leakscope_access::S
         let detail = (!detail.is_empty()).then(|| detail.to_string());
         tokio::spawn(async move { access.audit(&actor, &action, &target, detail).await });
     });
-    let notifier = leakscope_notify::Notifier::open(&args.data_dir.join("leakscope.db"), config, audit).map_err(|e| e.to_string())?;
+    let notifier = leakscope_notify::Notifier::open(&args.data_dir.join("leakscope.db"), args.database.as_deref(), config, audit).map_err(|e| e.to_string())?;
     notifier.spawn(engine.subscribe(), engine.subscribe_oom_kills());
     Ok(notifier)
 }

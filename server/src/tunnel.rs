@@ -286,7 +286,7 @@ pub fn host_app(data_dir: &std::path::Path, site: &std::path::Path, engine: &lea
         rules: leakscope_notify::Rules { limit_share: 0.9, repeat_ms: 3_600_000 },
         per_minute: 20,
     };
-    let notifier = leakscope_notify::Notifier::open(&data_dir.join("leakscope.db"), config, std::sync::Arc::new(|_: &str, _: &str, _: &str, _: &str| {}))
+    let notifier = leakscope_notify::Notifier::open(&data_dir.join("leakscope.db"), None, config, std::sync::Arc::new(|_: &str, _: &str, _: &str, _: &str| {}))
         .map_err(|e| e.to_string())?;
     let state = crate::web::AppState { leptos_options, engine: engine.clone(), access, notifier, hub: Default::default() };
     Ok(crate::serve::router(state, crate::serve::Door::Hub))

@@ -25,8 +25,8 @@ pub use store::{AlertState, NotifyStore, Webhook};
 pub enum NotifyError {
     #[error("{0}")]
     Invalid(String),
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Db(#[from] leakscope_db::DbError),
     #[error("{0}")]
     Internal(String),
 }
@@ -102,8 +102,12 @@ fn now_ms() -> i64 {
 }
 
 impl Notifier {
-    pub fn open(db: &Path, config: NotifierConfig, audit: AuditSink) -> Result<Arc<Self>, NotifyError> {
-        let store = NotifyStore::open(db)?;
+    /// `database` (`--database`: a file or `postgres://…`), else the SQLite file `db`.
+    pub fn open(db: &Path, database: Option<&str>, config: NotifierConfig, audit: AuditSink) -> Result<Arc<Self>, NotifyError> {
+        let store = match database {
+            Some(url) => NotifyStore::on(leakscope_db::Db::open(url)?)?,
+            None => NotifyStore::open(db)?,
+        };
         let watcher = Watcher::new(config.rules, store.alert_states()?);
         Ok(Arc::new(Notifier {
             store: Mutex::new(store),
@@ -115,7 +119,7 @@ impl Notifier {
         }))
     }
 
-    /// SQLite blocks: off the async threads.
+    /// The database calls block: off the async threads.
     async fn with_store<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&NotifyStore) -> Result<T, NotifyError> + Send + 'static) -> Result<T, NotifyError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || f(&lock(&this.store))).await.map_err(|e| NotifyError::Internal(e.to_string()))?

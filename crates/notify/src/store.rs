@@ -1,23 +1,26 @@
-//! Webhooks and what was already said, in the server's SQLite file: a
-//! restart must neither forget a target nor repeat a notification.
+//! Webhooks and what was already said, in the server's SQLite file or a
+//! team's PostgreSQL: a restart must neither forget a target nor repeat a notification.
 
 use std::path::Path;
 
+use leakscope_db::sqlx::{self, any::AnyRow, Row};
+use leakscope_db::{Db, Migration};
 use leakscope_model::alerts::WebhookInfo;
-use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::NotifyError;
 
-const SCHEMA: &str = "
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "
 CREATE TABLE IF NOT EXISTS webhooks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {id},
     name TEXT NOT NULL,
     url TEXT NOT NULL,
     kind TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
+    created_ms BIGINT NOT NULL,
     created_by TEXT,
     last_result TEXT,
-    last_result_ms INTEGER
+    last_result_ms BIGINT
 );
 -- Per container (host/name) and kind of alert: whether its condition holds
 -- now (a new notification needs it to end first), when one was last sent,
@@ -25,12 +28,13 @@ CREATE TABLE IF NOT EXISTS webhooks (
 CREATE TABLE IF NOT EXISTS alert_state (
     subject TEXT NOT NULL,
     kind TEXT NOT NULL,
-    active INTEGER NOT NULL,
-    last_sent_ms INTEGER,
-    held INTEGER NOT NULL DEFAULT 0,
+    active BIGINT NOT NULL,
+    last_sent_ms BIGINT,
+    held BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (subject, kind)
 );
-";
+",
+}];
 
 /// One webhook with its secret URL (never leaves the server).
 #[derive(Clone, Debug)]
@@ -50,86 +54,117 @@ pub struct AlertState {
 }
 
 pub struct NotifyStore {
-    conn: Connection,
+    db: Db,
+}
+
+fn webhook_of(r: &AnyRow) -> Result<Webhook, sqlx::Error> {
+    let kind: String = r.try_get(3)?;
+    Ok(Webhook { id: r.try_get(0)?, name: r.try_get(1)?, url: r.try_get(2)?, kind: kind.parse().unwrap_or(crate::Shape::Json) })
+}
+
+fn info_of(r: &AnyRow) -> Result<WebhookInfo, sqlx::Error> {
+    let url: String = r.try_get(2)?;
+    Ok(WebhookInfo {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        destination: crate::deliver::destination(&url),
+        kind: r.try_get(3)?,
+        created_ms: r.try_get(4)?,
+        created_by: r.try_get(5)?,
+        last_result: r.try_get(6)?,
+        last_result_ms: r.try_get(7)?,
+    })
 }
 
 impl NotifyStore {
+    /// The SQLite file at `db`.
     pub fn open(db: &Path) -> Result<Self, NotifyError> {
-        let conn = Connection::open(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "cache_size", -256)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(NotifyStore { conn })
+        Self::on(Db::open_sqlite(db)?)
+    }
+
+    pub fn on(db: Db) -> Result<Self, NotifyError> {
+        db.migrate("notify", MIGRATIONS)?;
+        Ok(NotifyStore { db })
     }
 
     pub fn add_webhook(&self, name: &str, url: &str, kind: crate::Shape, created_by: Option<&str>, now_ms: i64) -> Result<i64, NotifyError> {
-        self.conn.execute(
-            "INSERT INTO webhooks (name, url, kind, created_ms, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![name, url, kind.as_str(), now_ms, created_by],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.db.run(async {
+            sqlx::query("INSERT INTO webhooks (name, url, kind, created_ms, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING id")
+                .bind(name)
+                .bind(url)
+                .bind(kind.as_str())
+                .bind(now_ms)
+                .bind(created_by)
+                .fetch_one(self.db.pool())
+                .await?
+                .try_get(0)
+        })?)
     }
 
     pub fn remove_webhook(&self, id: i64) -> Result<Option<String>, NotifyError> {
-        let name: Option<String> = self.conn.query_row("SELECT name FROM webhooks WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-        self.conn.execute("DELETE FROM webhooks WHERE id = ?1", [id])?;
-        Ok(name)
+        Ok(self.db.run(async {
+            let row = sqlx::query("DELETE FROM webhooks WHERE id = $1 RETURNING name").bind(id).fetch_optional(self.db.pool()).await?;
+            row.map(|r| r.try_get(0)).transpose()
+        })?)
     }
 
     pub fn webhooks(&self) -> Result<Vec<Webhook>, NotifyError> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, name, url, kind FROM webhooks ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            let kind: String = r.get(3)?;
-            Ok(Webhook { id: r.get(0)?, name: r.get(1)?, url: r.get(2)?, kind: kind.parse().unwrap_or(crate::Shape::Json) })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query("SELECT id, name, url, kind FROM webhooks ORDER BY id").fetch_all(self.db.pool()).await?;
+            rows.iter().map(webhook_of).collect()
+        })?)
     }
 
     pub fn webhook(&self, id: i64) -> Result<Option<Webhook>, NotifyError> {
-        Ok(self.webhooks()?.into_iter().find(|w| w.id == id))
+        Ok(self.db.run(async {
+            let row = sqlx::query("SELECT id, name, url, kind FROM webhooks WHERE id = $1").bind(id).fetch_optional(self.db.pool()).await?;
+            row.as_ref().map(webhook_of).transpose()
+        })?)
     }
 
     /// For the admin page and the API: the URL reduced to where it goes.
     pub fn webhook_infos(&self) -> Result<Vec<WebhookInfo>, NotifyError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, name, url, kind, created_ms, created_by, last_result, last_result_ms FROM webhooks ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            let url: String = r.get(2)?;
-            Ok(WebhookInfo {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                destination: crate::deliver::destination(&url),
-                kind: r.get(3)?,
-                created_ms: r.get(4)?,
-                created_by: r.get(5)?,
-                last_result: r.get(6)?,
-                last_result_ms: r.get(7)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query("SELECT id, name, url, kind, created_ms, created_by, last_result, last_result_ms FROM webhooks ORDER BY id")
+                .fetch_all(self.db.pool())
+                .await?;
+            rows.iter().map(info_of).collect()
+        })?)
     }
 
     pub fn record_result(&self, id: i64, result: &str, now_ms: i64) -> Result<(), NotifyError> {
-        self.conn.execute("UPDATE webhooks SET last_result = ?2, last_result_ms = ?3 WHERE id = ?1", params![id, result, now_ms])?;
+        self.db.run(async {
+            sqlx::query("UPDATE webhooks SET last_result = $2, last_result_ms = $3 WHERE id = $1").bind(id).bind(result).bind(now_ms).execute(self.db.pool()).await
+        })?;
         Ok(())
     }
 
     pub fn alert_states(&self) -> Result<Vec<(String, String, AlertState)>, NotifyError> {
-        let mut stmt = self.conn.prepare_cached("SELECT subject, kind, active, last_sent_ms, held FROM alert_state")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, AlertState { active: r.get::<_, i64>(2)? != 0, last_sent_ms: r.get(3)?, held: r.get::<_, i64>(4)? as u32 }))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query("SELECT subject, kind, active, last_sent_ms, held FROM alert_state").fetch_all(self.db.pool()).await?;
+            rows.iter()
+                .map(|r| {
+                    let state = AlertState { active: r.try_get::<i64, _>(2)? != 0, last_sent_ms: r.try_get(3)?, held: r.try_get::<i64, _>(4)? as u32 };
+                    Ok((r.try_get(0)?, r.try_get(1)?, state))
+                })
+                .collect()
+        })?)
     }
 
     pub fn save_state(&self, subject: &str, kind: &str, state: AlertState) -> Result<(), NotifyError> {
-        self.conn.execute(
-            "INSERT INTO alert_state (subject, kind, active, last_sent_ms, held) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(subject, kind) DO UPDATE SET active = excluded.active, last_sent_ms = excluded.last_sent_ms, held = excluded.held",
-            params![subject, kind, state.active as i64, state.last_sent_ms, state.held as i64],
-        )?;
+        self.db.run(async {
+            sqlx::query(
+                "INSERT INTO alert_state (subject, kind, active, last_sent_ms, held) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (subject, kind) DO UPDATE SET active = excluded.active, last_sent_ms = excluded.last_sent_ms, held = excluded.held",
+            )
+            .bind(subject)
+            .bind(kind)
+            .bind(state.active as i64)
+            .bind(state.last_sent_ms)
+            .bind(i64::from(state.held))
+            .execute(self.db.pool())
+            .await
+        })?;
         Ok(())
     }
 }
@@ -141,14 +176,21 @@ mod tests {
     #[test]
     fn webhooks_and_states_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("leakscope.db");
+        let sqlite = dir.path().join("leakscope.db");
+        for url in [sqlite.to_str().unwrap().to_string(), leakscope_db::test_postgres_url()] {
+            survive_a_reopen(&url);
+        }
+    }
+
+    fn survive_a_reopen(url: &str) {
+        let open = || NotifyStore::on(Db::open(url).unwrap()).unwrap();
         {
-            let store = NotifyStore::open(&db).unwrap();
+            let store = open();
             let id = store.add_webhook("ops", "https://hooks.example/services/T0/B0/secret", crate::Shape::Slack, Some("ann"), 5).unwrap();
             store.record_result(id, "delivered (HTTP 200)", 6).unwrap();
             store.save_state("h/web", "leak", AlertState { active: true, last_sent_ms: Some(7), held: 2 }).unwrap();
         }
-        let store = NotifyStore::open(&db).unwrap();
+        let store = open();
         let infos = store.webhook_infos().unwrap();
         assert_eq!(infos.len(), 1);
         assert_eq!(infos[0].destination, "https://hooks.example");
