@@ -198,13 +198,14 @@ pub const TEST_PASSWORD: &str = "tester-password-1";
 /// The suite's pass with the access data in PostgreSQL (`LEAKSCOPE_TEST_DATABASE=postgres`):
 /// each data folder gets a database of its own on the test server, named in
 /// its `database-url` file; `None` in the default pass (the folder's SQLite file).
+/// A test that moved a folder's data into PostgreSQL names it in that file too.
 pub fn database_for(data_dir: &Path) -> Option<String> {
-    if std::env::var("LEAKSCOPE_TEST_DATABASE").as_deref() != Ok("postgres") {
-        return None;
-    }
     let file = data_dir.join("database-url");
     if let Ok(url) = std::fs::read_to_string(&file) {
         return Some(url);
+    }
+    if std::env::var("LEAKSCOPE_TEST_DATABASE").as_deref() != Ok("postgres") {
+        return None;
     }
     std::fs::create_dir_all(data_dir).unwrap();
     let url = leakscope_db::test_postgres_url();

@@ -280,3 +280,45 @@ fn roles_limited_to_hosts_hold_there_only() {
     let page = server.request("GET", "/admin").call().unwrap().into_string().unwrap();
     assert!(page.contains("operator on db*,payments-* (viewer elsewhere)"), "the admin page does not show the limit");
 }
+
+/// `leakscope migrate --database`: a one-machine installation's accounts,
+/// tokens and audit log move from the data folder's file into PostgreSQL, and
+/// the server started on that database knows the same people and tokens.
+#[test]
+fn accounts_tokens_and_the_audit_log_migrate_from_the_file_into_postgresql() {
+    if end2end::database_for(&std::env::temp_dir().join(end2end::unique_name("probe"))).is_some() {
+        // The pass with the access data in PostgreSQL has no file to start from: the first pass covers this.
+        return;
+    }
+    let server = Server::start(&[], &[]);
+    create_user(&server.data_dir, "olga", "operator-password", "operator");
+    let old_token = server.token.clone();
+    let data = server.stop_keeping_data();
+    let url = leakscope_db::test_postgres_url();
+    let migrate = || {
+        let out = std::process::Command::new(end2end::leakscope_bin())
+            .args(["migrate", "--from", data.to_str().unwrap(), "--database", &url])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "migrate: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let said = migrate();
+    assert!(said.contains("users: 2 rows") && said.contains("api_tokens: 1 rows"), "{said}");
+    // A second run adds nothing (and fails nothing).
+    assert!(migrate().contains("users: 2 rows copied or already there (2 in the database)"));
+
+    // The server on PostgreSQL: the token made before the move works, olga signs in, the audit log came along.
+    std::fs::write(data.join("database-url"), &url).unwrap();
+    let moved = Server::start_with_data(data, &[], &[]);
+    let me = ureq::get(&moved.url("/api/v1/me")).set("Authorization", &format!("Bearer {old_token}")).call().unwrap().into_string().unwrap();
+    assert!(me.contains("token:tests"), "{me}");
+    sign_in(&moved, "olga", "operator-password").expect("olga signs in on the moved server");
+    let (_, audit) = moved.get_json("/api/v1/audit");
+    assert!(audit.to_string().contains("created user"), "{audit}");
+    // New rows number after the copied ones (no clash with a copied id).
+    create_user(&moved.data_dir, "pia", "viewer-password", "viewer");
+    let (_, users) = moved.get_json("/api/v1/users");
+    let ids: Vec<i64> = users.as_array().unwrap().iter().map(|u| u["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 3, "{users}");
+}

@@ -15,7 +15,7 @@ mod throttle;
 pub use agents::{AgentInfo, AgentPrincipal, ENROLLMENT_TTL_MS};
 pub use hosts::{host_of_request, normalise as normalise_hosts};
 pub use policy::{required_access, Access};
-pub use store::{AccessStore, AuditEntry, Principal, Session, TokenInfo, UserInfo};
+pub use store::{AccessStore, AuditEntry, Principal, Session, TokenInfo, UserInfo, TABLES};
 pub use shared::{lock, same_secret, AccessState, SharedAccess};
 pub use throttle::LoginThrottle;
 

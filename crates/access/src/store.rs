@@ -11,6 +11,10 @@ use serde::Serialize;
 
 use crate::{new_secret, secret_hash, AccessError, Role};
 
+/// The access tables in the order a copy must fill them (referenced first), with their auto-numbered column.
+pub const TABLES: &[(&str, Option<&str>)] =
+    &[("users", Some("id")), ("sessions", None), ("api_tokens", Some("id")), ("audit", Some("id")), ("agent_enrollments", Some("id")), ("agents", Some("id"))];
+
 /// The access tables' schema, step by step (`leakscope_schema`, component `access`).
 /// Version 1 is what SQLite files made before versions were kept already hold.
 const MIGRATIONS: &[Migration] = &[Migration {

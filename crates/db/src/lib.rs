@@ -232,6 +232,67 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The rows in `table`.
+    pub fn count(&self, table: &str) -> Result<i64, DbError> {
+        self.run(async { sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(&self.pool).await?.try_get(0) })
+    }
+}
+
+/// One value of a copied row.
+enum Value {
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl Db {
+    /// Copies every row of `table` into the same table of `to` (already migrated
+    /// to the same schema), keeping rows `to` has already (a second run copies
+    /// what is missing). `id`: the table's auto-numbered column, whose counter
+    /// on PostgreSQL is moved past the copied numbers. Returns the rows in `to` afterwards.
+    pub fn copy_table(&self, to: &Db, table: &str, id: Option<&str>) -> Result<i64, DbError> {
+        let rows = self.run(async { sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(&self.pool).await })?;
+        for row in &rows {
+            // Without a declared type per column: an integer where it decodes as one, else
+            // text, else bytes; NULLs are left out (the column's default is NULL or what the schema says).
+            let mut columns = Vec::new();
+            let mut values = Vec::new();
+            for (i, column) in row.columns().iter().enumerate() {
+                let value = match row.try_get::<Option<i64>, _>(i) {
+                    Ok(v) => v.map(Value::Int),
+                    Err(_) => match row.try_get::<Option<String>, _>(i) {
+                        Ok(v) => v.map(Value::Text),
+                        Err(_) => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
+                    },
+                };
+                if let Some(value) = value {
+                    columns.push(sqlx::Column::name(column).to_string());
+                    values.push(value);
+                }
+            }
+            let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+            let insert = format!("INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT DO NOTHING", columns.join(", "), placeholders.join(", "));
+            to.run(async {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+                for value in values {
+                    query = match value {
+                        Value::Int(v) => query.bind(v),
+                        Value::Text(v) => query.bind(v),
+                        Value::Bytes(v) => query.bind(v),
+                    };
+                }
+                query.execute(&to.pool).await
+            })?;
+        }
+        if let (Some(id), Backend::Postgres) = (id, to.backend) {
+            let bump = format!("SELECT setval(pg_get_serial_sequence('{table}', '{id}'), COALESCE((SELECT MAX({id}) FROM {table}), 0) + 1, false)");
+            to.run(async { sqlx::query(sqlx::AssertSqlSafe(bump)).execute(&to.pool).await })?;
+        }
+        to.count(table)
+    }
+}
+
 /// For tests: a new, empty database on the PostgreSQL server at `admin_url`
 /// (a role that may create databases), and its URL.
 pub fn fresh_postgres_database(admin_url: &str) -> Result<String, DbError> {
@@ -310,6 +371,33 @@ mod tests {
         let unreachable = Db::open("postgres://leakscope:hunter2@127.0.0.1:1/none?connect_timeout=2").err().unwrap().to_string();
         assert!(unreachable.contains("cannot open the database postgres://leakscope:***@127.0.0.1:1/none"), "{unreachable}");
         assert!(!unreachable.contains("hunter2"), "{unreachable}");
+    }
+
+    #[test]
+    fn tables_copy_from_sqlite_into_postgres_once_and_new_rows_number_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = Db::open_sqlite(&dir.path().join("from.db")).unwrap();
+        let to = Db::open(&test_postgres_url()).unwrap();
+        for db in [&from, &to] {
+            db.migrate("things", STEPS).unwrap();
+        }
+        from.run(async {
+            for (name, seen) in [("a", Some(5i64)), ("b", None)] {
+                sqlx::query("INSERT INTO things (name, seen_ms) VALUES ($1, $2)").bind(name).bind(seen).execute(from.pool()).await?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(from.copy_table(&to, "things", Some("id")).unwrap(), 2);
+        assert_eq!(from.copy_table(&to, "things", Some("id")).unwrap(), 2, "a second run adds nothing");
+        let (next, seen): (i64, Option<i64>) = to
+            .run(async {
+                let next = sqlx::query("INSERT INTO things (name) VALUES ('c') RETURNING id").fetch_one(to.pool()).await?.try_get(0)?;
+                let seen = sqlx::query("SELECT seen_ms FROM things WHERE name = 'a'").fetch_one(to.pool()).await?.try_get(0)?;
+                Ok((next, seen))
+            })
+            .unwrap();
+        assert_eq!((next, seen), (3, Some(5)));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, watch};
 
 pub use deliver::{check_url, destination, payload};
 pub use rules::{Alert, AlertKind, Rules, Watcher};
-pub use store::{AlertState, NotifyStore, Webhook};
+pub use store::{AlertState, NotifyStore, Webhook, TABLES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {

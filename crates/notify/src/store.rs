@@ -9,6 +9,9 @@ use leakscope_model::alerts::WebhookInfo;
 
 use crate::NotifyError;
 
+/// The notify tables, with their auto-numbered column (for a copy into another database).
+pub const TABLES: &[(&str, Option<&str>)] = &[("webhooks", Some("id")), ("alert_state", None)];
+
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     sql: "
