@@ -300,9 +300,10 @@ impl Server {
         if !extra_args.contains(&"--interval") {
             cmd.args(["--interval", "1s"]);
         }
-        cmd.args(extra_args)
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
+        // Both streams append: a separate offset for stdout would write over the
+        // error line the server prints on stderr as it exits.
+        let appending = || std::fs::File::options().create(true).append(true).open(&log).unwrap();
+        cmd.args(extra_args).stdout(Stdio::from(appending())).stderr(Stdio::from(appending()));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -322,6 +323,7 @@ impl Server {
         // failed with a reason): on a loaded machine the connection can take a moment,
         // and a test's first API call should not meet "not connected yet".
         server.wait_until(patience, "the server answers and has tried the engine", || {
+            server.assert_running();
             let status = server.request("GET", "/api/v1/engine").call().ok().and_then(|r| r.into_json::<serde_json::Value>().ok());
             // Until the first attempt ends the engine says "connecting": not a decision yet.
             status.is_some_and(|s| s["connected"] == true || s["error"].as_str().is_some_and(|e| e != "connecting"))
@@ -441,6 +443,16 @@ impl Server {
             std::thread::sleep(Duration::from_millis(250));
         }
         panic!("timed out waiting until {what}; server log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    /// Panics with the log when the server process has ended.
+    pub fn assert_running(&self) {
+        // From /proc, as `try_wait` needs the child mutably: an ended child stays a zombie until reaped.
+        let status = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let state = status.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("X");
+        if matches!(state, "Z" | "X") {
+            panic!("the server exited; its log:\n{}", self.log_text());
+        }
     }
 
     pub fn log_text(&self) -> String {

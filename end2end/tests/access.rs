@@ -285,7 +285,7 @@ fn roles_limited_to_hosts_hold_there_only() {
 /// tokens and audit log move from the data folder's file into PostgreSQL, and
 /// the server started on that database knows the same people and tokens.
 #[test]
-fn accounts_tokens_and_the_audit_log_migrate_from_the_file_into_postgresql() {
+fn accounts_tokens_the_audit_log_and_reports_migrate_from_the_file_into_postgresql() {
     if end2end::database_for(&std::env::temp_dir().join(end2end::unique_name("probe"))).is_some() {
         // The pass with the access data in PostgreSQL has no file to start from: the first pass covers this.
         return;
@@ -293,6 +293,15 @@ fn accounts_tokens_and_the_audit_log_migrate_from_the_file_into_postgresql() {
     let server = Server::start(&[], &[]);
     create_user(&server.data_dir, "olga", "operator-password", "operator");
     let old_token = server.token.clone();
+    // A report of a CI run, shared by its public link.
+    let run = r#"{"title":"nightly run","service":"orders","container_name":"orders-1","from":"2026-12-01T10:00:00Z","to":"2026-12-01T10:10:00Z",
+        "series":[{"time_ms":1796119500000,"working_set_bytes":1048576,"working_set_min_bytes":1048576,"working_set_max_bytes":1048576,"usage_bytes":1048576,"limit_bytes":null}]}"#;
+    let (status, created) = server.post_json("/api/v1/check-reports", run);
+    assert_eq!(status, 201, "{created}");
+    let report = serde_json::from_str::<serde_json::Value>(&created).unwrap()["id"].as_str().unwrap().to_string();
+    let (status, shared) = server.post_json(&format!("/api/v1/reports/{report}/share"), "");
+    assert_eq!(status, 200, "{shared}");
+    let public = serde_json::from_str::<serde_json::Value>(&shared).unwrap()["url"].as_str().unwrap().to_string();
     let data = server.stop_keeping_data();
     let url = leakscope_db::test_postgres_url();
     let migrate = || {
@@ -304,7 +313,7 @@ fn accounts_tokens_and_the_audit_log_migrate_from_the_file_into_postgresql() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let said = migrate();
-    assert!(said.contains("users: 2 rows") && said.contains("api_tokens: 1 rows"), "{said}");
+    assert!(said.contains("users: 2 rows") && said.contains("api_tokens: 1 rows") && said.contains("reports: 1 rows"), "{said}");
     // A second run adds nothing (and fails nothing).
     assert!(migrate().contains("users: 2 rows copied or already there (2 in the database)"));
 
@@ -316,6 +325,11 @@ fn accounts_tokens_and_the_audit_log_migrate_from_the_file_into_postgresql() {
     sign_in(&moved, "olga", "operator-password").expect("olga signs in on the moved server");
     let (_, audit) = moved.get_json("/api/v1/audit");
     assert!(audit.to_string().contains("created user"), "{audit}");
+    // The report came along, and its public link still opens signed out.
+    let (_, reports) = moved.get_json("/api/v1/reports");
+    assert_eq!(reports[0]["title"], "nightly run", "{reports}");
+    let (status, page) = end2end::answer(ureq::get(&moved.url(&public)).call(), "public link");
+    assert!(status == 200 && page.contains("nightly run"), "{status}: {page}");
     // New rows number after the copied ones (no clash with a copied id).
     create_user(&moved.data_dir, "pia", "viewer-password", "viewer");
     let (_, users) = moved.get_json("/api/v1/users");

@@ -73,7 +73,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         tracing::warn!(agent = %missing.display(), "capture helper not found: captures from images without jcmd will fail; build it with `./dev build`");
     }
     config.dump_store = args.dump_store.clone();
+    // Engines reached directly keep their tables in their own folders' files.
     let direct_config = config.clone();
+    config.database = args.database.clone();
     let engine = Engine::start(config).map_err(|e| e.to_string())?;
     // A store that does not answer is said at once, but does not keep the
     // dashboard from starting: memory is watched while the store is fixed.

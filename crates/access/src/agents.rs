@@ -101,7 +101,7 @@ impl AccessStore {
         }
         let credential = new_secret("lsa_")?;
         let id: i64 = self.db.run(async {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin_write().await?;
             sqlx::query("UPDATE agents SET revoked_ms = $2 WHERE host_id = $1 AND revoked_ms IS NULL").bind(host_id).bind(now_ms).execute(&mut *tx).await?;
             let id: i64 = sqlx::query("INSERT INTO agents (host_id, name, credential_hash, enrolled_ms) VALUES ($1, $2, $3, $4) RETURNING id")
                 .bind(host_id)

@@ -264,7 +264,7 @@ impl AccessStore {
     /// Removes a user and their sessions; the last admin cannot be removed.
     pub fn delete_user(&self, id: i64) -> Result<bool, AccessError> {
         let outcome: Result<bool, String> = self.db.run(async {
-            let mut tx = self.db.pool().begin().await?;
+            let mut tx = self.db.begin_write().await?;
             let admins: i64 = sqlx::query("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetch_one(&mut *tx).await?.try_get(0)?;
             let role: Option<String> =
                 sqlx::query("SELECT role FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?.map(|r| r.try_get(0)).transpose()?;

@@ -138,9 +138,10 @@ impl Db {
                         // WAL: readers never wait for the writer. A bounded page cache per
                         // connection (the server's footprint stays flat; see leakscope_engine::store).
                         for pragma in [
+                            // First: the steps after it wait for a lock instead of failing.
+                            "PRAGMA busy_timeout=5000",
                             "PRAGMA journal_mode=WAL",
                             "PRAGMA synchronous=NORMAL",
-                            "PRAGMA busy_timeout=5000",
                             "PRAGMA foreign_keys=ON",
                             "PRAGMA cache_size=-1024",
                         ] {
@@ -166,6 +167,17 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at its
+    /// start (`BEGIN IMMEDIATE`): a transaction that reads first and writes
+    /// later fails at once with "database is locked" when another connection
+    /// wrote in between, without waiting — the busy timeout cannot help it.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     /// Runs a query's future to its end (from a blocking thread).
@@ -198,7 +210,7 @@ impl Db {
         let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
         self.schema_version(component)?;
         self.run(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             if self.backend == Backend::Postgres {
                 // Any number will do as long as it is ours and fixed.
                 sqlx::query("SELECT pg_advisory_xact_lock(7365231)").execute(&mut *tx).await?;

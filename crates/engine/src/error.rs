@@ -22,6 +22,8 @@ pub enum EngineError {
     #[error("storage error: {0}")]
     Query(#[from] rusqlite::Error),
     #[error("{0}")]
+    Database(#[from] leakscope_db::DbError),
+    #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
     NoSpace(String),

@@ -78,6 +78,9 @@ pub struct EngineConfig {
     pub attach_jar_path: Option<PathBuf>,
     /// `s3://bucket/prefix…` to keep dumps in a bucket; `None`: `<data_dir>/dumps`.
     pub dump_store: Option<String>,
+    /// `postgres://…` for the tables moved onto `leakscope-db` (reports, so far);
+    /// `None`: the data folder's SQLite file.
+    pub database: Option<String>,
     /// The leak detector's tuning (defaults: the values the corpus figures were measured with).
     pub detect: leakscope_detect::Params,
     /// Automatic heap dumps (off unless configured or labelled).
@@ -95,6 +98,7 @@ impl EngineConfig {
             docker_cert_path: None,
             host_name: None,
             dump_store: None,
+            database: None,
             sample_interval: Duration::from_secs(2),
             raw_retention: Duration::from_secs(48 * 3600),
             rollup_retention: Duration::from_secs(90 * 86400),
@@ -145,7 +149,7 @@ struct Inner {
     /// Latest leak verdict per container name, refreshed every minute.
     verdicts: RwLock<HashMap<String, leakscope_model::LeakStatus>>,
     auto: Mutex<autocapture::AutoState>,
-    reports: Mutex<reports::ReportStore>,
+    reports: reports::ReportStore,
     /// New OOM kills as the engine reports them (for notifications).
     oom_kills: tokio::sync::broadcast::Sender<leakscope_model::alerts::OomKill>,
     /// Containers of hosts that report through agents, by host name (a hub's view of its fleet).
@@ -242,6 +246,10 @@ impl Engine {
         let reader = Store::open(&db)?;
         let dump_files = Arc::new(open_dump_files(&config)?);
         let dump_store = dumps::DumpStore::open(&db, dump_files.clone())?;
+        let sql = match &config.database {
+            Some(url) => leakscope_db::Db::open(url)?,
+            None => leakscope_db::Db::open_sqlite(&db)?,
+        };
         let address = docker::resolve_address(config.docker_host.as_deref());
         let cgroup = match config.stats_source {
             StatsSource::Api => None,
@@ -279,7 +287,7 @@ impl Engine {
                 jobs: capture::Jobs::default(),
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
-                reports: Mutex::new(reports::ReportStore::open(&db)?),
+                reports: reports::ReportStore::on(sql)?,
                 oom_kills: tokio::sync::broadcast::channel(256).0,
                 remote: RwLock::new(Default::default()),
             }),

@@ -2,29 +2,35 @@
 //! chosen dumps' analyses and their diff) into one stored JSON record, so the
 //! link shows the same thing after retention has dropped the samples.
 
-use std::path::Path;
-
+use leakscope_db::sqlx::{self, any::AnyRow, Row};
+use leakscope_db::{Db, Migration};
 use leakscope_model::dumps::DumpInfo;
 use leakscope_model::reports::{Report, ReportDump, ReportListItem, ReportRequest, RunReportRequest};
 use leakscope_model::MemoryPoint;
-use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::{lock, now_ms, Engine, EngineError};
+use crate::{now_ms, Engine, EngineError};
 
-const SCHEMA: &str = "
+/// The tables `leakscope migrate` copies, with their auto-numbered column (none).
+pub const TABLES: &[(&str, Option<&str>)] = &[("reports", None)];
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    // The table as SQLite files from before versions have it.
+    sql: "
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
     slug TEXT NOT NULL UNIQUE,
     public_token TEXT UNIQUE,
-    created_ms INTEGER NOT NULL,
+    created_ms BIGINT NOT NULL,
     created_by TEXT NOT NULL,
     title TEXT NOT NULL,
     container_name TEXT NOT NULL,
-    from_ms INTEGER NOT NULL,
-    to_ms INTEGER NOT NULL,
+    from_ms BIGINT NOT NULL,
+    to_ms BIGINT NOT NULL,
     payload TEXT NOT NULL
 );
-";
+",
+}];
 /// A report's chart needs no more detail than this.
 const MAX_POINTS: i64 = 1000;
 const TOP_CLASSES: usize = 15;
@@ -36,43 +42,61 @@ const MAX_NOTES: usize = 20_000;
 const MAX_RUN_POINTS: usize = 100_000;
 const MAX_RUN_EVENTS: usize = 10_000;
 
-pub(crate) struct ReportStore {
-    conn: Connection,
+/// Stored reports, in the data folder's SQLite file or the team's PostgreSQL.
+pub struct ReportStore {
+    db: Db,
+}
+
+fn list_item_of(r: &AnyRow) -> Result<ReportListItem, sqlx::Error> {
+    Ok(ReportListItem {
+        id: r.try_get(0)?,
+        slug: r.try_get(1)?,
+        title: r.try_get(2)?,
+        container_name: r.try_get(3)?,
+        created_ms: r.try_get(4)?,
+        created_by: r.try_get(5)?,
+        from_ms: r.try_get(6)?,
+        to_ms: r.try_get(7)?,
+        public: r.try_get::<Option<String>, _>(8)?.is_some(),
+    })
 }
 
 impl ReportStore {
-    pub(crate) fn open(db: &Path) -> Result<Self, EngineError> {
-        let conn = Connection::open(db).map_err(|e| EngineError::store(db, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA).map_err(|e| EngineError::store(db, e))?;
-        Ok(ReportStore { conn })
+    /// Its tables migrated to this version's schema.
+    pub fn on(db: Db) -> Result<Self, EngineError> {
+        db.migrate("reports", MIGRATIONS)?;
+        Ok(ReportStore { db })
     }
 
     fn insert(&self, report: &Report) -> Result<(), EngineError> {
         let payload = serde_json::to_string(report).map_err(|e| EngineError::Internal(e.to_string()))?;
-        self.conn.execute(
-            "INSERT INTO reports (id, slug, created_ms, created_by, title, container_name, from_ms, to_ms, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                report.id,
-                report.slug,
-                report.created_ms,
-                report.created_by,
-                report.title,
-                report.container_name,
-                report.from_ms,
-                report.to_ms,
-                payload
-            ],
-        )?;
+        self.db.run(async {
+            sqlx::query(
+                "INSERT INTO reports (id, slug, created_ms, created_by, title, container_name, from_ms, to_ms, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&report.id)
+            .bind(&report.slug)
+            .bind(report.created_ms)
+            .bind(&report.created_by)
+            .bind(&report.title)
+            .bind(&report.container_name)
+            .bind(report.from_ms)
+            .bind(report.to_ms)
+            .bind(payload)
+            .execute(self.db.pool())
+            .await
+        })?;
         Ok(())
     }
 
-    fn find(&self, column: &str, value: &str) -> Result<Option<Report>, EngineError> {
+    fn find(&self, column: &'static str, value: &str) -> Result<Option<Report>, EngineError> {
         // `column` is one of our own constants, never input.
-        let sql = format!("SELECT payload, public_token FROM reports WHERE {column} = ?1");
-        let row: Option<(String, Option<String>)> =
-            self.conn.query_row(&sql, [value], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+        let sql = format!("SELECT payload, public_token FROM reports WHERE {column} = $1");
+        let row: Option<(String, Option<String>)> = self.db.run(async {
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(value).fetch_optional(self.db.pool()).await?;
+            row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()
+        })?;
         row.map(|(payload, token)| {
             let mut report: Report = serde_json::from_str(&payload).map_err(|e| EngineError::Internal(format!("stored report: {e}")))?;
             report.public_token = token;
@@ -82,28 +106,23 @@ impl ReportStore {
     }
 
     fn list(&self) -> Result<Vec<ReportListItem>, EngineError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, slug, title, container_name, created_ms, created_by, from_ms, to_ms, public_token IS NOT NULL
-             FROM reports ORDER BY created_ms DESC",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ReportListItem {
-                id: r.get(0)?,
-                slug: r.get(1)?,
-                title: r.get(2)?,
-                container_name: r.get(3)?,
-                created_ms: r.get(4)?,
-                created_by: r.get(5)?,
-                from_ms: r.get(6)?,
-                to_ms: r.get(7)?,
-                public: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query(
+                "SELECT id, slug, title, container_name, created_ms, created_by, from_ms, to_ms, public_token
+                 FROM reports ORDER BY created_ms DESC",
+            )
+            .fetch_all(self.db.pool())
+            .await?;
+            rows.iter().map(list_item_of).collect::<Result<Vec<_>, _>>()
+        })?)
     }
 
     fn set_public_token(&self, id: &str, token: Option<&str>) -> Result<bool, EngineError> {
-        Ok(self.conn.execute("UPDATE reports SET public_token = ?2 WHERE id = ?1", params![id, token])? > 0)
+        Ok(self.db.run(async {
+            sqlx::query("UPDATE reports SET public_token = $2 WHERE id = $1").bind(id).bind(token).execute(self.db.pool()).await
+        })?
+        .rows_affected()
+            > 0)
     }
 }
 
@@ -291,19 +310,19 @@ impl Engine {
 
     async fn store_report(&self, report: Report) -> Result<Report, EngineError> {
         let stored = report.clone();
-        self.blocking(move |e| lock(&e.inner.reports).insert(&stored)).await?;
+        self.blocking(move |e| e.inner.reports.insert(&stored)).await?;
         Ok(report)
     }
 
     pub async fn reports(&self) -> Result<Vec<ReportListItem>, EngineError> {
-        self.blocking(|e| lock(&e.inner.reports).list()).await
+        self.blocking(|e| e.inner.reports.list()).await
     }
 
     /// By id or by slug.
     pub async fn report(&self, id_or_slug: &str) -> Result<Report, EngineError> {
         let key = id_or_slug.to_string();
         self.blocking(move |e| {
-            let store = lock(&e.inner.reports);
+            let store = &e.inner.reports;
             match store.find("id", &key)? {
                 Some(r) => Ok(Some(r)),
                 None => store.find("slug", &key),
@@ -316,7 +335,7 @@ impl Engine {
     /// A shared report by its public token.
     pub async fn public_report(&self, token: &str) -> Result<Report, EngineError> {
         let key = token.to_string();
-        self.blocking(move |e| lock(&e.inner.reports).find("public_token", &key))
+        self.blocking(move |e| e.inner.reports.find("public_token", &key))
             .await?
             .ok_or_else(|| EngineError::UnknownReport("(public link)".into()))
     }
@@ -329,14 +348,14 @@ impl Engine {
         }
         let token = crate::dumps::new_id()? + &crate::dumps::new_id()?;
         let (rid, t) = (report.id.clone(), token.clone());
-        self.blocking(move |e| lock(&e.inner.reports).set_public_token(&rid, Some(&t))).await?;
+        self.blocking(move |e| e.inner.reports.set_public_token(&rid, Some(&t))).await?;
         Ok(token)
     }
 
     /// Ends public access at once.
     pub async fn unshare_report(&self, id: &str) -> Result<(), EngineError> {
         let report = self.report(id).await?;
-        self.blocking(move |e| lock(&e.inner.reports).set_public_token(&report.id, None)).await?;
+        self.blocking(move |e| e.inner.reports.set_public_token(&report.id, None)).await?;
         Ok(())
     }
 }

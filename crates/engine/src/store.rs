@@ -147,7 +147,8 @@ pub struct Store {
 /// resident memory in the soak; the file stays in the kernel's page cache anyway.
 pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, EngineError> {
     let conn = Connection::open(path).map_err(|e| EngineError::store(path, e))?;
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA cache_size=-1024;")
+    // busy_timeout first, so that the steps after it wait for a lock instead of failing.
+    conn.execute_batch("PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-1024;")
         .map_err(|e| EngineError::store(path, e))?;
     conn.execute_batch(schema).map_err(|e| EngineError::store(path, e))?;
     Ok(conn)
@@ -263,7 +264,10 @@ impl Store {
     /// Writes one tick's samples and rolls up every minute completed since the
     /// last roll-up, all in one transaction.
     pub fn write_tick(&mut self, rows: &[SampleRow], now_ms: i64) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: the write lock from the start. A transaction that reads and then
+        // writes fails at once ("database is locked") when another connection wrote in
+        // between, whatever the busy timeout.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO samples (ckey, t, ws, usage, rss, cache, lim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -307,7 +311,7 @@ impl Store {
     /// older than the rollups with the first batch. Returns the rows removed
     /// and the key to continue after, `None` when every container was done.
     pub fn prune_step(&mut self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64, after: i64) -> rusqlite::Result<(usize, Option<i64>)> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let keys: Vec<i64> = {
             let mut stmt = tx.prepare_cached(KEYS_AFTER)?;
             let rows = stmt.query_map(params![after, PRUNE_BATCH], |row| row.get(0))?;
