@@ -83,10 +83,10 @@ pub struct ServeArgs {
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`.
     #[arg(long, env = "LEAKSCOPE_DUMP_STORE")]
     pub dump_store: Option<String>,
-    /// Where accounts, sessions, API tokens, the audit log, agents, webhooks and
-    /// reports are kept: `postgres://user:password@host/db` (libpq's `sslmode` for
-    /// TLS), shared by a team's servers, or a SQLite file. Default: the data
-    /// folder's leakscope.db. (Samples and dumps' records stay in the data folder for now.)
+    /// Where accounts, sessions, API tokens, the audit log, agents, webhooks,
+    /// reports and dumps' records are kept: `postgres://user:password@host/db`
+    /// (libpq's `sslmode` for TLS), shared by a team's servers, or a SQLite file.
+    /// Default: the data folder's leakscope.db. (Samples stay in the data folder for now.)
     #[arg(long, env = "LEAKSCOPE_DATABASE_URL")]
     pub database: Option<String>,
     /// `[NAME=]URL`: the Docker engine's address (defaults to DOCKER_HOST, then the local socket)

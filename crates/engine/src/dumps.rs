@@ -1,6 +1,6 @@
 //! The dump store: files named `<id>.hprof.zst`, `<id>.heapsnapshot.zst` …
 //! (zstd at rest, named by their format) in the dump folder or a bucket
-//! (`leakscope_blobs`), records in SQLite, analyses computed once in the
+//! (`leakscope_blobs`), records in SQLite or PostgreSQL (`leakscope_db`), analyses computed once in the
 //! background and kept with the record so no page ever parses a dump.
 //!
 //! Architecture invariant: a failed import or analysis leaves nothing behind
@@ -14,37 +14,46 @@ use leakscope_blobs::{DumpFiles, Upload};
 
 use leakscope_model::analysis::{Analysis, HeapSummary};
 use leakscope_model::dumps::{DumpFilter, DumpInfo};
-use rusqlite::{params, Connection, OptionalExtension};
+use leakscope_db::sqlx::{self, any::AnyRow, Row};
+use leakscope_db::{Backend, Db, Migration};
 use sha2::{Digest, Sha256};
 
 use crate::error::EngineError;
 
-const SCHEMA: &str = "
+/// The tables `leakscope migrate` copies, with their auto-numbered column (none).
+pub const TABLES: &[(&str, Option<&str>)] = &[("dumps", None)];
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "
 CREATE TABLE IF NOT EXISTS dumps (
     id TEXT PRIMARY KEY,
-    created_ms INTEGER NOT NULL,
+    created_ms BIGINT NOT NULL,
     file_name TEXT NOT NULL,
     format TEXT NOT NULL,
     service TEXT NOT NULL,
     container_name TEXT,
     container_id TEXT,
     image TEXT,
-    size_bytes INTEGER NOT NULL,
-    stored_bytes INTEGER NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    stored_bytes BIGINT NOT NULL,
     sha256 TEXT NOT NULL,
     trigger TEXT NOT NULL,
     analysis_state TEXT NOT NULL,
     analysis_error TEXT,
     summary_json TEXT,
     analysis_json TEXT,
-    pid INTEGER,
+    pid BIGINT,
     runtime TEXT,
-    capture_ms INTEGER,
+    capture_ms BIGINT,
     requested_by TEXT,
-    pause_ms INTEGER
+    pause_ms BIGINT,
+    working_set_bytes BIGINT,
+    host TEXT
 );
 CREATE INDEX IF NOT EXISTS dumps_by_service ON dumps(service, created_ms);
-";
+",
+}];
 
 /// Where a new dump came from.
 #[derive(Clone, Debug, Default)]
@@ -84,7 +93,7 @@ pub struct Staged {
     pub sha256: String,
 }
 
-/// Columns added after the first release; added to older databases on open.
+/// Columns added after the first release; added to SQLite files from before versions on open.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("pid", "INTEGER"),
     ("runtime", "TEXT"),
@@ -103,8 +112,9 @@ impl Drop for Staged {
     }
 }
 
+/// Dumps' records (and their analyses), in the data folder's SQLite file or the team's PostgreSQL.
 pub struct DumpStore {
-    conn: Connection,
+    db: Db,
     files: Arc<DumpFiles>,
 }
 
@@ -175,28 +185,42 @@ fn io(what: &str, e: std::io::Error) -> EngineError {
 }
 
 impl DumpStore {
-    pub fn open(db: &Path, files: Arc<DumpFiles>) -> Result<Self, EngineError> {
-        let conn = crate::store::open_sqlite(db, SCHEMA)?;
-        for (column, kind) in ADDED_COLUMNS {
-            let present: bool = conn
-                .query_row("SELECT COUNT(*) FROM pragma_table_info('dumps') WHERE name = ?1", [column], |r| r.get::<_, i64>(0))
-                .map(|n| n > 0)?;
-            if !present {
-                conn.execute(&format!("ALTER TABLE dumps ADD COLUMN {column} {kind}"), [])?;
-            }
+    /// On `db`, its tables migrated first.
+    pub fn on(db: Db, files: Arc<DumpFiles>) -> Result<Self, EngineError> {
+        Self::migrate(&db)?;
+        Ok(DumpStore { db, files })
+    }
+
+    /// Brings the tables to this version's schema (a SQLite file from before
+    /// versions first gains the columns added since).
+    pub fn migrate(db: &Db) -> Result<(), EngineError> {
+        if db.backend() == Backend::Sqlite {
+            db.run(async {
+                let existing: i64 = sqlx::query("SELECT COUNT(*) FROM pragma_table_info('dumps')").fetch_one(db.pool()).await?.try_get(0)?;
+                for (column, kind) in ADDED_COLUMNS.iter().filter(|_| existing > 0) {
+                    let present: i64 = sqlx::query("SELECT COUNT(*) FROM pragma_table_info('dumps') WHERE name = $1")
+                        .bind(*column)
+                        .fetch_one(db.pool())
+                        .await?
+                        .try_get(0)?;
+                    if present == 0 {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE dumps ADD COLUMN {column} {kind}"))).execute(db.pool()).await?;
+                    }
+                }
+                Ok(())
+            })?;
         }
-        Ok(DumpStore { conn, files })
+        db.migrate("dumps", MIGRATIONS)?;
+        Ok(())
     }
 
     /// Where the dump's bytes are and what it holds: its stored file's name,
     /// its size and checksum (of the dump itself, not of the stored file).
     pub fn stored(&self, id: &str) -> Result<StoredDump, EngineError> {
-        let row = self
-            .conn
-            .query_row("SELECT format, size_bytes, sha256 FROM dumps WHERE id = ?1", [id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-            })
-            .optional()?;
+        let row: Option<(String, i64, String)> = self.db.run(async {
+            let row = sqlx::query("SELECT format, size_bytes, sha256 FROM dumps WHERE id = $1").bind(id).fetch_optional(self.db.pool()).await?;
+            row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose()
+        })?;
         let (format, size, sha256) = row.ok_or_else(|| EngineError::UnknownDump(id.to_string()))?;
         Ok(StoredDump { id: id.to_string(), name: stored_name(id, &format), size_bytes: size as u64, sha256, files: self.files.clone() })
     }
@@ -210,48 +234,68 @@ impl DumpStore {
             .or_else(|| meta.image.clone())
             .or_else(|| meta.container_name.clone())
             .unwrap_or_else(|| "uploads".into());
-        let inserted = self.conn.execute(
-            "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
-                size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes, host)
-             VALUES (?1, ?2, ?3, ?16, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?13, ?14, ?15, ?17, ?18, ?19)",
-            params![id, now_ms, meta.file_name, service, meta.container_name, meta.container_id, meta.image,
-                staged.size_bytes as i64, staged.stored_bytes as i64, staged.sha256, meta.trigger,
-                meta.pid, meta.runtime.clone().or_else(|| Some(runtime_of(staged.format).to_string())),
-                meta.capture_ms.map(|v| v as i64), meta.requested_by, staged.format, meta.pause_ms.map(|v| v as i64),
-                meta.working_set_bytes.map(|v| v as i64), meta.host],
-        );
+        let runtime = meta.runtime.clone().or_else(|| Some(runtime_of(staged.format).to_string()));
+        let inserted = self.db.run(async {
+            sqlx::query(
+                "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, container_id, image,
+                    size_bytes, stored_bytes, sha256, trigger, analysis_state, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes, host)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14, $15, $16, $17, $18, $19)",
+            )
+            .bind(&id)
+            .bind(now_ms)
+            .bind(&meta.file_name)
+            .bind(staged.format)
+            .bind(&service)
+            .bind(&meta.container_name)
+            .bind(&meta.container_id)
+            .bind(&meta.image)
+            .bind(staged.size_bytes as i64)
+            .bind(staged.stored_bytes as i64)
+            .bind(&staged.sha256)
+            .bind(&meta.trigger)
+            .bind(meta.pid.map(i64::from))
+            .bind(&runtime)
+            .bind(meta.capture_ms.map(|v| v as i64))
+            .bind(&meta.requested_by)
+            .bind(meta.pause_ms.map(|v| v as i64))
+            .bind(meta.working_set_bytes.map(|v| v as i64))
+            .bind(&meta.host)
+            .execute(self.db.pool())
+            .await
+        });
         // An error drops `staged`, which removes its file.
         inserted?;
         staged.recorded = true;
         self.get(&id)?.ok_or_else(|| EngineError::Internal("stored dump vanished".into()))
     }
 
-    fn row(row: &rusqlite::Row) -> rusqlite::Result<DumpInfo> {
-        let summary: Option<String> = row.get(14)?;
+    fn row(row: &AnyRow) -> Result<DumpInfo, sqlx::Error> {
+        let summary: Option<String> = row.try_get(14)?;
+        let unsigned = |i: usize| -> Result<Option<u64>, sqlx::Error> { Ok(row.try_get::<Option<i64>, _>(i)?.map(|v| v as u64)) };
         Ok(DumpInfo {
-            id: row.get(0)?,
-            created_ms: row.get(1)?,
-            file_name: row.get(2)?,
-            format: row.get(3)?,
-            service: row.get(4)?,
-            container_name: row.get(5)?,
-            container_id: row.get(6)?,
-            image: row.get(7)?,
-            size_bytes: row.get::<_, i64>(8)? as u64,
-            stored_bytes: row.get::<_, i64>(9)? as u64,
-            sha256: row.get(10)?,
-            trigger: row.get(11)?,
-            analysis_state: row.get(12)?,
-            analysis_error: row.get(13)?,
+            id: row.try_get(0)?,
+            created_ms: row.try_get(1)?,
+            file_name: row.try_get(2)?,
+            format: row.try_get(3)?,
+            service: row.try_get(4)?,
+            container_name: row.try_get(5)?,
+            container_id: row.try_get(6)?,
+            image: row.try_get(7)?,
+            size_bytes: row.try_get::<i64, _>(8)? as u64,
+            stored_bytes: row.try_get::<i64, _>(9)? as u64,
+            sha256: row.try_get(10)?,
+            trigger: row.try_get(11)?,
+            analysis_state: row.try_get(12)?,
+            analysis_error: row.try_get(13)?,
             analysis_progress: None,
             summary: summary.and_then(|s| serde_json::from_str::<HeapSummary>(&s).ok()),
-            pid: row.get(15)?,
-            runtime: row.get(16)?,
-            capture_ms: row.get::<_, Option<i64>>(17)?.map(|v| v as u64),
-            requested_by: row.get(18)?,
-            pause_ms: row.get::<_, Option<i64>>(19)?.map(|v| v as u64),
-            working_set_bytes: row.get::<_, Option<i64>>(20)?.map(|v| v as u64),
-            host: row.get(21)?,
+            pid: row.try_get::<Option<i64>, _>(15)?.and_then(|v| u32::try_from(v).ok()),
+            runtime: row.try_get(16)?,
+            capture_ms: unsigned(17)?,
+            requested_by: row.try_get(18)?,
+            pause_ms: unsigned(19)?,
+            working_set_bytes: unsigned(20)?,
+            host: row.try_get(21)?,
         })
     }
 
@@ -259,42 +303,59 @@ impl DumpStore {
         size_bytes, stored_bytes, sha256, trigger, analysis_state, analysis_error, summary_json, pid, runtime, capture_ms, requested_by, pause_ms, working_set_bytes, host";
 
     pub fn get(&self, id: &str) -> Result<Option<DumpInfo>, EngineError> {
-        let sql = format!("SELECT {} FROM dumps WHERE id = ?1", Self::COLUMNS);
-        Ok(self.conn.query_row(&sql, [id], Self::row).optional()?)
+        let sql = format!("SELECT {} FROM dumps WHERE id = $1", Self::COLUMNS);
+        Ok(self.db.run(async {
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.db.pool()).await?;
+            row.as_ref().map(Self::row).transpose()
+        })?)
     }
 
     /// Newest first, narrowed by the filter.
     pub fn list(&self, filter: &DumpFilter) -> Result<Vec<DumpInfo>, EngineError> {
         let sql = format!(
-            "SELECT {} FROM dumps WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR container_name = ?2 OR container_id = ?2)
-               AND (?3 IS NULL OR substr(COALESCE(runtime, 'java'), 1, length(?3)) = ?3)
+            "SELECT {} FROM dumps WHERE ($1 IS NULL OR service = $1) AND ($2 IS NULL OR container_name = $2 OR container_id = $2)
+               AND ($3 IS NULL OR substr(COALESCE(runtime, 'java'), 1, length($3)) = $3)
              ORDER BY created_ms DESC",
             Self::COLUMNS
         );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![filter.service, filter.container, filter.runtime], Self::row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&filter.service)
+                .bind(&filter.container)
+                .bind(&filter.runtime)
+                .fetch_all(self.db.pool())
+                .await?;
+            rows.iter().map(Self::row).collect::<Result<Vec<_>, _>>()
+        })?)
     }
 
     pub fn set_state(&self, id: &str, state: &str, error: Option<&str>) -> Result<(), EngineError> {
-        self.conn.execute("UPDATE dumps SET analysis_state = ?2, analysis_error = ?3 WHERE id = ?1", params![id, state, error])?;
+        self.db.run(async {
+            sqlx::query("UPDATE dumps SET analysis_state = $2, analysis_error = $3 WHERE id = $1").bind(id).bind(state).bind(error).execute(self.db.pool()).await
+        })?;
         Ok(())
     }
 
     pub fn save_analysis(&self, id: &str, analysis: &Analysis) -> Result<(), EngineError> {
         let summary = serde_json::to_string(&analysis.summary).map_err(|e| EngineError::Internal(e.to_string()))?;
         let full = serde_json::to_string(analysis).map_err(|e| EngineError::Internal(e.to_string()))?;
-        self.conn.execute(
-            "UPDATE dumps SET analysis_state = 'done', analysis_error = NULL, summary_json = ?2, analysis_json = ?3 WHERE id = ?1",
-            params![id, summary, full],
-        )?;
+        self.db.run(async {
+            sqlx::query("UPDATE dumps SET analysis_state = 'done', analysis_error = NULL, summary_json = $2, analysis_json = $3 WHERE id = $1")
+                .bind(id)
+                .bind(summary)
+                .bind(full)
+                .execute(self.db.pool())
+                .await
+        })?;
         Ok(())
     }
 
     pub fn analysis(&self, id: &str) -> Result<Option<Analysis>, EngineError> {
-        let json: Option<Option<String>> =
-            self.conn.query_row("SELECT analysis_json FROM dumps WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-        Ok(json.flatten().and_then(|j| serde_json::from_str(&j).ok()))
+        let json: Option<String> = self.db.run(async {
+            let row = sqlx::query("SELECT analysis_json FROM dumps WHERE id = $1").bind(id).fetch_optional(self.db.pool()).await?;
+            Ok::<_, sqlx::Error>(row.map(|r| r.try_get::<Option<String>, _>(0)).transpose()?.flatten())
+        })?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
     /// Stored files in the dump folder with no record: what a server that
@@ -313,9 +374,10 @@ impl DumpStore {
 
     /// Ids whose analysis never finished (the server stopped mid-way).
     pub fn unfinished(&self) -> Result<Vec<String>, EngineError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM dumps WHERE analysis_state IN ('pending', 'running')")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(self.db.run(async {
+            let rows = sqlx::query("SELECT id FROM dumps WHERE analysis_state IN ('pending', 'running')").fetch_all(self.db.pool()).await?;
+            rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()
+        })?)
     }
 
     /// Removes the record; the caller removes the file (`StoredDump::remove`),
@@ -326,7 +388,7 @@ impl DumpStore {
             Err(EngineError::UnknownDump(_)) => return Ok(None),
             Err(e) => return Err(e),
         };
-        self.conn.execute("DELETE FROM dumps WHERE id = ?1", [id])?;
+        self.db.run(async { sqlx::query("DELETE FROM dumps WHERE id = $1").bind(id).execute(self.db.pool()).await })?;
         Ok(Some(stored))
     }
 }

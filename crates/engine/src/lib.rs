@@ -78,7 +78,7 @@ pub struct EngineConfig {
     pub attach_jar_path: Option<PathBuf>,
     /// `s3://bucket/prefix…` to keep dumps in a bucket; `None`: `<data_dir>/dumps`.
     pub dump_store: Option<String>,
-    /// `postgres://…` for the tables moved onto `leakscope-db` (reports, so far);
+    /// `postgres://…` for the tables moved onto `leakscope-db` (dumps' records and reports, so far);
     /// `None`: the data folder's SQLite file.
     pub database: Option<String>,
     /// The leak detector's tuning (defaults: the values the corpus figures were measured with).
@@ -245,11 +245,11 @@ impl Engine {
         let writer = Store::open(&db)?;
         let reader = Store::open(&db)?;
         let dump_files = Arc::new(open_dump_files(&config)?);
-        let dump_store = dumps::DumpStore::open(&db, dump_files.clone())?;
         let sql = match &config.database {
             Some(url) => leakscope_db::Db::open(url)?,
             None => leakscope_db::Db::open_sqlite(&db)?,
         };
+        let dump_store = dumps::DumpStore::on(sql.clone(), dump_files.clone())?;
         let address = docker::resolve_address(config.docker_host.as_deref());
         let cgroup = match config.stats_source {
             StatsSource::Api => None,

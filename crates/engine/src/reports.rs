@@ -64,8 +64,12 @@ fn list_item_of(r: &AnyRow) -> Result<ReportListItem, sqlx::Error> {
 impl ReportStore {
     /// Its tables migrated to this version's schema.
     pub fn on(db: Db) -> Result<Self, EngineError> {
-        db.migrate("reports", MIGRATIONS)?;
+        Self::migrate(&db)?;
         Ok(ReportStore { db })
+    }
+
+    pub fn migrate(db: &Db) -> Result<(), EngineError> {
+        Ok(db.migrate("reports", MIGRATIONS)?)
     }
 
     fn insert(&self, report: &Report) -> Result<(), EngineError> {
