@@ -668,6 +668,63 @@ pub fn unpack_with_progress(stored: &StoredDump, dir: &Path, report: &dyn Fn(u64
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_sqlite_file_from_before_versions_keeps_its_dumps_and_gains_the_later_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leakscope.db");
+        {
+            // The table as the first release made it, with one dump.
+            let old = rusqlite::Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE dumps (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, file_name TEXT NOT NULL, format TEXT NOT NULL,
+                    service TEXT NOT NULL, container_name TEXT, container_id TEXT, image TEXT, size_bytes INTEGER NOT NULL,
+                    stored_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, trigger TEXT NOT NULL, analysis_state TEXT NOT NULL,
+                    analysis_error TEXT, summary_json TEXT, analysis_json TEXT);
+                 INSERT INTO dumps VALUES ('abc', 5, 'app.hprof', 'hprof', 'orders', 'orders-1', NULL, NULL, 10, 4, 'ff', 'upload', 'done', NULL, NULL, NULL);",
+            )
+            .unwrap();
+        }
+        let files = Arc::new(DumpFiles::folder(&dir.path().join("dumps")));
+        let store = DumpStore::on(Db::open_sqlite(&path).unwrap(), files).unwrap();
+        let dump = store.get("abc").unwrap().expect("the old dump is still there");
+        assert_eq!((dump.service.as_str(), dump.size_bytes, dump.pid, dump.host), ("orders", 10, None, None));
+        let listed = store.list(&DumpFilter { service: Some("orders".into()), runtime: Some("java".into()), ..Default::default() }).unwrap();
+        assert_eq!(listed.len(), 1, "an old record without a runtime counts as Java");
+        assert_eq!(store.db.schema_version("dumps").unwrap(), 1);
+        assert!(store.delete("abc").unwrap().is_some());
+        assert!(store.get("abc").unwrap().is_none());
+    }
+
+    #[test]
+    fn records_filter_update_and_delete_on_postgresql() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(DumpFiles::folder(&dir.path().join("dumps")));
+        let store = DumpStore::on(Db::open(&leakscope_db::test_postgres_url()).unwrap(), files).unwrap();
+        store
+            .db
+            .run(async {
+                sqlx::query(
+                    "INSERT INTO dumps (id, created_ms, file_name, format, service, container_name, size_bytes, stored_bytes, sha256, trigger, analysis_state, runtime, pid)
+                     VALUES ('n1', 7, 'a.heapsnapshot', 'v8', 'web', 'web-1', 5000000000, 9, 'ee', 'capture', 'pending', 'node v20', 4000000000)",
+                )
+                .execute(store.db.pool())
+                .await
+            })
+            .unwrap();
+        let only = |service: Option<&str>, container: Option<&str>, runtime: Option<&str>| {
+            let filter = DumpFilter { service: service.map(Into::into), container: container.map(Into::into), runtime: runtime.map(Into::into) };
+            store.list(&filter).unwrap().len()
+        };
+        assert_eq!((only(None, None, None), only(Some("web"), Some("web-1"), Some("node")), only(None, None, Some("java"))), (1, 1, 0));
+        let dump = store.get("n1").unwrap().unwrap();
+        assert_eq!((dump.size_bytes, dump.pid), (5_000_000_000, Some(4_000_000_000)), "sizes beyond 32 bits survive");
+        assert_eq!(store.unfinished().unwrap(), vec!["n1".to_string()]);
+        store.set_state("n1", "failed", Some("truncated")).unwrap();
+        assert_eq!(store.get("n1").unwrap().unwrap().analysis_error.as_deref(), Some("truncated"));
+        assert!(store.unfinished().unwrap().is_empty() && store.analysis("n1").unwrap().is_none());
+        assert!(store.delete("n1").unwrap().is_some() && store.delete("n1").unwrap().is_none());
+    }
+
     fn sha(data: &[u8]) -> String {
         format!("{:x}", Sha256::digest(data))
     }
