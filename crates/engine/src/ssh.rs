@@ -14,14 +14,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// At most this many `ssh` processes of one bridge authenticate at once. sshd
-/// drops unauthenticated connections beyond its `MaxStartups` (10 by default),
-/// and the sampler's first sweep opens a connection per container at once.
-const HANDSHAKES_AT_ONCE: usize = 4;
-/// A handshake that has not answered by then gives its turn to the next.
-const HANDSHAKE_TURN: std::time::Duration = std::time::Duration::from_secs(15);
+use tokio::io::AsyncReadExt;
 
 /// One bridge per address for the life of the process; `last_error` is what ssh last said
 /// when it failed, for the engine's error text.
@@ -92,7 +85,6 @@ pub fn last_error(address: &str) -> Option<String> {
 }
 
 async fn serve_bridge(listener: tokio::net::UnixListener, argv: Vec<String>, last_error: Arc<Mutex<Option<String>>>) {
-    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_AT_ONCE));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -102,22 +94,12 @@ async fn serve_bridge(listener: tokio::net::UnixListener, argv: Vec<String>, las
                 continue;
             }
         };
-        tokio::spawn(carry(stream, argv.clone(), last_error.clone(), handshakes.clone()));
+        tokio::spawn(carry(stream, argv.clone(), last_error.clone()));
     }
 }
 
 /// One connection: one `ssh … docker system dial-stdio`, bytes both ways until either side ends.
-/// ssh starts with the client's first request (an HTTP pool may open connections it never
-/// uses), and its turn among the handshakes ends with the engine's first answer.
-async fn carry(stream: tokio::net::UnixStream, argv: Vec<String>, last_error: Arc<Mutex<Option<String>>>, handshakes: Arc<tokio::sync::Semaphore>) {
-    let (mut from_client, mut to_client) = stream.into_split();
-    let mut request = vec![0u8; 16 * 1024];
-    let first = match from_client.read(&mut request).await {
-        Ok(0) | Err(_) => return,
-        Ok(n) => n,
-    };
-    request.truncate(first);
-    let Ok(turn) = handshakes.acquire_owned().await else { return };
+async fn carry(mut stream: tokio::net::UnixStream, argv: Vec<String>, last_error: Arc<Mutex<Option<String>>>) {
     let spawned = tokio::process::Command::new("ssh")
         .args(&argv)
         .stdin(std::process::Stdio::piped())
@@ -132,52 +114,15 @@ async fn carry(stream: tokio::net::UnixStream, argv: Vec<String>, last_error: Ar
             return;
         }
     };
-    let (Some(stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else { return };
+    let (Some(stdin), Some(stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else { return };
+    let mut remote = tokio::io::join(stdout, stdin);
     let said = tokio::spawn(async move {
         let mut text = String::new();
         let _ = (&mut stderr).take(4096).read_to_string(&mut text).await;
         text
     });
-    // Each direction to its end; the end of one closes the other side's writing half, as
-    // `copy_bidirectional` does (written out to see the remote's first bytes).
-    let outbound = async move {
-        let mut stdin = stdin;
-        if stdin.write_all(&request).await.is_ok() {
-            let _ = tokio::io::copy(&mut from_client, &mut stdin).await;
-        }
-        // Closing the pipe is what tells `dial-stdio` the client is done (a child's
-        // stdin does nothing on `shutdown`): without it every session outlives its
-        // connection, one more ssh process per connection the client drops.
-        drop(stdin);
-    };
-    let inbound = async {
-        let mut turn = Some(turn);
-        let mut buffer = vec![0u8; 16 * 1024];
-        loop {
-            let read = match turn.is_some() {
-                true => match tokio::time::timeout(HANDSHAKE_TURN, stdout.read(&mut buffer)).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        turn = None;
-                        continue;
-                    }
-                },
-                false => stdout.read(&mut buffer).await,
-            };
-            turn = None;
-            match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to_client.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        let _ = to_client.shutdown().await;
-    };
-    tokio::join!(outbound, inbound);
-    drop(stdout);
+    let _ = tokio::io::copy_bidirectional(&mut stream, &mut remote).await;
+    drop(remote);
     let status = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await;
     let said = said.await.unwrap_or_default();
     let failed = !matches!(status, Ok(Ok(s)) if s.success());
