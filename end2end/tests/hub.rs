@@ -654,6 +654,9 @@ impl Drop for SshServer {
 fn serve_reaches_an_engine_over_ssh_as_the_docker_cli_does() {
     let sshd = SshServer::start();
     let c = TestContainer::run("over-ssh", &["-m", "24m"], &["sleep", "600"]);
+    // More containers than sshd lets connections authenticate at once (MaxStartups 10):
+    // the first sweep must not open them all at the same moment.
+    let crowd: Vec<TestContainer> = (0..14).map(|_| TestContainer::run("over-ssh-crowd", &["-m", "16m"], &["sleep", "600"])).collect();
     let path = sshd.path();
     let hub = Server::start(
         &["--docker-host", "unix:///var/run/docker.sock", "--docker-host", &format!("viassh=ssh://root@127.0.0.1:{}", sshd.port)],
@@ -661,8 +664,11 @@ fn serve_reaches_an_engine_over_ssh_as_the_docker_cli_does() {
     );
     hub.wait_until(Duration::from_secs(90), "the container is listed on the host reached over ssh, with memory", || {
         let (_, list) = hub.get_json("/api/v1/containers?host=viassh");
-        list.as_array().unwrap().iter().any(|x| x["name"] == c.name.as_str() && x["limit_bytes"] == 24 << 20 && !x["memory"].is_null())
+        let list = list.as_array().unwrap();
+        let with_memory = |name: &str| list.iter().any(|x| x["name"] == name && !x["memory"].is_null());
+        list.iter().any(|x| x["name"] == c.name.as_str() && x["limit_bytes"] == 24 << 20) && with_memory(&c.name) && crowd.iter().all(|k| with_memory(&k.name))
     });
+    assert!(!hub.log_text().contains("an ssh connection to an engine failed"), "{}", hub.log_text());
     let (_, hosts) = hub.get_json("/api/v1/hosts");
     let host = hosts.as_array().unwrap().iter().find(|h| h["name"] == "viassh").cloned().unwrap_or_default();
     assert_eq!((host["via"].as_str(), host["connected"].as_bool()), (Some("direct"), Some(true)), "{hosts}");
@@ -673,4 +679,28 @@ fn serve_reaches_an_engine_over_ssh_as_the_docker_cli_does() {
     let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
     let state = wait_remote_job(&hub, &job, "viassh");
     assert_eq!(state["state"], "done", "{state}\nsshd log:\n{}", std::fs::read_to_string(sshd.dir.join("sshd.log")).unwrap_or_default());
+    // Sessions are reused between sweeps (every 2 s) and end with their connection: their
+    // number stays near what one sweep needs (at most 32 idle kept, a few in flight). Each
+    // sweep used to add one per container and none ever ended.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(5));
+        let sessions = ssh_children(hub.pid());
+        assert!(sessions <= 48, "{sessions} ssh processes under the hub");
+    }
+    assert!(!hub.log_text().contains("an ssh connection to an engine failed"), "{}", hub.log_text());
+}
+
+/// How many `ssh` processes `pid` has started that are still running.
+fn ssh_children(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid …
+            let Some((head, tail)) = stat.rsplit_once(')') else { return false };
+            let ppid = tail.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+            head.ends_with("(ssh") && ppid == Some(pid)
+        })
+        .count()
 }

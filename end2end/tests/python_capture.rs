@@ -163,6 +163,35 @@ fn python_is_captured_with_nothing_in_the_image_and_the_leak_is_named() {
     assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &python.name]).trim(), "true");
 }
 
+/// Automatic capture is the same for Python as for Java: a labelled service that crosses
+/// its share of the limit is snapshotted, then once more for a diff, with nobody clicking.
+#[test]
+fn a_labelled_python_service_is_snapshotted_automatically_and_again_for_a_diff() {
+    let server = Server::start(&["--auto-capture-spacing", "20s"], &[]);
+    let python = TestContainer::run_image("pyauto", &fixture_image("python"), &["-m", "256m", "--label", "io.leakscope.capture=at-40%"], &["python3", "-c", &service(200)]);
+    let auto_dumps = || -> Vec<Value> {
+        let (status, list) = server.get_json(&format!("/api/v1/dumps?container={}", python.name));
+        assert_eq!(status, 200, "{list}");
+        let mut dumps: Vec<Value> = list.as_array().unwrap().iter().filter(|d| d["trigger"] == "auto").cloned().collect();
+        dumps.sort_by_key(|d| d["created_ms"].as_i64());
+        dumps
+    };
+    server.wait_until(Duration::from_secs(240), "two automatic snapshots", || auto_dumps().len() >= 2);
+    let dumps = auto_dumps();
+    assert!(dumps.iter().all(|d| d["format"] == "python"), "{dumps:?}");
+    assert!(dumps[0]["requested_by"].as_str().unwrap_or("").contains("% of its limit"), "{dumps:?}");
+    assert!(dumps[1]["requested_by"].as_str().unwrap_or("").contains("second dump for a diff"), "{dumps:?}");
+    let (a, b) = (dumps[0]["id"].as_str().unwrap(), dumps[1]["id"].as_str().unwrap());
+    let suspect = analysis_of(&server, b)["suspects"][0]["description"].as_str().unwrap_or("").to_string();
+    assert!(suspect.starts_with("module __main__.CACHE -> dict["), "{suspect}");
+    analysis_of(&server, a);
+    let (status, diff) = server.get_json(&format!("/api/v1/dumps/{a}/diff/{b}"));
+    assert_eq!(status, 200, "{diff}");
+    let added = diff["objects"].as_array().expect("two snapshots of one process compare by object id");
+    assert!(added.iter().any(|c| c["class"] == "__main__.Entry" && c["new_objects"].as_u64() > Some(0)), "{diff}");
+    assert_nothing_left(&python, 1);
+}
+
 #[test]
 fn a_non_root_read_only_container_with_two_interpreters_lists_them_and_captures_the_chosen_one() {
     let server = Server::start(&[], &[]);

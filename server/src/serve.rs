@@ -52,7 +52,25 @@ pub fn cert_path_for(values: &[String], name: Option<&str>, address: &str) -> Op
     named.or_else(|| split.iter().find(|(n, _)| n.is_none())).map(|(_, dir)| std::path::PathBuf::from(dir))
 }
 
+/// Refuses a `--docker-cert-path NAME=DIR` that no `--docker-host NAME=tcp://…` would use, which
+/// would otherwise be silently ignored and leave that engine reached without the TLS meant for it.
+pub fn check_cert_paths(hosts: &[String], cert_paths: &[String]) -> Result<(), String> {
+    let hosts: Vec<(Option<String>, String)> = hosts.iter().map(|h| leakscope_engine::docker::split_named_address(h)).collect();
+    for value in cert_paths {
+        let (Some(name), _) = leakscope_engine::docker::split_named_address(value) else { continue };
+        match hosts.iter().find(|(n, _)| n.as_deref() == Some(name.as_str())) {
+            None => return Err(format!("--docker-cert-path {value}: no --docker-host is named {name} (give it as --docker-host {name}=tcp://…)")),
+            Some((_, address)) if !address.starts_with("tcp://") && !address.starts_with("https://") => {
+                return Err(format!("--docker-cert-path {value}: {name} is {address}; certificates are for tcp:// engines only"));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), String> {
+    check_cert_paths(&args.docker_host, &args.docker_cert_path)?;
     let mut config = EngineConfig::new(&args.data_dir);
     if let Some(value) = args.docker_host.first() {
         let (name, address) = leakscope_engine::docker::split_named_address(value);
@@ -223,4 +241,20 @@ async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_cert_paths;
+
+    #[test]
+    fn a_certificate_directory_must_name_a_tcp_engine_that_is_given() {
+        let hosts = ["unix:///var/run/docker.sock".to_string(), "db-1=tcp://10.0.0.7:2376".to_string(), "edge=ssh://me@edge".to_string()];
+        let ok = |certs: &[&str]| check_cert_paths(&hosts, &certs.iter().map(|c| c.to_string()).collect::<Vec<_>>());
+        assert!(ok(&["db-1=/etc/leakscope/db-1", "/etc/leakscope/all"]).is_ok());
+        let typo = ok(&["db1=/etc/leakscope/db-1"]).unwrap_err();
+        assert!(typo.contains("no --docker-host is named db1"), "{typo}");
+        let not_tcp = ok(&["edge=/etc/leakscope/edge"]).unwrap_err();
+        assert!(not_tcp.contains("tcp:// engines only"), "{not_tcp}");
+    }
 }

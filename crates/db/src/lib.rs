@@ -41,6 +41,31 @@ pub enum DbError {
     Newer { component: String, found: i64, known: i64 },
 }
 
+impl DbError {
+    /// The database could not be reached or is busy right now (down, restarting, out of
+    /// connections, locked by another writer): worth a retry, answered as 503, not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        let sql = match self {
+            DbError::Sql(e) | DbError::Open { source: e, .. } => e,
+            DbError::Invalid(_) | DbError::Newer { .. } => return false,
+        };
+        match sql {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: class 08 (connection exception), 53 (insufficient resources),
+                // 57P01-57P03 (shut down, starting up). SQLite: BUSY (5) and LOCKED (6), also
+                // as extended codes (the low byte).
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+                    || code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -410,6 +435,29 @@ mod tests {
             })
             .unwrap();
         assert_eq!((next, seen), (3, Some(5)));
+    }
+
+    /// A server that is down, or that ends the session under a query, is "unavailable" (503,
+    /// retry); a query that is wrong is not.
+    #[test]
+    fn an_unreachable_or_restarting_server_is_unavailable_and_a_bad_query_is_not() {
+        let down = Db::open("postgres://leakscope@127.0.0.1:1/none?connect_timeout=2").err().unwrap();
+        assert!(down.is_unavailable(), "{down}");
+        let db = Db::open(&test_postgres_url()).unwrap();
+        let admin = Db::open(&test_postgres_url()).unwrap();
+        let ended = db
+            .run(async {
+                let mut session = db.pool().acquire().await?;
+                let pid: i32 = sqlx::query("SELECT pg_backend_pid()").fetch_one(&mut *session).await?.try_get(0)?;
+                sqlx::query("SELECT pg_terminate_backend($1)").bind(pid).execute(admin.pool()).await?;
+                sqlx::query("SELECT 1").execute(&mut *session).await?;
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(ended.is_unavailable(), "{ended:?}");
+        let wrong = db.run(async { sqlx::query("SELECT * FROM no_such_table").execute(db.pool()).await.map(|_| ()) }).unwrap_err();
+        assert!(!wrong.is_unavailable(), "{wrong}");
+        assert!(!DbError::Invalid("x".into()).is_unavailable());
     }
 
     #[test]

@@ -60,12 +60,10 @@ pub async fn connect_with(address: &str, cert_dir: Option<&Path>) -> Result<Conn
             }
             let api = bollard::API_DEFAULT_VERSION;
             Docker::connect_with_ssl(address, &dir.join("key.pem"), &dir.join("cert.pem"), &dir.join("ca.pem"), REQUEST_TIMEOUT.as_secs(), api)
+                .map_err(|e| e.to_string())
         }
-        None if address.starts_with("ssh://") => {
-            let local = crate::ssh::local_address(address)?;
-            Docker::connect_with_unix(&local, REQUEST_TIMEOUT.as_secs(), bollard::API_DEFAULT_VERSION)
-        }
-        None => Docker::connect_with_host(address),
+        None if address.starts_with("ssh://") => crate::ssh::docker(address, REQUEST_TIMEOUT.as_secs()),
+        None => Docker::connect_with_host(address).map_err(|e| e.to_string()),
     }
     .map_err(|e| format!("cannot use address {address}: {e}"))?
     .with_timeout(REQUEST_TIMEOUT);

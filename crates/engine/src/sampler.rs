@@ -21,6 +21,9 @@ const RESYNC_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Engine API stats calls in flight at once: each waits ~1 s for the engine's collector tick.
 const API_CONCURRENCY: usize = 128;
+/// Over ssh each connection is an ssh session on the host: no more at once than the client keeps
+/// between sweeps, so that a sweep reuses them rather than opening new ones.
+const API_CONCURRENCY_OVER_SSH: usize = crate::ssh::IDLE_SESSIONS_KEPT;
 
 pub(crate) fn spawn_all(engine: Engine) {
     tokio::spawn(supervise_connection(engine.clone()));
@@ -350,7 +353,7 @@ pub(crate) async fn sample_once(engine: &Engine) {
                 (id, key, limit, reading)
             }
         }))
-        .buffer_unordered(API_CONCURRENCY)
+        .buffer_unordered(if engine.inner.address.starts_with("ssh://") { API_CONCURRENCY_OVER_SSH } else { API_CONCURRENCY })
         .collect()
         .await;
         for (id, key, limit, reading) in answers {

@@ -68,6 +68,7 @@ impl From<EngineError> for HttpError {
             EngineError::AnalysisFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             EngineError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
             EngineError::EngineUnreachable { .. } | EngineError::DumpStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EngineError::Database(db) if db.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
