@@ -5,6 +5,7 @@
 //! and the audit log records who did what.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use end2end::{answer, create_token, create_user, Server};
 
@@ -335,4 +336,51 @@ fn accounts_tokens_the_audit_log_and_reports_migrate_from_the_file_into_postgres
     let (_, users) = moved.get_json("/api/v1/users");
     let ids: Vec<i64> = users.as_array().unwrap().iter().map(|u| u["id"].as_i64().unwrap()).collect();
     assert_eq!(ids.len(), 3, "{users}");
+}
+
+/// Two servers on one PostgreSQL: a user signed in on one is signed in on the other; one of
+/// them does the background work (automatic captures, notifications) and the other stands
+/// by; killed, the holder is replaced within seconds, stopped cleanly at once.
+#[test]
+fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over() {
+    let url = leakscope_db::test_postgres_url();
+    let on_the_database = || {
+        let dir = std::env::temp_dir().join(format!("leakscope-test-{}", end2end::unique_name("shared")));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("database-url"), &url).unwrap();
+        Server::start_with_data(dir, &[], &[])
+    };
+    let engine = |server: &Server| server.get_json("/api/v1/engine").1;
+    let a = on_the_database();
+    a.wait_until(Duration::from_secs(30), "the first server holds the background work", || engine(&a)["holds_background"] == true);
+    let holder_a = engine(&a)["background_holder"].as_str().unwrap().to_string();
+    let b = on_the_database();
+    b.wait_until(Duration::from_secs(30), "the second stands by and names the first", || {
+        let status = engine(&b);
+        status["holds_background"] == false && status["background_holder"] == holder_a.as_str()
+    });
+    assert_eq!(engine(&a)["holds_background"], true, "two holders at once");
+
+    create_user(&a.data_dir, "olga", "operator-password", "operator");
+    let cookie = sign_in(&a, "olga", "operator-password").unwrap();
+    let (status, me) = call(&b, "GET", "/api/v1/me", None, Some(&cookie));
+    assert_eq!(status, 200, "signed in on one, signed in on the other: {me}");
+
+    // The holder dies without a word: the standby takes over once the lease runs out.
+    let killed = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-9", &a.pid().to_string()]).status().unwrap().success());
+    b.wait_until(Duration::from_secs(30), "the standby takes the background work over", || engine(&b)["holds_background"] == true);
+    let takeover = killed.elapsed();
+    eprintln!("FIGURE background lease takeover after kill -9: {:.1} s", takeover.as_secs_f64());
+    assert!(takeover < Duration::from_secs(15), "took {takeover:?}");
+
+    // A clean stop gives it up at once.
+    let c = on_the_database();
+    c.wait_until(Duration::from_secs(30), "a third server stands by", || engine(&c)["holds_background"] == false && !engine(&c)["background_holder"].is_null());
+    let stopped = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &b.pid().to_string()]).status().unwrap().success());
+    c.wait_until(Duration::from_secs(30), "the standby takes over from a server that stopped", || engine(&c)["holds_background"] == true);
+    let handover = stopped.elapsed();
+    eprintln!("FIGURE background lease handover after a clean stop: {:.1} s", handover.as_secs_f64());
+    assert!(handover < Duration::from_secs(6), "took {handover:?}");
 }

@@ -45,6 +45,8 @@ pub fn routes() -> Router<AppState> {
 async fn engine_status(State(engine): State<Engine>) -> impl IntoResponse {
     let mut status = engine.status();
     status.handler_panics = crate::web::panics::count();
+    status.holds_background = engine.holds_background();
+    status.background_holder = engine.background_holder();
     Json(status)
 }
 

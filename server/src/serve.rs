@@ -121,7 +121,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         println!("No admin account yet. Create it by opening this one-time link: http://{}{path}", args.bind);
     }
     let notifier = open_notifier(&args, &engine, &access)?;
-    let app = router(AppState { leptos_options, engine, access, notifier, hub }, Door::Users);
+    let app = router(AppState { leptos_options, engine: engine.clone(), access, notifier, hub }, Door::Users);
 
     let listener = tokio::net::TcpListener::bind(args.bind)
         .await
@@ -131,10 +131,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         args.bind,
         args.data_dir.display()
     );
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| format!("server error: {e}"))
+        .map_err(|e| format!("server error: {e}"));
+    // A standby sharing the database takes the background work over now, not when the lease runs out.
+    engine.release_background().await;
+    served
 }
 
 /// Notifications follow the engine from the start; their audit entries go
@@ -152,7 +155,8 @@ fn open_notifier(args: &ServeArgs, engine: &Engine, access: &leakscope_access::S
         tokio::spawn(async move { access.audit(&actor, &action, &target, detail).await });
     });
     let notifier = leakscope_notify::Notifier::open(&args.data_dir.join("leakscope.db"), args.database.as_deref(), config, audit).map_err(|e| e.to_string())?;
-    notifier.spawn(engine.subscribe(), engine.subscribe_oom_kills());
+    let engine_for_gate = engine.clone();
+    notifier.spawn(engine.subscribe(), engine.subscribe_oom_kills(), std::sync::Arc::new(move || engine_for_gate.holds_background()));
     Ok(notifier)
 }
 

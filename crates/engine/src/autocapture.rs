@@ -159,7 +159,10 @@ pub(crate) async fn auto_capture_forever(engine: Engine) {
     let mut ticker = tokio::time::interval(TICK);
     loop {
         ticker.tick().await;
-        engine.auto_capture_tick().await;
+        // Among servers sharing a database, one decides (or each would take the same dump).
+        if engine.holds_background() {
+            engine.auto_capture_tick().await;
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! SQLite or the filesystem; those calls run on the blocking pool.
 
 pub mod autocapture;
+mod background;
 pub mod capture;
 pub mod cgroup;
 pub mod channel;
@@ -154,6 +155,8 @@ struct Inner {
     oom_kills: tokio::sync::broadcast::Sender<leakscope_model::alerts::OomKill>,
     /// Containers of hosts that report through agents, by host name (a hub's view of its fleet).
     remote: RwLock<std::collections::BTreeMap<String, RemoteHost>>,
+    /// Whether this server does the work that runs once among servers sharing a database.
+    background: background::Background,
 }
 
 /// What an agent last said of its host's containers.
@@ -250,6 +253,7 @@ impl Engine {
             None => leakscope_db::Db::open_sqlite(&db)?,
         };
         let dump_store = dumps::DumpStore::on(sql.clone(), dump_files.clone())?;
+        let background = background::Background::open(&sql)?;
         let address = docker::resolve_address(config.docker_host.as_deref());
         let cgroup = match config.stats_source {
             StatsSource::Api => None,
@@ -290,6 +294,7 @@ impl Engine {
                 reports: reports::ReportStore::on(sql)?,
                 oom_kills: tokio::sync::broadcast::channel(256).0,
                 remote: RwLock::new(Default::default()),
+                background,
             }),
         })
     }

@@ -30,6 +30,7 @@ pub(crate) fn spawn_all(engine: Engine) {
     tokio::spawn(sample_forever(engine.clone()));
     tokio::spawn(crate::detection::assess_forever(engine.clone()));
     tokio::spawn(crate::autocapture::auto_capture_forever(engine.clone()));
+    tokio::spawn(crate::background::hold_forever(engine.clone()));
     tokio::spawn(prune_forever(engine));
 }
 

@@ -46,6 +46,13 @@ pub struct EngineStatus {
     /// Unix milliseconds of the last answer from the engine (a sample tick or an event).
     #[serde(default)]
     pub last_seen_ms: Option<i64>,
+    /// Whether this server does the work that runs once among servers sharing a database
+    /// (automatic captures, notifications); a server with a database of its own always does.
+    #[serde(default)]
+    pub holds_background: bool,
+    /// With a shared database: the server that does that work (host:pid:random), this one or another.
+    #[serde(default)]
+    pub background_holder: Option<String>,
 }
 
 /// A Docker host Leakscope watches.

@@ -70,6 +70,8 @@ impl std::str::FromStr for Shape {
 
 /// Writes one audit entry: (actor, action, target, detail).
 pub type AuditSink = Arc<dyn Fn(&str, &str, &str, &str) + Send + Sync>;
+/// Whether this server sends notifications now (one of several sharing a database does).
+pub type SendGate = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// The actor of what the notifier does by itself.
 const ACTOR: &str = "leakscope";
@@ -171,8 +173,10 @@ impl Notifier {
         Ok(Some(self.deliver(&webhook, &alert, false).await))
     }
 
-    /// Follows the engine until the server stops.
-    pub fn spawn(self: &Arc<Self>, mut overviews: watch::Receiver<Arc<Overview>>, mut oom_kills: broadcast::Receiver<OomKill>) {
+    /// Follows the engine until the server stops. While `sends()` is false (another server
+    /// sharing the database sends), it keeps following, so that it knows what was already
+    /// said when it takes over, but sends and stores nothing.
+    pub fn spawn(self: &Arc<Self>, mut overviews: watch::Receiver<Arc<Overview>>, mut oom_kills: broadcast::Receiver<OomKill>, sends: SendGate) {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
@@ -183,6 +187,9 @@ impl Notifier {
                         }
                         let overview = overviews.borrow_and_update().clone();
                         let (alerts, changes) = lock(&this.watcher).observe(&overview, now_ms());
+                        if !sends() {
+                            continue;
+                        }
                         this.keep(changes).await;
                         for alert in alerts {
                             this.send(alert);
@@ -192,6 +199,9 @@ impl Notifier {
                         Ok(kill) => {
                             let info = overviews.borrow().containers.iter().find(|c| c.name == kill.container && c.host == kill.host).cloned();
                             let (alert, changes) = lock(&this.watcher).oom(&kill, info.as_ref(), now_ms());
+                            if !sends() {
+                                continue;
+                            }
                             this.keep(changes).await;
                             if let Some(alert) = alert {
                                 this.send(alert);
