@@ -382,5 +382,5 @@ fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over(
     c.wait_until(Duration::from_secs(30), "the standby takes over from a server that stopped", || engine(&c)["holds_background"] == true);
     let handover = stopped.elapsed();
     eprintln!("FIGURE background lease handover after a clean stop: {:.1} s", handover.as_secs_f64());
-    assert!(handover < Duration::from_secs(6), "took {handover:?}");
+    assert!(handover < Duration::from_secs(8), "took {handover:?}");
 }
