@@ -366,6 +366,25 @@ fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over(
     let (status, me) = call(&b, "GET", "/api/v1/me", None, Some(&cookie));
     assert_eq!(status, 200, "signed in on one, signed in on the other: {me}");
 
+    // A capture started through one is followed through the other, and a click there joins it.
+    let target = end2end::TestContainer::run("shared-capture", &["-m", "32m"], &["sleep", "600"]);
+    let (status, started) = a.post_json(&format!("/api/v1/containers/{}/dumps", target.name), r#"{"kind":"memory-map"}"#);
+    assert_eq!(status, 202, "{started}");
+    let job = serde_json::from_str::<serde_json::Value>(&started).unwrap()["job_id"].as_str().unwrap().to_string();
+    b.wait_until(Duration::from_secs(10), "the job is seen through the other server", || b.get_json(&format!("/api/v1/jobs/{job}")).0 == 200);
+    let (status, again) = b.post_json(&format!("/api/v1/containers/{}/dumps", target.name), r#"{"kind":"memory-map"}"#);
+    let joined = serde_json::from_str::<serde_json::Value>(&again).unwrap()["job_id"].as_str().unwrap_or_default().to_string();
+    let (_, seen) = b.get_json(&format!("/api/v1/jobs/{job}"));
+    assert!(status == 202 && (joined == job || seen["state"] != "running"), "a second click through the other server started {joined}, not {job}: {seen}");
+    let done = b.wait_job(&job);
+    assert_eq!(done["state"], "done", "{done}");
+    let (status, dump) = b.get_json(&format!("/api/v1/dumps/{}", done["dump_id"].as_str().unwrap()));
+    assert_eq!(status, 200, "the dump's record is shared too: {dump}");
+    eprintln!("second click through the other server joined the job: {}", joined == job);
+    if joined != job {
+        b.wait_job(&joined);
+    }
+
     // The holder dies without a word: the standby takes over once the lease runs out.
     let killed = Instant::now();
     assert!(std::process::Command::new("kill").args(["-9", &a.pid().to_string()]).status().unwrap().success());

@@ -95,7 +95,8 @@ async fn list(State(engine): State<Engine>, Path(id): Path<String>) -> Result<im
     responses((status = 200, body = CaptureJob), (status = 404, body = ApiError)))]
 async fn job(State(engine): State<Engine>, Path(id): Path<String>) -> Result<impl IntoResponse, HttpError> {
     engine
-        .capture_job(&id)
+        .capture_job_anywhere(&id)
+        .await
         .map(Json)
         .ok_or_else(|| HttpError(StatusCode::NOT_FOUND, format!("no capture job with id '{id}'")))
 }

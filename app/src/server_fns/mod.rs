@@ -62,7 +62,7 @@ pub async fn get_capture(container: String, job_id: Option<String>, host: Option
     }
     let engine = engine()?;
     Ok(match job_id.filter(|j| !j.is_empty()) {
-        Some(id) => engine.capture_job(&id),
+        Some(id) => engine.capture_job_anywhere(&id).await,
         None => engine.latest_capture(&container),
     })
 }

@@ -288,7 +288,7 @@ impl Engine {
                 analysis_progress: Mutex::new(HashMap::new()),
                 inspected: Mutex::new(std::collections::VecDeque::new()),
                 compared: Mutex::new(std::collections::VecDeque::new()),
-                jobs: capture::Jobs::default(),
+                jobs: capture::Jobs::on(&sql)?,
                 verdicts: RwLock::new(HashMap::new()),
                 auto: Mutex::new(autocapture::AutoState::default()),
                 reports: reports::ReportStore::on(sql)?,

@@ -15,6 +15,7 @@ mod java;
 mod memory_map;
 mod node;
 mod python;
+mod shared;
 mod sidecar;
 
 use std::collections::HashMap;
@@ -51,6 +52,16 @@ pub(crate) struct Jobs {
     all: Mutex<Vec<CaptureJob>>,
     /// Container id -> running job id, so a second click joins the first.
     running: Mutex<HashMap<String, String>>,
+    /// With a database shared by several servers: the jobs every one of them sees.
+    shared: Option<shared::SharedJobs>,
+    /// Running job id -> where its updates go to be shared.
+    sharing: Mutex<HashMap<String, tokio::sync::watch::Sender<CaptureJob>>>,
+}
+
+impl Jobs {
+    pub(crate) fn on(db: &leakscope_db::Db) -> Result<Jobs, EngineError> {
+        Ok(Jobs { shared: shared::SharedJobs::open(db)?, ..Default::default() })
+    }
 }
 
 /// What the caller asked for.
@@ -104,6 +115,14 @@ impl Engine {
             )));
         }
         let jobs = &self.inner.jobs;
+        // Another server sharing the database may be capturing it: the click joins that job.
+        if let Some(shared) = &jobs.shared {
+            if !lock(&jobs.running).contains_key(&id) {
+                if let Some(elsewhere) = shared.running_for(&id).await {
+                    return Ok(elsewhere);
+                }
+            }
+        }
         let job_id = {
             let mut running = lock(&jobs.running);
             if let Some(existing) = running.get(&id) {
@@ -133,6 +152,9 @@ impl Engine {
                 error: None,
                 processes: Vec::new(),
             });
+            if let (Some(shared), Some(job)) = (&jobs.shared, all.last()) {
+                lock(&jobs.sharing).insert(job_id.clone(), shared.follow(&id, job));
+            }
             let excess = all.len().saturating_sub(KEEP_JOBS);
             all.drain(..excess);
             job_id
@@ -172,8 +194,17 @@ impl Engine {
                 }
             });
             lock(&engine.inner.jobs.running).remove(&id);
+            lock(&engine.inner.jobs.sharing).remove(&job);
         });
         Ok(job_id)
+    }
+
+    /// A job this server runs or ran, else one another server sharing the database runs.
+    pub async fn capture_job_anywhere(&self, job_id: &str) -> Option<CaptureJob> {
+        if let Some(job) = self.capture_job(job_id) {
+            return Some(job);
+        }
+        self.inner.jobs.shared.as_ref()?.get(job_id).await
     }
 
     pub fn capture_job(&self, job_id: &str) -> Option<CaptureJob> {
@@ -198,6 +229,9 @@ impl Engine {
             .find(|j| j.job_id == job_id)
         {
             change(job);
+            if let Some(sharing) = lock(&self.inner.jobs.sharing).get(job_id) {
+                sharing.send_replace(job.clone());
+            }
         }
     }
 }
