@@ -116,10 +116,13 @@ impl Engine {
         }
         let jobs = &self.inner.jobs;
         // Another server sharing the database may be capturing it: the click joins that job.
+        // Not one of this server's own: their state here is current, the table's may lag a second.
         if let Some(shared) = &jobs.shared {
             if !lock(&jobs.running).contains_key(&id) {
                 if let Some(elsewhere) = shared.running_for(&id).await {
-                    return Ok(elsewhere);
+                    if self.capture_job(&elsewhere).is_none() {
+                        return Ok(elsewhere);
+                    }
                 }
             }
         }
