@@ -100,6 +100,7 @@ pub fn short_run_params(judged_seconds: f64) -> Params {
         // The warm-up is skipped by the run itself; a JVM's heap grows in steps,
         // which over a few minutes look like slowing down when they are not.
         slowdown_share: 0.6,
+        startup_seconds: 0.0,
         ..Params::default()
     }
 }

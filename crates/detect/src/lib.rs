@@ -127,6 +127,8 @@ pub struct Params {
     pub slowdown_share: f64,
     /// One floor point per this many seconds (finer for the minutes of a CI run).
     pub floor_step_seconds: f64,
+    /// The first minutes of a life are start-up (code loaded, heaps sized): not trended.
+    pub startup_seconds: f64,
 }
 
 impl Default for Params {
@@ -144,6 +146,7 @@ impl Default for Params {
             min_growth_share: 0.03,
             slowdown_share: 0.8,
             floor_step_seconds: 60.0,
+            startup_seconds: 120.0,
         }
     }
 }
@@ -259,6 +262,10 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, starts: Starts, params: &P
     let end = current.last().map(|s| s.t).unwrap_or(0.0);
     let window: Vec<Sample> = current.iter().copied().filter(|s| s.t >= end - params.window_seconds).collect();
     let age = end - window[0].t;
+    // A process takes much of its memory in its first minute or two (code, heap
+    // sizing): compared with that climb, steady growth after it would look like
+    // slowing down. Start-up is left out of that comparison only.
+    let startup_end = current[0].t + params.startup_seconds;
 
     if window.len() < 8 || age < 120.0 {
         let wait = (120.0 - age).max(0.0);
@@ -328,7 +335,7 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, starts: Starts, params: &P
         if part.len() < 5 {
             continue;
         }
-        let mut judgement = judge(&part, span, limit, params);
+        let mut judgement = judge(&part, span, limit, startup_end, params);
         let earlier_max = floor.iter().filter(|s| s.t < start).map(|s| s.bytes).fold(f64::MIN, f64::max);
         // After a drop, also above the height it fell from (the rolling floor blurs that peak).
         let earlier_max = earlier_max.max(drops.last().map(|d| d.peak).unwrap_or(f64::MIN));
@@ -378,7 +385,7 @@ pub fn assess(samples: &[Sample], limit: Option<f64>, starts: Starts, params: &P
             fit_end: None,
             peak: None,
         },
-        None => judge(&floor, age, limit, params),
+        None => judge(&floor, age, limit, startup_end, params),
     });
     finish(judged, &floor)
 }
@@ -396,7 +403,7 @@ struct Judgement {
     peak: Option<f64>,
 }
 
-fn judge(floor: &[Sample], span: f64, limit: Option<f64>, params: &Params) -> Judgement {
+fn judge(floor: &[Sample], span: f64, limit: Option<f64>, startup_end: f64, params: &Params) -> Judgement {
     let slope = theil_sen(floor); // bytes per second
     let start_floor = floor.first().map(|s| s.bytes).unwrap_or(0.0);
     let end_floor = floor.last().map(|s| s.bytes).unwrap_or(0.0);
@@ -410,8 +417,10 @@ fn judge(floor: &[Sample], span: f64, limit: Option<f64>, params: &Params) -> Ju
     let quarters: Vec<f64> = (0..4).map(|q| quarter_growth(floor, q)).collect();
     let expected_quarter = growth / 4.0;
     let growing_quarters = quarters.iter().filter(|g| **g > 0.25 * expected_quarter).count();
-    let first_half = theil_sen(&part(floor, 0.0, 0.5));
-    let second_half = theil_sen(&part(floor, 0.5, 1.0));
+    let after_startup: Vec<Sample> = floor.iter().copied().filter(|s| s.t >= startup_end).collect();
+    let halves_of = if after_startup.len() >= 8 { &after_startup[..] } else { floor };
+    let first_half = theil_sen(&part(halves_of, 0.0, 0.5));
+    let second_half = theil_sen(&part(halves_of, 0.5, 1.0));
     let decelerating = second_half < params.slowdown_share * first_half;
     let recent_flat = quarters[3] <= 0.25 * expected_quarter && second_half.abs() * span / 2.0 < params.min_growth_bytes;
     let (verdict, reason) = if !significant {
@@ -759,6 +768,22 @@ mod tests {
         let params = Params { min_age_seconds: 300.0, ..Params::default() };
         let a = assess(&s, Some(1024.0 * MIB), Starts::Unknown, &params);
         assert_eq!(a.verdict, Verdict::Leak, "{}", a.reason);
+    }
+
+    #[test]
+    fn the_climb_of_start_up_does_not_make_steady_growth_look_like_slowing_down() {
+        // A JVM leaking 20 MiB/min as CI recorded it (minute points): 5 MiB at
+        // start, heap sizing in its first minutes, then steady growth a little
+        // slower under load. Judged over its whole life, as when shorter windows
+        // hold too few points.
+        let minutes = [5.0, 28.4, 51.9, 85.9, 106.7, 127.4, 147.6, 168.0, 187.9, 211.9, 225.2];
+        let floor: Vec<Sample> = minutes.iter().enumerate().map(|(m, b)| Sample { t: m as f64 * 60.0, bytes: b * MIB }).collect();
+        let params = Params { min_age_seconds: 300.0, ..Params::default() };
+        let judged = judge(&floor, 600.0, Some(1024.0 * MIB), params.startup_seconds, &params);
+        assert_eq!(judged.verdict, Verdict::Leak, "{}", judged.reason);
+        // Compared with the start-up climb, the same growth read as a cache filling up.
+        let judged = judge(&floor, 600.0, Some(1024.0 * MIB), 0.0, &params);
+        assert_eq!(judged.verdict, Verdict::WarmingUp, "{}", judged.reason);
     }
 
     /// The verdicts a live detector would give, minute by minute.
