@@ -47,7 +47,7 @@ pub fn run(passthrough: &[String]) -> Result<()> {
         eprintln!("xtask: {} runs beside the others (output in {})", binary.name, log.display());
         let file = std::fs::File::create(&log)?;
         let child = command(binary, passthrough).stdout(file.try_clone()?).stderr(file).spawn()?;
-        beside.push((binary, child, log));
+        beside.push((binary, child, log, Instant::now()));
     }
 
     let mut outcome = Outcome::default();
@@ -68,8 +68,9 @@ pub fn run(passthrough: &[String]) -> Result<()> {
         let child = command(binary, passthrough).env("LEAKSCOPE_TEST_DATABASE", "postgres").stdout(Stdio::piped()).spawn()?;
         outcome.follow(&again, child)?;
     }
-    for (binary, mut child, log) in beside {
+    for (binary, mut child, log, spawned) in beside {
         let status = child.wait()?;
+        outcome.took.push((format!("{} (beside the others; until waited for)", binary.name), spawned.elapsed().as_secs_f64()));
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         print!("\n     Ran {} (beside the others)\n{text}", binary.name);
         outcome.record(binary, status.success(), &text);
@@ -79,6 +80,12 @@ pub fn run(passthrough: &[String]) -> Result<()> {
         outcome.follow(binary, child)?;
     }
 
+    // The slowest binaries, where the suite's time goes (CI keeps only the end of the log).
+    outcome.took.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("\nxtask: the slowest test binaries");
+    for (name, seconds) in outcome.took.iter().take(15) {
+        println!("{seconds:8.0} s  {name}");
+    }
     println!(
         "\nxtask: {} passed, {} failed in {} test binaries, {:.0} s",
         outcome.passed,
@@ -105,12 +112,15 @@ struct Outcome {
     passed: u64,
     failed: u64,
     failed_binaries: Vec<String>,
+    /// Wall-clock seconds per binary run.
+    took: Vec<(String, f64)>,
 }
 
 impl Outcome {
     /// Streams a binary's output through (so progress shows) while counting.
     fn follow(&mut self, binary: &TestBinary, mut child: Child) -> Result<()> {
         println!("\n     Running {} ({})", binary.name, binary.executable.display());
+        let started = Instant::now();
         let stdout = child.stdout.take().context("test binary stdout")?;
         let mut text = String::new();
         for line in BufReader::new(stdout).lines() {
@@ -120,6 +130,7 @@ impl Outcome {
             text.push('\n');
         }
         let status = child.wait()?;
+        self.took.push((binary.name.clone(), started.elapsed().as_secs_f64()));
         self.record(binary, status.success(), &text);
         Ok(())
     }
