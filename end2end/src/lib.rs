@@ -655,7 +655,9 @@ pub fn seed_history(server: &Server, container_name: &str, minutes: i64) {
     use leakscope_engine::memory::MemoryReading;
     use leakscope_engine::store::{SampleRow, Store};
     let id = docker(&["inspect", "-f", "{{.Id}}", container_name]).trim().to_string();
-    let mut store = Store::open(&server.data_dir.join("leakscope.db")).unwrap();
+    // The server's own database: its folder's SQLite file, or its PostgreSQL in that pass.
+    let url = database_for(&server.data_dir).unwrap_or_else(|| server.data_dir.join("leakscope.db").display().to_string());
+    let store = Store::open(&url).unwrap();
     let now = leakscope_engine::now_ms();
     let record = store.find_container(&id).unwrap().expect("the sampler stored the container").1;
     let key = store.upsert_container(&record, now).unwrap();
@@ -831,5 +833,56 @@ impl Netns {
     pub fn host_side_bytes(&self) -> (u64, u64) {
         let read = |what: &str| std::fs::read_to_string(format!("/sys/class/net/{}/statistics/{what}", self.host_if)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         (read("rx_bytes"), read("tx_bytes"))
+    }
+}
+
+/// A tiny load balancer in front of several servers, as a team puts one in front
+/// of its hubs: each new connection goes to the next server in turn, and to the
+/// one after it when that one refuses (a dead server is skipped). Bytes are
+/// copied both ways untouched. Clients should not keep connections alive, so that
+/// their requests spread (ureq: an agent with no idle connections).
+pub struct RoundRobin {
+    pub base: String,
+    /// Connections each backend took, in the order given.
+    served: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl RoundRobin {
+    /// `backends`: the servers' base URLs (`http://127.0.0.1:PORT`).
+    pub fn start(backends: &[&str]) -> RoundRobin {
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addresses: Vec<String> = backends.iter().map(|b| b.trim_start_matches("http://").trim_end_matches('/').to_string()).collect();
+        let served = Arc::new(Mutex::new(vec![0u64; addresses.len()]));
+        let counts = served.clone();
+        std::thread::spawn(move || {
+            let mut next = 0;
+            for client in listener.incoming().flatten() {
+                let picked = (0..addresses.len()).find_map(|i| {
+                    let at = (next + i) % addresses.len();
+                    std::net::TcpStream::connect(&addresses[at]).ok().map(|server| (at, server))
+                });
+                next = (next + 1) % addresses.len();
+                let Some((at, server)) = picked else { continue }; // none answers: the client sees the connection close
+                counts.lock().unwrap()[at] += 1;
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        RoundRobin { base, served }
+    }
+
+    pub fn served(&self) -> Vec<u64> {
+        self.served.lock().unwrap().clone()
+    }
+
+    /// A client that opens a connection per request (so requests spread over the servers).
+    pub fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new().max_idle_connections(0).redirects(0).build()
     }
 }

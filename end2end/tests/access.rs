@@ -303,6 +303,13 @@ fn accounts_tokens_the_audit_log_and_reports_migrate_from_the_file_into_postgres
     let (status, shared) = server.post_json(&format!("/api/v1/reports/{report}/share"), "");
     assert_eq!(status, 200, "{shared}");
     let public = serde_json::from_str::<serde_json::Value>(&shared).unwrap()["url"].as_str().unwrap().to_string();
+    // A day of memory history of a container, which moves too.
+    let watched = end2end::TestContainer::run("migrated-history", &["-m", "32m"], &["sleep", "600"]);
+    server.wait_until(Duration::from_secs(30), "the container is sampled", || server.get(&format!("/api/v1/containers/{}", watched.name)).0 == 200);
+    end2end::seed_history(&server, &watched.name, 24 * 60);
+    let day = |s: &Server| s.get_json(&format!("/api/v1/containers/{}/memory?range=24h&step=300", watched.name)).1["points"].as_array().map(Vec::len).unwrap_or(0);
+    let before = day(&server);
+    assert!(before >= 250, "{before} points before the move");
     let data = server.stop_keeping_data();
     let url = leakscope_db::test_postgres_url();
     let migrate = || {
@@ -315,6 +322,7 @@ fn accounts_tokens_the_audit_log_and_reports_migrate_from_the_file_into_postgres
     };
     let said = migrate();
     assert!(said.contains("users: 2 rows") && said.contains("api_tokens: 1 rows") && said.contains("reports: 1 rows"), "{said}");
+    assert!(said.contains("samples: ") && said.contains("rollup_1m: ") && said.contains("containers: "), "{said}");
     // A second run adds nothing (and fails nothing).
     assert!(migrate().contains("users: 2 rows copied or already there (2 in the database)"));
 
@@ -331,6 +339,9 @@ fn accounts_tokens_the_audit_log_and_reports_migrate_from_the_file_into_postgres
     assert_eq!(reports[0]["title"], "nightly run", "{reports}");
     let (status, page) = end2end::answer(ureq::get(&moved.url(&public)).call(), "public link");
     assert!(status == 200 && page.contains("nightly run"), "{status}: {page}");
+    // The container's day of history charts the same on the moved server.
+    let after = day(&moved);
+    assert!(after >= before, "{after} points after the move, {before} before");
     // New rows number after the copied ones (no clash with a copied id).
     create_user(&moved.data_dir, "pia", "viewer-password", "viewer");
     let (_, users) = moved.get_json("/api/v1/users");
@@ -366,6 +377,25 @@ fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over(
     let (status, me) = call(&b, "GET", "/api/v1/me", None, Some(&cookie));
     assert_eq!(status, 200, "signed in on one, signed in on the other: {me}");
 
+    // Behind a load balancer that spreads connections over both: signed in through
+    // it, every request answered whichever server it lands on.
+    let balancer = end2end::RoundRobin::start(&[&a.base, &b.base]);
+    let through = end2end::RoundRobin::agent();
+    let signed_in = through
+        .post(&format!("{}/login", balancer.base))
+        .send_form(&[("name", "olga"), ("password", "operator-password"), ("next", "/")])
+        .unwrap();
+    let balanced_cookie = signed_in.header("set-cookie").unwrap_or_default().split(';').next().unwrap().to_string();
+    assert!(balanced_cookie.starts_with("leakscope_session="), "{balanced_cookie}");
+    let me_through = |cookie: &str| through.get(&format!("{}/api/v1/me", balancer.base)).set("Cookie", cookie).call().map(|r| r.status()).unwrap_or_else(|e| match e {
+        ureq::Error::Status(code, _) => code,
+        _ => 0,
+    });
+    for _ in 0..8 {
+        assert_eq!(me_through(&balanced_cookie), 200);
+    }
+    assert!(balancer.served().iter().all(|n| *n >= 4), "requests did not reach both servers: {:?}", balancer.served());
+
     // A capture started through one is followed through the other, and a click there joins it.
     let target = end2end::TestContainer::run("shared-capture", &["-m", "32m"], &["sleep", "600"]);
     let (status, started) = a.post_json(&format!("/api/v1/containers/{}/dumps", target.name), r#"{"kind":"memory-map"}"#);
@@ -385,13 +415,36 @@ fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over(
         b.wait_job(&joined);
     }
 
+    // Both sample the engine, only the holder writes: one stored sample per tick (1 s here), not two.
+    let history = leakscope_engine::store::Store::open(&url).unwrap();
+    let raw_times = |name: &str, from_ms: i64| -> Vec<i64> {
+        let points = history.series(name, from_ms, leakscope_engine::now_ms() + 1, 1, leakscope_engine::store::SeriesSource::Raw).unwrap();
+        points.iter().map(|p| p.time_ms).collect()
+    };
+    let since = leakscope_engine::now_ms() - 20_000;
+    b.wait_until(Duration::from_secs(30), "ten samples of the container", || raw_times(&target.name, since).len() >= 10);
+    let times = raw_times(&target.name, since);
+    let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
+    assert!(closest >= 500, "two samples {closest} ms apart: both servers write: {times:?}");
+
     // The holder dies without a word: the standby takes over once the lease runs out.
     let killed = Instant::now();
+    let killed_ms = leakscope_engine::now_ms();
     assert!(std::process::Command::new("kill").args(["-9", &a.pid().to_string()]).status().unwrap().success());
     b.wait_until(Duration::from_secs(30), "the standby takes the background work over", || engine(&b)["holds_background"] == true);
     let takeover = killed.elapsed();
     eprintln!("FIGURE background lease takeover after kill -9: {:.1} s", takeover.as_secs_f64());
     assert!(takeover < Duration::from_secs(15), "took {takeover:?}");
+    // The history goes on from the new holder; the gap is the lease's time to expire.
+    b.wait_until(Duration::from_secs(15), "samples written by the new holder", || raw_times(&target.name, killed_ms + takeover.as_millis() as i64).len() >= 3);
+    let times = raw_times(&target.name, killed_ms - 10_000);
+    let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    eprintln!("FIGURE samples missing around the takeover: {:.1} s", gap as f64 / 1000.0);
+    assert!(gap < 16_000, "a gap of {gap} ms in the history: {times:?}");
+    // The load balancer skips the dead server: still signed in, every request answered.
+    for _ in 0..4 {
+        assert_eq!(me_through(&balanced_cookie), 200);
+    }
 
     // A clean stop gives it up at once.
     let c = on_the_database();

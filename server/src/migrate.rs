@@ -1,6 +1,6 @@
 //! `leakscope migrate`: moves a data directory into what a team deployment
 //! uses — its heap dumps into a bucket (`--dump-store`), its accounts, tokens,
-//! audit log, agents, webhooks, reports and dumps' records into PostgreSQL (`--database`) — so
+//! audit log, agents, webhooks, reports, dumps' records and memory history into PostgreSQL (`--database`) — so
 //! `serve --dump-store … --database …` finds them all.
 
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ pub struct MigrateArgs {
     /// Where the dumps go: `s3://bucket/prefix` (credentials, region and endpoint as for `serve --dump-store`).
     #[arg(long)]
     pub dump_store: Option<String>,
-    /// Where accounts, sessions, tokens, the audit log, agents, webhooks, reports and dumps' records go: `postgres://…` (as `serve --database`).
+    /// Where accounts, sessions, tokens, the audit log, agents, webhooks, reports, dumps' records and the memory history go: `postgres://…` (as `serve --database`).
     #[arg(long, env = "LEAKSCOPE_DATABASE_URL")]
     pub database: Option<String>,
 }
@@ -53,7 +53,8 @@ pub async fn run(args: MigrateArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies the access, notify, report and dump tables row by row (a second run adds only
+/// Copies the access, notify, report and dump tables and the memory history (containers,
+/// samples, rollups, events) (a second run adds only
 /// what is missing) and checks that every row of the file is in the database.
 fn copy_tables(from: &std::path::Path, url: &str) -> Result<(), String> {
     use leakscope_db::Db;
@@ -65,8 +66,9 @@ fn copy_tables(from: &std::path::Path, url: &str) -> Result<(), String> {
         leakscope_notify::NotifyStore::on(db.clone()).map_err(|e| e.to_string())?;
         leakscope_engine::reports::ReportStore::migrate(db).map_err(|e| e.to_string())?;
         leakscope_engine::dumps::DumpStore::migrate(db).map_err(|e| e.to_string())?;
+        leakscope_engine::store::Store::on(db).map_err(|e| e.to_string())?;
     }
-    let engine_tables = leakscope_engine::reports::TABLES.iter().chain(leakscope_engine::dumps::TABLES);
+    let engine_tables = leakscope_engine::reports::TABLES.iter().chain(leakscope_engine::dumps::TABLES).chain(leakscope_engine::store::TABLES);
     for (table, id) in leakscope_access::TABLES.iter().chain(leakscope_notify::TABLES).chain(engine_tables) {
         let in_file = source.count(table).map_err(|e| e.to_string())?;
         let in_database = source.copy_table(&target, table, *id).map_err(|e| format!("{table}: {e} (rows copied so far stay: run the command again to resume)"))?;
@@ -75,6 +77,6 @@ fn copy_tables(from: &std::path::Path, url: &str) -> Result<(), String> {
         }
         println!("{table}: {in_file} rows copied or already there ({in_database} in the database)");
     }
-    println!("Accounts, sessions, tokens, the audit log, agents, webhooks, reports and dumps' records are in {}: start the server with --database to use them.", target.shown());
+    println!("Accounts, sessions, tokens, the audit log, agents, webhooks, reports, dumps' records and the memory history are in {}: start the server with --database to use them.", target.shown());
     Ok(())
 }

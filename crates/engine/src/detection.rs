@@ -10,7 +10,7 @@ use leakscope_detect::{assess, Params, Sample, Starts};
 use leakscope_model::{LeakStatus, LimitAdvice};
 
 use crate::store::SeriesSource;
-use crate::{lock, now_ms, read, Engine, EngineError};
+use crate::{now_ms, read, Engine, EngineError};
 
 const ASSESS_EVERY: Duration = Duration::from_secs(60);
 /// How much history the detector sees (its own window is at most a day).
@@ -68,7 +68,7 @@ impl Engine {
         let now = now_ms();
         let results = self
             .blocking(move |e| {
-                let store = lock(&e.inner.reader);
+                let store = &e.inner.reader;
                 let mut out = Vec::with_capacity(names.len());
                 for name in names {
                     let points = store.series(&name, now - LOOKBACK_MS, now + 1, 60_000, SeriesSource::Rollup1m)?;
@@ -103,7 +103,7 @@ impl Engine {
         let points = self
             .blocking({
                 let name = name.clone();
-                move |e| Ok(lock(&e.inner.reader).series(&name, from, now_ms() + 1, 60_000, SeriesSource::Rollup1m)?)
+                move |e| Ok(e.inner.reader.series(&name, from, now_ms() + 1, 60_000, SeriesSource::Rollup1m)?)
             })
             .await?;
         Ok(advice(&name, points.iter().map(|p| p.working_set_max_bytes).collect()))

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 /// What can go wrong in the engine, each with words a user can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -17,10 +15,6 @@ pub enum EngineError {
     AnalysisPending(String),
     #[error("the Docker engine at {address} is unreachable: {reason}")]
     EngineUnreachable { address: String, reason: String },
-    #[error("storage error in {path}: {source}")]
-    Store { path: String, source: rusqlite::Error },
-    #[error("storage error: {0}")]
-    Query(#[from] rusqlite::Error),
     #[error("{0}")]
     Database(#[from] leakscope_db::DbError),
     #[error("{0}")]
@@ -49,11 +43,5 @@ impl From<leakscope_blobs::BlobError> for EngineError {
             BlobError::BadUrl(_) => EngineError::BadRequest(e.to_string()),
             BlobError::Io { .. } => EngineError::Internal(e.to_string()),
         }
-    }
-}
-
-impl EngineError {
-    pub fn store(path: &Path, source: rusqlite::Error) -> Self {
-        EngineError::Store { path: path.display().to_string(), source }
     }
 }

@@ -126,10 +126,10 @@ struct Tracked {
 struct Inner {
     config: EngineConfig,
     address: String,
-    /// Written only by the sampler and discovery.
+    /// Written only by the sampler and discovery, one write at a time.
     writer: Mutex<Store>,
-    /// A second connection so chart queries never wait for a write (WAL allows both).
-    reader: Mutex<Store>,
+    /// Reads from the pool's other connections: chart queries never wait for a write.
+    reader: Store,
     containers: RwLock<HashMap<String, Tracked>>,
     connection: RwLock<Option<docker::Connection>>,
     status: RwLock<EngineStatus>,
@@ -245,13 +245,12 @@ impl Engine {
             source,
         })?;
         let db = config.data_dir.join("leakscope.db");
-        let writer = Store::open(&db)?;
-        let reader = Store::open(&db)?;
         let dump_files = Arc::new(open_dump_files(&config)?);
         let sql = match &config.database {
             Some(url) => leakscope_db::Db::open(url)?,
             None => leakscope_db::Db::open_sqlite(&db)?,
         };
+        let store = Store::on(&sql)?;
         let dump_store = dumps::DumpStore::on(sql.clone(), dump_files.clone())?;
         let background = background::Background::open(&sql)?;
         let address = docker::resolve_address(config.docker_host.as_deref());
@@ -275,8 +274,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 config,
                 address,
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
+                writer: Mutex::new(store.clone()),
+                reader: store,
                 containers: RwLock::new(HashMap::new()),
                 connection: RwLock::new(None),
                 status: RwLock::new(status),
@@ -366,7 +365,7 @@ impl Engine {
 
     /// OOM kills per container name over the kept events.
     pub async fn oom_kill_counts(&self) -> Result<std::collections::HashMap<String, u64>, EngineError> {
-        self.blocking(|e| Ok(lock(&e.inner.reader).oom_kills_by_name()?)).await
+        self.blocking(|e| Ok(e.inner.reader.oom_kills_by_name()?)).await
     }
 
     /// The connected client, or a 503-worthy error saying where we tried and why it failed.
@@ -421,7 +420,7 @@ impl Engine {
         }
         let this = self.clone();
         let query = id_or_name.to_string();
-        let found = tokio::task::spawn_blocking(move || lock(&this.inner.reader).find_container(&query))
+        let found = tokio::task::spawn_blocking(move || this.inner.reader.find_container(&query))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;
         match found {
@@ -499,7 +498,7 @@ impl Engine {
         let this = self.clone();
         let query_name = name.clone();
         let points = tokio::task::spawn_blocking(move || {
-            lock(&this.inner.reader).series(&query_name, from_ms, to_ms, step_ms, source)
+            this.inner.reader.series(&query_name, from_ms, to_ms, step_ms, source)
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
@@ -786,7 +785,7 @@ impl Engine {
     /// Lifecycle events of every container that had this name, in a window, oldest first.
     pub async fn events(&self, id_or_name: &str, from_ms: i64, to_ms: i64) -> Result<Vec<leakscope_model::ContainerEvent>, EngineError> {
         let name = self.container(id_or_name).await?.info.name;
-        self.blocking(move |e| Ok(lock(&e.inner.reader).events(&name, from_ms, to_ms)?)).await
+        self.blocking(move |e| Ok(e.inner.reader.events(&name, from_ms, to_ms)?)).await
     }
 
     /// The container's log lines from `from_ms` to `to_ms` (at most `cap`), through the engine's logs API.

@@ -146,7 +146,7 @@ async fn resume_point(engine: &Engine) -> i64 {
     const LONGEST_GAP_SECS: i64 = 7 * 86400;
     let now = now_ms() / 1000;
     let e = engine.clone();
-    let latest = tokio::task::spawn_blocking(move || lock(&e.inner.reader).latest_event_ms()).await;
+    let latest = tokio::task::spawn_blocking(move || e.inner.reader.latest_event_ms()).await;
     match latest {
         Ok(Ok(Some(ms))) => (ms / 1000).clamp(now - LONGEST_GAP_SECS, now),
         _ => now,
@@ -257,7 +257,7 @@ async fn track(engine: &Engine, record: ContainerRecord) {
         } else {
             Vec::new()
         };
-        Ok::<_, rusqlite::Error>((key, recent))
+        Ok::<_, leakscope_db::DbError>((key, recent))
     })
     .await;
     let (key, recent) = match result {
@@ -369,8 +369,11 @@ pub(crate) async fn sample_once(engine: &Engine) {
         .iter()
         .map(|(_, key, limit, reading)| SampleRow { container_key: *key, time_ms, reading: *reading, limit_bytes: *limit })
         .collect();
+    // Servers sharing one database all sample (each serves live views), but only the
+    // holder of the background lease writes, so a tick is stored and rolled up once.
     let store_engine = engine.clone();
-    let written = tokio::task::spawn_blocking(move || lock(&store_engine.inner.writer).write_tick(&rows, time_ms)).await;
+    let hold = engine.holds_background();
+    let written = tokio::task::spawn_blocking(move || if hold { lock(&store_engine.inner.writer).write_tick(&rows, time_ms) } else { Ok(()) }).await;
     match written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "cannot write samples (disk full?); they stay in memory only"),
@@ -400,6 +403,9 @@ async fn prune_forever(engine: Engine) {
     let mut ticker = tokio::time::interval(PRUNE_EVERY);
     loop {
         ticker.tick().await;
+        if !engine.holds_background() {
+            continue; // another server sharing the database prunes
+        }
         let e = engine.clone();
         let raw = e.inner.config.raw_retention.as_millis() as i64;
         let rolled = e.inner.config.rollup_retention.as_millis() as i64;
@@ -412,7 +418,7 @@ async fn prune_forever(engine: Engine) {
                 removed += n;
                 after = next;
             }
-            Ok::<_, rusqlite::Error>(removed)
+            Ok::<_, leakscope_db::DbError>(removed)
         })
         .await;
         match result {

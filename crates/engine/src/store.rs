@@ -1,67 +1,77 @@
-//! SQLite storage: containers seen, raw samples (kept 48 h by default) and
-//! 1-minute rollups (kept 90 days). WAL mode: a `kill -9` loses at most the
-//! tick being written, never a committed one.
+//! Containers seen, raw samples (kept 48 h by default), 1-minute rollups (kept
+//! 90 days) and container events, in the server's database: the SQLite file
+//! of its data folder (WAL: a `kill -9` loses at most the tick being written,
+//! never a committed one) or the PostgreSQL several servers share. One set
+//! of statements for both (`leakscope_db`); only the holder of the background
+//! lease writes samples and prunes, so a tick is written once.
 
-use std::path::Path;
-
+use leakscope_db::sqlx::{self, Row};
+use leakscope_db::{Db, DbError, Migration};
 use leakscope_model::ContainerEvent;
 use leakscope_model::MemoryPoint;
-use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::error::EngineError;
 use crate::memory::MemoryReading;
 
-const SCHEMA: &str = "
+/// `IF NOT EXISTS`: data folders from before the migrations have these tables already,
+/// with the same columns. Samples and rollups are keyed by (container, time) and
+/// stored in that order (`{clustered}`: a table without SQLite's row ids).
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: "
 CREATE TABLE IF NOT EXISTS containers (
-    key INTEGER PRIMARY KEY,
+    key {id},
     id TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     image TEXT NOT NULL,
     compose_project TEXT,
     compose_service TEXT,
     state TEXT NOT NULL,
-    limit_bytes INTEGER,
-    first_seen_ms INTEGER NOT NULL,
-    last_seen_ms INTEGER NOT NULL,
-    removed INTEGER NOT NULL DEFAULT 0
+    limit_bytes BIGINT,
+    first_seen_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL,
+    removed BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS containers_by_name ON containers(name, last_seen_ms);
 CREATE TABLE IF NOT EXISTS samples (
-    ckey INTEGER NOT NULL,
-    t INTEGER NOT NULL,
-    ws INTEGER NOT NULL,
-    usage INTEGER NOT NULL,
-    rss INTEGER NOT NULL,
-    cache INTEGER NOT NULL,
-    lim INTEGER,
+    ckey BIGINT NOT NULL,
+    t BIGINT NOT NULL,
+    ws BIGINT NOT NULL,
+    usage BIGINT NOT NULL,
+    rss BIGINT NOT NULL,
+    cache BIGINT NOT NULL,
+    lim BIGINT,
     PRIMARY KEY (ckey, t)
-) WITHOUT ROWID;
+){clustered};
 CREATE TABLE IF NOT EXISTS rollup_1m (
-    ckey INTEGER NOT NULL,
-    minute_ms INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    ws_min INTEGER NOT NULL,
-    ws_avg INTEGER NOT NULL,
-    ws_max INTEGER NOT NULL,
-    usage_avg INTEGER NOT NULL,
-    lim INTEGER,
+    ckey BIGINT NOT NULL,
+    minute_ms BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    ws_min BIGINT NOT NULL,
+    ws_avg BIGINT NOT NULL,
+    ws_max BIGINT NOT NULL,
+    usage_avg BIGINT NOT NULL,
+    lim BIGINT,
     PRIMARY KEY (ckey, minute_ms)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+){clustered};
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
 -- Container lifecycle events, kept ourselves (the engine remembers only its last 256).
 CREATE TABLE IF NOT EXISTS events (
     container_id TEXT NOT NULL,
     name TEXT NOT NULL,
-    t_ms INTEGER NOT NULL,
+    t_ms BIGINT NOT NULL,
     action TEXT NOT NULL,
-    exit_code INTEGER,
+    exit_code BIGINT,
     PRIMARY KEY (container_id, t_ms, action)
 );
 CREATE INDEX IF NOT EXISTS events_by_name ON events(name, t_ms);
 -- The dashboard's OOM counts, and pruning and replay by time (see `HOT_QUERIES`).
 CREATE INDEX IF NOT EXISTS events_by_action ON events(action, name);
 CREATE INDEX IF NOT EXISTS events_by_time ON events(t_ms);
-";
+",
+}];
+
+/// The tables `leakscope migrate` copies, with their auto-numbered column.
+pub const TABLES: &[(&str, Option<&str>)] = &[("containers", Some("key")), ("samples", None), ("rollup_1m", None), ("meta", None), ("events", None)];
 
 /// Statements that run every tick, every page view or over every row, kept
 /// here so the test can check each one's plan: none may scan `samples`,
@@ -69,28 +79,30 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events(t_ms);
 /// `containers`, one row per container ever seen, may be read whole).
 /// Samples are keyed by (container, time), so every range on time goes
 /// through the container keys.
-const ROLLUP_MINUTES: &str = "INSERT OR REPLACE INTO rollup_1m (ckey, minute_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
-     SELECT ckey, (t / 60000) * 60000, count(*), min(ws), CAST(avg(ws) AS INTEGER), max(ws),
-            CAST(avg(usage) AS INTEGER), max(lim)
-     FROM samples WHERE ckey IN (SELECT key FROM containers) AND t >= ?1 AND t < ?2 GROUP BY ckey, t / 60000";
-const SERIES_RAW: &str = "SELECT (t / ?4) * ?4 AS b, CAST(avg(ws) AS INTEGER), min(ws), max(ws), CAST(avg(usage) AS INTEGER), max(lim)
-     FROM samples WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND t >= ?2 AND t < ?3
+const ROLLUP_MINUTES: &str = "INSERT INTO rollup_1m (ckey, minute_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
+     SELECT ckey, (t / 60000) * 60000, count(*), min(ws), CAST(avg(ws) AS BIGINT), max(ws),
+            CAST(avg(usage) AS BIGINT), max(lim)
+     FROM samples WHERE ckey IN (SELECT key FROM containers) AND t >= $1 AND t < $2 GROUP BY ckey, (t / 60000) * 60000
+     ON CONFLICT (ckey, minute_ms) DO UPDATE SET n = excluded.n, ws_min = excluded.ws_min, ws_avg = excluded.ws_avg,
+        ws_max = excluded.ws_max, usage_avg = excluded.usage_avg, lim = excluded.lim";
+const SERIES_RAW: &str = "SELECT (t / $4) * $4 AS b, CAST(avg(ws) AS BIGINT), min(ws), max(ws), CAST(avg(usage) AS BIGINT), max(lim)
+     FROM samples WHERE ckey IN (SELECT key FROM containers WHERE name = $1) AND t >= $2 AND t < $3
      GROUP BY b ORDER BY b";
-const SERIES_ROLLUP: &str = "SELECT (minute_ms / ?4) * ?4 AS b, CAST(sum(ws_avg * n) / sum(n) AS INTEGER), min(ws_min), max(ws_max),
-            CAST(sum(usage_avg * n) / sum(n) AS INTEGER), max(lim)
-     FROM rollup_1m WHERE ckey IN (SELECT key FROM containers WHERE name = ?1) AND minute_ms >= ?2 AND minute_ms < ?3
+const SERIES_ROLLUP: &str = "SELECT (minute_ms / $4) * $4 AS b, CAST(sum(ws_avg * n) / sum(n) AS BIGINT), min(ws_min), max(ws_max),
+            CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
+     FROM rollup_1m WHERE ckey IN (SELECT key FROM containers WHERE name = $1) AND minute_ms >= $2 AND minute_ms < $3
      GROUP BY b ORDER BY b";
 const RECENT_MINUTES: &str =
-    "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS INTEGER) FROM samples WHERE ckey = ?1 AND t >= ?2 GROUP BY m ORDER BY m";
+    "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS BIGINT) FROM samples WHERE ckey = $1 AND t >= $2 GROUP BY m ORDER BY m";
 const EVENTS_OF_NAME: &str =
-    "SELECT t_ms, action, exit_code, container_id FROM events WHERE name = ?1 AND t_ms >= ?2 AND t_ms < ?3 ORDER BY t_ms";
+    "SELECT t_ms, action, exit_code, container_id FROM events WHERE name = $1 AND t_ms >= $2 AND t_ms < $3 ORDER BY t_ms";
 const OOM_KILLS: &str = "SELECT name, COUNT(*) FROM events WHERE action = 'oom' GROUP BY name";
 const LATEST_EVENT: &str = "SELECT MAX(t_ms) FROM events";
 /// A batch of container keys, in key order, for pruning.
-const KEYS_AFTER: &str = "SELECT key FROM containers WHERE key > ?1 ORDER BY key LIMIT ?2";
-const PRUNE_SAMPLES: &str = "DELETE FROM samples WHERE ckey = ?1 AND t < ?2";
-const PRUNE_ROLLUPS: &str = "DELETE FROM rollup_1m WHERE ckey = ?1 AND minute_ms < ?2";
-const PRUNE_EVENTS: &str = "DELETE FROM events WHERE t_ms < ?1";
+const KEYS_AFTER: &str = "SELECT key FROM containers WHERE key > $1 ORDER BY key LIMIT $2";
+const PRUNE_SAMPLES: &str = "DELETE FROM samples WHERE ckey = $1 AND t < $2";
+const PRUNE_ROLLUPS: &str = "DELETE FROM rollup_1m WHERE ckey = $1 AND minute_ms < $2";
+const PRUNE_EVENTS: &str = "DELETE FROM events WHERE t_ms < $1";
 
 /// Containers whose old rows one pruning step removes, in one transaction:
 /// the writer is held for one batch at a time, so sampling ticks go on
@@ -136,25 +148,14 @@ impl SeriesSource {
     }
 }
 
+#[derive(Clone)]
 pub struct Store {
-    conn: Connection,
-}
-
-/// A connection in WAL mode (readers never block the writer; a crash loses at
-/// most the transaction in flight) with `schema` applied. Its page cache is
-/// held to 1 MiB: SQLite's default (2 MiB per connection, five connections)
-/// fills slowly as the database grows, and showed as an hour of rising
-/// resident memory in the soak; the file stays in the kernel's page cache anyway.
-pub(crate) fn open_sqlite(path: &Path, schema: &str) -> Result<Connection, EngineError> {
-    let conn = Connection::open(path).map_err(|e| EngineError::store(path, e))?;
-    // busy_timeout first, so that the steps after it wait for a lock instead of failing.
-    conn.execute_batch("PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-1024;")
-        .map_err(|e| EngineError::store(path, e))?;
-    conn.execute_batch(schema).map_err(|e| EngineError::store(path, e))?;
-    Ok(conn)
+    db: Db,
 }
 
 const MINUTE_MS: i64 = 60_000;
+/// Samples per INSERT statement (7 values each: under SQLite's and PostgreSQL's bound-value limits).
+const ROWS_PER_INSERT: usize = 1000;
 
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -164,54 +165,84 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// Every statement here may run from a blocking thread only (`Db::run`); the engine calls them through `spawn_blocking`.
 impl Store {
-    pub fn open(path: &Path) -> Result<Self, EngineError> {
-        Ok(Store { conn: open_sqlite(path, SCHEMA)? })
+    /// The store in `db`, its tables made or brought up to date.
+    pub fn on(db: &Db) -> Result<Self, DbError> {
+        db.migrate("samples", MIGRATIONS)?;
+        Ok(Store { db: db.clone() })
+    }
+
+    /// The store in a data folder's SQLite file (tools and tests that write history directly).
+    pub fn open(url_or_path: &str) -> Result<Self, DbError> {
+        Self::on(&Db::open(url_or_path)?)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// Records a container (new or changed) and returns its key.
-    pub fn upsert_container(&self, c: &ContainerRecord, now_ms: i64) -> rusqlite::Result<i64> {
-        self.conn.query_row(
-            "INSERT INTO containers (id, name, image, compose_project, compose_service, state, limit_bytes, first_seen_ms, last_seen_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-             ON CONFLICT(id) DO UPDATE SET name = excluded.name, image = excluded.image,
-                compose_project = excluded.compose_project, compose_service = excluded.compose_service,
-                state = excluded.state, limit_bytes = excluded.limit_bytes, last_seen_ms = excluded.last_seen_ms, removed = 0
-             RETURNING key",
-            params![c.id, c.name, c.image, c.compose_project, c.compose_service, c.state, c.limit_bytes.map(to_i64), now_ms],
-            |row| row.get(0),
-        )
+    pub fn upsert_container(&self, c: &ContainerRecord, now_ms: i64) -> Result<i64, DbError> {
+        self.db.run(async {
+            sqlx::query(
+                "INSERT INTO containers (id, name, image, compose_project, compose_service, state, limit_bytes, first_seen_ms, last_seen_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, image = excluded.image,
+                    compose_project = excluded.compose_project, compose_service = excluded.compose_service,
+                    state = excluded.state, limit_bytes = excluded.limit_bytes, last_seen_ms = excluded.last_seen_ms, removed = 0
+                 RETURNING key",
+            )
+            .bind(&c.id)
+            .bind(&c.name)
+            .bind(&c.image)
+            .bind(&c.compose_project)
+            .bind(&c.compose_service)
+            .bind(&c.state)
+            .bind(c.limit_bytes.map(to_i64))
+            .bind(now_ms)
+            .fetch_one(self.db.pool())
+            .await?
+            .try_get(0)
+        })
     }
 
-    /// Records an event once (replays after a reconnect are ignored).
-    /// True when the event is new (a replay after a reconnect is not).
-    pub fn insert_event(&self, event: &ContainerEvent, container_id: &str, name: &str) -> rusqlite::Result<bool> {
-        let inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO events (container_id, name, t_ms, action, exit_code) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![container_id, name, event.time_ms, event.action, event.exit_code],
-        )?;
-        Ok(inserted > 0)
+    /// Records an event once. True when the event is new (a replay after a reconnect is not).
+    pub fn insert_event(&self, event: &ContainerEvent, container_id: &str, name: &str) -> Result<bool, DbError> {
+        let inserted = self.db.run(async {
+            sqlx::query(
+                "INSERT INTO events (container_id, name, t_ms, action, exit_code) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (container_id, t_ms, action) DO NOTHING",
+            )
+            .bind(container_id)
+            .bind(name)
+            .bind(event.time_ms)
+            .bind(&event.action)
+            .bind(event.exit_code)
+            .execute(self.db.pool())
+            .await
+        })?;
+        Ok(inserted.rows_affected() > 0)
     }
 
     /// OOM kills the engine reported, per container name, over the kept events.
-    pub fn oom_kills_by_name(&self) -> rusqlite::Result<std::collections::HashMap<String, u64>> {
-        let mut stmt = self.conn.prepare_cached(OOM_KILLS)?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
-        rows.collect()
+    pub fn oom_kills_by_name(&self) -> Result<std::collections::HashMap<String, u64>, DbError> {
+        let rows = self.db.run(sqlx::query(OOM_KILLS).fetch_all(self.db.pool()))?;
+        Ok(rows.iter().filter_map(|row| Some((row.try_get::<String, _>(0).ok()?, to_u64(row.try_get::<i64, _>(1).ok()?)))).collect())
     }
 
     /// When the last stored event happened (to replay what came after it).
-    pub fn latest_event_ms(&self) -> rusqlite::Result<Option<i64>> {
-        self.conn.query_row(LATEST_EVENT, [], |row| row.get(0))
+    pub fn latest_event_ms(&self) -> Result<Option<i64>, DbError> {
+        self.db.run(async { sqlx::query(LATEST_EVENT).fetch_one(self.db.pool()).await?.try_get(0) })
     }
 
     /// Events of every container that had this name, oldest first, with plain-words labels.
-    pub fn events(&self, name: &str, from_ms: i64, to_ms: i64) -> rusqlite::Result<Vec<ContainerEvent>> {
-        let mut stmt = self.conn.prepare_cached(EVENTS_OF_NAME)?;
-        let rows = stmt.query_map(params![name, from_ms, to_ms], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?, row.get::<_, String>(3)?))
-        })?;
-        let raw: Vec<(i64, String, Option<i64>, String)> = rows.collect::<rusqlite::Result<_>>()?;
+    pub fn events(&self, name: &str, from_ms: i64, to_ms: i64) -> Result<Vec<ContainerEvent>, DbError> {
+        let rows = self.db.run(sqlx::query(EVENTS_OF_NAME).bind(name).bind(from_ms).bind(to_ms).fetch_all(self.db.pool()))?;
+        let raw: Vec<(i64, String, Option<i64>, String)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
         Ok(raw
             .iter()
             .map(|(t, action, code, id)| {
@@ -222,120 +253,146 @@ impl Store {
             .collect())
     }
 
-    pub fn mark_removed(&self, id: &str) -> rusqlite::Result<()> {
-        self.conn.execute("UPDATE containers SET removed = 1, state = 'removed' WHERE id = ?1", [id])?;
+    pub fn mark_removed(&self, id: &str) -> Result<(), DbError> {
+        self.db.run(sqlx::query("UPDATE containers SET removed = 1, state = 'removed' WHERE id = $1").bind(id).execute(self.db.pool()))?;
         Ok(())
     }
 
     /// The most recently seen container with this id, id prefix (12+ chars) or name.
-    pub fn find_container(&self, id_or_name: &str) -> rusqlite::Result<Option<(i64, ContainerRecord)>> {
+    pub fn find_container(&self, id_or_name: &str) -> Result<Option<(i64, ContainerRecord)>, DbError> {
         let name = id_or_name.trim_start_matches('/');
         let prefix = if id_or_name.len() >= 12 && id_or_name.bytes().all(|b| b.is_ascii_hexdigit()) {
             format!("{id_or_name}%")
         } else {
             // A value that no id can match.
-            String::from("\u{0}")
+            String::from("\u{1}")
         };
-        self.conn
-            .query_row(
+        let row = self.db.run(
+            sqlx::query(
                 "SELECT key, id, name, image, compose_project, compose_service, state, limit_bytes
-                 FROM containers WHERE id = ?1 OR id LIKE ?2 OR name = ?3
+                 FROM containers WHERE id = $1 OR id LIKE $2 OR name = $3
                  ORDER BY last_seen_ms DESC LIMIT 1",
-                params![id_or_name, prefix, name],
-                |row| {
-                    Ok((
-                        row.get(0)?,
-                        ContainerRecord {
-                            id: row.get(1)?,
-                            name: row.get(2)?,
-                            image: row.get(3)?,
-                            compose_project: row.get(4)?,
-                            compose_service: row.get(5)?,
-                            state: row.get(6)?,
-                            limit_bytes: row.get::<_, Option<i64>>(7)?.map(to_u64),
-                            capture_label: None,
-                        },
-                    ))
-                },
             )
-            .optional()
+            .bind(id_or_name)
+            .bind(prefix)
+            .bind(name)
+            .fetch_optional(self.db.pool()),
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let found = (|| {
+            Ok::<_, sqlx::Error>((
+                row.try_get(0)?,
+                ContainerRecord {
+                    id: row.try_get(1)?,
+                    name: row.try_get(2)?,
+                    image: row.try_get(3)?,
+                    compose_project: row.try_get(4)?,
+                    compose_service: row.try_get(5)?,
+                    state: row.try_get(6)?,
+                    limit_bytes: row.try_get::<Option<i64>, _>(7)?.map(to_u64),
+                    capture_label: None,
+                },
+            ))
+        })()?;
+        Ok(Some(found))
     }
 
     /// Writes one tick's samples and rolls up every minute completed since the
-    /// last roll-up, all in one transaction.
-    pub fn write_tick(&mut self, rows: &[SampleRow], now_ms: i64) -> rusqlite::Result<()> {
-        // IMMEDIATE: the write lock from the start. A transaction that reads and then
-        // writes fails at once ("database is locked") when another connection wrote in
-        // between, whatever the busy timeout.
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO samples (ckey, t, ws, usage, rss, cache, lim) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for row in rows {
-                let r = row.reading;
-                insert.execute(params![
-                    row.container_key,
-                    row.time_ms,
-                    to_i64(r.working_set),
-                    to_i64(r.usage),
-                    to_i64(r.rss),
-                    to_i64(r.cache),
-                    row.limit_bytes.map(to_i64)
-                ])?;
+    /// last roll-up, all in one transaction (on SQLite it holds the write lock
+    /// from its start: see `Db::begin_write`).
+    pub fn write_tick(&self, rows: &[SampleRow], now_ms: i64) -> Result<(), DbError> {
+        // One row per (container, time) in one statement: PostgreSQL refuses to update a row twice in one.
+        let mut rows: Vec<&SampleRow> = rows.iter().collect();
+        rows.sort_by_key(|r| (r.container_key, r.time_ms));
+        rows.dedup_by_key(|r| (r.container_key, r.time_ms));
+        self.db.run(async {
+            let mut tx = self.db.begin_write().await?;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let values: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let b = i * 7;
+                        format!("(${}, ${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7)
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO samples (ckey, t, ws, usage, rss, cache, lim) VALUES {}
+                     ON CONFLICT (ckey, t) DO UPDATE SET ws = excluded.ws, usage = excluded.usage, rss = excluded.rss,
+                        cache = excluded.cache, lim = excluded.lim",
+                    values.join(", ")
+                );
+                let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for row in chunk {
+                    let r = row.reading;
+                    insert = insert
+                        .bind(row.container_key)
+                        .bind(row.time_ms)
+                        .bind(to_i64(r.working_set))
+                        .bind(to_i64(r.usage))
+                        .bind(to_i64(r.rss))
+                        .bind(to_i64(r.cache))
+                        .bind(row.limit_bytes.map(to_i64));
+                }
+                insert.execute(&mut *tx).await?;
             }
-        }
-        let watermark: Option<i64> = tx
-            .query_row("SELECT value FROM meta WHERE key = 'rollup_watermark_ms'", [], |r| r.get(0))
-            .optional()?;
-        let current_minute = now_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
-        let start = match watermark {
-            Some(w) => w,
-            None => tx
-                .query_row("SELECT min(t) FROM samples", [], |r| r.get::<_, Option<i64>>(0))?
-                .map(|t| t.div_euclid(MINUTE_MS) * MINUTE_MS)
-                .unwrap_or(current_minute),
-        };
-        if start < current_minute {
-            tx.execute(ROLLUP_MINUTES, params![start, current_minute])?;
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('rollup_watermark_ms', ?1)",
-                [current_minute],
-            )?;
-        }
-        tx.commit()
+            let watermark: Option<i64> = sqlx::query("SELECT value FROM meta WHERE key = 'rollup_watermark_ms'")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            let current_minute = now_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+            let start = match watermark {
+                Some(w) => w,
+                None => sqlx::query("SELECT min(t) FROM samples")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get::<Option<i64>, _>(0)?
+                    .map(|t| t.div_euclid(MINUTE_MS) * MINUTE_MS)
+                    .unwrap_or(current_minute),
+            };
+            if start < current_minute {
+                sqlx::query(ROLLUP_MINUTES).bind(start).bind(current_minute).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES ('rollup_watermark_ms', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(current_minute)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        })
     }
 
     /// Drops raw samples and rollups older than their retention for the next
     /// `PRUNE_BATCH` containers after key `after` (start with 0), and events
     /// older than the rollups with the first batch. Returns the rows removed
     /// and the key to continue after, `None` when every container was done.
-    pub fn prune_step(&mut self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64, after: i64) -> rusqlite::Result<(usize, Option<i64>)> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let keys: Vec<i64> = {
-            let mut stmt = tx.prepare_cached(KEYS_AFTER)?;
-            let rows = stmt.query_map(params![after, PRUNE_BATCH], |row| row.get(0))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let mut removed = 0;
-        if after == 0 {
-            removed += tx.execute(PRUNE_EVENTS, [now_ms - rollup_keep_ms])?;
-        }
-        {
-            let mut samples = tx.prepare_cached(PRUNE_SAMPLES)?;
-            let mut rollups = tx.prepare_cached(PRUNE_ROLLUPS)?;
-            for &key in &keys {
-                removed += samples.execute(params![key, now_ms - raw_keep_ms])?;
-                removed += rollups.execute(params![key, now_ms - rollup_keep_ms])?;
+    pub fn prune_step(&self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64, after: i64) -> Result<(usize, Option<i64>), DbError> {
+        self.db.run(async {
+            let mut tx = self.db.begin_write().await?;
+            let keys: Vec<i64> = sqlx::query(KEYS_AFTER)
+                .bind(after)
+                .bind(PRUNE_BATCH)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut removed = 0u64;
+            if after == 0 {
+                removed += sqlx::query(PRUNE_EVENTS).bind(now_ms - rollup_keep_ms).execute(&mut *tx).await?.rows_affected();
             }
-        }
-        tx.commit()?;
-        let next = (keys.len() as i64 == PRUNE_BATCH).then(|| keys[keys.len() - 1]);
-        Ok((removed, next))
+            for &key in &keys {
+                removed += sqlx::query(PRUNE_SAMPLES).bind(key).bind(now_ms - raw_keep_ms).execute(&mut *tx).await?.rows_affected();
+                removed += sqlx::query(PRUNE_ROLLUPS).bind(key).bind(now_ms - rollup_keep_ms).execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+            let next = (keys.len() as i64 == PRUNE_BATCH).then(|| keys[keys.len() - 1]);
+            Ok((removed as usize, next))
+        })
     }
 
     /// Every pruning step at once (tests and tools; the sampler steps itself).
-    pub fn prune(&mut self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64) -> rusqlite::Result<usize> {
+    pub fn prune(&self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64) -> Result<usize, DbError> {
         let (mut removed, mut next) = self.prune_step(now_ms, raw_keep_ms, rollup_keep_ms, 0)?;
         while let Some(after) = next {
             let (n, more) = self.prune_step(now_ms, raw_keep_ms, rollup_keep_ms, after)?;
@@ -347,38 +404,34 @@ impl Store {
 
     /// Memory of every container that ever had this name (history survives
     /// re-creation), in buckets of `step_ms`.
-    pub fn series(
-        &self,
-        name: &str,
-        from_ms: i64,
-        to_ms: i64,
-        step_ms: i64,
-        source: SeriesSource,
-    ) -> rusqlite::Result<Vec<MemoryPoint>> {
+    pub fn series(&self, name: &str, from_ms: i64, to_ms: i64, step_ms: i64, source: SeriesSource) -> Result<Vec<MemoryPoint>, DbError> {
         let step_ms = step_ms.max(1);
         let sql = match source {
             SeriesSource::Raw => SERIES_RAW,
             SeriesSource::Rollup1m => SERIES_ROLLUP,
         };
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(params![name, from_ms, to_ms, step_ms], |row| {
-            Ok(MemoryPoint {
-                time_ms: row.get(0)?,
-                working_set_bytes: to_u64(row.get(1)?),
-                working_set_min_bytes: to_u64(row.get(2)?),
-                working_set_max_bytes: to_u64(row.get(3)?),
-                usage_bytes: to_u64(row.get(4)?),
-                limit_bytes: row.get::<_, Option<i64>>(5)?.map(to_u64),
+        let rows = self.db.run(sqlx::query(sql).bind(name).bind(from_ms).bind(to_ms).bind(step_ms).fetch_all(self.db.pool()))?;
+        let points = rows
+            .iter()
+            .map(|row| {
+                Ok(MemoryPoint {
+                    time_ms: row.try_get(0)?,
+                    working_set_bytes: to_u64(row.try_get(1)?),
+                    working_set_min_bytes: to_u64(row.try_get(2)?),
+                    working_set_max_bytes: to_u64(row.try_get(3)?),
+                    usage_bytes: to_u64(row.try_get(4)?),
+                    limit_bytes: row.try_get::<Option<i64>, _>(5)?.map(to_u64),
+                })
             })
-        })?;
-        rows.collect()
+            .collect::<Result<_, sqlx::Error>>()?;
+        Ok(points)
     }
 
     /// Per-minute working set of one container since `since_ms` (seeds sparklines after a restart).
-    pub fn recent_minutes(&self, key: i64, since_ms: i64) -> rusqlite::Result<Vec<(i64, u64)>> {
-        let mut stmt = self.conn.prepare_cached(RECENT_MINUTES)?;
-        let rows = stmt.query_map(params![key, since_ms], |row| Ok((row.get(0)?, to_u64(row.get(1)?))))?;
-        rows.collect()
+    pub fn recent_minutes(&self, key: i64, since_ms: i64) -> Result<Vec<(i64, u64)>, DbError> {
+        let rows = self.db.run(sqlx::query(RECENT_MINUTES).bind(key).bind(since_ms).fetch_all(self.db.pool()))?;
+        let minutes = rows.iter().map(|row| Ok((row.try_get(0)?, to_u64(row.try_get(1)?)))).collect::<Result<_, sqlx::Error>>()?;
+        Ok(minutes)
     }
 }
 
@@ -418,100 +471,146 @@ mod tests {
         MemoryReading { usage: ws + 10, working_set: ws, rss: ws, cache: 10 }
     }
 
-    fn temp_store() -> (Store, std::path::PathBuf) {
-        let path = std::env::temp_dir().join(format!(
-            "leakscope-store-{}-{}.db",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        (Store::open(&path).unwrap(), path)
+    /// Every test here runs on both: a SQLite file, and a new database on the
+    /// PostgreSQL server `./dev test` starts (`LEAKSCOPE_TEST_POSTGRES`). The URL reopens it.
+    fn both() -> Vec<(tempfile::TempDir, String, Store)> {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = dir.path().join("leakscope.db").display().to_string();
+        let postgres = leakscope_db::test_postgres_url();
+        vec![(dir, sqlite.clone(), Store::open(&sqlite).unwrap()), (tempfile::tempdir().unwrap(), postgres.clone(), Store::open(&postgres).unwrap())]
     }
 
     #[test]
     fn samples_roll_up_per_minute_and_series_span_recreated_containers() {
-        let (mut store, path) = temp_store();
-        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
-        let a = store.upsert_container(&record("aaaaaaaaaaaaaaaa", "web"), t0).unwrap();
-        // Two ticks in the first minute, one in the second, written as separate transactions.
-        store.write_tick(&[SampleRow { container_key: a, time_ms: t0, reading: reading(100), limit_bytes: Some(1000) }], t0).unwrap();
-        store.write_tick(&[SampleRow { container_key: a, time_ms: t0 + 30_000, reading: reading(300), limit_bytes: Some(1000) }], t0 + 30_000).unwrap();
-        // The container is re-created under the same name.
-        let b = store.upsert_container(&record("bbbbbbbbbbbbbbbb", "web"), t0 + 60_000).unwrap();
-        assert_ne!(a, b);
-        store.write_tick(&[SampleRow { container_key: b, time_ms: t0 + 60_000, reading: reading(500), limit_bytes: None }], t0 + 61_000).unwrap();
+        for (_dir, url, store) in both() {
+            let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
+            let a = store.upsert_container(&record("aaaaaaaaaaaaaaaa", "web"), t0).unwrap();
+            // Two ticks in the first minute, one in the second, written as separate transactions.
+            store.write_tick(&[SampleRow { container_key: a, time_ms: t0, reading: reading(100), limit_bytes: Some(1000) }], t0).unwrap();
+            store.write_tick(&[SampleRow { container_key: a, time_ms: t0 + 30_000, reading: reading(300), limit_bytes: Some(1000) }], t0 + 30_000).unwrap();
+            // The container is re-created under the same name.
+            let b = store.upsert_container(&record("bbbbbbbbbbbbbbbb", "web"), t0 + 60_000).unwrap();
+            assert_ne!(a, b);
+            store.write_tick(&[SampleRow { container_key: b, time_ms: t0 + 60_000, reading: reading(500), limit_bytes: None }], t0 + 61_000).unwrap();
 
-        let raw = store.series("web", t0, t0 + 120_000, 1, SeriesSource::Raw).unwrap();
-        assert_eq!(raw.iter().map(|p| p.working_set_bytes).collect::<Vec<_>>(), vec![100, 300, 500]);
-        assert_eq!(raw[2].limit_bytes, None);
+            let raw = store.series("web", t0, t0 + 120_000, 1, SeriesSource::Raw).unwrap();
+            assert_eq!(raw.iter().map(|p| p.working_set_bytes).collect::<Vec<_>>(), vec![100, 300, 500], "{url}");
+            assert_eq!(raw[2].limit_bytes, None);
 
-        let rolled = store.series("web", t0, t0 + 120_000, MINUTE_MS, SeriesSource::Rollup1m).unwrap();
-        assert_eq!(rolled.len(), 1, "only the completed minute is rolled up: {rolled:?}");
-        assert_eq!((rolled[0].working_set_min_bytes, rolled[0].working_set_bytes, rolled[0].working_set_max_bytes), (100, 200, 300));
+            let rolled = store.series("web", t0, t0 + 120_000, MINUTE_MS, SeriesSource::Rollup1m).unwrap();
+            assert_eq!(rolled.len(), 1, "only the completed minute is rolled up: {rolled:?}");
+            assert_eq!((rolled[0].working_set_min_bytes, rolled[0].working_set_bytes, rolled[0].working_set_max_bytes), (100, 200, 300));
+            assert_eq!(store.recent_minutes(a, t0).unwrap(), vec![(t0, 200)]);
+            // Sizes past 4 GiB keep every byte (64-bit columns on both).
+            let big = 5u64 << 32;
+            store.write_tick(&[SampleRow { container_key: b, time_ms: t0 + 90_000, reading: reading(big), limit_bytes: Some(big) }], t0 + 91_000).unwrap();
+            let last = store.series("web", t0 + 90_000, t0 + 91_000, 1, SeriesSource::Raw).unwrap();
+            assert_eq!((last[0].working_set_bytes, last[0].limit_bytes), (big, Some(big)));
 
-        // Reopening (as after kill -9) keeps everything committed.
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.series("web", t0, t0 + 120_000, 1, SeriesSource::Raw).unwrap().len(), 3);
-        let (key, found) = store.find_container("web").unwrap().unwrap();
-        assert_eq!((key, found.id.as_str()), (b, "bbbbbbbbbbbbbbbb"));
-        assert_eq!(store.find_container("aaaaaaaaaaaa").unwrap().unwrap().0, a);
-        assert!(store.find_container("nope").unwrap().is_none());
+            // Reopening (as after kill -9) keeps everything committed.
+            drop(store);
+            let store = Store::open(&url).unwrap();
+            assert_eq!(store.series("web", t0, t0 + 120_000, 1, SeriesSource::Raw).unwrap().len(), 4);
+            let (key, found) = store.find_container("web").unwrap().unwrap();
+            assert_eq!((key, found.id.as_str()), (b, "bbbbbbbbbbbbbbbb"));
+            assert_eq!(store.find_container("aaaaaaaaaaaa").unwrap().unwrap().0, a);
+            assert!(store.find_container("nope").unwrap().is_none());
+            store.mark_removed("bbbbbbbbbbbbbbbb").unwrap();
+            assert_eq!(store.find_container("web").unwrap().unwrap().1.state, "removed");
 
-        let mut store = store;
-        assert_eq!(store.prune(t0 + 120_000, 60_000, 1_000_000).unwrap(), 2);
-        let _ = std::fs::remove_file(&path);
+            assert_eq!(store.prune(t0 + 120_000, 60_000, 1_000_000).unwrap(), 2);
+        }
+    }
+
+    #[test]
+    fn events_are_kept_once_and_oom_kills_counted() {
+        for (_dir, url, store) in both() {
+            let event = |t: i64, action: &str, exit_code: Option<i64>| ContainerEvent { time_ms: t, action: action.into(), exit_code, label: String::new() };
+            assert_eq!(store.latest_event_ms().unwrap(), None, "{url}");
+            assert!(store.insert_event(&event(1_000, "oom", None), "x", "web").unwrap());
+            assert!(store.insert_event(&event(1_500, "die", Some(137)), "x", "web").unwrap());
+            // A replay after a reconnect.
+            assert!(!store.insert_event(&event(1_500, "die", Some(137)), "x", "web").unwrap());
+            assert_eq!(store.latest_event_ms().unwrap(), Some(1_500));
+            assert_eq!(store.oom_kills_by_name().unwrap().get("web"), Some(&1));
+            let labels: Vec<String> = store.events("web", 0, 10_000).unwrap().into_iter().map(|e| e.label).collect();
+            assert_eq!(labels, ["out of memory", "OOM killed (137)"]);
+        }
     }
 
     #[test]
     fn pruning_goes_container_by_container_in_batches() {
-        let (mut store, path) = temp_store();
-        let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
-        let containers = PRUNE_BATCH as usize * 2 + 5;
-        let rows: Vec<SampleRow> = (0..containers)
-            .map(|i| store.upsert_container(&record(&format!("{i:016x}"), &format!("c{i}")), t0).unwrap())
-            .flat_map(|key| {
-                [0, 2 * MINUTE_MS].map(|dt| SampleRow { container_key: key, time_ms: t0 + dt, reading: reading(100), limit_bytes: None })
-            })
-            .collect();
-        store.write_tick(&rows, t0 + 3 * MINUTE_MS).unwrap();
-        let event = ContainerEvent { time_ms: t0, action: "oom".into(), exit_code: None, label: String::new() };
-        store.insert_event(&event, "x", "c1").unwrap();
-        // Three steps (two full batches and the rest); everything before t0 + 1 min goes.
-        let (first, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, 0).unwrap();
-        let (second, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
-        let (third, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
-        assert_eq!(next, None);
-        // Per container: one raw sample and one rollup minute; and the event.
-        assert_eq!((first, second, third), (2 * PRUNE_BATCH as usize + 1, 2 * PRUNE_BATCH as usize, 2 * 5));
-        assert!(store.oom_kills_by_name().unwrap().is_empty());
-        assert_eq!(store.series("c7", t0, t0 + 10 * MINUTE_MS, 1, SeriesSource::Raw).unwrap().len(), 1);
-        let _ = std::fs::remove_file(&path);
+        for (_dir, url, store) in both() {
+            let t0 = 1_800_000_000_000 - 1_800_000_000_000 % MINUTE_MS;
+            let containers = PRUNE_BATCH as usize * 2 + 5;
+            let rows: Vec<SampleRow> = (0..containers)
+                .map(|i| store.upsert_container(&record(&format!("{i:016x}"), &format!("c{i}")), t0).unwrap())
+                .flat_map(|key| {
+                    [0, 2 * MINUTE_MS].map(|dt| SampleRow { container_key: key, time_ms: t0 + dt, reading: reading(100), limit_bytes: None })
+                })
+                .collect();
+            store.write_tick(&rows, t0 + 3 * MINUTE_MS).unwrap();
+            let event = ContainerEvent { time_ms: t0, action: "oom".into(), exit_code: None, label: String::new() };
+            store.insert_event(&event, "x", "c1").unwrap();
+            // Three steps (two full batches and the rest); everything before t0 + 1 min goes.
+            let (first, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, 0).unwrap();
+            let (second, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
+            let (third, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
+            assert_eq!(next, None, "{url}");
+            // Per container: one raw sample and one rollup minute; and the event.
+            assert_eq!((first, second, third), (2 * PRUNE_BATCH as usize + 1, 2 * PRUNE_BATCH as usize, 2 * 5));
+            assert!(store.oom_kills_by_name().unwrap().is_empty());
+            assert_eq!(store.series("c7", t0, t0 + 10 * MINUTE_MS, 1, SeriesSource::Raw).unwrap().len(), 1);
+        }
     }
 
-    /// `EXPLAIN QUERY PLAN` of every statement that runs per tick, per page
-    /// or over every row: rows of samples, rollups and events are found
-    /// through an index, never by reading the table.
+    /// The plan of every statement that runs per tick, per page or over every
+    /// row: rows of samples, rollups and events are found through an index,
+    /// never by reading the table. SQLite: `EXPLAIN QUERY PLAN`; PostgreSQL:
+    /// `EXPLAIN` with sequential scans made a last resort, so a scan in the
+    /// plan means no index serves the statement (its tables here are empty,
+    /// where a scan would otherwise be the cheapest plan).
     #[test]
     fn hot_statements_search_by_index_and_never_scan_growing_tables() {
-        let (store, path) = temp_store();
-        for sql in [
-            ROLLUP_MINUTES, SERIES_RAW, SERIES_ROLLUP, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS, LATEST_EVENT, KEYS_AFTER,
-            PRUNE_SAMPLES, PRUNE_ROLLUPS, PRUNE_EVENTS,
-        ] {
-            let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let count = stmt.parameter_count();
-            let values: Vec<i64> = vec![1; count];
-            let plan: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(values), |row| row.get::<_, String>(3))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
+        for (_dir, url, store) in both() {
+            let db = store.db();
+            let plans: Vec<(&str, Vec<String>)> = db
+                .run(async {
+                    let mut conn = db.pool().acquire().await?;
+                    let postgres = db.backend() == leakscope_db::Backend::Postgres;
+                    if postgres {
+                        sqlx::query("SET enable_seqscan = off").execute(&mut *conn).await?;
+                    }
+                    let mut plans = Vec::new();
+                    for sql in [
+                        ROLLUP_MINUTES, SERIES_RAW, SERIES_ROLLUP, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS, LATEST_EVENT, KEYS_AFTER,
+                        PRUNE_SAMPLES, PRUNE_ROLLUPS, PRUNE_EVENTS,
+                    ] {
+                        let explain = if postgres { format!("EXPLAIN {sql}") } else { format!("EXPLAIN QUERY PLAN {sql}") };
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
+                        // A name where the statement compares one, a number elsewhere.
+                        for n in (1..=9).filter(|n| sql.contains(&format!("${n}"))) {
+                            query = if sql.contains(&format!("name = ${n}")) { query.bind("web") } else { query.bind(1i64) };
+                        }
+                        let column = if postgres { 0 } else { 3 };
+                        let plan = query.fetch_all(&mut *conn).await?.iter().map(|row| row.try_get::<String, _>(column)).collect::<Result<_, _>>()?;
+                        plans.push((sql, plan));
+                    }
+                    if postgres {
+                        sqlx::query("RESET enable_seqscan").execute(&mut *conn).await?;
+                    }
+                    Ok(plans)
+                })
                 .unwrap();
-            for step in &plan {
-                for table in ["samples", "rollup_1m", "events"] {
-                    assert!(!step.starts_with(&format!("SCAN {table}")), "{sql}\nreads {table} whole: {plan:?}");
+            for (sql, plan) in plans {
+                assert!(!plan.is_empty(), "{url}: no plan for {sql}");
+                for step in &plan {
+                    for table in ["samples", "rollup_1m", "events"] {
+                        let scan = step.trim_start().starts_with(&format!("SCAN {table}")) || step.contains(&format!("Seq Scan on {table}"));
+                        assert!(!scan, "{url}: {sql}\nreads {table} whole: {plan:#?}");
+                    }
                 }
             }
         }
-        let _ = std::fs::remove_file(&path);
     }
 }

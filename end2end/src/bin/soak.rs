@@ -34,7 +34,7 @@ fn remove_soak_containers() {
 fn prefill(data_dir: &std::path::Path, containers: u64, hours: u64) {
     use leakscope_engine::memory::MemoryReading;
     use leakscope_engine::store::{ContainerRecord, SampleRow, Store};
-    let mut store = Store::open(&data_dir.join("leakscope.db")).expect("the store opens");
+    let store = Store::open(&data_dir.join("leakscope.db").display().to_string()).expect("the store opens");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let start = now - hours as i64 * 3_600_000;
     let mut keys = Vec::new();

@@ -55,12 +55,33 @@ impl SharedJobs {
                 if job.state != "running" {
                     return;
                 }
-                tokio::time::sleep(WRITE_EVERY).await;
-                if rx.changed().await.is_err() {
-                    // The job's owner is gone: what it said last is written once more.
-                    let last = rx.borrow().clone();
-                    this.write(&container_id, &last).await;
-                    return;
+                // Progress waits for the next write slot; the end is written at once
+                // (another server's reader, or a click there, must not see a finished
+                // job as running).
+                let slot = tokio::time::sleep(WRITE_EVERY);
+                tokio::pin!(slot);
+                let (mut slot_passed, mut pending) = (false, false);
+                loop {
+                    tokio::select! {
+                        _ = &mut slot, if !slot_passed => {
+                            slot_passed = true;
+                            if pending {
+                                break;
+                            }
+                        }
+                        changed = rx.changed() => {
+                            if changed.is_err() {
+                                // The job's owner is gone: what it said last is written once more.
+                                let last = rx.borrow().clone();
+                                this.write(&container_id, &last).await;
+                                return;
+                            }
+                            pending = true;
+                            if slot_passed || rx.borrow().state != "running" {
+                                break;
+                            }
+                        }
+                    }
                 }
             }
         });
@@ -109,5 +130,67 @@ impl SharedJobs {
             .await
             .ok()??;
         row.try_get::<String, _>(0).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn job(state: &str, stage: &str) -> CaptureJob {
+        CaptureJob {
+            job_id: "job-1".into(),
+            container: "shop".into(),
+            state: state.into(),
+            stage: stage.into(),
+            runtime: None,
+            kind: None,
+            recipe: None,
+            pid: None,
+            bytes_copied: 0,
+            bytes_total: None,
+            rate_bytes_per_sec: 0.0,
+            objects_done: None,
+            objects_total: None,
+            inspector: None,
+            started_ms: now_ms(),
+            finished_ms: None,
+            dump_id: None,
+            error: None,
+            processes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn progress_is_written_at_most_once_a_second_and_the_end_at_once() {
+        let db = Db::open(&leakscope_db::test_postgres_url()).unwrap();
+        let jobs = SharedJobs::open(&db).unwrap().expect("shared on PostgreSQL");
+        tokio::runtime::Runtime::new().unwrap().block_on(async {
+            let seen = |stage: &'static str| {
+                let jobs = jobs.clone();
+                async move {
+                    let from = Instant::now();
+                    while jobs.get("job-1").await.map(|j| j.stage) != Some(stage.to_string()) {
+                        assert!(from.elapsed() < Duration::from_secs(5), "{stage} never written");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    from.elapsed()
+                }
+            };
+            let tx = jobs.follow("container-1", &job("running", "starting"));
+            seen("starting").await;
+            assert_eq!(jobs.running_for("container-1").await.as_deref(), Some("job-1"));
+            // Progress right after a write waits for the next slot.
+            tx.send(job("running", "dumping")).unwrap();
+            assert!(seen("dumping").await > Duration::from_millis(500));
+            // The end does not wait: a click through another server must not join a finished job.
+            tx.send(job("running", "copying")).unwrap();
+            tx.send(job("failed", "locating")).unwrap();
+            let took = seen("locating").await;
+            assert!(took < Duration::from_millis(500), "the end was written after {took:?}");
+            assert_eq!(jobs.running_for("container-1").await, None);
+        });
     }
 }
