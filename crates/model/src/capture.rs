@@ -78,3 +78,30 @@ pub struct CaptureJob {
     /// Filled when the container runs several dumpable processes and none was chosen.
     pub processes: Vec<RuntimeProcess>,
 }
+
+impl CaptureJob {
+    /// A job just started: running, at its first stage, nothing known yet.
+    pub fn starting(job_id: String, container: String, pid: Option<u32>, started_ms: i64) -> CaptureJob {
+        CaptureJob {
+            job_id,
+            container,
+            state: "running".into(),
+            stage: "starting".into(),
+            runtime: None,
+            kind: None,
+            recipe: None,
+            pid,
+            bytes_copied: 0,
+            bytes_total: None,
+            rate_bytes_per_sec: 0.0,
+            objects_done: None,
+            objects_total: None,
+            inspector: None,
+            started_ms,
+            finished_ms: None,
+            dump_id: None,
+            error: None,
+            processes: Vec::new(),
+        }
+    }
+}

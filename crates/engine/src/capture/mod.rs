@@ -134,27 +134,7 @@ impl Engine {
             let job_id = dumps::new_id()?;
             running.insert(id.clone(), job_id.clone());
             let mut all = lock(&jobs.all);
-            all.push(CaptureJob {
-                job_id: job_id.clone(),
-                container: name.clone(),
-                state: "running".into(),
-                stage: "starting".into(),
-                runtime: None,
-                kind: None,
-                recipe: None,
-                pid: request.pid,
-                bytes_copied: 0,
-                bytes_total: None,
-                rate_bytes_per_sec: 0.0,
-                objects_done: None,
-                objects_total: None,
-                inspector: None,
-                started_ms: now_ms(),
-                finished_ms: None,
-                dump_id: None,
-                error: None,
-                processes: Vec::new(),
-            });
+            all.push(CaptureJob::starting(job_id.clone(), name.clone(), request.pid, now_ms()));
             if let (Some(shared), Some(job)) = (&jobs.shared, all.last()) {
                 lock(&jobs.sharing).insert(job_id.clone(), shared.follow(&id, job));
             }

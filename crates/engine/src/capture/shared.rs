@@ -140,27 +140,7 @@ mod tests {
     use super::*;
 
     fn job(state: &str, stage: &str) -> CaptureJob {
-        CaptureJob {
-            job_id: "job-1".into(),
-            container: "shop".into(),
-            state: state.into(),
-            stage: stage.into(),
-            runtime: None,
-            kind: None,
-            recipe: None,
-            pid: None,
-            bytes_copied: 0,
-            bytes_total: None,
-            rate_bytes_per_sec: 0.0,
-            objects_done: None,
-            objects_total: None,
-            inspector: None,
-            started_ms: now_ms(),
-            finished_ms: None,
-            dump_id: None,
-            error: None,
-            processes: Vec::new(),
-        }
+        CaptureJob { state: state.into(), stage: stage.into(), ..CaptureJob::starting("job-1".into(), "shop".into(), None, now_ms()) }
     }
 
     #[test]
