@@ -144,16 +144,21 @@ impl Writer {
     }
 }
 
-/// The Java fixture compiled once per test process.
+/// The Java fixture compiled once per test process. Tests run in parallel: the
+/// lock makes the others wait for the first compile instead of starting a JVM on a
+/// class file javac is still writing (seen on CI as a class-loading error).
 pub fn compiled_fixture() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("leakscope-java-{}", std::process::id()));
-    if !dir.join("LeakMain.class").exists() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/LeakMain.java");
-        let status = Command::new("javac").arg("-d").arg(&dir).arg(src).status().expect("javac (openjdk-17-jdk-headless) is installed");
-        assert!(status.success());
-    }
-    dir
+    static COMPILED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COMPILED
+        .get_or_init(|| {
+            let dir = std::env::temp_dir().join(format!("leakscope-java-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/LeakMain.java");
+            let status = Command::new("javac").arg("-d").arg(&dir).arg(src).status().expect("javac (openjdk-17-jdk-headless) is installed");
+            assert!(status.success());
+            dir
+        })
+        .clone()
 }
 
 /// A running `LeakMain`; killed on drop.
