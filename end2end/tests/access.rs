@@ -427,6 +427,15 @@ fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over(
     let closest = times.windows(2).map(|w| w[1] - w[0]).min().unwrap();
     assert!(closest >= 500, "two samples {closest} ms apart: both servers write: {times:?}");
 
+    // An OOM kill both servers see is notified once: both race to store the event, and
+    // the holder sends it whichever of them stored it (the standby sends nothing).
+    let receiver = end2end::WebhookReceiver::start();
+    a.add_webhook("ops", &receiver.url);
+    let oom = end2end::TestContainer::run_image("shared-oom", &end2end::fixture_image("native"), &["-e", "LEAK_KIB_PER_SEC=2048", "-m", "48m", "--memory-swap", "48m"], &[]);
+    a.wait_until(Duration::from_secs(120), "the OOM kill is notified", || !receiver.events("oom-kill", &oom.name).is_empty());
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(receiver.events("oom-kill", &oom.name).len(), 1, "one OOM kill, one message, with two servers watching");
+
     // The holder dies without a word: the standby takes over once the lease runs out.
     let killed = Instant::now();
     let killed_ms = leakscope_engine::now_ms();

@@ -606,9 +606,12 @@ async fn every_page_in_light_and_dark_at_desk_and_phone_width() {
         for width in [1440u32, 390] {
             client.set_window_size(width, 1600).await.unwrap();
             for (name, path) in &all {
+                let started = std::time::Instant::now();
                 client.goto(&server.url(path)).await.unwrap();
+                let loaded = started.elapsed();
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 let png = client.screenshot().await.unwrap();
+                eprintln!("{name} ({theme}, {width} px): loaded in {:.1} s, screenshot {:.1} s", loaded.as_secs_f64(), (started.elapsed() - loaded).as_secs_f64() - 0.4);
                 std::fs::write(dir.join(format!("{name}-{theme}-{width}.png")), png).unwrap();
                 let fits = client
                     .execute("return document.documentElement.scrollWidth <= window.innerWidth + 1", vec![])

@@ -62,6 +62,10 @@ fn working_set_matches_docker_stats_and_limits_are_reported() {
     let (status, rolled) = server.get_json(&format!("/api/v1/containers/{}/memory?range=24h&step=300", limited.name));
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["source"], "rollup_1m");
+    // A step of hours, or a window older than the minutes kept, reads the hourly ones.
+    let (status, hourly) = server.get_json(&format!("/api/v1/containers/{}/memory?range=30d&step=7200", limited.name));
+    assert_eq!(status, 200, "{hourly}");
+    assert_eq!((hourly["source"].as_str(), hourly["step_seconds"].as_u64()), (Some("rollup_1h"), Some(7200)));
 
     // The dashboard page lists both, and says "no limit" for the second.
     let (status, html) = server.get("/");

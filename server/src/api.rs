@@ -101,11 +101,11 @@ struct MemoryQuery {
     #[param(ignore)]
     #[serde(flatten)]
     range: RangeQuery,
-    /// Bucket width in seconds; under 60 reads raw samples, else minute rollups.
+    /// Bucket width in seconds; under 60 reads raw samples, under 3600 minute rollups, else hourly ones.
     step: Option<u64>,
 }
 
-/// The memory series in a range: raw samples or minute rollups.
+/// The memory series in a range: raw samples, minute or hourly rollups.
 #[utoipa::path(get, path = "/api/v1/containers/{id}/memory", tag = "containers",
     params(("id" = String, Path, description = "container id or name"), RangeQuery, MemoryQuery),
     responses((status = 200, body = MemorySeries), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 503, body = ApiError)))]

@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// How long 1-minute rollups are kept.
     #[arg(long, default_value = "90days", value_parser = parse_duration)]
     pub rollup_retention: Duration,
+    /// How long hourly rollups are kept (charts of months and years read them).
+    #[arg(long, default_value = "730days", value_parser = parse_duration)]
+    pub hourly_retention: Duration,
     /// Where memory numbers come from: auto (host cgroup files when found, else the Engine API), api, cgroup.
     #[arg(long, default_value = "auto")]
     pub stats_source: leakscope_engine::StatsSource,

@@ -81,6 +81,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     config.sample_interval = args.interval;
     config.raw_retention = args.raw_retention;
     config.rollup_retention = args.rollup_retention;
+    config.hourly_retention = args.hourly_retention;
     config.stats_source = args.stats_source;
     config.cgroup_root = args.cgroup_root.clone();
     config.detect.min_age_seconds = args.leak_min_age.as_secs_f64();

@@ -71,6 +71,8 @@ pub struct EngineConfig {
     pub sample_interval: Duration,
     pub raw_retention: Duration,
     pub rollup_retention: Duration,
+    /// How long hourly rollups are kept (charts of months and years read them).
+    pub hourly_retention: Duration,
     pub stats_source: StatsSource,
     pub cgroup_root: PathBuf,
     /// Our static capture helper (built for x86_64-unknown-linux-musl), copied into containers.
@@ -103,6 +105,7 @@ impl EngineConfig {
             sample_interval: Duration::from_secs(2),
             raw_retention: Duration::from_secs(48 * 3600),
             rollup_retention: Duration::from_secs(90 * 86400),
+            hourly_retention: Duration::from_secs(2 * 365 * 86400),
             stats_source: StatsSource::Auto,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             agent_path: None,
@@ -153,6 +156,9 @@ struct Inner {
     reports: reports::ReportStore,
     /// New OOM kills as the engine reports them (for notifications).
     oom_kills: tokio::sync::broadcast::Sender<leakscope_model::alerts::OomKill>,
+    /// The OOM kills this server announced lately (container id, time), so that one
+    /// seen again (a reconnect replays the engine's events) is announced once.
+    announced_oom_kills: Mutex<std::collections::VecDeque<(String, i64)>>,
     /// Containers of hosts that report through agents, by host name (a hub's view of its fleet).
     remote: RwLock<std::collections::BTreeMap<String, RemoteHost>>,
     /// Whether this server does the work that runs once among servers sharing a database.
@@ -292,6 +298,7 @@ impl Engine {
                 auto: Mutex::new(autocapture::AutoState::default()),
                 reports: reports::ReportStore::on(sql)?,
                 oom_kills: tokio::sync::broadcast::channel(256).0,
+                announced_oom_kills: Mutex::new(std::collections::VecDeque::new()),
                 remote: RwLock::new(Default::default()),
                 background,
             }),
@@ -462,7 +469,8 @@ impl Engine {
     /// Memory of a container (by name, so history spans re-creation) over a window.
     /// `step_seconds` picks the resolution; without it about 600 points are returned.
     /// Steps under a minute read raw samples, longer ones (or windows older than
-    /// the raw retention) read minute rollups.
+    /// the raw retention) read minute rollups, and steps of an hour or more (or
+    /// windows older than the minutes' retention) hourly ones.
     pub async fn series(
         &self,
         id_or_name: &str,
@@ -489,11 +497,15 @@ impl Engine {
                 "that step would return over 100 000 points; choose a larger step or a shorter range".into(),
             ));
         }
+        let minutes_start = now_ms() - self.inner.config.rollup_retention.as_millis() as i64;
         let source = if step_ms < 60_000 && from_ms >= raw_start {
             SeriesSource::Raw
-        } else {
+        } else if step_ms < 3_600_000 && from_ms >= minutes_start {
             step_ms = ((step_ms + 59_999) / 60_000) * 60_000;
             SeriesSource::Rollup1m
+        } else {
+            step_ms = ((step_ms + 3_599_999) / 3_600_000) * 3_600_000;
+            SeriesSource::Rollup1h
         };
         let this = self.clone();
         let query_name = name.clone();

@@ -195,19 +195,43 @@ async fn record_event(engine: &Engine, id: &str, action: &str, time_ms: i64, att
         exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
         label: String::new(),
     };
-    let (e, id, name) = (engine.clone(), id.to_string(), name.clone());
+    let (e, id, name, container_id) = (engine.clone(), id.to_string(), name.clone(), id.to_string());
     let oom = (action == "oom").then(|| leakscope_model::alerts::OomKill { container: name.clone(), host: engine.host_name(), time_ms });
     let stored = tokio::task::spawn_blocking(move || lock(&e.inner.writer).insert_event(&event, &id, &name)).await;
-    match stored {
-        Ok(Err(err)) => tracing::warn!(error = %err, "could not store a container event"),
-        // Only new ones: a reconnect replays what the engine still keeps.
-        Ok(Ok(true)) => {
-            if let Some(oom) = oom {
-                let _ = engine.inner.oom_kills.send(oom);
-            }
+    let inserted = match stored {
+        Ok(Ok(inserted)) => inserted,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "could not store a container event");
+            false
         }
-        _ => {}
+        Err(_) => false,
+    };
+    if let Some(oom) = oom {
+        // Announced by the server that stored it, and by the lease's holder when it sees
+        // a kill live: servers sharing a database race to store it, and a standby that
+        // wins sends nothing. A reconnect's replay of older events is not news.
+        let live = now_ms() - time_ms < OOM_KILL_NEWS_MS;
+        if (inserted || (live && engine.holds_background())) && first_announcement(engine, container_id, time_ms) {
+            let _ = engine.inner.oom_kills.send(oom);
+        }
     }
+}
+
+/// An OOM kill this much older than the clock when it arrives is a replay.
+const OOM_KILL_NEWS_MS: i64 = 60_000;
+
+/// Whether this server has not announced this kill yet (remembers its last 256).
+fn first_announcement(engine: &Engine, container_id: String, time_ms: i64) -> bool {
+    let mut announced = lock(&engine.inner.announced_oom_kills);
+    let key = (container_id, time_ms);
+    if announced.contains(&key) {
+        return false;
+    }
+    if announced.len() == 256 {
+        announced.pop_front();
+    }
+    announced.push_back(key);
+    true
 }
 
 /// Lists every container and reconciles the tracked set with it.
@@ -407,14 +431,18 @@ async fn prune_forever(engine: Engine) {
             continue; // another server sharing the database prunes
         }
         let e = engine.clone();
-        let raw = e.inner.config.raw_retention.as_millis() as i64;
-        let rolled = e.inner.config.rollup_retention.as_millis() as i64;
+        let config = &e.inner.config;
+        let keep = crate::store::Retention {
+            raw_ms: config.raw_retention.as_millis() as i64,
+            minutes_ms: config.rollup_retention.as_millis() as i64,
+            hours_ms: config.hourly_retention.as_millis() as i64,
+        };
         // One batch of containers per hold of the writer: ticks write between batches.
         let result = tokio::task::spawn_blocking(move || {
             let now = now_ms();
             let (mut removed, mut after) = (0, Some(0));
             while let Some(key) = after {
-                let (n, next) = lock(&e.inner.writer).prune_step(now, raw, rolled, key)?;
+                let (n, next) = lock(&e.inner.writer).prune_step(now, keep, key)?;
                 removed += n;
                 after = next;
             }

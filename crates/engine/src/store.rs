@@ -68,14 +68,39 @@ CREATE INDEX IF NOT EXISTS events_by_name ON events(name, t_ms);
 CREATE INDEX IF NOT EXISTS events_by_action ON events(action, name);
 CREATE INDEX IF NOT EXISTS events_by_time ON events(t_ms);
 ",
+}, Migration {
+    version: 2,
+    // Hourly rollups, so that charts of months and a year read a row per hour, and
+    // history can be kept for years without keeping every minute (a year of 5 000
+    // containers is 2.6 G minute rows, 44 M hourly ones). Filled from the minutes
+    // already kept; `write_tick` recomputes the last, unfinished hour.
+    sql: "
+CREATE TABLE IF NOT EXISTS rollup_1h (
+    ckey BIGINT NOT NULL,
+    hour_ms BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    ws_min BIGINT NOT NULL,
+    ws_avg BIGINT NOT NULL,
+    ws_max BIGINT NOT NULL,
+    usage_avg BIGINT NOT NULL,
+    lim BIGINT,
+    PRIMARY KEY (ckey, hour_ms)
+){clustered};
+INSERT INTO rollup_1h (ckey, hour_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
+    SELECT ckey, (minute_ms / 3600000) * 3600000, sum(n), min(ws_min), CAST(sum(ws_avg * n) / sum(n) AS BIGINT), max(ws_max),
+           CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
+    FROM rollup_1m GROUP BY ckey, (minute_ms / 3600000) * 3600000
+    ON CONFLICT (ckey, hour_ms) DO NOTHING;
+",
 }];
 
 /// The tables `leakscope migrate` copies, with their auto-numbered column.
-pub const TABLES: &[(&str, Option<&str>)] = &[("containers", Some("key")), ("samples", None), ("rollup_1m", None), ("meta", None), ("events", None)];
+pub const TABLES: &[(&str, Option<&str>)] =
+    &[("containers", Some("key")), ("samples", None), ("rollup_1m", None), ("rollup_1h", None), ("meta", None), ("events", None)];
 
 /// Statements that run every tick, every page view or over every row, kept
 /// here so the test can check each one's plan: none may scan `samples`,
-/// `rollup_1m` or `events` whole (those grow with containers × time; only
+/// `rollup_1m`, `rollup_1h` or `events` whole (those grow with containers × time; only
 /// `containers`, one row per container ever seen, may be read whole).
 /// Samples are keyed by (container, time), so every range on time goes
 /// through the container keys.
@@ -85,12 +110,23 @@ const ROLLUP_MINUTES: &str = "INSERT INTO rollup_1m (ckey, minute_ms, n, ws_min,
      FROM samples WHERE ckey IN (SELECT key FROM containers) AND t >= $1 AND t < $2 GROUP BY ckey, (t / 60000) * 60000
      ON CONFLICT (ckey, minute_ms) DO UPDATE SET n = excluded.n, ws_min = excluded.ws_min, ws_avg = excluded.ws_avg,
         ws_max = excluded.ws_max, usage_avg = excluded.usage_avg, lim = excluded.lim";
+const ROLLUP_HOURS: &str = "INSERT INTO rollup_1h (ckey, hour_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
+     SELECT ckey, (minute_ms / 3600000) * 3600000, sum(n), min(ws_min), CAST(sum(ws_avg * n) / sum(n) AS BIGINT), max(ws_max),
+            CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
+     FROM rollup_1m WHERE ckey IN (SELECT key FROM containers) AND minute_ms >= $1 AND minute_ms < $2
+     GROUP BY ckey, (minute_ms / 3600000) * 3600000
+     ON CONFLICT (ckey, hour_ms) DO UPDATE SET n = excluded.n, ws_min = excluded.ws_min, ws_avg = excluded.ws_avg,
+        ws_max = excluded.ws_max, usage_avg = excluded.usage_avg, lim = excluded.lim";
 const SERIES_RAW: &str = "SELECT (t / $4) * $4 AS b, CAST(avg(ws) AS BIGINT), min(ws), max(ws), CAST(avg(usage) AS BIGINT), max(lim)
      FROM samples WHERE ckey IN (SELECT key FROM containers WHERE name = $1) AND t >= $2 AND t < $3
      GROUP BY b ORDER BY b";
 const SERIES_ROLLUP: &str = "SELECT (minute_ms / $4) * $4 AS b, CAST(sum(ws_avg * n) / sum(n) AS BIGINT), min(ws_min), max(ws_max),
             CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
      FROM rollup_1m WHERE ckey IN (SELECT key FROM containers WHERE name = $1) AND minute_ms >= $2 AND minute_ms < $3
+     GROUP BY b ORDER BY b";
+const SERIES_HOURLY: &str = "SELECT (hour_ms / $4) * $4 AS b, CAST(sum(ws_avg * n) / sum(n) AS BIGINT), min(ws_min), max(ws_max),
+            CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
+     FROM rollup_1h WHERE ckey IN (SELECT key FROM containers WHERE name = $1) AND hour_ms >= $2 AND hour_ms < $3
      GROUP BY b ORDER BY b";
 const RECENT_MINUTES: &str =
     "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS BIGINT) FROM samples WHERE ckey = $1 AND t >= $2 GROUP BY m ORDER BY m";
@@ -102,6 +138,7 @@ const LATEST_EVENT: &str = "SELECT MAX(t_ms) FROM events";
 const KEYS_AFTER: &str = "SELECT key FROM containers WHERE key > $1 ORDER BY key LIMIT $2";
 const PRUNE_SAMPLES: &str = "DELETE FROM samples WHERE ckey = $1 AND t < $2";
 const PRUNE_ROLLUPS: &str = "DELETE FROM rollup_1m WHERE ckey = $1 AND minute_ms < $2";
+const PRUNE_HOURS: &str = "DELETE FROM rollup_1h WHERE ckey = $1 AND hour_ms < $2";
 const PRUNE_EVENTS: &str = "DELETE FROM events WHERE t_ms < $1";
 
 /// Containers whose old rows one pruning step removes, in one transaction:
@@ -137,6 +174,7 @@ pub struct SampleRow {
 pub enum SeriesSource {
     Raw,
     Rollup1m,
+    Rollup1h,
 }
 
 impl SeriesSource {
@@ -144,8 +182,18 @@ impl SeriesSource {
         match self {
             SeriesSource::Raw => "raw",
             SeriesSource::Rollup1m => "rollup_1m",
+            SeriesSource::Rollup1h => "rollup_1h",
         }
     }
+}
+
+/// How long each resolution is kept, in milliseconds. Events are kept as long as
+/// the longest, so a chart of any range shows its restarts and OOM kills.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub raw_ms: i64,
+    pub minutes_ms: i64,
+    pub hours_ms: i64,
 }
 
 #[derive(Clone)]
@@ -154,6 +202,7 @@ pub struct Store {
 }
 
 const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 3_600_000;
 /// Samples per INSERT statement (7 values each: under SQLite's and PostgreSQL's bound-value limits).
 const ROWS_PER_INSERT: usize = 1000;
 
@@ -358,15 +407,55 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            Self::roll_up_hours(&mut tx, now_ms).await?;
             tx.commit().await
         })
     }
 
-    /// Drops raw samples and rollups older than their retention for the next
+    /// Rolls every hour completed since the last time up from its minutes (the
+    /// minutes are rolled up first, in the same transaction).
+    async fn roll_up_hours(tx: &mut sqlx::Transaction<'static, sqlx::Any>, now_ms: i64) -> Result<(), sqlx::Error> {
+        let current_hour = now_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let watermark: Option<i64> = sqlx::query("SELECT value FROM meta WHERE key = 'rollup_1h_watermark_ms'")
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        let start = match watermark {
+            Some(w) => w,
+            // First time: from the last hour the migration filled (it may have been
+            // unfinished), else from the first minute kept.
+            None => {
+                let last: Option<i64> = sqlx::query("SELECT max(hour_ms) FROM rollup_1h").fetch_one(&mut **tx).await?.try_get(0)?;
+                match last {
+                    Some(h) => h,
+                    None => sqlx::query("SELECT min(minute_ms) FROM rollup_1m")
+                        .fetch_one(&mut **tx)
+                        .await?
+                        .try_get::<Option<i64>, _>(0)?
+                        .map(|m| m.div_euclid(HOUR_MS) * HOUR_MS)
+                        .unwrap_or(current_hour),
+                }
+            }
+        };
+        if start < current_hour {
+            sqlx::query(ROLLUP_HOURS).bind(start).bind(current_hour).execute(&mut **tx).await?;
+        }
+        // Written the first time too, so the search for a start (which reads a whole table) runs once.
+        if start < current_hour || watermark.is_none() {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ('rollup_1h_watermark_ms', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(start.max(current_hour))
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Drops samples and rollups older than their retention for the next
     /// `PRUNE_BATCH` containers after key `after` (start with 0), and events
-    /// older than the rollups with the first batch. Returns the rows removed
-    /// and the key to continue after, `None` when every container was done.
-    pub fn prune_step(&self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64, after: i64) -> Result<(usize, Option<i64>), DbError> {
+    /// older than the longest retention with the first batch. Returns the rows
+    /// removed and the key to continue after, `None` when every container was done.
+    pub fn prune_step(&self, now_ms: i64, keep: Retention, after: i64) -> Result<(usize, Option<i64>), DbError> {
         self.db.run(async {
             let mut tx = self.db.begin_write().await?;
             let keys: Vec<i64> = sqlx::query(KEYS_AFTER)
@@ -379,11 +468,13 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let mut removed = 0u64;
             if after == 0 {
-                removed += sqlx::query(PRUNE_EVENTS).bind(now_ms - rollup_keep_ms).execute(&mut *tx).await?.rows_affected();
+                let events_keep = keep.raw_ms.max(keep.minutes_ms).max(keep.hours_ms);
+                removed += sqlx::query(PRUNE_EVENTS).bind(now_ms - events_keep).execute(&mut *tx).await?.rows_affected();
             }
             for &key in &keys {
-                removed += sqlx::query(PRUNE_SAMPLES).bind(key).bind(now_ms - raw_keep_ms).execute(&mut *tx).await?.rows_affected();
-                removed += sqlx::query(PRUNE_ROLLUPS).bind(key).bind(now_ms - rollup_keep_ms).execute(&mut *tx).await?.rows_affected();
+                removed += sqlx::query(PRUNE_SAMPLES).bind(key).bind(now_ms - keep.raw_ms).execute(&mut *tx).await?.rows_affected();
+                removed += sqlx::query(PRUNE_ROLLUPS).bind(key).bind(now_ms - keep.minutes_ms).execute(&mut *tx).await?.rows_affected();
+                removed += sqlx::query(PRUNE_HOURS).bind(key).bind(now_ms - keep.hours_ms).execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;
             let next = (keys.len() as i64 == PRUNE_BATCH).then(|| keys[keys.len() - 1]);
@@ -392,10 +483,10 @@ impl Store {
     }
 
     /// Every pruning step at once (tests and tools; the sampler steps itself).
-    pub fn prune(&self, now_ms: i64, raw_keep_ms: i64, rollup_keep_ms: i64) -> Result<usize, DbError> {
-        let (mut removed, mut next) = self.prune_step(now_ms, raw_keep_ms, rollup_keep_ms, 0)?;
+    pub fn prune(&self, now_ms: i64, keep: Retention) -> Result<usize, DbError> {
+        let (mut removed, mut next) = self.prune_step(now_ms, keep, 0)?;
         while let Some(after) = next {
-            let (n, more) = self.prune_step(now_ms, raw_keep_ms, rollup_keep_ms, after)?;
+            let (n, more) = self.prune_step(now_ms, keep, after)?;
             removed += n;
             next = more;
         }
@@ -409,6 +500,7 @@ impl Store {
         let sql = match source {
             SeriesSource::Raw => SERIES_RAW,
             SeriesSource::Rollup1m => SERIES_ROLLUP,
+            SeriesSource::Rollup1h => SERIES_HOURLY,
         };
         let rows = self.db.run(sqlx::query(sql).bind(name).bind(from_ms).bind(to_ms).bind(step_ms).fetch_all(self.db.pool()))?;
         let points = rows
@@ -518,7 +610,55 @@ mod tests {
             store.mark_removed("bbbbbbbbbbbbbbbb").unwrap();
             assert_eq!(store.find_container("web").unwrap().unwrap().1.state, "removed");
 
-            assert_eq!(store.prune(t0 + 120_000, 60_000, 1_000_000).unwrap(), 2);
+            assert_eq!(store.prune(t0 + 120_000, Retention { raw_ms: 60_000, minutes_ms: 1_000_000, hours_ms: 1_000_000 }).unwrap(), 2);
+        }
+    }
+
+    #[test]
+    fn finished_hours_roll_up_from_their_minutes_and_older_files_are_filled_in() {
+        for (_dir, url, store) in both() {
+            let t0 = 1_800_000_000_000 - 1_800_000_000_000 % HOUR_MS;
+            let key = store.upsert_container(&record("aaaaaaaaaaaaaaaa", "web"), t0).unwrap();
+            // A sample every 10 minutes for two and a half hours: 100, 200, … in the first hour.
+            for i in 0..15i64 {
+                let t = t0 + i * 10 * MINUTE_MS;
+                let row = SampleRow { container_key: key, time_ms: t, reading: reading(100 * (i as u64 + 1)), limit_bytes: Some(10_000) };
+                store.write_tick(&[row], t + 1_000).unwrap();
+            }
+            let hours = |store: &Store| store.series("web", t0, t0 + 3 * HOUR_MS, HOUR_MS, SeriesSource::Rollup1h).unwrap();
+            let rolled = hours(&store);
+            // The third hour is not over: only two.
+            assert_eq!(rolled.len(), 2, "{url}: {rolled:?}");
+            assert_eq!((rolled[0].time_ms, rolled[0].working_set_min_bytes, rolled[0].working_set_bytes, rolled[0].working_set_max_bytes), (t0, 100, 350, 600));
+            assert_eq!((rolled[1].working_set_min_bytes, rolled[1].working_set_max_bytes, rolled[1].limit_bytes), (700, 1200, Some(10_000)));
+            // Steps of several hours are averaged by sample count, like minutes.
+            let two = store.series("web", t0, t0 + 3 * HOUR_MS, 2 * HOUR_MS, SeriesSource::Rollup1h).unwrap();
+            assert_eq!(two[0].working_set_bytes, 650);
+
+            // A file from before the hourly table: migration 2 fills it from the minutes kept.
+            let db = store.db();
+            db.run(async {
+                for sql in ["DROP TABLE rollup_1h", "DELETE FROM meta WHERE key = 'rollup_1h_watermark_ms'", "UPDATE leakscope_schema SET version = 1 WHERE component = 'samples'"] {
+                    sqlx::query(sql).execute(db.pool()).await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+            .unwrap();
+            drop(store);
+            let store = Store::open(&url).unwrap();
+            assert_eq!(hours(&store)[..2], rolled[..], "{url}");
+            // The hour that was unfinished is completed by the next ticks.
+            let t = t0 + 3 * HOUR_MS + MINUTE_MS;
+            store.write_tick(&[SampleRow { container_key: key, time_ms: t, reading: reading(5_000), limit_bytes: Some(10_000) }], t + 1_000).unwrap();
+            let third = store.series("web", t0 + 2 * HOUR_MS, t0 + 3 * HOUR_MS, HOUR_MS, SeriesSource::Rollup1h).unwrap();
+            assert_eq!((third[0].working_set_min_bytes, third[0].working_set_max_bytes), (1300, 1500), "{url}");
+
+            // Hours are kept longer than minutes.
+            let keep = Retention { raw_ms: 0, minutes_ms: 0, hours_ms: 2 * HOUR_MS };
+            store.prune(t0 + 3 * HOUR_MS + 30 * MINUTE_MS, keep).unwrap();
+            assert!(store.series("web", t0, t + 1, MINUTE_MS, SeriesSource::Rollup1m).unwrap().is_empty());
+            let left = store.series("web", t0, t + 1, HOUR_MS, SeriesSource::Rollup1h).unwrap();
+            assert_eq!(left.iter().map(|p| p.time_ms).collect::<Vec<_>>(), [t0 + 2 * HOUR_MS], "{url}");
         }
     }
 
@@ -553,9 +693,10 @@ mod tests {
             let event = ContainerEvent { time_ms: t0, action: "oom".into(), exit_code: None, label: String::new() };
             store.insert_event(&event, "x", "c1").unwrap();
             // Three steps (two full batches and the rest); everything before t0 + 1 min goes.
-            let (first, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, 0).unwrap();
-            let (second, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
-            let (third, next) = store.prune_step(t0 + MINUTE_MS, 0, 0, next.unwrap()).unwrap();
+            let none = Retention { raw_ms: 0, minutes_ms: 0, hours_ms: 0 };
+            let (first, next) = store.prune_step(t0 + MINUTE_MS, none, 0).unwrap();
+            let (second, next) = store.prune_step(t0 + MINUTE_MS, none, next.unwrap()).unwrap();
+            let (third, next) = store.prune_step(t0 + MINUTE_MS, none, next.unwrap()).unwrap();
             assert_eq!(next, None, "{url}");
             // Per container: one raw sample and one rollup minute; and the event.
             assert_eq!((first, second, third), (2 * PRUNE_BATCH as usize + 1, 2 * PRUNE_BATCH as usize, 2 * 5));
@@ -583,8 +724,8 @@ mod tests {
                     }
                     let mut plans = Vec::new();
                     for sql in [
-                        ROLLUP_MINUTES, SERIES_RAW, SERIES_ROLLUP, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS, LATEST_EVENT, KEYS_AFTER,
-                        PRUNE_SAMPLES, PRUNE_ROLLUPS, PRUNE_EVENTS,
+                        ROLLUP_MINUTES, ROLLUP_HOURS, SERIES_RAW, SERIES_ROLLUP, SERIES_HOURLY, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS,
+                        LATEST_EVENT, KEYS_AFTER, PRUNE_SAMPLES, PRUNE_ROLLUPS, PRUNE_HOURS, PRUNE_EVENTS,
                     ] {
                         let explain = if postgres { format!("EXPLAIN {sql}") } else { format!("EXPLAIN QUERY PLAN {sql}") };
                         let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
@@ -605,7 +746,7 @@ mod tests {
             for (sql, plan) in plans {
                 assert!(!plan.is_empty(), "{url}: no plan for {sql}");
                 for step in &plan {
-                    for table in ["samples", "rollup_1m", "events"] {
+                    for table in ["samples", "rollup_1m", "rollup_1h", "events"] {
                         let scan = step.trim_start().starts_with(&format!("SCAN {table}")) || step.contains(&format!("Seq Scan on {table}"));
                         assert!(!scan, "{url}: {sql}\nreads {table} whole: {plan:#?}");
                     }

@@ -272,7 +272,7 @@ pub struct MemorySeries {
     pub to_ms: i64,
     /// Width of one bucket in seconds.
     pub step_seconds: u64,
-    /// `raw` (samples) or `rollup_1m` (minute rollups).
+    /// `raw` (samples), `rollup_1m` (minute rollups) or `rollup_1h` (hourly rollups).
     pub source: String,
     pub points: Vec<MemoryPoint>,
 }

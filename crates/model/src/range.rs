@@ -12,13 +12,15 @@ pub struct RangePreset {
     pub seconds: i64,
 }
 
-pub const PRESETS: [RangePreset; 6] = [
+pub const PRESETS: [RangePreset; 8] = [
     RangePreset { key: "15m", seconds: 15 * 60 },
     RangePreset { key: "1h", seconds: 3600 },
     RangePreset { key: "6h", seconds: 6 * 3600 },
     RangePreset { key: "24h", seconds: 24 * 3600 },
     RangePreset { key: "7d", seconds: 7 * 86400 },
     RangePreset { key: "30d", seconds: 30 * 86400 },
+    RangePreset { key: "90d", seconds: 90 * 86400 },
+    RangePreset { key: "1y", seconds: 365 * 86400 },
 ];
 
 pub const DEFAULT_PRESET: &str = "1h";
@@ -45,7 +47,7 @@ impl std::fmt::Display for RangeError {
         match self {
             RangeError::UnknownPreset(p) => write!(
                 f,
-                "unknown range '{p}': use one of 15m, 1h, 6h, 24h, 7d, 30d, or from/to"
+                "unknown range '{p}': use one of 15m, 1h, 6h, 24h, 7d, 30d, 90d, 1y, or from/to"
             ),
             RangeError::BadTime(t) => write!(
                 f,

@@ -90,7 +90,7 @@ impl IntoResponse for HttpError {
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
-    /// A preset back from now: `15m`, `1h`, `6h`, `24h`, `7d`, `30d`.
+    /// A preset back from now: `15m`, `1h`, `6h`, `24h`, `7d`, `30d`, `90d`, `1y`.
     pub range: Option<String>,
     /// Start: RFC 3339, Unix seconds, or local `YYYY-MM-DDTHH:MM` with `tz`.
     pub from: Option<String>,
