@@ -444,12 +444,13 @@ fn two_servers_on_one_database_share_sessions_and_hand_the_background_work_over(
     let takeover = killed.elapsed();
     eprintln!("FIGURE background lease takeover after kill -9: {:.1} s", takeover.as_secs_f64());
     assert!(takeover < Duration::from_secs(15), "took {takeover:?}");
-    // The history goes on from the new holder; the gap is the lease's time to expire.
+    // The history goes on from the new holder, and has no hole for the lease's time to
+    // expire: the standby kept what it sampled meanwhile and stores it as it takes over.
     b.wait_until(Duration::from_secs(15), "samples written by the new holder", || raw_times(&target.name, killed_ms + takeover.as_millis() as i64).len() >= 3);
     let times = raw_times(&target.name, killed_ms - 10_000);
     let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
     eprintln!("FIGURE samples missing around the takeover: {:.1} s", gap as f64 / 1000.0);
-    assert!(gap < 16_000, "a gap of {gap} ms in the history: {times:?}");
+    assert!(gap < 6_000, "a gap of {gap} ms in the history: {times:?}");
     // The load balancer skips the dead server: still signed in, every request answered.
     for _ in 0..4 {
         assert_eq!(me_through(&balanced_cookie), 200);

@@ -159,6 +159,10 @@ struct Inner {
     /// The OOM kills this server announced lately (container id, time), so that one
     /// seen again (a reconnect replays the engine's events) is announced once.
     announced_oom_kills: Mutex<std::collections::VecDeque<(String, i64)>>,
+    /// Ticks sampled while another server holds the background lease (and stores
+    /// them), the last half minute: written when this one takes over, so the
+    /// history has no hole for the time the lease took to expire.
+    standby_ticks: Mutex<std::collections::VecDeque<(i64, Vec<store::SampleRow>)>>,
     /// Containers of hosts that report through agents, by host name (a hub's view of its fleet).
     remote: RwLock<std::collections::BTreeMap<String, RemoteHost>>,
     /// Whether this server does the work that runs once among servers sharing a database.
@@ -299,6 +303,7 @@ impl Engine {
                 reports: reports::ReportStore::on(sql)?,
                 oom_kills: tokio::sync::broadcast::channel(256).0,
                 announced_oom_kills: Mutex::new(std::collections::VecDeque::new()),
+                standby_ticks: Mutex::new(std::collections::VecDeque::new()),
                 remote: RwLock::new(Default::default()),
                 background,
             }),

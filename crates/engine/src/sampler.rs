@@ -397,7 +397,35 @@ pub(crate) async fn sample_once(engine: &Engine) {
     // holder of the background lease writes, so a tick is stored and rolled up once.
     let store_engine = engine.clone();
     let hold = engine.holds_background();
-    let written = tokio::task::spawn_blocking(move || if hold { lock(&store_engine.inner.writer).write_tick(&rows, time_ms) } else { Ok(()) }).await;
+    let backlog: Vec<SampleRow> = {
+        let mut kept = lock(&engine.inner.standby_ticks);
+        if hold {
+            kept.drain(..).flat_map(|(_, rows)| rows).collect()
+        } else {
+            kept.push_back((time_ms, rows.clone()));
+            while kept.front().is_some_and(|(t, _)| time_ms - t > STANDBY_BACKLOG_MS) {
+                kept.pop_front();
+            }
+            Vec::new()
+        }
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        if !hold {
+            return Ok(());
+        }
+        let writer = lock(&store_engine.inner.writer);
+        let mut rows = rows;
+        if !backlog.is_empty() {
+            // Just took over: what this server sampled after the last tick its predecessor stored.
+            let mut keys: Vec<i64> = backlog.iter().map(|r| r.container_key).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let stored_until = writer.last_sample_times(&keys)?;
+            rows.extend(backlog.into_iter().filter(|r| stored_until.get(&r.container_key).is_none_or(|&t| r.time_ms > t)));
+        }
+        writer.write_tick(&rows, time_ms)
+    })
+    .await;
     match written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "cannot write samples (disk full?); they stay in memory only"),
@@ -422,6 +450,10 @@ pub(crate) async fn sample_once(engine: &Engine) {
     }
     engine.publish(time_ms);
 }
+
+/// How long a standby keeps its ticks: past the lease's expiry, the longest its
+/// holder can be gone before this server takes over.
+const STANDBY_BACKLOG_MS: i64 = 30_000;
 
 async fn prune_forever(engine: Engine) {
     let mut ticker = tokio::time::interval(PRUNE_EVERY);

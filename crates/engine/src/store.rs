@@ -128,6 +128,7 @@ const SERIES_HOURLY: &str = "SELECT (hour_ms / $4) * $4 AS b, CAST(sum(ws_avg * 
             CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
      FROM rollup_1h WHERE ckey IN (SELECT key FROM containers WHERE name = $1) AND hour_ms >= $2 AND hour_ms < $3
      GROUP BY b ORDER BY b";
+const LAST_SAMPLE: &str = "SELECT max(t) FROM samples WHERE ckey = $1";
 const RECENT_MINUTES: &str =
     "SELECT (t / 60000) * 60000 AS m, CAST(avg(ws) AS BIGINT) FROM samples WHERE ckey = $1 AND t >= $2 GROUP BY m ORDER BY m";
 const EVENTS_OF_NAME: &str =
@@ -519,6 +520,20 @@ impl Store {
         Ok(points)
     }
 
+    /// The time of each container's last stored sample (those with none are left out).
+    pub fn last_sample_times(&self, keys: &[i64]) -> Result<std::collections::HashMap<i64, i64>, DbError> {
+        self.db.run(async {
+            let mut found = std::collections::HashMap::new();
+            for &key in keys {
+                let last: Option<i64> = sqlx::query(LAST_SAMPLE).bind(key).fetch_one(self.db.pool()).await?.try_get(0)?;
+                if let Some(t) = last {
+                    found.insert(key, t);
+                }
+            }
+            Ok(found)
+        })
+    }
+
     /// Per-minute working set of one container since `since_ms` (seeds sparklines after a restart).
     pub fn recent_minutes(&self, key: i64, since_ms: i64) -> Result<Vec<(i64, u64)>, DbError> {
         let rows = self.db.run(sqlx::query(RECENT_MINUTES).bind(key).bind(since_ms).fetch_all(self.db.pool()))?;
@@ -598,6 +613,8 @@ mod tests {
             store.write_tick(&[SampleRow { container_key: b, time_ms: t0 + 90_000, reading: reading(big), limit_bytes: Some(big) }], t0 + 91_000).unwrap();
             let last = store.series("web", t0 + 90_000, t0 + 91_000, 1, SeriesSource::Raw).unwrap();
             assert_eq!((last[0].working_set_bytes, last[0].limit_bytes), (big, Some(big)));
+            let until = store.last_sample_times(&[a, b, b + 1000]).unwrap();
+            assert_eq!(until, [(a, t0 + 30_000), (b, t0 + 90_000)].into_iter().collect(), "{url}");
 
             // Reopening (as after kill -9) keeps everything committed.
             drop(store);
@@ -724,7 +741,7 @@ mod tests {
                     }
                     let mut plans = Vec::new();
                     for sql in [
-                        ROLLUP_MINUTES, ROLLUP_HOURS, SERIES_RAW, SERIES_ROLLUP, SERIES_HOURLY, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS,
+                        ROLLUP_MINUTES, ROLLUP_HOURS, SERIES_RAW, SERIES_ROLLUP, SERIES_HOURLY, LAST_SAMPLE, RECENT_MINUTES, EVENTS_OF_NAME, OOM_KILLS,
                         LATEST_EVENT, KEYS_AFTER, PRUNE_SAMPLES, PRUNE_ROLLUPS, PRUNE_HOURS, PRUNE_EVENTS,
                     ] {
                         let explain = if postgres { format!("EXPLAIN {sql}") } else { format!("EXPLAIN QUERY PLAN {sql}") };
