@@ -54,7 +54,12 @@ impl Engine {
             .filter(|t| t.record.state == "running")
             .map(|t| t.record.name.clone())
             .collect();
-        self.assess_names(names).await.map(|_| ())
+        self.assess_names(names).await?;
+        // Verdicts of removed containers go with them (a host that runs many
+        // short-lived containers would otherwise keep every one it ever saw).
+        let known: std::collections::HashSet<String> = read(&self.inner.containers).values().map(|t| t.record.name.clone()).collect();
+        crate::write(&self.inner.verdicts).retain(|name, _| known.contains(name));
+        Ok(())
     }
 
     /// Assesses one container (by id or name) now and returns the verdict.

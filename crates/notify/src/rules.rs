@@ -7,7 +7,7 @@
 //! kind) speaks at most once per `repeat`; what the limit holds back is
 //! counted and said with the next message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use leakscope_model::alerts::OomKill;
 use leakscope_model::{format_bytes, format_duration, ContainerInfo, Overview};
@@ -114,6 +114,13 @@ impl Watcher {
                 Some(share) if share >= self.rules.limit_share - SHARE_HYSTERESIS => {}
                 _ => self.clear(&subject, AlertKind::LimitShare, &mut changes),
             }
+        }
+        // Containers that are gone leave nothing behind once their rate limit has run
+        // out (a host that runs many short-lived containers would otherwise keep them all).
+        if !self.states.is_empty() {
+            let present: HashSet<String> = overview.containers.iter().map(|c| subject(&c.host, &c.name)).collect();
+            let repeat_ms = self.rules.repeat_ms;
+            self.states.retain(|(subject, _), s| present.contains(subject) || s.last_sent_ms.is_some_and(|t| now_ms - t < repeat_ms));
         }
         (alerts, changes)
     }
@@ -309,6 +316,17 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].held, 1);
         assert!(alerts[0].sentence.contains("1 more leak verdict"), "{}", alerts[0].sentence);
+    }
+
+    #[test]
+    fn containers_that_are_gone_are_forgotten_once_their_rate_limit_ran_out() {
+        let mut w = Watcher::new(RULES, vec![]);
+        assert_eq!(w.observe(&overview(container(Some("leak"), 95)), 1000).0.len(), 2);
+        let others = Overview { containers: vec![], ..Default::default() };
+        w.observe(&others, 2000);
+        assert_eq!(w.states.len(), 2, "within the hour it is kept (a re-created container stays rate-limited)");
+        w.observe(&others, 1000 + RULES.repeat_ms);
+        assert!(w.states.is_empty(), "{:?}", w.states);
     }
 
     #[test]
