@@ -195,7 +195,8 @@ async fn record_event(engine: &Engine, id: &str, action: &str, time_ms: i64, att
         exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
         label: String::new(),
     };
-    let (e, id, name, container_id) = (engine.clone(), id.to_string(), name.clone(), id.to_string());
+    let (e, container_id, name) = (engine.clone(), id.to_string(), name.clone());
+    let id = container_id.clone();
     let oom = (action == "oom").then(|| leakscope_model::alerts::OomKill { container: name.clone(), host: engine.host_name(), time_ms });
     let stored = tokio::task::spawn_blocking(move || lock(&e.inner.writer).insert_event(&event, &id, &name)).await;
     let inserted = match stored {
@@ -416,12 +417,13 @@ pub(crate) async fn sample_once(engine: &Engine) {
         let writer = lock(&store_engine.inner.writer);
         let mut rows = rows;
         if !backlog.is_empty() {
-            // Just took over: what this server sampled after the last tick its predecessor stored.
+            // Just took over: what this server sampled after the last tick its predecessor
+            // stored (whose minutes it had not rolled up yet).
             let mut keys: Vec<i64> = backlog.iter().map(|r| r.container_key).collect();
             keys.sort_unstable();
             keys.dedup();
-            let stored_until = writer.last_sample_times(&keys)?;
-            rows.extend(backlog.into_iter().filter(|r| stored_until.get(&r.container_key).is_none_or(|&t| r.time_ms > t)));
+            let stored_until = writer.last_sample_times(&keys)?.into_values().max().unwrap_or(i64::MIN);
+            rows.extend(backlog.into_iter().filter(|r| r.time_ms > stored_until));
         }
         writer.write_tick(&rows, time_ms)
     })
