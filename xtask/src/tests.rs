@@ -23,10 +23,10 @@ const ALONE_AT_THE_END: &[&str] = &["engine_restart"];
 /// dump stores pass the same tests.
 const AGAIN_WITH_DUMPS_IN_A_BUCKET: &[&str] = &["dumps", "capture", "node_capture", "python_capture", "native_capture"];
 
-/// Test targets about accounts, sessions, tokens, the audit log, agents, webhooks,
-/// reports and dumps' records: run a second time with that data in PostgreSQL (`LEAKSCOPE_TEST_DATABASE=postgres`;
-/// each server gets a database of its own on the cluster `./dev test` starts).
-const AGAIN_WITH_ACCESS_IN_POSTGRES: &[&str] = &["access", "hub", "alerts", "browser", "dumps", "node_capture"];
+/// Test targets about the memory history, accounts, sessions, tokens, the audit log, agents,
+/// webhooks, reports and dumps' records: run a second time with that data in PostgreSQL
+/// (`LEAKSCOPE_TEST_DATABASE=postgres`; each server gets a database of its own on the cluster `./dev test` starts).
+const AGAIN_WITH_ACCESS_IN_POSTGRES: &[&str] = &["engine", "access", "hub", "alerts", "browser", "dumps", "node_capture"];
 
 #[derive(Clone)]
 struct TestBinary {
