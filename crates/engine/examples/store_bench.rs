@@ -67,15 +67,18 @@ fn chart_ms(store: &Store, name: &str, from: i64, to: i64, step: i64, source: Se
     took[took.len() / 2]
 }
 
+/// A new SQLite file (in the returned folder) and a new database on the test PostgreSQL, with their labels.
+fn both_stores() -> (tempfile::TempDir, [(&'static str, String); 2]) {
+    let admin = std::env::var("LEAKSCOPE_TEST_POSTGRES").expect("LEAKSCOPE_TEST_POSTGRES: a PostgreSQL server (./dev test starts one)");
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("leakscope.db").display().to_string();
+    (dir, [("SQLite", sqlite), ("PostgreSQL", leakscope_db::fresh_postgres_database(&admin).unwrap())])
+}
+
 fn year_of_history(containers: usize) {
     use sqlx::Executor;
     const HOUR: i64 = 60 * MINUTE;
-    let admin = std::env::var("LEAKSCOPE_TEST_POSTGRES").expect("LEAKSCOPE_TEST_POSTGRES: a PostgreSQL server (./dev test starts one)");
-    let dir = tempfile::tempdir().unwrap();
-    let backends = [
-        ("SQLite", dir.path().join("leakscope.db").display().to_string()),
-        ("PostgreSQL", leakscope_db::fresh_postgres_database(&admin).unwrap()),
-    ];
+    let (_dir, backends) = both_stores();
     println!("| Store | hourly rows ({containers} containers × 365 days) | written in | 1-year chart of one (584 points, median of 20) | 90-day chart | pruning the oldest day of all: total, longest step |");
     println!("|---|---|---|---|---|---|");
     for (label, url) in backends {
@@ -129,12 +132,7 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let containers = args.first().copied().unwrap_or(1000);
     let history_containers = args.get(1).copied().unwrap_or(20);
-    let admin = std::env::var("LEAKSCOPE_TEST_POSTGRES").expect("LEAKSCOPE_TEST_POSTGRES: a PostgreSQL server (./dev test starts one)");
-    let dir = tempfile::tempdir().unwrap();
-    let backends = [
-        ("SQLite", dir.path().join("leakscope.db").display().to_string()),
-        ("PostgreSQL", leakscope_db::fresh_postgres_database(&admin).unwrap()),
-    ];
+    let (_dir, backends) = both_stores();
     println!("| Store | samples/s, {containers} containers a tick | samples/s, 100 a tick | 30-day chart of one of {history_containers} containers (median of 20) |");
     println!("|---|---|---|---|");
     for (label, url) in backends {
