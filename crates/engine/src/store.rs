@@ -72,8 +72,8 @@ CREATE INDEX IF NOT EXISTS events_by_time ON events(t_ms);
     version: 2,
     // Hourly rollups, so that charts of months and a year read a row per hour, and
     // history can be kept for years without keeping every minute (a year of 5 000
-    // containers is 2.6 G minute rows, 44 M hourly ones). Filled from the minutes
-    // already kept; `write_tick` recomputes the last, unfinished hour.
+    // containers is 2.6 G minute rows, 44 M hourly ones). The first tick after this
+    // rolls up every hour of the minutes already kept (`roll_up_hours`).
     sql: "
 CREATE TABLE IF NOT EXISTS rollup_1h (
     ckey BIGINT NOT NULL,
@@ -86,11 +86,6 @@ CREATE TABLE IF NOT EXISTS rollup_1h (
     lim BIGINT,
     PRIMARY KEY (ckey, hour_ms)
 ){clustered};
-INSERT INTO rollup_1h (ckey, hour_ms, n, ws_min, ws_avg, ws_max, usage_avg, lim)
-    SELECT ckey, (minute_ms / 3600000) * 3600000, sum(n), min(ws_min), CAST(sum(ws_avg * n) / sum(n) AS BIGINT), max(ws_max),
-           CAST(sum(usage_avg * n) / sum(n) AS BIGINT), max(lim)
-    FROM rollup_1m GROUP BY ckey, (minute_ms / 3600000) * 3600000
-    ON CONFLICT (ckey, hour_ms) DO NOTHING;
 ",
 }];
 
@@ -424,20 +419,13 @@ impl Store {
             .transpose()?;
         let start = match watermark {
             Some(w) => w,
-            // First time: from the last hour the migration filled (it may have been
-            // unfinished), else from the first minute kept.
-            None => {
-                let last: Option<i64> = sqlx::query("SELECT max(hour_ms) FROM rollup_1h").fetch_one(&mut **tx).await?.try_get(0)?;
-                match last {
-                    Some(h) => h,
-                    None => sqlx::query("SELECT min(minute_ms) FROM rollup_1m")
-                        .fetch_one(&mut **tx)
-                        .await?
-                        .try_get::<Option<i64>, _>(0)?
-                        .map(|m| m.div_euclid(HOUR_MS) * HOUR_MS)
-                        .unwrap_or(current_hour),
-                }
-            }
+            // First time (a new store, or one from before the hourly table): from the first minute kept.
+            None => sqlx::query("SELECT min(minute_ms) FROM rollup_1m")
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get::<Option<i64>, _>(0)?
+                .map(|m| m.div_euclid(HOUR_MS) * HOUR_MS)
+                .unwrap_or(current_hour),
         };
         if start < current_hour {
             sqlx::query(ROLLUP_HOURS).bind(start).bind(current_hour).execute(&mut **tx).await?;
@@ -652,7 +640,7 @@ mod tests {
             let two = store.series("web", t0, t0 + 3 * HOUR_MS, 2 * HOUR_MS, SeriesSource::Rollup1h).unwrap();
             assert_eq!(two[0].working_set_bytes, 650);
 
-            // A file from before the hourly table: migration 2 fills it from the minutes kept.
+            // A file from before the hourly table: filled from the minutes kept.
             let db = store.db();
             db.run(async {
                 for sql in ["DROP TABLE rollup_1h", "DELETE FROM meta WHERE key = 'rollup_1h_watermark_ms'", "UPDATE leakscope_schema SET version = 1 WHERE component = 'samples'"] {
@@ -663,10 +651,10 @@ mod tests {
             .unwrap();
             drop(store);
             let store = Store::open(&url).unwrap();
-            assert_eq!(hours(&store)[..2], rolled[..], "{url}");
-            // The hour that was unfinished is completed by the next ticks.
+            // The next tick rolls up every finished hour of the minutes kept.
             let t = t0 + 3 * HOUR_MS + MINUTE_MS;
             store.write_tick(&[SampleRow { container_key: key, time_ms: t, reading: reading(5_000), limit_bytes: Some(10_000) }], t + 1_000).unwrap();
+            assert_eq!(hours(&store)[..2], rolled[..], "{url}");
             let third = store.series("web", t0 + 2 * HOUR_MS, t0 + 3 * HOUR_MS, HOUR_MS, SeriesSource::Rollup1h).unwrap();
             assert_eq!((third[0].working_set_min_bytes, third[0].working_set_max_bytes), (1300, 1500), "{url}");
 
