@@ -167,6 +167,12 @@ fn an_agent_enrolls_once_reconnects_after_hub_restarts_and_stops_when_revoked() 
     let (status, made) = hub.post_json("/api/v1/agents/enrollments", r#"{"name":"edge-2"}"#);
     assert_eq!(status, 201, "{made}");
     assert!(made.contains("\"token\":\"lse_"), "{made}");
+    // …but not for the name of the hub's own engine, whose containers the agent's would be taken for.
+    let (_, engine) = hub.get_json("/api/v1/engine");
+    let own_host = engine["host_name"].as_str().expect("the hub's engine has a host name").to_string();
+    let (status, refused) = hub.post_json("/api/v1/agents/enrollments", &format!(r#"{{"name":"{own_host}"}}"#));
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.contains("reaches itself"), "{refused}");
     let _ = std::fs::remove_dir_all(&agent_dir);
 }
 
@@ -533,6 +539,8 @@ fn serve_watches_a_second_engine_directly_and_browses_and_captures_there() {
         let direct = hosts.as_array().unwrap().iter().find(|h| h["name"] == host).cloned().unwrap_or_default();
         assert_eq!((direct["via"].as_str(), direct["connected"].as_bool()), (Some("direct"), Some(true)), "{hosts}");
     }
+    let (status, refused) = hub.post_json("/api/v1/agents/enrollments", r#"{"name":"second"}"#);
+    assert_eq!((status, refused.contains("reaches itself")), (400, true), "an agent may not take a direct engine's name: {refused}");
     // The TLS engine takes no client without a certificate its CA signed: what reached it was ours.
     let plain = Command::new("docker").args(["-H", &tls_address, "info"]).output().unwrap();
     assert!(!plain.status.success(), "the third engine answered a client without a certificate");

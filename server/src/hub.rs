@@ -60,14 +60,23 @@ pub struct EnrollmentCreated {
 #[utoipa::path(post, path = "/api/v1/agents/enrollments", tag = "hosts", request_body = NewEnrollment,
     responses((status = 201, body = EnrollmentCreated), (status = 400, body = leakscope_model::ApiError),
         (status = 415, body = leakscope_model::ApiError), (status = 422, body = leakscope_model::ApiError)))]
-async fn create_enrollment(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Json(body): Json<NewEnrollment>) -> Result<impl IntoResponse, HttpError> {
-    let token = make_enrollment(&access, &p, body.name).await?;
+async fn create_enrollment(State(state): State<AppState>, Extension(p): Extension<Principal>, Json(body): Json<NewEnrollment>) -> Result<impl IntoResponse, HttpError> {
+    let token = make_enrollment(&state, &p, body.name).await?;
     Ok((StatusCode::CREATED, Json(EnrollmentCreated { token })))
 }
 
-async fn make_enrollment(access: &SharedAccess, p: &Principal, name: Option<String>) -> Result<String, HttpError> {
-    let (by, for_name) = (p.name.clone(), name.clone());
-    let token = access.with(move |s| s.create_enrollment(for_name.as_deref(), Some(&by), now_ms())).await?;
+/// The engines this server reaches itself (its own and `--docker-host` ones): no agent may
+/// take one of their names, or its containers would be taken for theirs.
+fn hub_hosts(state: &AppState) -> Vec<String> {
+    let mut names = vec![state.engine.host_name()];
+    names.extend(lock(&state.hub.direct).iter().map(|(name, _)| name.clone()));
+    names
+}
+
+async fn make_enrollment(state: &AppState, p: &Principal, name: Option<String>) -> Result<String, HttpError> {
+    let (by, for_name, hub_hosts) = (p.name.clone(), name.clone(), hub_hosts(state));
+    let access = &state.access;
+    let token = access.with(move |s| s.create_enrollment(for_name.as_deref(), Some(&by), &hub_hosts, now_ms())).await?;
     access.audit(&p.name, "created agent enrollment", name.as_deref().unwrap_or("(agent names itself)"), None).await;
     Ok(token)
 }
@@ -94,8 +103,9 @@ pub struct Enrolled {
 #[utoipa::path(post, path = "/api/v1/agents/enroll", tag = "hosts", request_body = Enrollment,
     responses((status = 201, body = Enrolled), (status = 400, description = "the token is unknown, used or expired", body = leakscope_model::ApiError),
         (status = 415, body = leakscope_model::ApiError), (status = 422, body = leakscope_model::ApiError)))]
-async fn enroll(State(access): State<SharedAccess>, Json(body): Json<Enrollment>) -> Result<impl IntoResponse, HttpError> {
-    let (agent, credential) = access.with(move |s| s.enroll_agent(&body.token, &body.host_id, &body.name, now_ms())).await?;
+async fn enroll(State(state): State<AppState>, Json(body): Json<Enrollment>) -> Result<impl IntoResponse, HttpError> {
+    let (access, hub_hosts) = (&state.access, hub_hosts(&state));
+    let (agent, credential) = access.with(move |s| s.enroll_agent(&body.token, &body.host_id, &body.name, &hub_hosts, now_ms())).await?;
     access.audit(&format!("agent:{}", agent.name), "enrolled agent", &agent.host_id, None).await;
     Ok((StatusCode::CREATED, Json(Enrolled { agent_id: agent.id, name: agent.name, credential })))
 }
@@ -285,10 +295,10 @@ async fn serve_agent(mut socket: WebSocket, agent: leakscope_access::AgentPrinci
     tracing::info!(agent = %agent.name, reason, "agent disconnected");
 }
 
-async fn create_enrollment_form(State(access): State<SharedAccess>, Extension(p): Extension<Principal>, Form(body): Form<NewEnrollment>) -> Response {
-    match make_enrollment(&access, &p, body.name.filter(|n| !n.trim().is_empty())).await {
+async fn create_enrollment_form(State(state): State<AppState>, Extension(p): Extension<Principal>, Form(body): Form<NewEnrollment>) -> Response {
+    match make_enrollment(&state, &p, body.name.filter(|n| !n.trim().is_empty())).await {
         Ok(token) => {
-            access.put_flash(&p.name, token);
+            state.access.put_flash(&p.name, token);
             axum::response::Redirect::to("/admin").into_response()
         }
         Err(e) => admin_back(Err(e)),

@@ -59,7 +59,8 @@ pub enum AgentTokenCommand {
 pub fn agent_token(command: AgentTokenCommand) -> Result<(), Box<dyn std::error::Error>> {
     let AgentTokenCommand::Create { name, data } = command;
     let store = open(&data)?;
-    let token = store.create_enrollment(name.as_deref(), Some("console"), now_ms())?;
+    // Offline, the hub's engines are not known here: the name is checked against them when the agent enrolls.
+    let token = store.create_enrollment(name.as_deref(), Some("console"), &[], now_ms())?;
     store.audit(now_ms(), "console", "created agent enrollment", name.as_deref().unwrap_or("(agent names itself)"), None, None)?;
     eprintln!("Enrollment token for one agent, valid a day: `leakscope agent --hub URL --token <token>`. It is shown only now:");
     println!("{token}");

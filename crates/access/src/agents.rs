@@ -34,21 +34,26 @@ pub struct AgentPrincipal {
 }
 
 /// Host names go into URLs (`/hosts/<name>/…`) and metric labels: a DNS-like name.
-fn check_host_name(name: &str) -> Result<(), AccessError> {
+/// A name that fits in URLs and is not one of the hub's own engines (whose containers an
+/// agent of the same name would otherwise be taken for).
+fn check_host_name(name: &str, hub_hosts: &[String]) -> Result<(), AccessError> {
     let fine = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
-    if fine {
-        Ok(())
-    } else {
-        Err(AccessError::Invalid(format!("{name:?} is not a host name: 1 to 64 letters, digits, '.', '-' or '_'")))
+    if !fine {
+        return Err(AccessError::Invalid(format!("{name:?} is not a host name: 1 to 64 letters, digits, '.', '-' or '_'")));
     }
+    if hub_hosts.iter().any(|h| h == name) {
+        return Err(AccessError::Invalid(format!("{name} is the name of an engine the hub reaches itself: give this agent another name (--name, or with its token)")));
+    }
+    Ok(())
 }
 
 impl AccessStore {
     /// A one-time enrollment token (`lse_…`), valid a day. `name`: the host's display name, else the agent's choice.
-    pub fn create_enrollment(&self, name: Option<&str>, created_by: Option<&str>, now_ms: i64) -> Result<String, AccessError> {
+    /// `hub_hosts`: the names of the engines the hub reaches itself, which no agent may take.
+    pub fn create_enrollment(&self, name: Option<&str>, created_by: Option<&str>, hub_hosts: &[String], now_ms: i64) -> Result<String, AccessError> {
         let name = name.map(str::trim).filter(|n| !n.is_empty());
         if let Some(name) = name {
-            check_host_name(name)?;
+            check_host_name(name, hub_hosts)?;
         }
         let secret = new_secret("lse_")?;
         self.db.run(async {
@@ -66,7 +71,7 @@ impl AccessStore {
 
     /// Trades an unused, unexpired enrollment token for an agent credential (`lsa_…`), once.
     /// A host enrolling again (same `host_id`) replaces its earlier credential.
-    pub fn enroll_agent(&self, token: &str, host_id: &str, name: &str, now_ms: i64) -> Result<(AgentInfo, String), AccessError> {
+    pub fn enroll_agent(&self, token: &str, host_id: &str, name: &str, hub_hosts: &[String], now_ms: i64) -> Result<(AgentInfo, String), AccessError> {
         let host_id = host_id.trim();
         if host_id.is_empty() || host_id.len() > 128 {
             return Err(AccessError::Invalid("a host id is 1 to 128 characters".into()));
@@ -87,7 +92,7 @@ impl AccessStore {
             Some((id, name, _, None)) => (id, name),
         };
         let name = given_name.unwrap_or_else(|| name.trim().to_string());
-        check_host_name(&name)?;
+        check_host_name(&name, hub_hosts)?;
         let taken: i64 = self.db.run(async {
             sqlx::query("SELECT COUNT(*) FROM agents WHERE name = $1 AND host_id <> $2 AND revoked_ms IS NULL")
                 .bind(&name)
@@ -174,20 +179,20 @@ mod tests {
     }
 
     fn traded_once_on(store: AccessStore) {
-        let token = store.create_enrollment(Some("payments-1"), Some("ann"), 1_000).unwrap();
+        let token = store.create_enrollment(Some("payments-1"), Some("ann"), &[], 1_000).unwrap();
         assert!(token.starts_with("lse_"));
-        let (agent, credential) = store.enroll_agent(&token, "host-abc", "ignored", 2_000).unwrap();
+        let (agent, credential) = store.enroll_agent(&token, "host-abc", "ignored", &[], 2_000).unwrap();
         assert_eq!(agent.name, "payments-1", "the admin's name wins");
         assert_eq!(store.agent(&credential).unwrap().unwrap().host_id, "host-abc");
-        let again = store.enroll_agent(&token, "host-xyz", "x", 3_000).unwrap_err();
+        let again = store.enroll_agent(&token, "host-xyz", "x", &[], 3_000).unwrap_err();
         assert!(again.to_string().contains("used already"), "{again}");
-        assert!(store.enroll_agent("lse_nope", "h", "x", 3_000).unwrap_err().to_string().contains("unknown"));
-        let late = store.create_enrollment(None, None, 0).unwrap();
-        assert!(store.enroll_agent(&late, "h", "x", ENROLLMENT_TTL_MS + 1).unwrap_err().to_string().contains("expired"));
+        assert!(store.enroll_agent("lse_nope", "h", "x", &[], 3_000).unwrap_err().to_string().contains("unknown"));
+        let late = store.create_enrollment(None, None, &[], 0).unwrap();
+        assert!(store.enroll_agent(&late, "h", "x", &[], ENROLLMENT_TTL_MS + 1).unwrap_err().to_string().contains("expired"));
 
         // The same host enrolling again replaces its credential.
-        let second = store.create_enrollment(None, None, 4_000).unwrap();
-        let (replacement, new_credential) = store.enroll_agent(&second, "host-abc", "payments-1b", 5_000).unwrap();
+        let second = store.create_enrollment(None, None, &[], 4_000).unwrap();
+        let (replacement, new_credential) = store.enroll_agent(&second, "host-abc", "payments-1b", &[], 5_000).unwrap();
         assert!(store.agent(&credential).unwrap().is_none());
         assert_eq!(store.agent(&new_credential).unwrap().unwrap().name, "payments-1b");
         store.agent_seen(replacement.id, 6_000).unwrap();
@@ -208,14 +213,18 @@ mod tests {
     }
 
     fn host_names_on(store: AccessStore) {
-        assert!(store.create_enrollment(Some("a/b"), None, 0).is_err());
-        let first = store.create_enrollment(None, None, 0).unwrap();
-        assert!(store.enroll_agent(&first, "h1", "has space", 1).unwrap_err().to_string().contains("not a host name"));
-        store.enroll_agent(&first, "h1", "edge-1", 1).unwrap();
-        let second = store.create_enrollment(None, None, 0).unwrap();
-        let taken = store.enroll_agent(&second, "h2", "edge-1", 2).unwrap_err();
+        assert!(store.create_enrollment(Some("a/b"), None, &[], 0).is_err());
+        let first = store.create_enrollment(None, None, &[], 0).unwrap();
+        assert!(store.enroll_agent(&first, "h1", "has space", &[], 1).unwrap_err().to_string().contains("not a host name"));
+        store.enroll_agent(&first, "h1", "edge-1", &[], 1).unwrap();
+        let second = store.create_enrollment(None, None, &[], 0).unwrap();
+        let taken = store.enroll_agent(&second, "h2", "edge-1", &[], 2).unwrap_err();
         assert!(taken.to_string().contains("another host's agent"), "{taken}");
-        // The token was not spent on the refusal.
-        store.enroll_agent(&second, "h2", "edge-2", 3).unwrap();
+        // The token was not spent on the refusals.
+        let hub = ["hub-host".to_string()];
+        assert!(store.create_enrollment(Some("hub-host"), None, &hub, 0).unwrap_err().to_string().contains("the hub reaches itself"));
+        let own = store.enroll_agent(&second, "h2", "hub-host", &hub, 2).unwrap_err();
+        assert!(own.to_string().contains("the hub reaches itself"), "{own}");
+        store.enroll_agent(&second, "h2", "edge-2", &hub, 3).unwrap();
     }
 }
