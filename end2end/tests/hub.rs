@@ -500,12 +500,14 @@ fn serve_watches_a_second_engine_directly_and_browses_and_captures_there() {
     let mut second = SecondEngine::start(&[&image, &native], false);
     let third = SecondEngine::start(&[&image], true);
     let name = end2end::unique_name("second");
-    let run = second.docker(&["run", "-d", "--name", &name, "--network", "none", "-m", "48m", &image, "sleep", "600"]);
+    // The same compose service on two engines: two deployments, a verdict each.
+    const FLEET_WEB: [&str; 4] = ["--label", "com.docker.compose.project=fleet", "--label", "com.docker.compose.service=web"];
+    let run = second.docker(&[&["run", "-d", "--name", &name, "--network", "none", "-m", "48m"][..], &FLEET_WEB, &[&image, "sleep", "600"]].concat());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let far = end2end::unique_name("third");
     let run = third.docker(&["run", "-d", "--name", &far, "--network", "none", "-m", "40m", &image, "sleep", "600"]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let own = TestContainer::run("first-engine", &["-m", "32m"], &["sleep", "600"]);
+    let own = TestContainer::run("first-engine", &[&["-m", "32m"][..], &FLEET_WEB].concat(), &["sleep", "600"]);
     let (tls_address, client_certs) = third.tls.clone().unwrap();
     let hub = Server::start(
         &[
@@ -534,6 +536,12 @@ fn serve_watches_a_second_engine_directly_and_browses_and_captures_there() {
     let first = list.as_array().unwrap().iter().find(|x| x["name"] == own.name.as_str()).expect("the first engine's container is listed");
     assert!(first["host"] != "second" && first["host"] != "third", "{first}");
     assert!(!list.as_array().unwrap().iter().any(|x| x["name"] == name.as_str() && x["host"] != "second"), "the second engine's container shows under another host");
+    let (_, services) = hub.get_json("/api/v1/services");
+    let mut fleet_hosts: Vec<&str> = services.as_array().unwrap().iter().filter(|s| s["project"] == "fleet" && s["service"] == "web").map(|s| s["host"].as_str().unwrap()).collect();
+    fleet_hosts.sort();
+    let mut expected = vec!["second", first["host"].as_str().unwrap()];
+    expected.sort();
+    assert_eq!(fleet_hosts, expected, "one verdict per engine's deployment: {services}");
     let (_, hosts) = hub.get_json("/api/v1/hosts");
     for host in ["second", "third"] {
         let direct = hosts.as_array().unwrap().iter().find(|h| h["name"] == host).cloned().unwrap_or_default();

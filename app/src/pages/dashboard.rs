@@ -239,7 +239,7 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool, host: Option<Strin
             <div class="stat" class:danger=leaking.gt(&0)><span class="stat-value" id="leak-count">{leaking}</span><span class="stat-label">"leaking"</span></div>
         </section>
         {host_filter}
-        {(!services.is_empty()).then(|| view! { <Services services/> })}
+        {(!services.is_empty()).then(|| view! { <Services services local_host=local_host.clone()/> })}
         <table class="grid" id="containers">
             <thead><tr>{host_header}{headers}<th class="spark">"Last hour"</th></tr></thead>
             <tbody>
@@ -252,22 +252,26 @@ fn Dashboard(data: Overview, sort: SortKey, descending: bool, host: Option<Strin
 
 /// Compose services with their replicas grouped: one verdict per service.
 #[component]
-fn Services(services: Vec<ServiceVerdict>) -> impl IntoView {
+fn Services(services: Vec<ServiceVerdict>, local_host: String) -> impl IntoView {
+    let many_hosts = services.iter().any(|s| s.host != local_host && !s.host.is_empty());
     let rows = services
         .into_iter()
         .map(|s| {
             let label = s.label();
+            let remote = many_hosts && s.host != local_host;
+            let host = s.host.clone();
             let key = label.clone();
             let class = verdict_class(&s.verdict);
             let ttl = s.time_to_limit_seconds.map(|t| format!(" · limit in {}", format_duration(t)));
             let leaking = s
                 .leaking
                 .iter()
-                .map(|name| view! { <a href=format!("/containers/{name}") class="name">{name.clone()}</a>" " })
+                .map(|name| view! { <a href=container_href(&host, name, remote) class="name">{name.clone()}</a>" " })
                 .collect_view();
             view! {
                 <tr data-service=key data-verdict=s.verdict.clone()>
                     <td>{label}</td>
+                    {many_hosts.then(|| view! { <td class="host">{s.host.clone()}</td> })}
                     <td class="num">{s.replicas.len()}</td>
                     <td class="leak"><span class=class>{s.verdict.clone()}</span><span class="muted ttl">{ttl}</span></td>
                     <td>{leaking}</td>
@@ -278,16 +282,25 @@ fn Services(services: Vec<ServiceVerdict>) -> impl IntoView {
         .collect_view();
     view! {
         <table class="grid" id="services">
-            <thead><tr><th>"Compose service"</th><th class="num">"Replicas"</th><th>"Verdict"</th><th>"Leaking replicas"</th><th>"Why"</th></tr></thead>
+            <thead><tr><th>"Compose service"</th>{many_hosts.then(|| view! { <th>"Host"</th> })}<th class="num">"Replicas"</th><th>"Verdict"</th><th>"Leaking replicas"</th><th>"Why"</th></tr></thead>
             <tbody>{rows}</tbody>
         </table>
+    }
+}
+
+/// A container's page: on a host other than this server's own, under `/hosts/<host>/`.
+fn container_href(host: &str, name: &str, remote: bool) -> String {
+    if remote {
+        format!("/hosts/{host}/containers/{name}")
+    } else {
+        format!("/containers/{name}")
     }
 }
 
 #[component]
 fn ContainerRow(c: ContainerInfo, many_hosts: bool, remote: bool) -> impl IntoView {
     // A host reached through an agent: the page is the hub's, its data and captures the agent's.
-    let href = if remote { format!("/hosts/{}/containers/{}", c.host, c.name) } else { format!("/containers/{}", c.name) };
+    let href = container_href(&c.host, &c.name, remote);
     let (host, data_host) = (c.host.clone(), c.host.clone());
     let working_set = c
         .memory

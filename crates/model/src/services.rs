@@ -10,6 +10,10 @@ use crate::{format_duration, ContainerInfo};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceVerdict {
+    /// The engine's host the replicas run on (a compose project belongs to one engine; the same
+    /// project on two hosts is two deployments, each with its own verdict).
+    #[serde(default)]
+    pub host: String,
     pub project: Option<String>,
     pub service: String,
     /// Running replicas, by container name.
@@ -36,27 +40,28 @@ impl ServiceVerdict {
 
 /// One verdict per compose service among the running containers, most severe first.
 pub fn service_verdicts(containers: &[ContainerInfo]) -> Vec<ServiceVerdict> {
-    let mut groups: Vec<((Option<String>, String), Vec<&ContainerInfo>)> = Vec::new();
+    let mut groups: Vec<((String, Option<String>, String), Vec<&ContainerInfo>)> = Vec::new();
     for c in containers.iter().filter(|c| c.is_running()) {
         let Some(service) = &c.compose_service else { continue };
-        let key = (c.compose_project.clone(), service.clone());
+        let key = (c.host.clone(), c.compose_project.clone(), service.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, members)) => members.push(c),
             None => groups.push((key, vec![c])),
         }
     }
-    let mut out: Vec<ServiceVerdict> = groups.into_iter().map(|((project, service), members)| verdict_of(project, service, members)).collect();
+    let mut out: Vec<ServiceVerdict> = groups.into_iter().map(|((host, project, service), members)| verdict_of(host, project, service, members)).collect();
     let severity = |v: &ServiceVerdict| crate::LeakStatus::severity_of(&v.verdict);
     out.sort_by(|a, b| {
         severity(b)
             .cmp(&severity(a))
             .then_with(|| a.time_to_limit_seconds.unwrap_or(f64::MAX).total_cmp(&b.time_to_limit_seconds.unwrap_or(f64::MAX)))
             .then_with(|| a.label().cmp(&b.label()))
+            .then_with(|| a.host.cmp(&b.host))
     });
     out
 }
 
-fn verdict_of(project: Option<String>, service: String, mut members: Vec<&ContainerInfo>) -> ServiceVerdict {
+fn verdict_of(host: String, project: Option<String>, service: String, mut members: Vec<&ContainerInfo>) -> ServiceVerdict {
     members.sort_by(|a, b| a.name.cmp(&b.name));
     let replicas: Vec<String> = members.iter().map(|c| c.name.clone()).collect();
     let leaking: Vec<String> = members.iter().filter(|c| c.leak.as_ref().is_some_and(|l| l.leak)).map(|c| c.name.clone()).collect();
@@ -92,7 +97,7 @@ fn verdict_of(project: Option<String>, service: String, mut members: Vec<&Contai
             leaking.join(", ")
         ),
     };
-    ServiceVerdict { project, service, replicas, leaking, verdict, time_to_limit_seconds, reason }
+    ServiceVerdict { host, project, service, replicas, leaking, verdict, time_to_limit_seconds, reason }
 }
 
 #[cfg(test)]
@@ -154,5 +159,11 @@ mod tests {
         let none = service_verdicts(&[replica("b-1", "b", Some("stable"), None), replica("b-2", "b", Some("growing"), Some(7200.0))]);
         assert_eq!(none[0].verdict, "growing");
         assert_eq!(none[0].reason, "no replica leaks (of 2: 1 growing, 1 stable); the first reaches its limit in 2.0 h");
+
+        // The same project on two hosts is two deployments.
+        let mut elsewhere = replica("shop-web-1", "web", Some("stable"), None);
+        elsewhere.host = "edge-1".into();
+        let two = service_verdicts(&[replica("shop-web-1", "web", Some("leak"), None), elsewhere]);
+        assert_eq!(two.iter().map(|s| (s.host.as_str(), s.verdict.as_str())).collect::<Vec<_>>(), [("h", "leak"), ("edge-1", "stable")]);
     }
 }
