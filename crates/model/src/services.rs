@@ -20,7 +20,7 @@ pub struct ServiceVerdict {
     pub replicas: Vec<String>,
     /// The replicas whose verdict is `leak`.
     pub leaking: Vec<String>,
-    /// The most severe verdict among the replicas (`leak`, `growing`, …; `unknown` before any).
+    /// The most severe verdict among the replicas (`leak`, `growing`, …; `not assessed yet` before any is).
     pub verdict: String,
     /// The soonest any leaking or growing replica reaches its limit.
     pub time_to_limit_seconds: Option<f64>,
@@ -66,7 +66,7 @@ fn verdict_of(host: String, project: Option<String>, service: String, mut member
     let replicas: Vec<String> = members.iter().map(|c| c.name.clone()).collect();
     let leaking: Vec<String> = members.iter().filter(|c| c.leak.as_ref().is_some_and(|l| l.leak)).map(|c| c.name.clone()).collect();
     let worst = members.iter().filter_map(|c| c.leak.as_ref()).max_by_key(|l| l.severity());
-    let verdict = worst.map(|l| l.verdict.clone()).unwrap_or_else(|| "unknown".into());
+    let verdict = worst.map(|l| l.verdict.clone()).unwrap_or_else(|| "not assessed yet".into());
     let time_to_limit_seconds = members
         .iter()
         .filter_map(|c| c.leak.as_ref())
@@ -153,7 +153,7 @@ mod tests {
         assert_eq!((web.verdict.as_str(), web.replicas.len(), web.leaking.clone()), ("leak", 3, vec!["shop-web-1".to_string(), "shop-web-3".to_string()]));
         assert_eq!(web.time_to_limit_seconds, Some(2400.0));
         assert!(web.reason.starts_with("2 of 3 replicas leak (shop-web-1, shop-web-3); the first reaches its limit in 40 min"), "{}", web.reason);
-        assert_eq!(services[2].verdict, "unknown");
+        assert_eq!(services[2].verdict, "not assessed yet");
         let all = service_verdicts(&[replica("a-1", "a", Some("leak"), None), replica("a-2", "a", Some("leak"), None)]);
         assert!(all[0].reason.starts_with("all 2 replicas leak"), "{}", all[0].reason);
         let none = service_verdicts(&[replica("b-1", "b", Some("stable"), None), replica("b-2", "b", Some("growing"), Some(7200.0))]);
