@@ -2,6 +2,8 @@
 //! baselines on the labelled corpus (the README's figures).
 //!
 //! Run: cargo run --release -p leakscope-detect --example evaluate [-- --verbose]
+//! (`--min-age-min M`, `--fast-min-age-min M`, `--urgent-min-age-min M`: the
+//! detector's minimum ages, to see what precision costs in time to detect).
 
 use std::path::Path;
 
@@ -43,8 +45,15 @@ fn main() {
     println!("corpus: {} traces ({leaks} leaks, {} not), {} recorded", traces.len(), traces.len() - leaks, traces.iter().filter(|t| t.source == "recorded").count());
     println!("{:<52} {:>9} {:>7} {:>16} {:>4} {:>4}", "method", "precision", "recall", "median detect", "FP", "FN");
     let mut params = Params::default();
-    if let Some(m) = std::env::args().skip_while(|a| a != "--min-age-min").nth(1) {
-        params.min_age_seconds = m.parse::<f64>().unwrap() * 60.0;
+    // Minimum ages in minutes, to see what precision costs in time to detect.
+    for (flag, field) in [
+        ("--min-age-min", &mut params.min_age_seconds),
+        ("--fast-min-age-min", &mut params.fast_min_age_seconds),
+        ("--urgent-min-age-min", &mut params.urgent_min_age_seconds),
+    ] {
+        if let Some(m) = std::env::args().skip_while(|a| a != flag).nth(1) {
+            *field = m.parse::<f64>().unwrap() * 60.0;
+        }
     }
     if let Some(m) = std::env::args().skip_while(|a| a != "--slowdown").nth(1) {
         params.slowdown_share = m.parse().unwrap();
