@@ -33,9 +33,8 @@ pub struct AgentPrincipal {
     pub name: String,
 }
 
-/// Host names go into URLs (`/hosts/<name>/…`) and metric labels: a DNS-like name.
-/// A name that fits in URLs and is not one of the hub's own engines (whose containers an
-/// agent of the same name would otherwise be taken for).
+/// Host names go into URLs (`/hosts/<name>/…`) and metric labels: a DNS-like name, and not
+/// one of the hub's own engines (whose containers an agent of that name would be taken for).
 fn check_host_name(name: &str, hub_hosts: &[String]) -> Result<(), AccessError> {
     let fine = (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     if !fine {
